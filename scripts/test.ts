@@ -1,0 +1,44 @@
+/**
+ * The test command: starts one embedded stack on free ports for the whole suite (or reuses the one
+ * named by FLEETMEDIC_TEST_STATE_DIR), runs every test file with Node's test runner, and stops the
+ * stack it started. Test files run one at a time: they share the cluster.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { startTestStack, TEST_STACK_ENV } from '../test/helpers/stack.js';
+
+async function findTests(dir: string): Promise<string[]> {
+  const entries = await fs.readdir(dir, { withFileTypes: true, recursive: true });
+  return entries
+    .filter((e) => e.isFile() && e.name.endsWith('.test.ts'))
+    .map((e) => path.join(e.parentPath, e.name))
+    .sort();
+}
+
+const filters = process.argv.slice(2);
+const files = (await findTests('test')).filter(
+  (f) => filters.length === 0 || filters.some((x) => f.includes(x)),
+);
+let stop: (() => Promise<void>) | undefined;
+const env = { ...process.env };
+if (!env[TEST_STACK_ENV]) {
+  const started = Date.now();
+  process.stderr.write('starting the embedded stack for the tests...\n');
+  const test = await startTestStack();
+  stop = test.stop;
+  env[TEST_STACK_ENV] = test.stack.config.stateDir;
+  process.stderr.write(
+    `stack ready in ${((Date.now() - started) / 1000).toFixed(1)} s (${test.stack.state.kube.apiserverUrl})\n`,
+  );
+}
+const code = await new Promise<number>((resolve) => {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...files],
+    { stdio: 'inherit', env },
+  );
+  child.on('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0)));
+});
+if (stop) await stop();
+process.exitCode = code;

@@ -1,0 +1,132 @@
+import { InvalidArgumentError, type Command } from 'commander';
+import { readStackState } from '../../stack/state.js';
+import { DEFAULT_PORTS, down, stackHealth, up, type StackPorts } from '../../stack/stack.js';
+import { doctor } from '../../stack/doctor.js';
+import { MAX_SIM_NODES } from '../../stack/sim-nodes.js';
+import { configFrom } from '../context.js';
+
+function intIn(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n < min || n > max) {
+      throw new InvalidArgumentError(
+        `${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`,
+      );
+    }
+    return n;
+  };
+}
+
+const port = (name: string) => intIn(name, 1, 65535);
+const stderr = (line: string) => process.stderr.write(`${line}\n`);
+
+/** `fleetmedic up|down|status|doctor`: the embedded local stack. */
+export function registerStackCommands(program: Command): void {
+  program
+    .command('up')
+    .description(
+      'start the embedded stack: Temporal dev server + Kubernetes control plane with simulated GPU nodes',
+    )
+    .option('--nodes <n>', 'simulated GPU nodes', intIn('--nodes', 1, MAX_SIM_NODES), 4)
+    .option('--cluster-name <name>', 'name of the simulated cluster (and its default cluster ID)')
+    .option('--temporal-port <port>', 'Temporal frontend port', port('--temporal-port'))
+    .option('--ui-port <port>', 'Temporal UI port', port('--ui-port'))
+    .option('--apiserver-port <port>', 'kube-apiserver port', port('--apiserver-port'))
+    .action(
+      async (opts: {
+        nodes: number;
+        clusterName?: string;
+        temporalPort?: number;
+        uiPort?: number;
+        apiserverPort?: number;
+      }) => {
+        const config = configFrom(program);
+        const ports: { -readonly [K in keyof StackPorts]?: StackPorts[K] } = {};
+        if (opts.temporalPort) {
+          ports.temporal = opts.temporalPort;
+          // The HTTP API and metrics ports follow the frontend unless the defaults are in use.
+          ports.temporalHttp = opts.temporalPort + (DEFAULT_PORTS.temporalHttp - DEFAULT_PORTS.temporal);
+          ports.temporalMetrics =
+            opts.temporalPort + (DEFAULT_PORTS.temporalMetrics - DEFAULT_PORTS.temporal);
+        }
+        if (opts.uiPort) ports.temporalUi = opts.uiPort;
+        if (opts.apiserverPort) ports.apiserver = opts.apiserverPort;
+        const result = await up(config, {
+          nodes: opts.nodes,
+          ports,
+          clusterName: opts.clusterName,
+          log: stderr,
+        });
+        const s = result.state;
+        const headline =
+          result.outcome === 'already-running'
+            ? `fleetmedic stack already running (started ${s.startedAt})`
+            : `fleetmedic stack ready in ${result.seconds.toFixed(1)} s`;
+        process.stdout.write(
+          [
+            headline,
+            `  cluster        ${s.clusterName} (cluster ID ${s.clusterId}), ${s.nodes} simulated GPU nodes`,
+            `  kube-apiserver ${s.kube.apiserverUrl}`,
+            `  kubeconfig     ${s.kube.kubeconfig}`,
+            `  Temporal       ${s.temporal.address} (namespace ${s.temporal.namespace})`,
+            `  Temporal UI    ${s.temporal.uiUrl}`,
+            `  state          ${config.stateDir}`,
+            '',
+          ].join('\n'),
+        );
+      },
+    );
+
+  program
+    .command('down')
+    .description('stop exactly the processes `up` started')
+    .option('--purge', 'also delete the cluster and the Temporal database')
+    .action(async (opts: { purge?: boolean }) => {
+      const config = configFrom(program);
+      const result = await down(config, { purge: opts.purge ?? false, log: stderr });
+      process.stdout.write(
+        result === 'stopped' ? 'fleetmedic stack stopped\n' : 'no fleetmedic stack was running\n',
+      );
+    });
+
+  program
+    .command('status')
+    .description('show the embedded stack and the health of each component')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => {
+      const config = configFrom(program);
+      const state = await readStackState(config.stateDir);
+      if (!state) {
+        if (opts.json) process.stdout.write(JSON.stringify({ running: false }) + '\n');
+        else process.stdout.write(`no fleetmedic stack is recorded in ${config.stateDir}\n`);
+        process.exitCode = 3;
+        return;
+      }
+      const health = await stackHealth(state);
+      if (opts.json) {
+        process.stdout.write(JSON.stringify({ running: true, ...health, state }, null, 2) + '\n');
+      } else {
+        process.stdout.write(
+          [
+            `fleetmedic stack ${health.healthy ? 'healthy' : 'UNHEALTHY'} (started ${state.startedAt})`,
+            `  cluster        ${state.clusterName}: ${health.readyNodes}/${state.nodes} simulated nodes Ready`,
+            `  kube-apiserver ${state.kube.apiserverUrl}`,
+            `  Temporal       ${state.temporal.address}, UI ${state.temporal.uiUrl}`,
+            ...health.problems.map((p) => `  problem: ${p}`),
+            '',
+          ].join('\n'),
+        );
+      }
+      if (!health.healthy) process.exitCode = 1;
+    });
+
+  program
+    .command('doctor')
+    .description("print every component's version and health")
+    .action(async () => {
+      const config = configFrom(program);
+      const report = await doctor(config);
+      for (const line of report.lines) process.stdout.write(`${line}\n`);
+      if (!report.ok) process.exitCode = 1;
+    });
+}

@@ -1,0 +1,33 @@
+import { Command } from 'commander';
+import { FleetmedicError } from '../errors.js';
+import { addGlobalFlags } from './context.js';
+import { registerStackCommands } from './commands/stack.js';
+import { registerToolchainCommand } from './commands/toolchain.js';
+
+/** The `fleetmedic` command tree. */
+export function buildProgram(): Command {
+  const program = new Command('fleetmedic')
+    .description('Keeps GPU inference fleets on Kubernetes serving through hardware faults.')
+    .showHelpAfterError()
+    .configureHelp({ sortSubcommands: true });
+  addGlobalFlags(program);
+  registerToolchainCommand(program);
+  registerStackCommands(program);
+  return program;
+}
+
+/** Entry point: runs the CLI and turns fleetmedic's errors into one clear line and exit code 1. */
+export async function main(argv: string[] = process.argv): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    if (err instanceof FleetmedicError) {
+      process.stderr.write(`fleetmedic: ${err.message}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    throw err;
+  }
+}
+
+await main();

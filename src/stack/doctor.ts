@@ -1,0 +1,74 @@
+import { VersionApi } from '@kubernetes/client-node';
+import { Connection } from '@temporalio/client';
+import { execa } from 'execa';
+import type { Config } from '../config/config.js';
+import { loadKubeConfig } from '../k8s/kubeconfig.js';
+import { checkToolVersion, cachedToolPath } from '../toolchain/toolchain.js';
+import { TOOLS } from '../toolchain/tools.js';
+import { kwokClusterProcesses } from './kwok-cluster.js';
+import { isRunning } from './processes.js';
+import { assertSimulatedCluster, readySimNodes } from './sim-cluster.js';
+import { readStackState } from './state.js';
+
+/** One line per component: its version and health. `ok` is false when anything needed is broken. */
+export async function doctor(config: Config): Promise<{ ok: boolean; lines: string[] }> {
+  const lines: string[] = [];
+  let ok = true;
+  const mark = (good: boolean) => (good ? 'ok  ' : 'FAIL');
+  lines.push(`${mark(true)} node ${process.version}`);
+  const go = await execa(process.env.FLEETMEDIC_GO || 'go', ['env', 'GOVERSION'], { reject: false });
+  lines.push(
+    go.exitCode === 0
+      ? `ok   ${go.stdout.trim()} (builds the toolchain)`
+      : 'warn Go not found: needed only to build the toolchain (`fleetmedic toolchain`)',
+  );
+  for (const spec of TOOLS) {
+    const binary = process.env[spec.envVar] || cachedToolPath(config.cacheDir, spec);
+    const check = await checkToolVersion(binary, spec);
+    ok &&= check.ok;
+    lines.push(
+      `${mark(check.ok)} ${spec.name} v${spec.version}: ${check.ok ? `${check.detail} (${binary})` : check.detail}`,
+    );
+  }
+  const state = await readStackState(config.stateDir);
+  if (!state) {
+    lines.push(`---- no stack recorded in ${config.stateDir} (run \`fleetmedic up\`)`);
+    return { ok, lines };
+  }
+  const temporalUp = await isRunning(state.temporal.process);
+  let temporalDetail = `pid ${state.temporal.process.pid} not running`;
+  if (temporalUp) {
+    try {
+      const connection = await Connection.connect({ address: state.temporal.address, connectTimeout: 2_000 });
+      const info = await connection.workflowService.getSystemInfo({});
+      temporalDetail = `server ${info.serverVersion} at ${state.temporal.address}, UI ${state.temporal.uiUrl}`;
+      await connection.close();
+    } catch (err) {
+      temporalDetail = `pid ${state.temporal.process.pid} running but not answering: ${(err as Error).message}`;
+    }
+  }
+  const temporalOk = temporalDetail.startsWith('server');
+  ok &&= temporalOk;
+  lines.push(`${mark(temporalOk)} Temporal dev server: ${temporalDetail}`);
+  const ref = { name: state.clusterName, workdir: state.kube.workdir, kwokctl: state.kube.kwokctl };
+  for (const proc of await kwokClusterProcesses(ref)) {
+    const running = proc.binary !== '' && (await isRunning({ pid: proc.pid, binary: proc.binary }));
+    ok &&= running;
+    lines.push(`${mark(running)} ${proc.component}: pid ${proc.pid} ${running ? 'running' : 'not running'}`);
+  }
+  try {
+    const kc = loadKubeConfig(state.kube.kubeconfig);
+    const version = await kc.makeApiClient(VersionApi).getCode();
+    lines.push(`ok   kube-apiserver ${version.gitVersion} at ${state.kube.apiserverUrl}`);
+    const clusterId = await assertSimulatedCluster(kc);
+    lines.push(`ok   simulation marker present (cluster ID ${clusterId})`);
+    const ready = (await readySimNodes(kc)).length;
+    const nodesOk = ready >= state.nodes;
+    ok &&= nodesOk;
+    lines.push(`${mark(nodesOk)} ${ready}/${state.nodes} simulated GPU nodes Ready`);
+  } catch (err) {
+    ok = false;
+    lines.push(`FAIL kube-apiserver at ${state.kube.apiserverUrl}: ${(err as Error).message}`);
+  }
+  return { ok, lines };
+}

@@ -1,0 +1,266 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Config } from '../config/config.js';
+import { StackError } from '../errors.js';
+import { loadKubeConfig } from '../k8s/kubeconfig.js';
+import { resolveToolchain } from '../toolchain/toolchain.js';
+import {
+  createKwokCluster,
+  kwokClusterDir,
+  kwokClusterRunning,
+  kwokKubeconfigPath,
+  startKwokCluster,
+  stopKwokCluster,
+  deleteKwokCluster,
+  type KwokClusterOptions,
+  type KwokClusterRef,
+} from './kwok-cluster.js';
+import { assertPortsFree, isRunning, waitFor } from './processes.js';
+import {
+  ensureSimNodes,
+  ensureSimulationMarker,
+  readySimNodes,
+  assertSimulatedCluster,
+} from './sim-cluster.js';
+import {
+  readStackState,
+  removeStackState,
+  withStateLock,
+  writeStackState,
+  type StackState,
+} from './state.js';
+import { startTemporalServer, stopTemporalServer, temporalHealthy } from './temporal-server.js';
+
+/** Ports of the embedded stack; all bound to 127.0.0.1. */
+export interface StackPorts {
+  readonly temporal: number;
+  readonly temporalUi: number;
+  readonly temporalHttp: number;
+  readonly temporalMetrics: number;
+  readonly apiserver: number;
+}
+
+export const DEFAULT_PORTS: StackPorts = Object.freeze({
+  temporal: 7233,
+  temporalUi: 8233,
+  temporalHttp: 7243,
+  temporalMetrics: 7244,
+  apiserver: 6443,
+});
+
+export const DEFAULT_CLUSTER_NAME = 'fleetmedic';
+
+export interface UpOptions {
+  readonly nodes: number;
+  readonly ports?: Partial<StackPorts>;
+  /** kwok cluster name; also the cluster ID unless the configuration sets one. */
+  readonly clusterName?: string;
+  readonly log?: (line: string) => void;
+}
+
+export type UpResult =
+  | { readonly outcome: 'started'; readonly state: StackState; readonly seconds: number }
+  | { readonly outcome: 'already-running'; readonly state: StackState };
+
+/**
+ * Starts the embedded stack (Temporal dev server + kwok cluster with simulated GPU nodes) and waits
+ * until it is ready: API server healthy, all nodes Ready, Temporal answering. A second `up` reports the
+ * running stack; an `up` after a crash stops what is left of the old one and starts again on the same
+ * state (the Temporal database and the cluster's etcd data survive).
+ */
+export async function up(config: Config, options: UpOptions): Promise<UpResult> {
+  const log = options.log ?? (() => {});
+  return withStateLock(config.stateDir, async () => {
+    const previous = await readStackState(config.stateDir);
+    if (previous) {
+      const health = await stackHealth(previous);
+      if (health.healthy) return { outcome: 'already-running', state: previous };
+      log(`found a stack that is not healthy (${health.problems.join('; ')}): stopping what is left of it`);
+      await stopStack(previous, log);
+    }
+    const started = Date.now();
+    const tools = await resolveToolchain({ cacheDir: config.cacheDir });
+    const ports = { ...DEFAULT_PORTS, ...(previous ? portsOf(previous) : {}), ...options.ports };
+    const clusterName = options.clusterName ?? previous?.clusterName ?? DEFAULT_CLUSTER_NAME;
+    const clusterId = config.clusterId ?? clusterName;
+    await assertPortsFree([
+      { component: 'Temporal frontend', port: ports.temporal },
+      { component: 'Temporal UI', port: ports.temporalUi },
+      { component: 'Temporal HTTP API', port: ports.temporalHttp },
+      { component: 'Temporal metrics', port: ports.temporalMetrics },
+      { component: 'kube-apiserver', port: ports.apiserver },
+    ]);
+    const kwok: KwokClusterOptions = {
+      name: clusterName,
+      workdir: path.join(config.stateDir, 'kwok'),
+      apiserverPort: ports.apiserver,
+      kwokctl: tools.kwokctl.path,
+      tools,
+    };
+    log(`starting Temporal dev server on 127.0.0.1:${ports.temporal} and cluster ${clusterName}`);
+    const temporalPromise = startTemporalServer({
+      binary: tools.temporal.path,
+      dataDir: path.join(config.stateDir, 'temporal'),
+      port: ports.temporal,
+      uiPort: ports.temporalUi,
+      httpPort: ports.temporalHttp,
+      metricsPort: ports.temporalMetrics,
+      namespace: config.temporalNamespace,
+    });
+    // Keep a rejection from going unhandled while the cluster starts.
+    temporalPromise.catch(() => {});
+    try {
+      if (await exists(kwokClusterDir(kwok))) {
+        await startKwokCluster(kwok, log).catch(async (err: unknown) => {
+          log(`restarting the existing cluster failed (${(err as Error).message}); recreating it`);
+          await deleteKwokCluster(kwok);
+          await createKwokCluster(kwok, log);
+        });
+      } else {
+        await createKwokCluster(kwok, log);
+      }
+      const kubeconfig = kwokKubeconfigPath(kwok);
+      const kc = loadKubeConfig(kubeconfig);
+      await ensureSimulationMarker(kc, clusterId);
+      await ensureSimNodes(kc, options.nodes, clusterId);
+      await waitFor(
+        `${options.nodes} simulated nodes Ready`,
+        async () => (await readySimNodes(kc)).length >= options.nodes,
+        {
+          timeoutMs: 60_000,
+          intervalMs: 250,
+        },
+      );
+      const temporal = await temporalPromise;
+      const state: StackState = {
+        version: 1,
+        clusterName,
+        clusterId,
+        nodes: options.nodes,
+        startedAt: new Date().toISOString(),
+        temporal: {
+          process: temporal.process,
+          address: temporal.address,
+          uiUrl: temporal.uiUrl,
+          port: ports.temporal,
+          uiPort: ports.temporalUi,
+          httpPort: ports.temporalHttp,
+          metricsPort: ports.temporalMetrics,
+          namespace: config.temporalNamespace,
+          dbFile: temporal.dbFile,
+          logFile: temporal.logFile,
+        },
+        kube: {
+          workdir: kwok.workdir,
+          kwokctl: kwok.kwokctl,
+          kubeconfig,
+          apiserverPort: ports.apiserver,
+          apiserverUrl: kc.getCurrentCluster()?.server ?? '',
+        },
+      };
+      await writeStackState(config.stateDir, state);
+      return { outcome: 'started', state, seconds: (Date.now() - started) / 1000 };
+    } catch (err) {
+      // Leave nothing half-started: stop whatever this attempt started.
+      const temporal = await temporalPromise.catch(() => undefined);
+      if (temporal) await stopTemporalServer(temporal.process);
+      await stopKwokCluster(kwok).catch(() => {});
+      throw err;
+    }
+  });
+}
+
+function portsOf(state: StackState): StackPorts {
+  return {
+    temporal: state.temporal.port,
+    temporalUi: state.temporal.uiPort,
+    temporalHttp: state.temporal.httpPort,
+    temporalMetrics: state.temporal.metricsPort,
+    apiserver: state.kube.apiserverPort,
+  };
+}
+
+/** Stops the stack `up` started (Temporal by its pid, the cluster's components by kwokctl's pid files). */
+export async function down(
+  config: Config,
+  options: { purge?: boolean; log?: (line: string) => void } = {},
+): Promise<'stopped' | 'not-running'> {
+  const log = options.log ?? (() => {});
+  return withStateLock(config.stateDir, async () => {
+    const state = await readStackState(config.stateDir);
+    if (!state) {
+      if (options.purge) await purgeState(config.stateDir);
+      return 'not-running';
+    }
+    await stopStack(state, log);
+    await removeStackState(config.stateDir);
+    if (options.purge) {
+      await deleteKwokCluster(kwokRefOf(state)).catch(() => {});
+      await purgeState(config.stateDir);
+    }
+    return 'stopped';
+  });
+}
+
+async function purgeState(stateDir: string): Promise<void> {
+  for (const sub of ['temporal', 'kwok'])
+    await fs.rm(path.join(stateDir, sub), { recursive: true, force: true });
+}
+
+async function stopStack(state: StackState, log: (line: string) => void): Promise<void> {
+  const temporal = await stopTemporalServer(state.temporal.process);
+  log(`Temporal dev server (pid ${state.temporal.process.pid}): ${temporal}`);
+  await stopKwokCluster(kwokRefOf(state));
+  log(`cluster ${state.clusterName}: stopped`);
+}
+
+function kwokRefOf(state: StackState): KwokClusterRef {
+  return { name: state.clusterName, workdir: state.kube.workdir, kwokctl: state.kube.kwokctl };
+}
+
+/** Whether each component of a recorded stack is up; `problems` says what is not. */
+export async function stackHealth(
+  state: StackState,
+): Promise<{ healthy: boolean; problems: string[]; readyNodes: number }> {
+  const problems: string[] = [];
+  let readyNodes = 0;
+  if (!(await isRunning(state.temporal.process))) {
+    problems.push(`Temporal dev server (pid ${state.temporal.process.pid}) is not running`);
+  } else if (!(await temporalHealthy(state.temporal.address).catch(() => false))) {
+    problems.push(`Temporal at ${state.temporal.address} does not answer`);
+  }
+  if (!(await kwokClusterRunning(kwokRefOf(state)))) {
+    problems.push(`cluster ${state.clusterName} has components that are not running`);
+  } else {
+    try {
+      const kc = loadKubeConfig(state.kube.kubeconfig);
+      readyNodes = (await readySimNodes(kc)).length;
+      if (readyNodes < state.nodes) problems.push(`${readyNodes} of ${state.nodes} simulated nodes Ready`);
+    } catch (err) {
+      problems.push(
+        `kube-apiserver at ${state.kube.apiserverUrl} does not answer: ${(err as Error).message}`,
+      );
+    }
+  }
+  return { healthy: problems.length === 0, problems, readyNodes };
+}
+
+/** The recorded stack of a state directory, checked to be a fleetmedic simulation on 127.0.0.1. */
+export async function attachStack(stateDir: string): Promise<StackState> {
+  const state = await readStackState(stateDir);
+  if (!state) throw new StackError(`no fleetmedic stack is recorded in ${stateDir}; run \`fleetmedic up\``);
+  for (const url of [state.kube.apiserverUrl, `tcp://${state.temporal.address}`]) {
+    if (new URL(url).hostname !== '127.0.0.1') {
+      throw new StackError(`stack in ${stateDir} is not on 127.0.0.1 (${url}): refusing to use it`);
+    }
+  }
+  await assertSimulatedCluster(loadKubeConfig(state.kube.kubeconfig));
+  return state;
+}
+
+async function exists(p: string): Promise<boolean> {
+  return fs.access(p).then(
+    () => true,
+    () => false,
+  );
+}

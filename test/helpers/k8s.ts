@@ -1,0 +1,110 @@
+import {
+  AppsV1Api,
+  CoreV1Api,
+  PolicyV1Api,
+  type KubeConfig,
+  type V1Deployment,
+  type V1Pod,
+} from '@kubernetes/client-node';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** Clients for the test cluster. */
+export function clients(kc: KubeConfig) {
+  return {
+    core: kc.makeApiClient(CoreV1Api),
+    apps: kc.makeApiClient(AppsV1Api),
+    policy: kc.makeApiClient(PolicyV1Api),
+  };
+}
+
+/** Creates a namespace with a unique name; returns it and a cleanup that deletes it. */
+export async function tempNamespace(
+  kc: KubeConfig,
+  prefix: string,
+): Promise<{ name: string; remove: () => Promise<void> }> {
+  const name = `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
+  const { core } = clients(kc);
+  await core.createNamespace({ body: { metadata: { name } } });
+  return {
+    name,
+    remove: async () => {
+      await core.deleteNamespace({ name }).catch(() => {});
+    },
+  };
+}
+
+/** Polls `probe` until it returns a value that is not undefined, or fails after `timeoutMs`. */
+export async function eventually<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`,
+      );
+    }
+    await sleep(200);
+  }
+}
+
+/** A Deployment of `replicas` pods labelled app=<name>, optionally with required anti-affinity on hostname. */
+export function deployment(
+  name: string,
+  replicas: number,
+  options: { antiAffinity?: boolean; nodeSelector?: Record<string, string> } = {},
+): V1Deployment {
+  const labels = { app: name };
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, labels },
+    spec: {
+      replicas,
+      selector: { matchLabels: labels },
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+      template: {
+        metadata: { labels },
+        spec: {
+          nodeSelector: options.nodeSelector,
+          affinity: options.antiAffinity
+            ? {
+                podAntiAffinity: {
+                  requiredDuringSchedulingIgnoredDuringExecution: [
+                    { labelSelector: { matchLabels: labels }, topologyKey: 'kubernetes.io/hostname' },
+                  ],
+                },
+              }
+            : undefined,
+          containers: [
+            {
+              name: 'server',
+              image: 'fleetmedic/sim-inference:latest',
+              resources: { requests: { cpu: '100m' } },
+            },
+          ],
+        },
+      },
+    },
+  };
+}
+
+/** Pods of app=<name> in a namespace, not being deleted. */
+export async function livePods(kc: KubeConfig, namespace: string, app: string): Promise<V1Pod[]> {
+  const { core } = clients(kc);
+  const pods = await core.listNamespacedPod({ namespace, labelSelector: `app=${app}` });
+  return pods.items.filter((p) => !p.metadata?.deletionTimestamp);
+}
+
+export function isReady(pod: V1Pod): boolean {
+  return pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+}

@@ -1,0 +1,77 @@
+import getPort from 'get-port';
+import { after } from 'node:test';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { loadConfig, type Config } from '../../src/config/config.js';
+import { loadKubeConfig } from '../../src/k8s/kubeconfig.js';
+import { attachStack, down, up, type StackPorts } from '../../src/stack/stack.js';
+import type { StackState } from '../../src/stack/state.js';
+
+/** Names the state directory of a running stack the tests may reuse (checked before use). */
+export const TEST_STACK_ENV = 'FLEETMEDIC_TEST_STATE_DIR';
+
+export interface TestStack {
+  readonly state: StackState;
+  readonly config: Config;
+  readonly kc: KubeConfig;
+}
+
+/** Free ports on 127.0.0.1 for every component, so a test stack runs beside a user's own. */
+export async function freeStackPorts(): Promise<StackPorts> {
+  const ports: number[] = [];
+  for (let i = 0; i < 5; i++) ports.push(await getPort({ host: '127.0.0.1', exclude: ports }));
+  const [temporal, temporalUi, temporalHttp, temporalMetrics, apiserver] = ports as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  return { temporal, temporalUi, temporalHttp, temporalMetrics, apiserver };
+}
+
+/** Starts a throwaway stack in a temporary state directory on free ports. */
+export async function startTestStack(nodes = 4): Promise<{ stack: TestStack; stop: () => Promise<void> }> {
+  const stateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fleetmedic-test-'));
+  const config = loadConfig({
+    ...process.env,
+    FLEETMEDIC_STATE_DIR: stateDir,
+    FLEETMEDIC_CLUSTER_ID: undefined,
+  });
+  const result = await up(config, {
+    nodes,
+    ports: await freeStackPorts(),
+    clusterName: `fmtest-${process.pid}`,
+  });
+  const stack = { state: result.state, config, kc: loadKubeConfig(result.state.kube.kubeconfig) };
+  return {
+    stack,
+    stop: async () => {
+      await down(config, { purge: true });
+      await fs.rm(stateDir, { recursive: true, force: true });
+    },
+  };
+}
+
+let shared: Promise<TestStack> | undefined;
+
+/**
+ * The stack for this test file: the one named by FLEETMEDIC_TEST_STATE_DIR (after checking it is a
+ * fleetmedic simulation on 127.0.0.1), or a fresh one started for this file and stopped after it.
+ */
+export function useTestStack(): Promise<TestStack> {
+  shared ??= (async () => {
+    const stateDir = process.env[TEST_STACK_ENV];
+    if (stateDir) {
+      const state = await attachStack(stateDir);
+      const config = loadConfig({ ...process.env, FLEETMEDIC_STATE_DIR: stateDir });
+      return { state, config, kc: loadKubeConfig(state.kube.kubeconfig) };
+    }
+    const { stack, stop } = await startTestStack();
+    after(stop);
+    return stack;
+  })();
+  return shared;
+}
