@@ -52,9 +52,10 @@ export async function doctor(config: Config): Promise<{ ok: boolean; lines: stri
   lines.push(`${mark(temporalOk)} Temporal dev server: ${temporalDetail}`);
   const ref = { name: state.clusterName, workdir: state.kube.workdir, kwokctl: state.kube.kwokctl };
   for (const proc of await kwokClusterProcesses(ref)) {
-    const running = proc.binary !== '' && (await isRunning({ pid: proc.pid, binary: proc.binary }));
-    ok &&= running;
-    lines.push(`${mark(running)} ${proc.component}: pid ${proc.pid} ${running ? 'running' : 'not running'}`);
+    ok &&= proc.running;
+    lines.push(
+      `${mark(proc.running)} ${proc.component}: pid ${proc.pid} ${proc.running ? 'running' : 'not running'}`,
+    );
   }
   try {
     const kc = loadKubeConfig(state.kube.kubeconfig);

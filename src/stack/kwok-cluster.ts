@@ -5,8 +5,8 @@ import YAML from 'yaml';
 import { StackError } from '../errors.js';
 import type { ResolvedTool } from '../toolchain/toolchain.js';
 import type { ToolName } from '../toolchain/tools.js';
-import { KUBERNETES_VERSION } from '../toolchain/tools.js';
-import { isRunning } from './processes.js';
+import { ETCD_VERSION, KUBERNETES_VERSION } from '../toolchain/tools.js';
+import { stopProcess } from './processes.js';
 
 /** A kwok cluster in a work directory of its own (never ~/.kwok, never ~/.kube/config). */
 export interface KwokClusterRef {
@@ -18,8 +18,21 @@ export interface KwokClusterRef {
 }
 
 export interface KwokClusterOptions extends KwokClusterRef {
-  readonly apiserverPort: number;
+  readonly ports: KwokPorts;
   readonly tools: Record<ToolName, ResolvedTool>;
+}
+
+/**
+ * Every port of the cluster's components. All are set explicitly: for a port left at 0, kwokctl probes
+ * for a free one by briefly binding it on all interfaces, and nothing here may bind beyond 127.0.0.1.
+ */
+export interface KwokPorts {
+  readonly apiserver: number;
+  readonly etcd: number;
+  readonly etcdPeer: number;
+  readonly controllerManager: number;
+  readonly scheduler: number;
+  readonly kwokController: number;
 }
 
 /**
@@ -40,8 +53,10 @@ export function kwokKubeconfigPath(ref: KwokClusterRef): string {
 }
 
 /**
- * The kwokctl configuration: binary runtime, every component bound to 127.0.0.1, every binary a local
- * path (so kwokctl downloads nothing), and the kwok controller's pod range inside 127.0.0.0/8.
+ * The kwokctl configuration: binary runtime, every component bound to 127.0.0.1 on a port we chose,
+ * every binary a local path (kwokctl symlinks it; nothing is downloaded), optional components pointed
+ * at paths that do not exist so that enabling one by accident fails instead of downloading, and the
+ * kwok controller's fallback pod range inside 127.0.0.0/8.
  */
 export function kwokctlConfig(options: KwokClusterOptions): string {
   const t = options.tools;
@@ -50,31 +65,75 @@ export function kwokctlConfig(options: KwokClusterOptions): string {
     kind: 'KwokctlConfiguration',
     options: {
       runtime: 'binary',
+      // kwokctl's default is 0.0.0.0, and this can only be set in the file (no flag, no variable).
       bindAddress: '127.0.0.1',
-      kubeApiserverPort: options.apiserverPort,
       kubeVersion: `v${KUBERNETES_VERSION}`,
+      etcdVersion: ETCD_VERSION,
+      // Keep true: with false, kwokctl passes kcm/scheduler flags modern versions reject, and the
+      // scheduler would listen on its default port on all interfaces.
       securePort: true,
+      kubeAuthorization: true,
+      kubeAdmission: true,
       quietPull: true,
+      kubeApiserverPort: options.ports.apiserver,
+      etcdPort: options.ports.etcd,
+      etcdPeerPort: options.ports.etcdPeer,
+      kubeControllerManagerPort: options.ports.controllerManager,
+      kubeSchedulerPort: options.ports.scheduler,
+      kwokControllerPort: options.ports.kwokController,
       kubeApiserverBinary: t['kube-apiserver'].path,
       kubeControllerManagerBinary: t['kube-controller-manager'].path,
       kubeSchedulerBinary: t['kube-scheduler'].path,
       kubectlBinary: t.kubectl.path,
       etcdBinary: t.etcd.path,
       kwokControllerBinary: t.kwok.path,
+      kectlBinary: '/nonexistent/fleetmedic-disabled/kectl',
+      etcdctlBinary: '/nonexistent/fleetmedic-disabled/etcdctl',
+      etcdutlBinary: '/nonexistent/fleetmedic-disabled/etcdutl',
+      prometheusBinary: '/nonexistent/fleetmedic-disabled/prometheus',
+      jaegerBinary: '/nonexistent/fleetmedic-disabled/jaeger',
+      metricsServerBinary: '/nonexistent/fleetmedic-disabled/metrics-server',
     },
+    componentsPatches: [
+      // kwokctl passes an empty --node-ip, which would override the configuration below.
+      { name: 'kwok-controller', extraArgs: [{ key: 'node-ip', value: FALLBACK_NODE_IP, override: true }] },
+    ],
   };
   const kwok = {
     apiVersion: 'config.kwok.x-k8s.io/v1alpha1',
     kind: 'KwokConfiguration',
-    options: { cidr: FALLBACK_POD_CIDR, nodeIP: FALLBACK_NODE_IP },
+    options: {
+      cidr: FALLBACK_POD_CIDR,
+      nodeIP: FALLBACK_NODE_IP,
+      // A KwokConfiguration in the file gets no defaults at all: without these the controller exits.
+      podPlayStageParallelism: 4,
+      nodePlayStageParallelism: 4,
+      nodeLeaseParallelism: 4,
+      podsOnNodeSyncParallelism: 1,
+      enablePodsOnNodeSyncListPager: true,
+      enablePodsOnNodeSyncStreamWatch: false,
+      enableDebuggingHandlers: false,
+      enableProfilingHandler: false,
+      enableContentionProfiling: false,
+    },
   };
   return [kwokctl, kwok].map((doc) => YAML.stringify(doc)).join('---\n');
 }
 
-async function kwokctl(ref: KwokClusterRef, args: string[], timeoutMs = 120_000) {
+/**
+ * Runs kwokctl with a clean environment: KWOK_* variables would override the configuration file, a
+ * `kubectl` on PATH would win over ours (PATH holds only our kubectl's directory), and HOME and
+ * KUBECONFIG point into the work directory so ~/.kube/config is never touched.
+ */
+async function kwokctl(ref: KwokClusterRef & { kubectl?: string }, args: string[], timeoutMs = 120_000) {
+  const env: Record<string, string> = {
+    KWOK_WORKDIR: ref.workdir,
+    HOME: ref.workdir,
+    KUBECONFIG: path.join(ref.workdir, 'no-kubeconfig.yaml'),
+    PATH: ref.kubectl ? path.dirname(ref.kubectl) : '/nonexistent',
+  };
   return execa(ref.kwokctl, ['--name', ref.name, ...args], {
-    env: { KWOK_WORKDIR: ref.workdir },
-    // Only what kwokctl needs: no KUBECONFIG or HOME-derived config can leak in.
+    env,
     extendEnv: false,
     reject: false,
     all: true,
@@ -89,6 +148,10 @@ async function writeConfig(options: KwokClusterOptions): Promise<string> {
   return file;
 }
 
+function withKubectl(options: KwokClusterOptions): KwokClusterRef & { kubectl: string } {
+  return { ...options, kubectl: options.tools.kubectl.path };
+}
+
 function createArgs(configFile: string, extra: string[] = []): string[] {
   // --kubeconfig "": do not add the cluster to ~/.kube/config (kwokctl's default).
   return ['create', 'cluster', '--config', configFile, '--kubeconfig', '', '--wait', '60s', ...extra];
@@ -100,7 +163,7 @@ function createArgs(configFile: string, extra: string[] = []): string[] {
  */
 export async function kwokctlDryRun(options: KwokClusterOptions): Promise<string> {
   const configFile = await writeConfig(options);
-  const result = await kwokctl(options, ['--dry-run', ...createArgs(configFile)]);
+  const result = await kwokctl(withKubectl(options), ['--dry-run', ...createArgs(configFile)]);
   if (result.exitCode !== 0) throw new StackError(`kwokctl --dry-run failed: ${result.all}`);
   return result.all ?? '';
 }
@@ -111,8 +174,8 @@ export async function createKwokCluster(
   log: (line: string) => void,
 ): Promise<void> {
   const configFile = await writeConfig(options);
-  log(`creating cluster ${options.name} (kube-apiserver on 127.0.0.1:${options.apiserverPort})`);
-  const result = await kwokctl(options, createArgs(configFile));
+  log(`creating cluster ${options.name} (kube-apiserver on 127.0.0.1:${options.ports.apiserver})`);
+  const result = await kwokctl(withKubectl(options), createArgs(configFile));
   if (result.exitCode !== 0) {
     throw new StackError(
       `kwokctl create cluster ${options.name} failed (exit ${result.exitCode}):\n${tail(result.all)}`,
@@ -126,7 +189,7 @@ export async function startKwokCluster(
   log: (line: string) => void,
 ): Promise<void> {
   log(`starting existing cluster ${options.name}`);
-  const result = await kwokctl(options, ['start', 'cluster', '--wait', '60s']);
+  const result = await kwokctl(withKubectl(options), ['start', 'cluster', '--wait', '60s']);
   if (result.exitCode !== 0) {
     throw new StackError(
       `kwokctl start cluster ${options.name} failed (exit ${result.exitCode}):\n${tail(result.all)}`,
@@ -134,57 +197,76 @@ export async function startKwokCluster(
   }
 }
 
-/** The processes kwokctl started for the cluster, from its pid files. */
-export async function kwokClusterProcesses(
-  ref: KwokClusterRef,
-): Promise<Array<{ component: string; pid: number; binary: string }>> {
-  const pidsDir = path.join(kwokClusterDir(ref), 'pids');
+/** A component process of the cluster, from kwokctl's pid file. */
+export interface KwokComponent {
+  readonly component: string;
+  readonly pid: number;
+  /** True when the pid is alive and is really this cluster's process (not a reused pid). */
+  readonly running: boolean;
+}
+
+/**
+ * The cluster's component processes, from kwokctl's pid files. A pid counts as the cluster's only
+ * when the process runs in the cluster directory (kwokctl starts every component there): kwokctl itself
+ * only checks that the pid is alive, which after a reboot may be an unrelated process.
+ */
+export async function kwokClusterProcesses(ref: KwokClusterRef): Promise<KwokComponent[]> {
+  const dir = kwokClusterDir(ref);
+  const pidsDir = path.join(dir, 'pids');
   let files: string[];
   try {
     files = await fs.readdir(pidsDir);
   } catch {
     return [];
   }
-  const procs = [];
-  for (const file of files.filter((f) => f.endsWith('.pid'))) {
-    const pid = Number((await fs.readFile(path.join(pidsDir, file), 'utf8')).trim());
+  const procs: KwokComponent[] = [];
+  for (const file of files.filter((f) => f.endsWith('.pid')).sort()) {
+    const pid = Number((await fs.readFile(path.join(pidsDir, file), 'utf8').catch(() => '')).trim());
     if (!Number.isInteger(pid) || pid <= 0) continue;
-    const binary = await fs.readlink(`/proc/${pid}/exe`).catch(() => '');
-    procs.push({ component: file.replace(/\.pid$/, ''), pid, binary });
+    const cwd = await fs.readlink(`/proc/${pid}/cwd`).catch(() => '');
+    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    const zombie = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+    procs.push({ component: file.replace(/\.pid$/, ''), pid, running: cwd === dir && !zombie });
   }
   return procs;
 }
 
-/** True when every component kwokctl recorded for the cluster is running. */
+/** True when kwokctl recorded components for the cluster and every one of them is running. */
 export async function kwokClusterRunning(ref: KwokClusterRef): Promise<boolean> {
   const procs = await kwokClusterProcesses(ref);
-  if (procs.length === 0) return false;
-  for (const p of procs) {
-    if (!p.binary || !(await isRunning({ pid: p.pid, binary: await argv0(p.pid) }))) return false;
-  }
-  return true;
+  return procs.length > 0 && procs.every((p) => p.running);
 }
 
-async function argv0(pid: number): Promise<string> {
-  const cmdline = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-  return cmdline.split('\0')[0] ?? '';
-}
-
-/** Stops the cluster's components (kwokctl stops them by the pids it recorded); etcd data stays. */
+/**
+ * Stops the cluster's components by the pids kwokctl recorded, after checking each is really the
+ * cluster's process; SIGTERM first so etcd shuts down cleanly. The etcd data stays for the next start.
+ */
 export async function stopKwokCluster(ref: KwokClusterRef): Promise<void> {
-  if (!(await exists(kwokClusterDir(ref)))) return;
-  const result = await kwokctl(ref, ['stop', 'cluster']);
-  if (result.exitCode !== 0 && (await kwokClusterRunning(ref))) {
-    throw new StackError(
-      `kwokctl stop cluster ${ref.name} failed (exit ${result.exitCode}):\n${tail(result.all)}`,
-    );
+  const procs = await kwokClusterProcesses(ref);
+  // Reverse start order: the kwok controller and the control plane before etcd.
+  const order = ['kwok-controller', 'kube-scheduler', 'kube-controller-manager', 'kube-apiserver', 'etcd'];
+  procs.sort((a, b) => order.indexOf(a.component) - order.indexOf(b.component));
+  for (const proc of procs) {
+    if (proc.running) {
+      const binary =
+        (await fs.readFile(`/proc/${proc.pid}/cmdline`, 'utf8').catch(() => '')).split('\0')[0] ?? '';
+      await stopProcess({ pid: proc.pid, binary }, 10_000);
+    }
+    await fs.rm(path.join(kwokClusterDir(ref), 'pids', `${proc.component}.pid`), { force: true });
   }
 }
 
-/** Stops and deletes the cluster and its data. */
+/** Stops the cluster and deletes it with its data. */
 export async function deleteKwokCluster(ref: KwokClusterRef): Promise<void> {
+  await stopKwokCluster(ref);
   if (!(await exists(kwokClusterDir(ref)))) return;
-  const result = await kwokctl(ref, ['delete', 'cluster']);
+  // kwokctl refuses an empty --kubeconfig on delete; a path that does not exist leaves every kubeconfig alone.
+  const result = await kwokctl(ref, [
+    'delete',
+    'cluster',
+    '--kubeconfig',
+    path.join(ref.workdir, 'no-kubeconfig.yaml'),
+  ]);
   if (result.exitCode !== 0) {
     throw new StackError(
       `kwokctl delete cluster ${ref.name} failed (exit ${result.exitCode}):\n${tail(result.all)}`,

@@ -14,6 +14,7 @@ import {
   deleteKwokCluster,
   type KwokClusterOptions,
   type KwokClusterRef,
+  type KwokPorts,
 } from './kwok-cluster.js';
 import { assertPortsFree, isRunning, waitFor } from './processes.js';
 import {
@@ -32,21 +33,40 @@ import {
 import { startTemporalServer, stopTemporalServer, temporalHealthy } from './temporal-server.js';
 
 /** Ports of the embedded stack; all bound to 127.0.0.1. */
-export interface StackPorts {
+export interface StackPorts extends KwokPorts {
   readonly temporal: number;
   readonly temporalUi: number;
   readonly temporalHttp: number;
   readonly temporalMetrics: number;
-  readonly apiserver: number;
 }
 
+/** Default ports: Temporal's usual ones, the API server on 6443, the rest in kwokctl's range. */
 export const DEFAULT_PORTS: StackPorts = Object.freeze({
   temporal: 7233,
   temporalUi: 8233,
   temporalHttp: 7243,
   temporalMetrics: 7244,
   apiserver: 6443,
+  etcd: 32379,
+  etcdPeer: 32380,
+  controllerManager: 32257,
+  scheduler: 32259,
+  kwokController: 32247,
 });
+
+/** What each port is for, in error messages. */
+const PORT_COMPONENTS: Record<keyof StackPorts, string> = {
+  temporal: 'Temporal frontend',
+  temporalUi: 'Temporal UI',
+  temporalHttp: 'Temporal HTTP API',
+  temporalMetrics: 'Temporal metrics',
+  apiserver: 'kube-apiserver',
+  etcd: 'etcd (client)',
+  etcdPeer: 'etcd (peer)',
+  controllerManager: 'kube-controller-manager',
+  scheduler: 'kube-scheduler',
+  kwokController: 'kwok-controller',
+};
 
 export const DEFAULT_CLUSTER_NAME = 'fleetmedic';
 
@@ -83,17 +103,16 @@ export async function up(config: Config, options: UpOptions): Promise<UpResult> 
     const ports = { ...DEFAULT_PORTS, ...(previous ? portsOf(previous) : {}), ...options.ports };
     const clusterName = options.clusterName ?? previous?.clusterName ?? DEFAULT_CLUSTER_NAME;
     const clusterId = config.clusterId ?? clusterName;
-    await assertPortsFree([
-      { component: 'Temporal frontend', port: ports.temporal },
-      { component: 'Temporal UI', port: ports.temporalUi },
-      { component: 'Temporal HTTP API', port: ports.temporalHttp },
-      { component: 'Temporal metrics', port: ports.temporalMetrics },
-      { component: 'kube-apiserver', port: ports.apiserver },
-    ]);
+    await assertPortsFree(
+      (Object.keys(PORT_COMPONENTS) as Array<keyof StackPorts>).map((key) => ({
+        component: PORT_COMPONENTS[key],
+        port: ports[key],
+      })),
+    );
     const kwok: KwokClusterOptions = {
       name: clusterName,
       workdir: path.join(config.stateDir, 'kwok'),
-      apiserverPort: ports.apiserver,
+      ports,
       kwokctl: tools.kwokctl.path,
       tools,
     };
@@ -154,7 +173,14 @@ export async function up(config: Config, options: UpOptions): Promise<UpResult> 
           workdir: kwok.workdir,
           kwokctl: kwok.kwokctl,
           kubeconfig,
-          apiserverPort: ports.apiserver,
+          ports: {
+            apiserver: ports.apiserver,
+            etcd: ports.etcd,
+            etcdPeer: ports.etcdPeer,
+            controllerManager: ports.controllerManager,
+            scheduler: ports.scheduler,
+            kwokController: ports.kwokController,
+          },
           apiserverUrl: kc.getCurrentCluster()?.server ?? '',
         },
       };
@@ -176,7 +202,7 @@ function portsOf(state: StackState): StackPorts {
     temporalUi: state.temporal.uiPort,
     temporalHttp: state.temporal.httpPort,
     temporalMetrics: state.temporal.metricsPort,
-    apiserver: state.kube.apiserverPort,
+    ...state.kube.ports,
   };
 }
 

@@ -27,7 +27,14 @@ const stackStateSchema = z.object({
     workdir: z.string(),
     kwokctl: z.string(),
     kubeconfig: z.string(),
-    apiserverPort: z.number().int(),
+    ports: z.object({
+      apiserver: z.number().int(),
+      etcd: z.number().int(),
+      etcdPeer: z.number().int(),
+      controllerManager: z.number().int(),
+      scheduler: z.number().int(),
+      kwokController: z.number().int(),
+    }),
     apiserverUrl: z.string(),
   }),
 });

@@ -89,12 +89,15 @@ const MIN_GO = [1, 26] as const;
 
 async function findGo(env: NodeJS.ProcessEnv): Promise<string> {
   const go = env.FLEETMEDIC_GO || 'go';
-  const result = await execa(go, ['env', 'GOVERSION'], { reject: false, env: { GOTOOLCHAIN: 'local' } });
+  const result = await execa(go, ['env', 'GOVERSION'], { reject: false, env: goEnv(env), extendEnv: false });
   const missing =
     `Go >= ${MIN_GO.join('.')} is needed to build the embedded stack's tools (Temporal CLI, kwok, Kubernetes, etcd). ` +
     `Install it (https://go.dev/dl/) and put it on PATH or name it in FLEETMEDIC_GO, or set prebuilt binaries in ` +
     TOOLS.map((t) => t.envVar).join(', ');
-  if (result.exitCode !== 0) throw new ToolchainError(`${missing}; running "${go} env GOVERSION" failed`);
+  if (result.exitCode !== 0) {
+    const why = result.failed && result.exitCode === undefined ? result.shortMessage : result.stderr.trim();
+    throw new ToolchainError(`${missing}; running "${go} env GOVERSION" failed: ${why}`);
+  }
   const match = /^go(\d+)\.(\d+)/.exec(result.stdout.trim());
   const [major, minor] = match ? [Number(match[1]), Number(match[2])] : [0, 0];
   if (major < MIN_GO[0] || (major === MIN_GO[0] && minor < MIN_GO[1])) {

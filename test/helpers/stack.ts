@@ -21,15 +21,20 @@ export interface TestStack {
 /** Free ports on 127.0.0.1 for every component, so a test stack runs beside a user's own. */
 export async function freeStackPorts(): Promise<StackPorts> {
   const ports: number[] = [];
-  for (let i = 0; i < 5; i++) ports.push(await getPort({ host: '127.0.0.1', exclude: ports }));
-  const [temporal, temporalUi, temporalHttp, temporalMetrics, apiserver] = ports as [
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  return { temporal, temporalUi, temporalHttp, temporalMetrics, apiserver };
+  for (let i = 0; i < 10; i++) ports.push(await getPort({ host: '127.0.0.1', exclude: ports }));
+  const p = (i: number) => ports[i]!;
+  return {
+    temporal: p(0),
+    temporalUi: p(1),
+    temporalHttp: p(2),
+    temporalMetrics: p(3),
+    apiserver: p(4),
+    etcd: p(5),
+    etcdPeer: p(6),
+    controllerManager: p(7),
+    scheduler: p(8),
+    kwokController: p(9),
+  };
 }
 
 /** Starts a throwaway stack in a temporary state directory on free ports. */

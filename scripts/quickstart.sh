@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# One command from a fresh clone to a running embedded stack: installs the Node dependencies, builds
+# the toolchain from Go modules (cached in ~/.cache/fleetmedic; the first build takes tens of minutes
+# on 2 cores, later runs seconds), starts the stack and checks it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"; fi
+[ -d node_modules ] || npm ci --no-audit --no-fund
+node bin/fleetmedic.js toolchain
+node bin/fleetmedic.js up "$@"
+node bin/fleetmedic.js doctor

@@ -1,0 +1,148 @@
+import { execa } from 'execa';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../../src/config/config.js';
+import { PortInUseError } from '../../src/errors.js';
+import { kwokClusterProcesses, kwokctlDryRun } from '../../src/stack/kwok-cluster.js';
+import { isRunning } from '../../src/stack/processes.js';
+import { down, stackHealth, up } from '../../src/stack/stack.js';
+import { readStackState } from '../../src/stack/state.js';
+import { resolveToolchain } from '../../src/toolchain/toolchain.js';
+import { freeStackPorts, useTestStack, type TestStack } from '../helpers/stack.js';
+
+const cli = fileURLToPath(new URL('../../bin/fleetmedic.js', import.meta.url));
+
+async function tempStateDir(): Promise<string> {
+  return fs.mkdtemp(path.join(os.tmpdir(), 'fleetmedic-updown-'));
+}
+
+describe('fleetmedic up / down', () => {
+  let shared: TestStack;
+  const cleanup: Array<() => Promise<unknown>> = [];
+  before(async () => {
+    shared = await useTestStack();
+  });
+  after(async () => {
+    for (const fn of cleanup.reverse()) await fn();
+  });
+
+  it('plans a cluster that downloads nothing and binds only 127.0.0.1 (kwokctl --dry-run)', async () => {
+    const stateDir = await tempStateDir();
+    cleanup.push(() => fs.rm(stateDir, { recursive: true, force: true }));
+    const tools = await resolveToolchain({ cacheDir: shared.config.cacheDir });
+    const plan = await kwokctlDryRun({
+      name: 'dryrun',
+      workdir: path.join(stateDir, 'kwok'),
+      kwokctl: tools.kwokctl.path,
+      ports: await freeStackPorts(),
+      tools,
+    });
+    const urls = plan.match(/https?:\/\/[^\s"']+/g) ?? [];
+    // The service-account issuer is an identifier written into tokens, never fetched.
+    const foreign = urls.filter(
+      (u) => !/^https?:\/\/127\.0\.0\.1[:/]/.test(u) && u !== 'https://kubernetes.default.svc.cluster.local',
+    );
+    assert.deepEqual(foreign, [], `dry-run mentions non-local URLs:\n${plan}`);
+    assert.doesNotMatch(plan, /# Download https?:/);
+    assert.doesNotMatch(plan, /0\.0\.0\.0/);
+    assert.doesNotMatch(plan, /\.kube\/config/);
+    for (const component of ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler']) {
+      assert.match(plan, new RegExp(`${component} [^\\n]*--bind-address=127\\.0\\.0\\.1`), component);
+    }
+    assert.match(plan, /--listen-client-urls=http:\/\/127\.0\.0\.1:/);
+    assert.match(plan, /--server-address=127\.0\.0\.1:/);
+  });
+
+  it('reports the running stack on a second up instead of starting another', async () => {
+    const result = await up(shared.config, { nodes: shared.state.nodes });
+    assert.equal(result.outcome, 'already-running');
+    assert.equal(result.state.temporal.process.pid, shared.state.temporal.process.pid);
+  });
+
+  it('names the component and the port when a port is busy, and starts nothing', async () => {
+    const stateDir = await tempStateDir();
+    cleanup.push(() => fs.rm(stateDir, { recursive: true, force: true }));
+    const ports = await freeStackPorts();
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(ports.apiserver, '127.0.0.1', resolve));
+    cleanup.push(() => new Promise((resolve) => blocker.close(resolve)));
+    const config = loadConfig({ ...process.env, FLEETMEDIC_STATE_DIR: stateDir });
+    await assert.rejects(
+      up(config, { nodes: 1, ports, clusterName: 'busy' }),
+      (err: Error) =>
+        err instanceof PortInUseError &&
+        err.component === 'kube-apiserver' &&
+        err.message.includes(`127.0.0.1:${ports.apiserver}`),
+    );
+    assert.equal(await readStackState(stateDir), undefined);
+    await assert.rejects(fs.access(path.join(stateDir, 'kwok', 'clusters', 'busy')));
+  });
+
+  it('recovers from a crash (killed processes, stale record) on the next up, and down stops everything', async () => {
+    const stateDir = await tempStateDir();
+    const config = loadConfig({
+      ...process.env,
+      FLEETMEDIC_STATE_DIR: stateDir,
+      FLEETMEDIC_CLUSTER_ID: undefined,
+    });
+    cleanup.push(async () => {
+      await down(config, { purge: true }).catch(() => {});
+      await fs.rm(stateDir, { recursive: true, force: true });
+    });
+    const ports = await freeStackPorts();
+    const first = await up(config, { nodes: 2, ports, clusterName: 'crash' });
+    assert.equal(first.outcome, 'started');
+    const ref = { name: 'crash', workdir: first.state.kube.workdir, kwokctl: first.state.kube.kwokctl };
+
+    // Simulate a crash of the machine's processes: SIGKILL Temporal and the API server.
+    process.kill(first.state.temporal.process.pid, 'SIGKILL');
+    const apiserver = (await kwokClusterProcesses(ref)).find((p) => p.component === 'kube-apiserver');
+    assert.ok(apiserver?.running);
+    process.kill(apiserver.pid, 'SIGKILL');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal((await stackHealth(first.state)).healthy, false);
+
+    const second = await up(config, { nodes: 2 });
+    assert.equal(second.outcome, 'started');
+    assert.ok((await stackHealth(second.state)).healthy);
+    assert.notEqual(second.state.temporal.process.pid, first.state.temporal.process.pid);
+
+    const components = await kwokClusterProcesses(ref);
+    assert.equal(await down(config), 'stopped');
+    assert.equal(await isRunning(second.state.temporal.process), false);
+    for (const c of components) {
+      assert.equal(
+        await fs.readlink(`/proc/${c.pid}/cwd`).catch(() => 'gone'),
+        'gone',
+        `${c.component} still runs`,
+      );
+    }
+    assert.equal(await down(config), 'not-running');
+  });
+
+  it('shows status and doctor through the CLI', async () => {
+    const env = { ...process.env, FLEETMEDIC_STATE_DIR: shared.config.stateDir };
+    const status = await execa('node', [cli, 'status', '--json'], { env, reject: false });
+    assert.equal(status.exitCode, 0, status.stderr);
+    const parsed = JSON.parse(status.stdout) as { healthy: boolean; readyNodes: number };
+    assert.equal(parsed.healthy, true);
+    assert.ok(parsed.readyNodes >= 4);
+    const doctor = await execa('node', [cli, 'doctor'], { env, reject: false });
+    assert.equal(doctor.exitCode, 0, doctor.stdout + doctor.stderr);
+    assert.match(doctor.stdout, /kube-apiserver v1\.35\.4 at https:\/\/127\.0\.0\.1:/);
+    assert.match(doctor.stdout, /Temporal dev server: server 1\.29\.1/);
+    assert.match(doctor.stdout, /simulation marker present/);
+
+    const badConfig = await execa('node', [cli, 'status'], {
+      env: { ...process.env, FLEETMEDIC_STATE_DIR: 'relative/dir' },
+      reject: false,
+    });
+    assert.equal(badConfig.exitCode, 1);
+    assert.match(badConfig.stderr, /FLEETMEDIC_STATE_DIR="relative\/dir": expected an absolute path/);
+  });
+});
