@@ -1,0 +1,348 @@
+/**
+ * The fleet budget: pure decisions that cap how much of a GPU fleet automation may disrupt at once.
+ *
+ * Guards, checked in this order by {@link admitDrain}:
+ * 1. inputs that cannot be evaluated (no GPU nodes known, NaN, a config out of range) block the drain:
+ *    a guard we cannot evaluate must not let a disruptive action through;
+ * 2. an operator pause blocks every new drain;
+ * 3. the circuit breaker: when more than `breakerThreshold` of the GPU nodes failed within
+ *    `breakerWindowMs` (NVSentinel trips at 50% in 5 minutes), something fleet-wide is wrong (a bad
+ *    driver rollout, a cooling failure) and draining more nodes would only make it worse; once open it
+ *    stays open until an operator resets it;
+ * 4. a node that already holds a slot is admitted again (retries and replays must be idempotent);
+ * 5. at most `maxConcurrentDrains` nodes drain at once;
+ * 6. never fewer than `minHealthyFraction` of the GPU nodes healthy, counting the healthy nodes after
+ *    this one is taken out (medik8s keeps 51%).
+ *
+ * An admitted drain also carries the repeat guard's verdict: a node remediated `repeatLimit` times
+ * within `repeatWindowMs` goes to replace-hardware instead of looping through resets. The timestamps
+ * come from the node's own annotation, because Temporal forgets closed workflows after the namespace
+ * retention.
+ *
+ * All functions are pure and take `now` (milliseconds since the epoch) as an argument.
+ */
+
+/** Limits of the fleet budget. */
+export interface FleetBudgetConfig {
+  /** Most nodes draining at once (an integer, 0 blocks every drain). */
+  readonly maxConcurrentDrains: number;
+  /** Fraction of GPU nodes that must stay healthy, 0 to 1. */
+  readonly minHealthyFraction: number;
+  /** The breaker trips when more than this fraction of GPU nodes failed within the window, 0 to 1. */
+  readonly breakerThreshold: number;
+  /** The breaker's window in milliseconds. */
+  readonly breakerWindowMs: number;
+  /** Remediations within `repeatWindowMs` after which a node goes to replace-hardware (an integer >= 1). */
+  readonly repeatLimit: number;
+  /** The repeat guard's window in milliseconds. */
+  readonly repeatWindowMs: number;
+}
+
+/** Defaults: one drain at a time, 51% healthy, breaker at 50% in 5 minutes, twice in 7 days. */
+export const DEFAULT_FLEET_BUDGET: FleetBudgetConfig = Object.freeze({
+  maxConcurrentDrains: 1,
+  minHealthyFraction: 0.51,
+  breakerThreshold: 0.5,
+  breakerWindowMs: 5 * 60 * 1000,
+  repeatLimit: 2,
+  repeatWindowMs: 7 * 24 * 60 * 60 * 1000,
+});
+
+/** The circuit breaker: closed (automation runs) or open since `openedAt` (automation stopped). */
+export type BreakerState =
+  | { readonly state: 'closed' }
+  | { readonly state: 'open'; readonly openedAt: number; readonly reason: string };
+
+/** A node failure, as recorded when its alert arrived. */
+export interface NodeFailure {
+  readonly node: string;
+  readonly at: number;
+}
+
+/** What the fleet budget knows. */
+export interface FleetState {
+  readonly config: FleetBudgetConfig;
+  /** An operator paused automation. */
+  readonly paused: boolean;
+  /** How many GPU nodes the cluster has. */
+  readonly gpuNodeCount: number;
+  /** Names of the GPU nodes that are healthy now (see `isNodeHealthy`). */
+  readonly healthyNodes: readonly string[];
+  /** Names of the nodes holding a drain slot. */
+  readonly draining: readonly string[];
+  /** Recent node failures, for the breaker. */
+  readonly failures: readonly NodeFailure[];
+  readonly breaker: BreakerState;
+}
+
+/** A request for a drain slot. */
+export interface DrainRequest {
+  readonly node: string;
+  /** When this node was remediated before (milliseconds since the epoch), from its annotation. */
+  readonly remediationTimestamps?: readonly number[];
+}
+
+/** Why a drain was not admitted. */
+export type DenialReason = 'cannot-evaluate' | 'paused' | 'breaker-open' | 'max-concurrent' | 'min-healthy';
+
+/** The verdict of {@link admitDrain}. */
+export type Admission =
+  | {
+      readonly admitted: true;
+      /** `replace-hardware` when the repeat guard fired; the remediation must not reset again. */
+      readonly escalateTo: 'replace-hardware' | null;
+      readonly detail: string;
+    }
+  | { readonly admitted: false; readonly reason: DenialReason; readonly detail: string };
+
+/** A fresh state: nothing draining, no failures, breaker closed, not paused. */
+export function initialFleetState(
+  gpuNodeCount: number,
+  healthyNodes: readonly string[],
+  config: FleetBudgetConfig = DEFAULT_FLEET_BUDGET,
+): FleetState {
+  return {
+    config,
+    paused: false,
+    gpuNodeCount,
+    healthyNodes,
+    draining: [],
+    failures: [],
+    breaker: { state: 'closed' },
+  };
+}
+
+/**
+ * Why the config cannot be used, or `undefined` when it can. Names the field, the value and what was
+ * expected.
+ */
+export function validateFleetBudgetConfig(config: FleetBudgetConfig): string | undefined {
+  const checks: [keyof FleetBudgetConfig, boolean, string][] = [
+    [
+      'maxConcurrentDrains',
+      Number.isInteger(config.maxConcurrentDrains) && config.maxConcurrentDrains >= 0,
+      'an integer >= 0',
+    ],
+    ['minHealthyFraction', inUnitInterval(config.minHealthyFraction), 'a fraction from 0 to 1'],
+    ['breakerThreshold', inUnitInterval(config.breakerThreshold), 'a fraction from 0 to 1'],
+    [
+      'breakerWindowMs',
+      Number.isFinite(config.breakerWindowMs) && config.breakerWindowMs >= 0,
+      'milliseconds >= 0',
+    ],
+    ['repeatLimit', Number.isInteger(config.repeatLimit) && config.repeatLimit >= 1, 'an integer >= 1'],
+    [
+      'repeatWindowMs',
+      Number.isFinite(config.repeatWindowMs) && config.repeatWindowMs >= 0,
+      'milliseconds >= 0',
+    ],
+  ];
+  const bad = checks.find(([, ok]) => !ok);
+  return bad === undefined ? undefined : `config.${bad[0]} is ${String(config[bad[0]])}, expected ${bad[2]}`;
+}
+
+function inUnitInterval(x: number): boolean {
+  return Number.isFinite(x) && x >= 0 && x <= 1;
+}
+
+/** Why the state cannot be evaluated at `now`, or `undefined` when it can. */
+function cannotEvaluate(state: FleetState, now: number): string | undefined {
+  if (!Number.isFinite(now)) return `now is ${String(now)}, expected a time in milliseconds`;
+  const configProblem = validateFleetBudgetConfig(state.config);
+  if (configProblem !== undefined) return configProblem;
+  if (!Number.isInteger(state.gpuNodeCount) || state.gpuNodeCount <= 0) {
+    return `the number of GPU nodes is ${String(state.gpuNodeCount)}; with no GPU nodes known no guard can be evaluated`;
+  }
+  const healthy = new Set(state.healthyNodes).size;
+  if (healthy > state.gpuNodeCount) {
+    return `${healthy} healthy nodes but only ${state.gpuNodeCount} GPU nodes: the inputs disagree`;
+  }
+  const badFailure = state.failures.find((f) => !Number.isFinite(f.at));
+  if (badFailure !== undefined)
+    return `the failure of ${badFailure.node} has no valid time (${String(badFailure.at)})`;
+  if (state.breaker.state === 'open' && !Number.isFinite(state.breaker.openedAt)) {
+    return 'the breaker is open with no valid time';
+  }
+  return undefined;
+}
+
+/**
+ * The breaker's state at `now`: an open breaker stays open; a closed one opens when more than
+ * `breakerThreshold` of the GPU nodes (distinct nodes) failed within `breakerWindowMs` before `now`.
+ * Failures stamped after `now` (clock skew) count as recent.
+ */
+export function evaluateBreaker(state: FleetState, now: number): BreakerState {
+  if (state.breaker.state === 'open') return state.breaker;
+  const since = now - state.config.breakerWindowMs;
+  const recent = new Set(state.failures.filter((f) => f.at > since).map((f) => f.node));
+  const fraction = state.gpuNodeCount > 0 ? recent.size / state.gpuNodeCount : Number.POSITIVE_INFINITY;
+  if (fraction > state.config.breakerThreshold) {
+    return {
+      state: 'open',
+      openedAt: now,
+      reason:
+        `${recent.size} of ${state.gpuNodeCount} GPU nodes failed within ${formatDuration(state.config.breakerWindowMs)} ` +
+        `(more than ${formatPercent(state.config.breakerThreshold)})`,
+    };
+  }
+  return state.breaker;
+}
+
+/**
+ * Records a node failure at `at`, drops failures older than the breaker window, and re-evaluates the
+ * breaker (which may open).
+ */
+export function recordFailure(state: FleetState, node: string, at: number): FleetState {
+  const since = at - state.config.breakerWindowMs;
+  const failures = [...state.failures.filter((f) => f.at > since), { node, at }];
+  const next = { ...state, failures };
+  return { ...next, breaker: Number.isFinite(at) ? evaluateBreaker(next, at) : next.breaker };
+}
+
+/** Closes the breaker and forgets the failures that tripped it: an operator has looked at the fleet. */
+export function resetBreaker(state: FleetState): FleetState {
+  return { ...state, breaker: { state: 'closed' }, failures: [] };
+}
+
+/** Gives `node` a drain slot (idempotent). Call only after {@link admitDrain} admitted it. */
+export function acquireSlot(state: FleetState, node: string): FleetState {
+  return state.draining.includes(node) ? state : { ...state, draining: [...state.draining, node] };
+}
+
+/** Returns `node`'s drain slot (idempotent). */
+export function releaseSlot(state: FleetState, node: string): FleetState {
+  return state.draining.includes(node)
+    ? { ...state, draining: state.draining.filter((n) => n !== node) }
+    : state;
+}
+
+/**
+ * Whether automation may quarantine a node at all right now: not while paused or while the breaker
+ * is open, and not when the state cannot be evaluated.
+ */
+export function allowsAutomaticQuarantine(
+  state: FleetState,
+  now: number,
+): { allowed: boolean; detail: string } {
+  const problem = cannotEvaluate(state, now);
+  if (problem !== undefined)
+    return { allowed: false, detail: `cannot evaluate the fleet budget: ${problem}` };
+  if (state.paused) return { allowed: false, detail: 'automation is paused by an operator' };
+  const breaker = evaluateBreaker(state, now);
+  if (breaker.state === 'open') return { allowed: false, detail: `circuit breaker open: ${breaker.reason}` };
+  return { allowed: true, detail: 'automation is running' };
+}
+
+/** The repeat guard's verdict for one node. */
+export interface RepeatVerdict {
+  /** True when the node reached `repeatLimit` remediations within the window. */
+  readonly repeated: boolean;
+  /** Remediations counted within the window (unreadable timestamps count). */
+  readonly count: number;
+  readonly detail: string;
+}
+
+/**
+ * Counts a node's remediations within `repeatWindowMs` before `now`. A timestamp that is not a finite
+ * number counts as recent: a damaged annotation must not reopen the reset loop the guard exists to stop.
+ */
+export function repeatGuard(
+  timestamps: readonly number[],
+  now: number,
+  config: FleetBudgetConfig,
+): RepeatVerdict {
+  const since = now - config.repeatWindowMs;
+  const unreadable = timestamps.filter((t) => !Number.isFinite(t)).length;
+  const count = timestamps.filter((t) => !Number.isFinite(t) || t > since).length;
+  const repeated = count >= config.repeatLimit;
+  const window = formatDuration(config.repeatWindowMs);
+  const note = unreadable > 0 ? ` (${unreadable} unreadable timestamp(s) counted)` : '';
+  return {
+    repeated,
+    count,
+    detail: repeated
+      ? `remediated ${count} time(s) within ${window} (limit ${config.repeatLimit})${note}: replace the hardware instead of looping`
+      : `remediated ${count} time(s) within ${window} (limit ${config.repeatLimit})${note}`,
+  };
+}
+
+/**
+ * Decides whether the fleet budget admits draining `request.node` at `now`. See the module
+ * documentation for the guards and their order.
+ *
+ * @param state - what the budget knows (usually the fleet-budget workflow's state)
+ * @param request - the node and its earlier remediation times
+ * @param now - the current time in milliseconds since the epoch
+ * @example admitDrain(state, { node: 'gpu-7' }, Date.now())
+ *   // { admitted: false, reason: 'max-concurrent', detail: '1 of 1 drain slot(s) in use (gpu-3)' }
+ */
+export function admitDrain(state: FleetState, request: DrainRequest, now: number): Admission {
+  const problem = request.node === '' ? 'the request names no node' : cannotEvaluate(state, now);
+  if (problem !== undefined) {
+    return {
+      admitted: false,
+      reason: 'cannot-evaluate',
+      detail: `cannot evaluate the fleet budget: ${problem}`,
+    };
+  }
+  const { config } = state;
+  if (state.paused)
+    return { admitted: false, reason: 'paused', detail: 'automation is paused by an operator' };
+
+  const breaker = evaluateBreaker(state, now);
+  if (breaker.state === 'open') {
+    return {
+      admitted: false,
+      reason: 'breaker-open',
+      detail: `circuit breaker open since ${new Date(breaker.openedAt).toISOString()}: ${breaker.reason}; an operator must reset it`,
+    };
+  }
+
+  const repeat = repeatGuard(request.remediationTimestamps ?? [], now, config);
+  const admit = (detail: string): Admission => ({
+    admitted: true,
+    escalateTo: repeat.repeated ? 'replace-hardware' : null,
+    detail: `${detail}; ${repeat.detail}`,
+  });
+
+  if (state.draining.includes(request.node)) return admit(`${request.node} already holds a drain slot`);
+
+  const others = [...new Set(state.draining)].filter((n) => n !== request.node);
+  if (others.length >= config.maxConcurrentDrains) {
+    return {
+      admitted: false,
+      reason: 'max-concurrent',
+      detail: `${others.length} of ${config.maxConcurrentDrains} drain slot(s) in use${others.length > 0 ? ` (${others.join(', ')})` : ''}`,
+    };
+  }
+
+  const healthyAfter = new Set(state.healthyNodes);
+  healthyAfter.delete(request.node);
+  const fraction = healthyAfter.size / state.gpuNodeCount;
+  // The epsilon keeps 51/100 >= 0.51 true despite binary floating point.
+  if (fraction + 1e-12 < config.minHealthyFraction) {
+    return {
+      admitted: false,
+      reason: 'min-healthy',
+      detail:
+        `draining ${request.node} would leave ${healthyAfter.size} of ${state.gpuNodeCount} GPU nodes healthy ` +
+        `(${formatPercent(fraction)}), below the minimum ${formatPercent(config.minHealthyFraction)}`,
+    };
+  }
+
+  return admit(
+    `${others.length + 1} of ${config.maxConcurrentDrains} drain slot(s) in use; ` +
+      `${healthyAfter.size} of ${state.gpuNodeCount} GPU nodes stay healthy`,
+  );
+}
+
+function formatPercent(fraction: number): string {
+  return `${Math.round(fraction * 1000) / 10}%`;
+}
+
+function formatDuration(ms: number): string {
+  if (ms % 86_400_000 === 0 && ms > 0) return `${ms / 86_400_000}d`;
+  if (ms % 3_600_000 === 0 && ms > 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0 && ms > 0) return `${ms / 60_000}m`;
+  return `${ms / 1000}s`;
+}
