@@ -125,7 +125,7 @@ export function kwokctlConfig(options: KwokClusterOptions): string {
  * `kubectl` on PATH would win over ours (PATH holds only our kubectl's directory), and HOME and
  * KUBECONFIG point into the work directory so ~/.kube/config is never touched.
  */
-async function kwokctl(ref: KwokClusterRef & { kubectl?: string }, args: string[], timeoutMs = 120_000) {
+function kwokctl(ref: KwokClusterRef & { kubectl?: string }, args: string[], timeoutMs = 180_000) {
   const env: Record<string, string> = {
     KWOK_WORKDIR: ref.workdir,
     HOME: ref.workdir,
@@ -175,12 +175,7 @@ export async function createKwokCluster(
 ): Promise<void> {
   const configFile = await writeConfig(options);
   log(`creating cluster ${options.name} (kube-apiserver on 127.0.0.1:${options.ports.apiserver})`);
-  const result = await kwokctl(withKubectl(options), createArgs(configFile));
-  if (result.exitCode !== 0) {
-    throw new StackError(
-      `kwokctl create cluster ${options.name} failed (exit ${result.exitCode}):\n${tail(result.all)}`,
-    );
-  }
+  await runWatchingComponents(options, createArgs(configFile), 'create');
 }
 
 /** Starts the components of an existing (stopped) cluster, keeping its etcd data. */
@@ -189,11 +184,46 @@ export async function startKwokCluster(
   log: (line: string) => void,
 ): Promise<void> {
   log(`starting existing cluster ${options.name}`);
-  const result = await kwokctl(withKubectl(options), ['start', 'cluster', '--wait', '60s']);
-  if (result.exitCode !== 0) {
-    throw new StackError(
-      `kwokctl start cluster ${options.name} failed (exit ${result.exitCode}):\n${tail(result.all)}`,
-    );
+  await runWatchingComponents(options, ['start', 'cluster', '--wait', '60s'], 'start');
+}
+
+/**
+ * Runs a kwokctl command that starts components, and watches them meanwhile: kwokctl itself waits
+ * minutes for an API server whose etcd already died (say a port taken between our check and its
+ * bind), so a component that exits ends the wait at once, with the end of its log in the error.
+ */
+async function runWatchingComponents(
+  options: KwokClusterOptions,
+  args: string[],
+  verb: string,
+): Promise<void> {
+  const child = kwokctl(withKubectl(options), args);
+  let died: KwokComponent | undefined;
+  const watcher = setInterval(() => {
+    void kwokClusterProcesses(options).then((procs) => {
+      died ??= procs.find((p) => !p.running);
+      if (died) child.kill('SIGKILL');
+    });
+  }, 500);
+  try {
+    const result = await child;
+    if (died) {
+      const logFile = path.join(kwokClusterDir(options), 'logs', `${died.component}.log`);
+      const logTail = tail(await fs.readFile(logFile, 'utf8').catch(() => ''), 5);
+      const inUse = /address already in use/.test(logTail);
+      throw new StackError(
+        `${died.component} of cluster ${options.name} exited while starting` +
+          `${inUse ? ' (a port it needs is in use)' : ''}:\n${logTail}`,
+        { permanent: !inUse },
+      );
+    }
+    if (result.exitCode !== 0) {
+      throw new StackError(
+        `kwokctl ${verb} cluster ${options.name} failed (exit ${result.exitCode}):\n${tail(result.all)}`,
+      );
+    }
+  } finally {
+    clearInterval(watcher);
   }
 }
 

@@ -104,10 +104,18 @@ export async function assertPortsFree(
 export async function waitFor(
   what: string,
   probe: () => Promise<boolean>,
-  options: { timeoutMs: number; intervalMs?: number; onTimeout?: () => Promise<string> },
+  options: {
+    timeoutMs: number;
+    intervalMs?: number;
+    onTimeout?: () => Promise<string>;
+    /** Returns why waiting is pointless (the process exited), to fail at once instead of at the deadline. */
+    abortIf?: () => Promise<string | undefined>;
+  },
 ): Promise<void> {
   const deadline = Date.now() + options.timeoutMs;
   for (;;) {
+    const abort = await options.abortIf?.();
+    if (abort !== undefined) throw new StackError(`${what}: ${abort}`, { permanent: false });
     try {
       if (await probe()) return;
     } catch {
@@ -129,4 +137,19 @@ export async function tailFile(file: string, lines = 15): Promise<string> {
   } catch {
     return '';
   }
+}
+
+/**
+ * Picks `count` distinct ports that are free on 127.0.0.1, at random from 20000-31999: below the
+ * kernel's ephemeral range (32768+), where servers that ask the OS for "any port" and outgoing
+ * connections take theirs, so a port checked free here is unlikely to be taken before it is bound.
+ */
+export async function pickFreePorts(count: number): Promise<number[]> {
+  const picked = new Set<number>();
+  for (let tries = 0; picked.size < count; tries++) {
+    if (tries > count * 50) throw new StackError(`could not find ${count} free ports on 127.0.0.1`);
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (!picked.has(port) && (await isPortFree(port))) picked.add(port);
+  }
+  return [...picked];
 }

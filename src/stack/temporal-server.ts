@@ -79,18 +79,13 @@ export async function startTemporalServer(options: TemporalServerOptions): Promi
   const logFile = path.join(options.dataDir, 'temporal.log');
   const proc = startDetached(options.binary, temporalServerArgs(options), { logFile });
   const address = `127.0.0.1:${options.port}`;
-  await waitFor(
-    `Temporal dev server at ${address}`,
-    async () => {
-      if (!(await isRunning(proc))) throw new Error('exited');
-      return temporalHealthy(address);
-    },
-    {
-      timeoutMs: 60_000,
-      intervalMs: 250,
-      onTimeout: async () => `log ${logFile}:\n${await tailFile(logFile)}`,
-    },
-  );
+  await waitFor(`Temporal dev server at ${address}`, () => temporalHealthy(address), {
+    timeoutMs: 60_000,
+    intervalMs: 250,
+    onTimeout: async () => `log ${logFile}:\n${await tailFile(logFile)}`,
+    abortIf: async () =>
+      (await isRunning(proc)) ? undefined : `the server exited; log ${logFile}:\n${await tailFile(logFile)}`,
+  });
   return {
     process: proc,
     address,

@@ -1,4 +1,3 @@
-import getPort from 'get-port';
 import { after } from 'node:test';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -6,7 +5,9 @@ import path from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { loadConfig, type Config } from '../../src/config/config.js';
 import { loadKubeConfig } from '../../src/k8s/kubeconfig.js';
+import { pickFreePorts } from '../../src/stack/processes.js';
 import { attachStack, down, up, type StackPorts } from '../../src/stack/stack.js';
+import { FleetmedicError } from '../../src/errors.js';
 import type { StackState } from '../../src/stack/state.js';
 
 /** Names the state directory of a running stack the tests may reuse (checked before use). */
@@ -20,8 +21,7 @@ export interface TestStack {
 
 /** Free ports on 127.0.0.1 for every component, so a test stack runs beside a user's own. */
 export async function freeStackPorts(): Promise<StackPorts> {
-  const ports: number[] = [];
-  for (let i = 0; i < 10; i++) ports.push(await getPort({ host: '127.0.0.1', exclude: ports }));
+  const ports = await pickFreePorts(10);
   const p = (i: number) => ports[i]!;
   return {
     temporal: p(0),
@@ -45,11 +45,28 @@ export async function startTestStack(nodes = 4): Promise<{ stack: TestStack; sto
     FLEETMEDIC_STATE_DIR: stateDir,
     FLEETMEDIC_CLUSTER_ID: undefined,
   });
-  const result = await up(config, {
-    nodes,
-    ports: await freeStackPorts(),
-    clusterName: `fmtest-${process.pid}`,
-  });
+  // Other stacks (a user's, a parallel suite's) may take a port between our check and its bind: such
+  // a transient failure is retried on new ports, and the attempt's leftovers are purged first.
+  let result;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      result = await up(config, {
+        nodes,
+        ports: await freeStackPorts(),
+        clusterName: `fmtest-${process.pid}`,
+      });
+      break;
+    } catch (err) {
+      const transient = err instanceof FleetmedicError && (err.code === 'PORT_IN_USE' || !err.permanent);
+      await down(config, { purge: true }).catch(() => {});
+      await fs.rm(path.join(stateDir, 'kwok'), { recursive: true, force: true });
+      await fs.rm(path.join(stateDir, 'temporal'), { recursive: true, force: true });
+      if (!transient || attempt >= 3) throw err;
+      process.stderr.write(
+        `test stack: attempt ${attempt} failed (${(err as Error).message.split('\n')[0]}); retrying\n`,
+      );
+    }
+  }
   const stack = { state: result.state, config, kc: loadKubeConfig(result.state.kube.kubeconfig) };
   return {
     stack,

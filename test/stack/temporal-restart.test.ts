@@ -6,13 +6,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import getPort from 'get-port';
 import {
   startTemporalServer,
   stopTemporalServer,
   type TemporalServerOptions,
 } from '../../src/stack/temporal-server.js';
-import { isPortFree } from '../../src/stack/processes.js';
+import { isPortFree, pickFreePorts } from '../../src/stack/processes.js';
 import { installQuietRuntime, temporalBinary } from '../helpers/temporal.js';
 import { proceed } from '../fixtures/workflows/restart.js';
 
@@ -44,8 +43,7 @@ describe('embedded Temporal dev server', () => {
   it('completes a workflow started before a restart of the server, from its SQLite file', async () => {
     const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fleetmedic-temporal-'));
     cleanup.push(() => fs.rm(dataDir, { recursive: true, force: true }));
-    const ports: number[] = [];
-    for (let i = 0; i < 4; i++) ports.push(await getPort({ host: '127.0.0.1', exclude: ports }));
+    const ports = await pickFreePorts(4);
     const options: TemporalServerOptions = {
       binary: await temporalBinary(),
       dataDir,
