@@ -1,0 +1,1008 @@
+import { CoreV1Api, type KubeConfig, type V1Node, type V1Pod } from '@kubernetes/client-node';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { apiErrorStatus, isApiError } from '../k8s/api-errors.js';
+import { apiErrorMessage } from '../k8s/api-status.js';
+import {
+  describeRefusals,
+  evictionBackoffMs,
+  isCompleted,
+  isMirrorPod,
+  isTerminating,
+  planDrain,
+  podRef,
+  type DrainPodFilter,
+  type PodRef,
+} from '../k8s/drain-plan.js';
+import { CLUSTER_LABEL } from '../k8s/labels.js';
+import {
+  appendRemediation,
+  parseRemediations,
+  planQuarantine,
+  planRelease,
+  releaseBlockers,
+  remediationsPatch,
+  type CordonRecord,
+  type NodeMergePatch,
+} from '../k8s/node-ownership.js';
+import { mergePatch } from '../k8s/patch.js';
+import { REMEDIATIONS_ANNOTATION } from '../k8s/remediation-labels.js';
+import {
+  nodeSummary,
+  nodeView,
+  podView,
+  type MissingNodeView,
+  type NodeSummary,
+  type NodeView,
+  type PodView,
+} from '../k8s/views.js';
+
+/**
+ * Kubernetes activities of the GPU remediation workflow: quarantine, drain, restart, release, and the
+ * reads the fleet budget and the capacity check need. Each takes one input object and returns plain
+ * JSON. Permanent failures (unknown node, RBAC denial, invalid input, another workflow's node) are
+ * non-retryable `ApplicationFailure`s whose `type` is one of {@link KubernetesFailureType}; transient
+ * ones (API server unreachable, 5xx, 409 on an optimistic update) are thrown as they are, so Temporal
+ * retries them with the activity's retry policy. The only retry loop inside is the Eviction API's 429
+ * protocol, which the API server asks of every client.
+ */
+
+/** `ApplicationFailure.type` of the failures these activities raise on purpose. */
+export const KubernetesFailureType = {
+  /** The node does not exist (non-retryable). */
+  NodeNotFound: 'NodeNotFound',
+  /** RBAC denied the call; the message is the API server's (non-retryable). */
+  Forbidden: 'Forbidden',
+  /** The credentials were rejected (non-retryable: the same credentials will be rejected again). */
+  Unauthorized: 'Unauthorized',
+  /** The input (or a selector in it) is invalid (non-retryable). */
+  InvalidInput: 'InvalidInput',
+  /** The node carries a cluster label for another cluster than this worker's (non-retryable). */
+  WrongCluster: 'WrongCluster',
+  /** Another workflow quarantined the node (non-retryable). */
+  QuarantinedByOther: 'QuarantinedByOther',
+  /** Release asked by a workflow that does not own the quarantine (non-retryable). */
+  NotOwner: 'NotOwner',
+  /** A fleetmedic annotation on the node cannot be read; an operator must fix it (non-retryable). */
+  InvalidAnnotation: 'InvalidAnnotation',
+  /** The node is not ready to return to service yet (retryable; the message says what is missing). */
+  NodeNotReadyForRelease: 'NodeNotReadyForRelease',
+  /** A drain of a node that is not cordoned would see its pods rescheduled onto it (non-retryable). */
+  NodeNotCordoned: 'NodeNotCordoned',
+  /** Pods need `force` / `deleteEmptyDirData`; nothing was evicted (non-retryable). */
+  DrainRefused: 'DrainRefused',
+  /** The drain deadline passed; the failure lists the pods left (non-retryable: escalate). */
+  DrainDeadlineExceeded: 'DrainDeadlineExceeded',
+  /** restartPods could not evict its pods before its deadline (non-retryable: escalate). */
+  RestartDeadlineExceeded: 'RestartDeadlineExceeded',
+  /** A pod is covered by several PodDisruptionBudgets, which the Eviction API refuses (non-retryable). */
+  MultiplePodDisruptionBudgets: 'MultiplePodDisruptionBudgets',
+} as const;
+
+/** Dependencies of {@link createKubernetesActivities}. */
+export interface KubernetesActivityDeps {
+  /** The cluster's kubeconfig, loaded explicitly (never from the default locations). */
+  kc: KubeConfig;
+  /** This worker's cluster ID: nodes labelled for another cluster are refused. */
+  clusterId: string;
+  /** Clock for records and deadlines (tests pin it). */
+  now?: () => Date;
+  /** How often waits re-check the cluster (pods gone, node present). Default 1000 ms. */
+  pollIntervalMs?: number;
+}
+
+export interface QuarantineNodeInput {
+  node: string;
+  workflowId: string;
+  /** Why, in a few words an operator reads (`XID 79: GPU fell off the bus`). */
+  reason: string;
+}
+
+export interface QuarantineNodeResult {
+  node: string;
+  /** False when the node was already quarantined by this workflow (a retry or a repeat). */
+  changed: boolean;
+  /** The ownership record on the node. */
+  record: CordonRecord;
+}
+
+export interface ReleaseNodeInput {
+  node: string;
+  workflowId: string;
+  /**
+   * Label selectors of the DaemonSet pods that must be Running and Ready before release (the device
+   * plugin, dcgm-exporter, the node agent); each must match at least one pod on the node. Without
+   * them, every DaemonSet pod on the node must be Running and Ready.
+   */
+  gpuDaemonSetSelectors?: string[];
+}
+
+export interface ReleaseNodeResult {
+  node: string;
+  /** True when this call removed the quarantine; false when it was already gone (a retry). */
+  released: boolean;
+  /** True when this call uncordoned the node. */
+  uncordoned: boolean;
+  /** True when the node stays cordoned because someone else had cordoned it before fleetmedic. */
+  leftCordoned: boolean;
+}
+
+export interface DrainNodeInput {
+  node: string;
+  workflowId: string;
+  /** Evict pods no controller manages (they will not come back). */
+  force?: boolean;
+  /** Evict pods with emptyDir volumes (their data is lost). */
+  deleteEmptyDirData?: boolean;
+  /** Evictions in flight at once. Default 5. */
+  concurrency?: number;
+  /**
+   * Seconds from the start of the first attempt until the drain gives up with
+   * `DrainDeadlineExceeded`. Default 1800: never an endless wait on a PDB that cannot be satisfied.
+   */
+  deadlineSeconds?: number;
+  podFilter?: DrainPodFilter;
+}
+
+/** Heartbeat details of drainNode; a retried attempt resumes from them. */
+export interface DrainProgress {
+  /** UIDs of pods evicted (or found gone) so far: never evicted again. */
+  evicted: string[];
+  /** UIDs of pods still to evict. */
+  pending: string[];
+  /** Eviction attempts refused with 429 (a PDB allowed no disruption) so far. */
+  refused429: number;
+  /** Start of the first attempt (ISO); the deadline counts from it across retries. */
+  startedAt: string;
+}
+
+export interface DrainNodeResult {
+  /** True when the node was deleted before or during the drain (nothing left to drain). */
+  nodeGone: boolean;
+  /** Pods evicted by this drain, earlier attempts included. */
+  evicted: number;
+  /** Pods that were gone (or replaced) before their eviction went through. */
+  alreadyGone: number;
+  skipped: { daemonSet: number; mirror: number; terminating: number; completed: number; filtered: number };
+  refused429: number;
+  /** Seconds since the first attempt started. */
+  seconds: number;
+}
+
+export interface RestartPodsInput {
+  node: string;
+  /** Only pods in this namespace. */
+  namespace?: string;
+  /** Pods by name (on this node); with `labelSelector`, a pod must match both. */
+  podNames?: string[];
+  labelSelector?: string;
+  /**
+   * Delete the pods instead of evicting them. Eviction (the default) respects PodDisruptionBudgets,
+   * so restarting a replica never takes a service below its budget; delete is for a pod whose PDB
+   * can never allow it and an operator who says so.
+   */
+  force?: boolean;
+  /** Evictions in flight at once. Default 5. */
+  concurrency?: number;
+  /** Seconds to keep retrying evictions a PDB refuses. Default 300. */
+  deadlineSeconds?: number;
+}
+
+export interface RestartPodsResult {
+  node: string;
+  method: 'evict' | 'delete';
+  /** Pods evicted or deleted. */
+  restarted: PodRef[];
+  /** Selected pods that were gone (or replaced) before the call reached them. */
+  alreadyGone: PodRef[];
+  /** Selected pods left alone, with why (mirror pod, completed, already terminating). */
+  skipped: { pod: PodRef; reason: string }[];
+  /** Names in `podNames` that match no pod on the node. */
+  missing: string[];
+  refused429: number;
+}
+
+/** Heartbeat details of restartPods: the pods chosen by the first attempt, so a retry never widens. */
+export interface RestartProgress {
+  targets: PodRef[];
+  done: string[];
+  refused429: number;
+  startedAt: string;
+  skipped: { pod: PodRef; reason: string }[];
+  missing: string[];
+}
+
+export interface RecordRemediationInput {
+  node: string;
+  /** ISO time of the remediation; recording the same time twice counts once. */
+  at: string;
+}
+
+export interface RecordRemediationResult {
+  node: string;
+  /** The history on the node after the call, oldest first (at most 20). */
+  remediations: string[];
+}
+
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+const DEFAULT_CONCURRENCY = 5;
+const DEFAULT_DRAIN_DEADLINE_S = 1800;
+const DEFAULT_RESTART_DEADLINE_S = 300;
+const NODE_CHECK_INTERVAL_MS = 2_000;
+const LIST_PAGE = 500;
+
+function invalid(activity: string, message: string): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(`${activity}: ${message}`, KubernetesFailureType.InvalidInput);
+}
+
+function describeValue(value: unknown): string {
+  return `${JSON.stringify(value) ?? String(value)} (${Array.isArray(value) ? 'array' : typeof value})`;
+}
+
+function requireInput(activity: string, input: unknown): Record<string, unknown> {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw invalid(activity, `input must be an object, got ${describeValue(input)}`);
+  }
+  return input as Record<string, unknown>;
+}
+
+function requireName(activity: string, field: string, value: unknown): string {
+  if (typeof value !== 'string' || value.length > 253 || !DNS_SUBDOMAIN.test(value)) {
+    throw invalid(activity, `input.${field} must be a Kubernetes object name, got ${describeValue(value)}`);
+  }
+  return value;
+}
+
+function requireText(activity: string, field: string, value: unknown, max: number, optional = false): string {
+  if (optional && value === undefined) return '';
+  if (typeof value !== 'string' || value === '' || value.length > max) {
+    throw invalid(
+      activity,
+      `input.${field} must be a non-empty string of at most ${max} characters, got ${describeValue(value)}`,
+    );
+  }
+  return value;
+}
+
+function optionalInt(
+  activity: string,
+  field: string,
+  value: unknown,
+  min: number,
+  max: number,
+): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw invalid(
+      activity,
+      `input.${field} must be an integer from ${min} to ${max}, got ${describeValue(value)}`,
+    );
+  }
+  return value;
+}
+
+function optionalBool(activity: string, field: string, value: unknown): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') {
+    throw invalid(activity, `input.${field} must be a boolean, got ${describeValue(value)}`);
+  }
+  return value;
+}
+
+function optionalStrings(activity: string, field: string, value: unknown): string[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value) || value.some((v) => typeof v !== 'string' || v === '')) {
+    throw invalid(
+      activity,
+      `input.${field} must be an array of non-empty strings, got ${describeValue(value)}`,
+    );
+  }
+  return value as string[];
+}
+
+/** The activity context, or undefined when called outside a worker (plain unit tests). */
+function activityContext(): Context | undefined {
+  try {
+    return Context.current();
+  } catch {
+    return undefined;
+  }
+}
+
+function cancellation(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new CancelledFailure('activity cancelled');
+}
+
+function throwIfCancelled(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw cancellation(signal);
+}
+
+/**
+ * Waits `ms`; rejects at once when the activity is cancelled, resolves early when `stop` fires (another
+ * eviction task failed, the node is gone) so no task sleeps past the end of the drain.
+ */
+function pause(ms: number, cancel: AbortSignal | undefined, stop?: AbortSignal): Promise<void> {
+  throwIfCancelled(cancel);
+  if (stop?.aborted || ms <= 0) return Promise.resolve();
+  return new Promise<void>((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      cancel?.removeEventListener('abort', onCancel);
+      stop?.removeEventListener('abort', onStop);
+    };
+    const onCancel = () => {
+      done();
+      reject(cancellation(cancel!));
+    };
+    const onStop = () => {
+      done();
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      done();
+      resolve();
+    }, ms);
+    cancel?.addEventListener('abort', onCancel, { once: true });
+    stop?.addEventListener('abort', onStop, { once: true });
+  });
+}
+
+/**
+ * Runs `work` over `items` with at most `concurrency` in flight. The first failure stops the others
+ * from starting new items; the pool still waits for the ones in flight (an eviction request already
+ * sent must be recorded before the activity ends), then rethrows that first failure.
+ */
+async function runPool<T>(
+  items: readonly T[],
+  concurrency: number,
+  stop: AbortController,
+  work: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const worker = async () => {
+    while (!stop.signal.aborted && next < items.length) {
+      const item = items[next++] as T;
+      try {
+        await work(item);
+      } catch (error) {
+        failure ??= { error };
+        stop.abort();
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+  if (failure) throw failure.error;
+}
+
+function readDrainProgress(details: unknown): DrainProgress | undefined {
+  if (typeof details !== 'object' || details === null) return undefined;
+  const d = details as Partial<DrainProgress>;
+  const strings = (v: unknown) =>
+    Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+  return {
+    evicted: strings(d.evicted),
+    pending: strings(d.pending),
+    refused429: typeof d.refused429 === 'number' ? d.refused429 : 0,
+    startedAt: typeof d.startedAt === 'string' && !Number.isNaN(Date.parse(d.startedAt)) ? d.startedAt : '',
+  };
+}
+
+function readRestartProgress(details: unknown): RestartProgress | undefined {
+  if (typeof details !== 'object' || details === null) return undefined;
+  const d = details as Partial<RestartProgress>;
+  if (!Array.isArray(d.targets)) return undefined;
+  return {
+    targets: d.targets,
+    done: Array.isArray(d.done) ? d.done : [],
+    refused429: typeof d.refused429 === 'number' ? d.refused429 : 0,
+    startedAt: typeof d.startedAt === 'string' ? d.startedAt : '',
+    skipped: Array.isArray(d.skipped) ? d.skipped : [],
+    missing: Array.isArray(d.missing) ? d.missing : [],
+  };
+}
+
+function podName(ref: PodRef): string {
+  return `${ref.namespace}/${ref.name}`;
+}
+
+/**
+ * Creates the Kubernetes activities bound to one cluster.
+ *
+ * @example
+ * const activities = createKubernetesActivities({ kc: loadKubeConfig(file), clusterId: 'lab-1' });
+ * await activities.quarantineNode({ node: 'gpu-node-7', workflowId, reason: 'XID 79' });
+ */
+export function createKubernetesActivities(deps: KubernetesActivityDeps) {
+  const core = deps.kc.makeApiClient(CoreV1Api);
+  const now = deps.now ?? (() => new Date());
+  const pollMs = deps.pollIntervalMs ?? 1_000;
+  const { clusterId } = deps;
+
+  /** Turns permanent API errors into non-retryable failures; everything else is rethrown for a retry. */
+  function fail(err: unknown, doing: string): never {
+    const status = apiErrorStatus(err);
+    const detail = `${doing}: ${apiErrorMessage(err)}`;
+    const permanent = (type: string) =>
+      ApplicationFailure.create({ message: detail, type, nonRetryable: true, cause: err as Error });
+    if (status === 403) throw permanent(KubernetesFailureType.Forbidden);
+    if (status === 401) throw permanent(KubernetesFailureType.Unauthorized);
+    if (status === 400 || status === 422) throw permanent(KubernetesFailureType.InvalidInput);
+    throw err;
+  }
+
+  function nodeNotFound(name: string): ApplicationFailure {
+    return ApplicationFailure.nonRetryable(`node ${name} not found`, KubernetesFailureType.NodeNotFound);
+  }
+
+  async function readNode(name: string): Promise<V1Node | undefined> {
+    try {
+      return await core.readNode({ name });
+    } catch (err) {
+      if (isApiError(err, 404)) return undefined;
+      fail(err, `reading node ${name}`);
+    }
+  }
+
+  /** Two clusters may share a Temporal namespace: a worker must never act on another cluster's node. */
+  function assertOurCluster(node: V1Node): void {
+    const label = node.metadata?.labels?.[CLUSTER_LABEL];
+    if (label !== undefined && label !== clusterId) {
+      throw ApplicationFailure.nonRetryable(
+        `node ${node.metadata?.name ?? '?'} belongs to cluster ${label} (label ${CLUSTER_LABEL}), this worker serves ${clusterId}`,
+        KubernetesFailureType.WrongCluster,
+      );
+    }
+  }
+
+  async function requireNode(name: string): Promise<V1Node> {
+    const node = await readNode(name);
+    if (!node) throw nodeNotFound(name);
+    assertOurCluster(node);
+    return node;
+  }
+
+  /** An optimistic update: 409 (the node changed since it was read) is rethrown for Temporal to retry. */
+  async function patchNode(name: string, patch: NodeMergePatch): Promise<void> {
+    try {
+      await core.patchNode({ name, body: patch }, mergePatch);
+    } catch (err) {
+      if (isApiError(err, 404)) throw nodeNotFound(name);
+      fail(err, `updating node ${name}`);
+    }
+  }
+
+  async function listPodsOnNode(name: string, labelSelector?: string): Promise<V1Pod[]> {
+    const pods: V1Pod[] = [];
+    let cont: string | undefined;
+    try {
+      do {
+        const page = await core.listPodForAllNamespaces({
+          fieldSelector: `spec.nodeName=${name}`,
+          labelSelector,
+          limit: LIST_PAGE,
+          _continue: cont,
+        });
+        pods.push(...page.items);
+        cont = page.metadata?._continue || undefined;
+      } while (cont);
+    } catch (err) {
+      fail(err, `listing pods on node ${name}`);
+    }
+    return pods;
+  }
+
+  /** True when `ref` no longer exists, or its name now belongs to a new pod (a replacement). */
+  async function goneOrReplaced(ref: PodRef): Promise<boolean> {
+    try {
+      const pod = await core.readNamespacedPod({ name: ref.name, namespace: ref.namespace });
+      return pod.metadata?.uid !== ref.uid;
+    } catch (err) {
+      if (isApiError(err, 404)) return true;
+      fail(err, `reading pod ${podName(ref)}`);
+    }
+  }
+
+  interface EvictionControl {
+    cancel: AbortSignal | undefined;
+    stop: AbortSignal;
+    deadlineMs: number;
+    method: 'evict' | 'delete';
+    on429: () => void;
+    heartbeat: () => void;
+    /** True when the drain should stop because the node is gone. */
+    nodeGone: () => Promise<boolean>;
+  }
+
+  /**
+   * Evicts (or deletes) exactly the pod `ref` names, by UID precondition. 404 and a failed UID
+   * precondition (409) mean it is already gone or replaced: done. 429 means a PodDisruptionBudget
+   * allows no disruption now: wait with backoff and try the same pod again, until the deadline.
+   *
+   * @returns 'stopped' when the deadline passed, the node vanished or another task failed.
+   */
+  async function evictPod(ref: PodRef, ctl: EvictionControl): Promise<'evicted' | 'gone' | 'stopped'> {
+    for (let retry = 0; ;) {
+      throwIfCancelled(ctl.cancel);
+      if (ctl.stop.aborted || now().getTime() >= ctl.deadlineMs) return 'stopped';
+      try {
+        if (ctl.method === 'evict') {
+          await core.createNamespacedPodEviction({
+            name: ref.name,
+            namespace: ref.namespace,
+            body: {
+              apiVersion: 'policy/v1',
+              kind: 'Eviction',
+              metadata: { name: ref.name, namespace: ref.namespace },
+              deleteOptions: { preconditions: { uid: ref.uid } },
+            },
+          });
+        } else {
+          await core.deleteNamespacedPod({
+            name: ref.name,
+            namespace: ref.namespace,
+            body: { preconditions: { uid: ref.uid } },
+          });
+        }
+        return 'evicted';
+      } catch (err) {
+        if (isApiError(err, 404)) return 'gone';
+        if (isApiError(err, 409)) {
+          // Conflict on the UID precondition: the name belongs to a new pod now. Anything else, retry.
+          if (await goneOrReplaced(ref)) return 'gone';
+        } else if (isApiError(err, 429)) {
+          ctl.on429();
+        } else if (isApiError(err, 500) && /more than one PodDisruptionBudget/i.test(apiErrorMessage(err))) {
+          throw ApplicationFailure.nonRetryable(
+            `cannot evict pod ${podName(ref)}: ${apiErrorMessage(err)}`,
+            KubernetesFailureType.MultiplePodDisruptionBudgets,
+          );
+        } else {
+          fail(err, `evicting pod ${podName(ref)}`);
+        }
+      }
+      if (await ctl.nodeGone()) return 'stopped';
+      ctl.heartbeat();
+      const left = ctl.deadlineMs - now().getTime();
+      await pause(Math.min(evictionBackoffMs(retry++), Math.max(left, 0)), ctl.cancel, ctl.stop);
+    }
+  }
+
+  /** A throttled "is the node still there" check shared by every task of one drain. */
+  function nodeWatch(name: string, stop: AbortController) {
+    let gone = false;
+    let lastCheck = 0;
+    return {
+      get gone() {
+        return gone;
+      },
+      async check(): Promise<boolean> {
+        if (gone) return true;
+        const t = Date.now();
+        if (t - lastCheck < NODE_CHECK_INTERVAL_MS) return false;
+        lastCheck = t;
+        try {
+          await core.readNode({ name });
+        } catch (err) {
+          // Other errors are the next API call's business: this check only detects deletion.
+          if (isApiError(err, 404)) {
+            gone = true;
+            stop.abort();
+          }
+        }
+        return gone;
+      },
+    };
+  }
+
+  return {
+    /**
+     * Takes a node out of service: the `fleetmedic.io/quarantined` label, a `fleetmedic.io/quarantine`
+     * NoSchedule taint, a cordon and the ownership record, in one optimistic update. Repeating it for
+     * the same workflow changes nothing. A node someone else had cordoned is recorded with
+     * `preexistingCordon: true`, so release never uncordons it.
+     *
+     * @throws non-retryable `NodeNotFound`, `Forbidden`, `QuarantinedByOther`, `InvalidAnnotation`,
+     *   `WrongCluster`, `InvalidInput`; 409 (the node changed meanwhile) is retried.
+     */
+    quarantineNode: async (input: QuarantineNodeInput): Promise<QuarantineNodeResult> => {
+      const a = 'quarantineNode';
+      const i = requireInput(a, input);
+      const name = requireName(a, 'node', i.node);
+      const workflowId = requireText(a, 'workflowId', i.workflowId, 1000);
+      const reason = requireText(a, 'reason', i.reason, 1024);
+      const node = await requireNode(name);
+      const plan = planQuarantine(node, { workflowId, reason, now: now().toISOString() });
+      if (plan.action === 'refuse') throw ApplicationFailure.nonRetryable(plan.message, plan.reason);
+      if (plan.action === 'patch') await patchNode(name, plan.patch);
+      return { node: name, changed: plan.action === 'patch', record: plan.record };
+    },
+
+    /**
+     * Returns a node to service, if this workflow owns its quarantine and the node can serve: the
+     * DaemonSet pods (all, or those matching `gpuDaemonSetSelectors`) Running and Ready, the node
+     * Ready, allocatable `nvidia.com/gpu` equal to capacity. Then removes the taint, label and record,
+     * and uncordons only when fleetmedic did the cordoning. A retry after success is a no-op.
+     *
+     * @throws retryable `NodeNotReadyForRelease` naming what is missing; non-retryable `NotOwner`,
+     *   `NodeNotFound`, `Forbidden`, `InvalidAnnotation`, `WrongCluster`, `InvalidInput`.
+     */
+    releaseNode: async (input: ReleaseNodeInput): Promise<ReleaseNodeResult> => {
+      const a = 'releaseNode';
+      const i = requireInput(a, input);
+      const name = requireName(a, 'node', i.node);
+      const workflowId = requireText(a, 'workflowId', i.workflowId, 1000);
+      const selectors = optionalStrings(a, 'gpuDaemonSetSelectors', i.gpuDaemonSetSelectors);
+      const node = await requireNode(name);
+      const plan = planRelease(node, workflowId);
+      if (plan.action === 'refuse') throw ApplicationFailure.nonRetryable(plan.message, plan.reason);
+      if (plan.action === 'noop') {
+        return {
+          node: name,
+          released: false,
+          uncordoned: false,
+          leftCordoned: node.spec?.unschedulable === true,
+        };
+      }
+      const groups =
+        selectors && selectors.length > 0
+          ? await Promise.all(
+              selectors.map(async (selector) => ({ selector, pods: await listPodsOnNode(name, selector) })),
+            )
+          : [{ selector: null, pods: await listPodsOnNode(name) }];
+      const blockers = releaseBlockers(node, groups);
+      if (blockers.length > 0) {
+        throw ApplicationFailure.retryable(
+          `node ${name} is not ready to return to service: ${blockers.join('; ')}`,
+          KubernetesFailureType.NodeNotReadyForRelease,
+          { node: name, blockers },
+        );
+      }
+      await patchNode(name, plan.patch);
+      return { node: name, released: true, uncordoned: plan.uncordon, leftCordoned: !plan.uncordon };
+    },
+
+    /**
+     * Drains a cordoned node through the Eviction API with `kubectl drain` semantics (see
+     * `planDrain`): PDB-aware (429 -> backoff and retry that pod), bounded concurrency, UID
+     * preconditions, per-pod heartbeats `{ evicted, pending, refused429, startedAt }` from which a
+     * retried attempt resumes without evicting any pod twice, and a deadline that fails with
+     * `DrainDeadlineExceeded` (listing the pods left) instead of waiting forever. Waits until every
+     * evicted or terminating pod is gone. A node deleted meanwhile ends the drain with `nodeGone`.
+     *
+     * @throws non-retryable `DrainRefused` (before evicting anything), `DrainDeadlineExceeded`,
+     *   `NodeNotCordoned`, `Forbidden`, `WrongCluster`, `InvalidInput`; CancelledFailure on cancel.
+     */
+    drainNode: async (input: DrainNodeInput): Promise<DrainNodeResult> => {
+      const a = 'drainNode';
+      const i = requireInput(a, input);
+      const name = requireName(a, 'node', i.node);
+      const workflowId = requireText(a, 'workflowId', i.workflowId, 1000);
+      const force = optionalBool(a, 'force', i.force);
+      const deleteEmptyDirData = optionalBool(a, 'deleteEmptyDirData', i.deleteEmptyDirData);
+      const concurrency = optionalInt(a, 'concurrency', i.concurrency, 1, 100) ?? DEFAULT_CONCURRENCY;
+      const deadlineSeconds = optionalInt(a, 'deadlineSeconds', i.deadlineSeconds, 1, 7 * 86_400);
+      const podFilter = validatePodFilter(a, i.podFilter);
+
+      const ctx = activityContext();
+      const cancel = ctx?.cancellationSignal;
+      const resumed = readDrainProgress(ctx?.info.heartbeatDetails);
+      const startedAt = resumed?.startedAt || now().toISOString();
+      const deadlineMs = Date.parse(startedAt) + (deadlineSeconds ?? DEFAULT_DRAIN_DEADLINE_S) * 1000;
+      const evicted = new Set(resumed?.evicted ?? []);
+      const pending = new Map<string, PodRef>();
+      let refused429 = resumed?.refused429 ?? 0;
+      let alreadyGone = 0;
+      const skipped = { daemonSet: 0, mirror: 0, terminating: 0, completed: 0, filtered: 0 };
+      const heartbeat = () =>
+        ctx?.heartbeat({
+          evicted: [...evicted],
+          pending: [...pending.keys()],
+          refused429,
+          startedAt,
+        } satisfies DrainProgress);
+      const result = (nodeGone: boolean): DrainNodeResult => ({
+        nodeGone,
+        evicted: evicted.size - alreadyGone,
+        alreadyGone,
+        skipped,
+        refused429,
+        seconds: Math.round((now().getTime() - Date.parse(startedAt)) / 100) / 10,
+      });
+
+      throwIfCancelled(cancel);
+      const node = await readNode(name);
+      if (!node) return result(true);
+      assertOurCluster(node);
+      if (node.spec?.unschedulable !== true) {
+        throw ApplicationFailure.nonRetryable(
+          `refusing to drain node ${name} for ${workflowId}: it is not cordoned, evicted pods would be scheduled back onto it`,
+          KubernetesFailureType.NodeNotCordoned,
+        );
+      }
+      const pods = await listPodsOnNode(name, podFilter?.labelSelector);
+      // Pods evicted by an earlier attempt are never planned again, only waited for.
+      const waitFor = new Map<string, PodRef>();
+      for (const pod of pods)
+        if (evicted.has(pod.metadata?.uid ?? '')) waitFor.set(podRef(pod).uid, podRef(pod));
+      const plan = planDrain(
+        pods.filter((p) => !evicted.has(p.metadata?.uid ?? '')),
+        { force, deleteEmptyDirData, podFilter },
+      );
+      if (plan.refused.length > 0) {
+        throw ApplicationFailure.create({
+          message:
+            `refusing to drain node ${name}: ${plan.refused.length} pod(s) need an explicit opt-in; nothing was evicted\n` +
+            describeRefusals(plan.refused),
+          type: KubernetesFailureType.DrainRefused,
+          nonRetryable: true,
+          details: [{ node: name, refused: plan.refused }],
+        });
+      }
+      for (const key of Object.keys(skipped) as (keyof typeof skipped)[])
+        skipped[key] = plan.skipped[key].length;
+      for (const ref of plan.skipped.terminating) waitFor.set(ref.uid, ref);
+      for (const ref of plan.toEvict) pending.set(ref.uid, ref);
+      heartbeat();
+
+      const stop = new AbortController();
+      const watch = nodeWatch(name, stop);
+      const deadlinePassed = () => now().getTime() >= deadlineMs;
+      const ctl: EvictionControl = {
+        cancel,
+        stop: stop.signal,
+        deadlineMs,
+        method: 'evict',
+        on429: () => {
+          refused429++;
+        },
+        heartbeat,
+        nodeGone: () => watch.check(),
+      };
+      await runPool(plan.toEvict, concurrency, stop, async (ref) => {
+        const outcome = await evictPod(ref, ctl);
+        if (outcome === 'stopped') return;
+        pending.delete(ref.uid);
+        evicted.add(ref.uid);
+        if (outcome === 'gone') alreadyGone++;
+        else waitFor.set(ref.uid, ref);
+        heartbeat();
+      });
+      if (watch.gone) return result(true);
+
+      const deadlineFailure = async (): Promise<ApplicationFailure> => {
+        const present = new Set((await listPodsOnNode(name)).map((p) => p.metadata?.uid ?? ''));
+        const left = [...pending.values(), ...waitFor.values()].filter((r) => present.has(r.uid));
+        const describe = (r: PodRef) =>
+          `${podName(r)} (${pending.has(r.uid) ? 'not evicted' : 'still terminating'})`;
+        return ApplicationFailure.create({
+          message:
+            `drain of node ${name} did not finish within ${deadlineSeconds ?? DEFAULT_DRAIN_DEADLINE_S}s ` +
+            `(${refused429} eviction(s) refused by PodDisruptionBudgets); ${left.length} pod(s) left: ` +
+            left.map(describe).join(', '),
+          type: KubernetesFailureType.DrainDeadlineExceeded,
+          nonRetryable: true,
+          details: [{ node: name, left, evicted: evicted.size, refused429 }],
+        });
+      };
+      if (pending.size > 0) {
+        // The pool ended with pods not evicted: the deadline passed (a failure would have thrown).
+        throw await deadlineFailure();
+      }
+
+      // Wait for evicted and terminating pods to be gone: a pod with a long grace period still holds
+      // its GPUs, and a GPU reset or diag needs them free.
+      while (waitFor.size > 0) {
+        throwIfCancelled(cancel);
+        const present = new Set((await listPodsOnNode(name)).map((p) => p.metadata?.uid ?? ''));
+        for (const uid of [...waitFor.keys()]) if (!present.has(uid)) waitFor.delete(uid);
+        if (waitFor.size === 0) break;
+        if (await watch.check()) return result(true);
+        if (deadlinePassed()) throw await deadlineFailure();
+        heartbeat();
+        await pause(Math.min(pollMs, Math.max(deadlineMs - now().getTime(), 0) + 1), cancel);
+      }
+      heartbeat();
+      return result(false);
+    },
+
+    /**
+     * Restarts chosen pods on a node (the restart-app remediation class) by evicting them, so their
+     * PodDisruptionBudgets are respected; `force` deletes instead. Only pods on this node that match
+     * `podNames` and/or `labelSelector` (and `namespace`) are touched; one of the two is required, so
+     * the call can never restart everything on the node. The pods chosen by the first attempt are kept
+     * in the heartbeat, so a retry never restarts their replacements. Returns once every chosen pod's
+     * eviction is accepted (not when replacements are Ready).
+     *
+     * @throws non-retryable `InvalidInput`, `NodeNotFound`, `Forbidden`, `RestartDeadlineExceeded`.
+     */
+    restartPods: async (input: RestartPodsInput): Promise<RestartPodsResult> => {
+      const a = 'restartPods';
+      const i = requireInput(a, input);
+      const name = requireName(a, 'node', i.node);
+      const namespace = i.namespace === undefined ? undefined : requireName(a, 'namespace', i.namespace);
+      const podNames = optionalStrings(a, 'podNames', i.podNames);
+      const labelSelector =
+        i.labelSelector === undefined ? undefined : requireText(a, 'labelSelector', i.labelSelector, 4096);
+      const force = optionalBool(a, 'force', i.force);
+      const concurrency = optionalInt(a, 'concurrency', i.concurrency, 1, 100) ?? DEFAULT_CONCURRENCY;
+      const deadlineSeconds =
+        optionalInt(a, 'deadlineSeconds', i.deadlineSeconds, 1, 86_400) ?? DEFAULT_RESTART_DEADLINE_S;
+      if ((podNames === undefined || podNames.length === 0) && labelSelector === undefined) {
+        throw invalid(
+          a,
+          'give podNames or labelSelector: restarting every pod on a node is a drain, not a restart',
+        );
+      }
+      const method = force ? 'delete' : 'evict';
+
+      const ctx = activityContext();
+      const cancel = ctx?.cancellationSignal;
+      let progress = readRestartProgress(ctx?.info.heartbeatDetails);
+      if (!progress) {
+        await requireNode(name);
+        const pods = (await listPodsOnNode(name, labelSelector)).filter(
+          (p) =>
+            (namespace === undefined || p.metadata?.namespace === namespace) &&
+            (podNames === undefined || podNames.includes(p.metadata?.name ?? '')),
+        );
+        const targets: PodRef[] = [];
+        const skipped: { pod: PodRef; reason: string }[] = [];
+        for (const pod of pods) {
+          if (isMirrorPod(pod))
+            skipped.push({ pod: podRef(pod), reason: 'mirror pod (static; the kubelet owns it)' });
+          else if (isCompleted(pod))
+            skipped.push({ pod: podRef(pod), reason: `completed (${pod.status?.phase})` });
+          else if (isTerminating(pod)) skipped.push({ pod: podRef(pod), reason: 'already terminating' });
+          else targets.push(podRef(pod));
+        }
+        const found = new Set(pods.map((p) => p.metadata?.name));
+        progress = {
+          targets,
+          done: [],
+          refused429: 0,
+          startedAt: now().toISOString(),
+          skipped,
+          missing: (podNames ?? []).filter((n) => !found.has(n)),
+        };
+      }
+      const p = progress;
+      const done = new Set(p.done);
+      const restarted: PodRef[] = [];
+      const alreadyGone: PodRef[] = [];
+      const heartbeat = () => ctx?.heartbeat({ ...p, done: [...done] } satisfies RestartProgress);
+      heartbeat();
+      const deadlineMs = (Date.parse(p.startedAt) || now().getTime()) + deadlineSeconds * 1000;
+      const stop = new AbortController();
+      const todo = p.targets.filter((t) => !done.has(t.uid));
+      await runPool(todo, concurrency, stop, async (ref) => {
+        const outcome = await evictPod(ref, {
+          cancel,
+          stop: stop.signal,
+          deadlineMs,
+          method,
+          on429: () => {
+            p.refused429++;
+          },
+          heartbeat,
+          nodeGone: () => Promise.resolve(false),
+        });
+        if (outcome === 'stopped') return;
+        done.add(ref.uid);
+        (outcome === 'evicted' ? restarted : alreadyGone).push(ref);
+        heartbeat();
+      });
+      const left = todo.filter((t) => !done.has(t.uid));
+      if (left.length > 0) {
+        throw ApplicationFailure.create({
+          message:
+            `restart of ${left.length} pod(s) on node ${name} did not get past their PodDisruptionBudgets within ` +
+            `${deadlineSeconds}s (${p.refused429} eviction(s) refused): ${left.map(podName).join(', ')}`,
+          type: KubernetesFailureType.RestartDeadlineExceeded,
+          nonRetryable: true,
+          details: [{ node: name, left, refused429: p.refused429 }],
+        });
+      }
+      // Pods an earlier attempt restarted count as restarted.
+      const earlier = p.targets.filter((t) => p.done.includes(t.uid));
+      return {
+        node: name,
+        method,
+        restarted: [...earlier, ...restarted],
+        alreadyGone,
+        skipped: p.skipped,
+        missing: p.missing,
+        refused429: p.refused429,
+      };
+    },
+
+    /** A compact view of one node, or `{ exists: false }`. */
+    getNode: async (input: { node: string }): Promise<NodeView | MissingNodeView> => {
+      const i = requireInput('getNode', input);
+      const name = requireName('getNode', 'node', i.node);
+      const node = await readNode(name);
+      return node ? nodeView(node) : { name, exists: false };
+    },
+
+    /**
+     * Summaries of every node with `nvidia.com/gpu` capacity (for the fleet budget's healthy fraction
+     * and the capacity check). `labelKeys` adds labels beyond the default subset.
+     */
+    listGpuNodes: async (input: { labelKeys?: string[] } = {}): Promise<NodeSummary[]> => {
+      const i = requireInput('listGpuNodes', input ?? {});
+      const labelKeys = optionalStrings('listGpuNodes', 'labelKeys', i.labelKeys) ?? [];
+      const out: NodeSummary[] = [];
+      let cont: string | undefined;
+      try {
+        do {
+          const page = await core.listNode({ limit: LIST_PAGE, _continue: cont });
+          for (const node of page.items) {
+            const summary = nodeSummary(node, labelKeys);
+            if (summary.gpuCapacity > 0) out.push(summary);
+          }
+          cont = page.metadata?._continue || undefined;
+        } while (cont);
+      } catch (err) {
+        fail(err, 'listing nodes');
+      }
+      return out;
+    },
+
+    /**
+     * Appends a remediation time to the node's `fleetmedic.io/remediations` history (the newest 20
+     * are kept) in an optimistic update, and returns the history. Recording the same `at` twice counts
+     * once, so a retry does not inflate the count the replace-hardware guard reads.
+     *
+     * @throws non-retryable `InvalidAnnotation` when the history on the node is unreadable (it is not
+     *   reset silently: the count guards a hardware decision).
+     */
+    recordRemediation: async (input: RecordRemediationInput): Promise<RecordRemediationResult> => {
+      const a = 'recordRemediation';
+      const i = requireInput(a, input);
+      const name = requireName(a, 'node', i.node);
+      const at = requireText(a, 'at', i.at, 64);
+      if (Number.isNaN(Date.parse(at)))
+        throw invalid(a, `input.at must be an ISO-8601 time, got ${describeValue(at)}`);
+      const node = await requireNode(name);
+      const parsed = parseRemediations(node.metadata?.annotations?.[REMEDIATIONS_ANNOTATION]);
+      if (!parsed.ok) {
+        throw ApplicationFailure.nonRetryable(
+          `node ${name}: annotation ${REMEDIATIONS_ANNOTATION} is unreadable (${parsed.error}); fix it by hand`,
+          KubernetesFailureType.InvalidAnnotation,
+        );
+      }
+      const history = appendRemediation(parsed.at, at);
+      const unchanged = history.length === parsed.at.length && history.every((h, k) => h === parsed.at[k]);
+      if (!unchanged) await patchNode(name, remediationsPatch(node, history));
+      return { node: name, remediations: history };
+    },
+
+    /** Compact views of the pods on a node (for the capacity check before a drain). */
+    podsOnNode: async (input: { node: string }): Promise<PodView[]> => {
+      const i = requireInput('podsOnNode', input);
+      const name = requireName('podsOnNode', 'node', i.node);
+      await requireNode(name);
+      return (await listPodsOnNode(name)).map(podView);
+    },
+  };
+}
+
+function validatePodFilter(activity: string, value: unknown): DrainPodFilter | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw invalid(activity, `input.podFilter must be an object, got ${describeValue(value)}`);
+  }
+  const f = value as Record<string, unknown>;
+  const filter: DrainPodFilter = {};
+  const namespaces = optionalStrings(activity, 'podFilter.namespaces', f.namespaces);
+  if (namespaces) filter.namespaces = namespaces;
+  const exclude = optionalStrings(activity, 'podFilter.excludeNamespaces', f.excludeNamespaces);
+  if (exclude) filter.excludeNamespaces = exclude;
+  if (f.labelSelector !== undefined) {
+    filter.labelSelector = requireText(activity, 'podFilter.labelSelector', f.labelSelector, 4096);
+  }
+  return filter;
+}
+
+/** The activities' type, for `proxyActivities<KubernetesActivities>()` in workflows. */
+export type KubernetesActivities = ReturnType<typeof createKubernetesActivities>;
