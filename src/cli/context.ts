@@ -1,5 +1,7 @@
 import { Option, type Command } from 'commander';
 import { loadConfig, type Config, type ConfigKey } from '../config/config.js';
+import { ConfigError } from '../errors.js';
+import { readStackState } from '../stack/state.js';
 
 /** Global flags shared by every command; each maps to the configuration key of the same name. */
 const globalFlags: ReadonlyArray<{ flag: string; key: ConfigKey; help: string }> = [
@@ -25,4 +27,40 @@ export function configFrom(program: Command): Config {
 /** Adds the global flags to the root command. */
 export function addGlobalFlags(program: Command): void {
   for (const { flag, help } of globalFlags) program.addOption(new Option(flag, help));
+}
+
+/** Where the CLI's commands act: explicit configuration first, else the embedded stack's record. */
+export interface Targets {
+  readonly temporalAddress: string;
+  readonly namespace: string;
+  readonly kubeconfig: string;
+  readonly clusterId: string;
+  readonly taskQueue: string;
+  /** True when the targets come from the embedded (simulated) stack. */
+  readonly embedded: boolean;
+}
+
+/**
+ * Resolves the Temporal address, kubeconfig and cluster ID: each from the configuration when set,
+ * otherwise from the stack `fleetmedic up` recorded. Never from ~/.kube/config.
+ */
+export async function resolveTargets(config: Config): Promise<Targets> {
+  const state = await readStackState(config.stateDir);
+  const temporalAddress = config.temporalAddress ?? state?.temporal.address;
+  const kubeconfig = config.kubeconfig ?? state?.kube.kubeconfig;
+  const clusterId = config.clusterId ?? state?.clusterId;
+  if (!temporalAddress || !kubeconfig || !clusterId) {
+    throw new ConfigError(
+      'no Temporal address, kubeconfig or cluster ID: set FLEETMEDIC_TEMPORAL_ADDRESS, FLEETMEDIC_KUBECONFIG and ' +
+        `FLEETMEDIC_CLUSTER_ID, or start the embedded stack with \`fleetmedic up\` (state dir ${config.stateDir})`,
+    );
+  }
+  return {
+    temporalAddress,
+    namespace: config.temporalNamespace,
+    kubeconfig,
+    clusterId,
+    taskQueue: config.taskQueue,
+    embedded: state !== undefined && config.kubeconfig === undefined,
+  };
 }

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { FleetmedicError } from '../errors.js';
 import { addGlobalFlags } from './context.js';
+import { registerRemediationCommands } from './commands/remediation.js';
 import { registerStackCommands } from './commands/stack.js';
 import { registerToolchainCommand } from './commands/toolchain.js';
 
@@ -13,6 +14,7 @@ export function buildProgram(): Command {
   addGlobalFlags(program);
   registerToolchainCommand(program);
   registerStackCommands(program);
+  registerRemediationCommands(program);
   return program;
 }
 

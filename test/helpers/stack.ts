@@ -78,6 +78,13 @@ export async function startTestStack(nodes = 4): Promise<{ stack: TestStack; sto
 }
 
 let shared: Promise<TestStack> | undefined;
+let stopStandalone: (() => Promise<void>) | undefined;
+
+// Registered at module level, so it runs once after every test of the file: a hook registered from
+// inside a `before` would run as soon as that hook ends.
+after(async () => {
+  await stopStandalone?.();
+});
 
 /**
  * The stack for this test file: the one named by FLEETMEDIC_TEST_STATE_DIR (after checking it is a
@@ -92,7 +99,7 @@ export function useTestStack(): Promise<TestStack> {
       return { state, config, kc: loadKubeConfig(state.kube.kubeconfig) };
     }
     const { stack, stop } = await startTestStack();
-    after(stop);
+    stopStandalone = stop;
     return stack;
   })();
   return shared;

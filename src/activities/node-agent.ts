@@ -1,0 +1,204 @@
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { DiagEvidence, TriageEvidence } from '../domain/xid-classification.js';
+import { FleetmedicError } from '../errors.js';
+import type { CommandRunner, GpuTool } from '../gpu/command-runner.js';
+import { parseDcgmiDiag, parseDcgmiHealth } from '../gpu/dcgmi.js';
+import { DEFAULT_HEALTH_QUERY_FIELDS, parseQueryGpu } from '../gpu/nvidia-smi.js';
+
+/** Failure types the node agent raises as non-retryable, for the workflow to branch on. */
+export const NodeAgentFailure = {
+  WrongNode: 'WrongNode',
+  GpuBusy: 'GpuBusy',
+  ResetFailed: 'ResetFailed',
+  InvalidInput: 'InvalidInput',
+  RebootUnsupported: 'RebootUnsupported',
+} as const;
+
+export interface NodeAgentDeps {
+  readonly clusterId: string;
+  readonly node: string;
+  readonly runner: CommandRunner;
+  /** Per-command timeout for quick queries (health, nvidia-smi). */
+  readonly queryTimeoutMs?: number;
+}
+
+/** Every node agent activity names the node and cluster it is meant for; the agent refuses others. */
+export interface AgentTarget {
+  readonly clusterId: string;
+  readonly node: string;
+}
+
+export interface GpuProcesses {
+  /** Compute processes per GPU index. */
+  readonly byGpu: Readonly<Record<number, number>>;
+  readonly total: number;
+}
+
+/**
+ * Activities that must run on the GPU node itself (task queue `fleetmedic-node-<cluster>-<node>`):
+ * `dcgmi` and `nvidia-smi`. The central worker never needs `pods/exec`; a node whose agent is gone
+ * shows up as a schedule-to-start timeout, which the workflow treats as "node unreachable".
+ */
+export function createNodeAgentActivities(deps: NodeAgentDeps) {
+  const queryTimeoutMs = deps.queryTimeoutMs ?? 30_000;
+
+  function guard(target: AgentTarget): void {
+    if (target.clusterId !== deps.clusterId || target.node !== deps.node) {
+      throw ApplicationFailure.nonRetryable(
+        `node agent for ${deps.clusterId}/${deps.node} refused work for ${target.clusterId}/${target.node}`,
+        NodeAgentFailure.WrongNode,
+      );
+    }
+  }
+
+  async function run(tool: GpuTool, args: string[], timeoutMs = queryTimeoutMs) {
+    let signal: AbortSignal | undefined;
+    try {
+      signal = Context.current().cancellationSignal;
+    } catch {
+      // Called outside an activity (unit tests of the helpers): no cancellation.
+    }
+    return deps.runner.run(tool, args, { timeoutMs, signal });
+  }
+
+  /** Permanent parse failures become non-retryable; transient ones (host engine down) retry. */
+  function boundary<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof FleetmedicError && err.permanent) {
+        throw ApplicationFailure.nonRetryable(err.message, err.code);
+      }
+      throw err;
+    }
+  }
+
+  async function gpuProcesses(target: AgentTarget): Promise<GpuProcesses> {
+    guard(target);
+    const list = await run('nvidia-smi', ['-L']);
+    const uuids = new Map<string, number>();
+    for (const m of list.stdout.matchAll(/^GPU (\d+):.*\(UUID: (GPU-[^)]+)\)/gm))
+      uuids.set(m[2]!, Number(m[1]));
+    const apps = await run('nvidia-smi', ['--query-compute-apps=pid,gpu_uuid', '--format=csv,noheader']);
+    if (apps.exitCode !== 0)
+      throw new Error(`nvidia-smi --query-compute-apps exited ${apps.exitCode}: ${apps.stdout}`);
+    const byGpu: Record<number, number> = {};
+    let total = 0;
+    for (const line of apps.stdout.split('\n').filter((l) => l.trim())) {
+      const uuid = line.split(',')[1]?.trim() ?? '';
+      const index = uuids.get(uuid);
+      total++;
+      if (index !== undefined) byGpu[index] = (byGpu[index] ?? 0) + 1;
+    }
+    return { byGpu, total };
+  }
+
+  return {
+    /**
+     * Triage: `dcgmi health -c -j` and an `nvidia-smi --query-gpu` of the health fields. With no health
+     * watches set (exit 253) it sets them (`dcgmi health -s a`) and reports `no-watches`: a fresh
+     * watch says Healthy before it has sampled, so that is never taken as evidence of health.
+     */
+    async agentTriage(target: AgentTarget & { expectedGpuCount?: number }): Promise<TriageEvidence> {
+      guard(target);
+      const health = await run('dcgmi', ['health', '-c', '-j']);
+      const parsedHealth = boundary(() => parseDcgmiHealth(health.stdout, health.exitCode));
+      if (parsedHealth.kind === 'no-watches') await run('dcgmi', ['health', '-s', 'a']);
+      const fields = [...DEFAULT_HEALTH_QUERY_FIELDS];
+      const query = await run('nvidia-smi', [
+        `--query-gpu=${fields.join(',')}`,
+        '--format=csv,noheader,nounits',
+      ]);
+      const parsedQuery = boundary(() => parseQueryGpu(query.stdout, fields));
+      const healthEvidence =
+        parsedHealth.kind === 'no-watches'
+          ? parsedHealth
+          : { kind: 'report' as const, overall: parsedHealth.overall, incidents: parsedHealth.incidents };
+      return {
+        health: healthEvidence,
+        gpus: parsedQuery.rows,
+        unreachableGpus: parsedQuery.unreachable,
+        ...(target.expectedGpuCount !== undefined && { expectedGpuCount: target.expectedGpuCount }),
+      };
+    },
+
+    /** Compute processes per GPU (`nvidia-smi --query-compute-apps`). */
+    async agentGpuProcesses(target: AgentTarget): Promise<GpuProcesses> {
+      return gpuProcesses(target);
+    },
+
+    /**
+     * Resets one GPU with `nvidia-smi -r -i N`. A reset needs zero processes on the GPU; the drain
+     * keeps DaemonSet pods (dcgm-exporter, device plugin) that may hold it, so the agent checks first
+     * and fails with `GpuBusy` (the workflow falls back to the operator path) rather than trying.
+     */
+    async agentResetGpu(target: AgentTarget & { gpu: number }): Promise<{ output: string }> {
+      guard(target);
+      if (!Number.isInteger(target.gpu) || target.gpu < 0) {
+        throw ApplicationFailure.nonRetryable(
+          `invalid GPU index ${String(target.gpu)}`,
+          NodeAgentFailure.InvalidInput,
+        );
+      }
+      const procs = await gpuProcesses(target);
+      const busy = procs.byGpu[target.gpu] ?? 0;
+      if (busy > 0) {
+        throw ApplicationFailure.nonRetryable(
+          `GPU ${target.gpu} on ${deps.node} has ${busy} process(es): a reset needs none`,
+          NodeAgentFailure.GpuBusy,
+        );
+      }
+      const result = await run('nvidia-smi', ['-r', '-i', String(target.gpu)], 120_000);
+      if (result.exitCode !== 0) {
+        throw ApplicationFailure.nonRetryable(
+          `nvidia-smi -r -i ${target.gpu} on ${deps.node} failed (exit ${result.exitCode}): ${result.stdout.trim()}`,
+          NodeAgentFailure.ResetFailed,
+        );
+      }
+      return { output: result.stdout.trim() };
+    },
+
+    /**
+     * Reboots the node. Only runners that can (the simulated one) support it; on a real node an
+     * automatic reboot is not implemented yet, and the operator reboots out of band and marks the node
+     * repaired.
+     */
+    async agentRebootNode(target: AgentTarget): Promise<{ rebooted: true }> {
+      guard(target);
+      if (!deps.runner.reboot) {
+        throw ApplicationFailure.nonRetryable(
+          `automatic reboot of ${deps.node} is not supported by this agent`,
+          NodeAgentFailure.RebootUnsupported,
+        );
+      }
+      await deps.runner.reboot();
+      return { rebooted: true };
+    },
+
+    /**
+     * Validation: `dcgmi diag -r <level> -j`. Level 3 runs for a long time, so the activity heartbeats
+     * while it runs (give it a heartbeat timeout); diag refuses to run while GPU processes exist.
+     */
+    async agentDiag(target: AgentTarget & { level: 1 | 2 | 3 | 4 }): Promise<DiagEvidence> {
+      guard(target);
+      if (![1, 2, 3, 4].includes(target.level)) {
+        throw ApplicationFailure.nonRetryable(
+          `invalid diag level ${String(target.level)}`,
+          NodeAgentFailure.InvalidInput,
+        );
+      }
+      const ctx = Context.current();
+      const beat = setInterval(() => ctx.heartbeat({ running: `dcgmi diag -r ${target.level}` }), 5_000);
+      try {
+        const result = await run('dcgmi', ['diag', '-r', String(target.level), '-j'], 4 * 3600_000);
+        const parsed = boundary(() => parseDcgmiDiag(result.stdout, result.exitCode));
+        return { passed: parsed.passed, runtimeError: parsed.runtimeError, errors: parsed.errors };
+      } finally {
+        clearInterval(beat);
+      }
+    },
+  };
+}
+
+export type NodeAgentActivities = ReturnType<typeof createNodeAgentActivities>;

@@ -1,0 +1,56 @@
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Client } from '@temporalio/client';
+import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createKubernetesActivities } from '../activities/kubernetes.js';
+import { createRemediationSupportActivities } from '../activities/remediation-support.js';
+import type { FleetBudgetConfig } from '../domain/fleet-budget.js';
+
+export interface ControlWorkerOptions {
+  readonly connection: NativeConnection;
+  readonly client: Client;
+  readonly kc: KubeConfig;
+  readonly clusterId: string;
+  readonly taskQueue: string;
+  readonly namespace?: string;
+  /** A prebuilt bundle (tests build it once per file); without it the worker bundles src/workflows. */
+  readonly workflowBundle?: WorkerOptions['workflowBundle'];
+  /** Fleet budget limits used when this worker starts the cluster's budget workflow. */
+  readonly budgetConfig?: Partial<FleetBudgetConfig>;
+  /** Extra activities (checkpointing, drills) registered beside the cluster ones. */
+  readonly extraActivities?: Record<string, (...args: never[]) => Promise<unknown>>;
+}
+
+/** Path of the workflows entry for the bundler, whether running from src (tsx) or dist (compiled). */
+export function workflowsPath(): string {
+  const here = fileURLToPath(import.meta.url);
+  return path.join(path.dirname(here), '..', 'workflows', `index${path.extname(here)}`);
+}
+
+/**
+ * The control worker: every workflow plus the cluster activities (Kubernetes API, fleet budget,
+ * episode memory) on the `fleetmedic` task queue. Node-local steps run on the node agents' own queues.
+ */
+export async function createControlWorker(options: ControlWorkerOptions): Promise<Worker> {
+  const activities = {
+    ...createKubernetesActivities({ kc: options.kc, clusterId: options.clusterId }),
+    ...createRemediationSupportActivities({
+      kc: options.kc,
+      client: options.client,
+      clusterId: options.clusterId,
+      taskQueue: options.taskQueue,
+      budgetConfig: options.budgetConfig,
+    }),
+    ...options.extraActivities,
+  };
+  return Worker.create({
+    connection: options.connection,
+    namespace: options.namespace ?? 'default',
+    taskQueue: options.taskQueue,
+    activities,
+    ...(options.workflowBundle
+      ? { workflowBundle: options.workflowBundle }
+      : { workflowsPath: workflowsPath() }),
+  });
+}

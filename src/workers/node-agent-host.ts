@@ -1,0 +1,47 @@
+import { Worker, type NativeConnection } from '@temporalio/worker';
+import { createNodeAgentActivities } from '../activities/node-agent.js';
+import type { CommandRunner } from '../gpu/command-runner.js';
+import { nodeTaskQueue } from '../workflows/ids.js';
+
+export interface NodeAgentHostOptions {
+  readonly connection: NativeConnection;
+  readonly clusterId: string;
+  readonly nodes: readonly string[];
+  readonly runnerFor: (node: string) => CommandRunner;
+  readonly namespace?: string;
+}
+
+/**
+ * Node agents for many nodes in one process: one Worker per node task queue, each with a single
+ * poller and a few activity slots, sharing one connection. In production each GPU node runs its own
+ * agent (a DaemonSet); a simulation of hundreds of nodes cannot afford a process per node.
+ */
+export async function createNodeAgentWorkers(options: NodeAgentHostOptions): Promise<Worker[]> {
+  const workers: Worker[] = [];
+  for (const node of options.nodes) {
+    workers.push(
+      await Worker.create({
+        connection: options.connection,
+        namespace: options.namespace ?? 'default',
+        taskQueue: nodeTaskQueue(options.clusterId, node),
+        activities: createNodeAgentActivities({
+          clusterId: options.clusterId,
+          node,
+          runner: options.runnerFor(node),
+        }),
+        maxConcurrentActivityTaskPolls: 1,
+        maxConcurrentActivityTaskExecutions: 4,
+      }),
+    );
+  }
+  return workers;
+}
+
+/** Runs workers until `signal` aborts, then shuts them down together. */
+export async function runWorkers(workers: readonly Worker[], signal: AbortSignal): Promise<void> {
+  const stop = () => {
+    for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+  };
+  signal.addEventListener('abort', stop, { once: true });
+  await Promise.all(workers.map((w) => w.run()));
+}

@@ -1,0 +1,114 @@
+import {
+  ApplicationFailure,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  defineQuery,
+  defineUpdate,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import {
+  acquireSlot,
+  admitDrain,
+  allowsAutomaticQuarantine,
+  DEFAULT_FLEET_BUDGET,
+  initialFleetState,
+  recordFailure,
+  releaseSlot,
+  resetBreaker,
+  validateFleetBudgetConfig,
+  type Admission,
+  type FleetBudgetConfig,
+  type FleetState,
+} from '../domain/fleet-budget.js';
+import { CLUSTER_ID } from './search-attributes.js';
+
+export interface FleetBudgetInput {
+  readonly clusterId: string;
+  readonly config?: Partial<FleetBudgetConfig>;
+  /** Carried over by continue-as-new. */
+  readonly state?: FleetState;
+}
+
+export interface AcquireRequest {
+  readonly node: string;
+  readonly gpuNodeCount: number;
+  readonly healthyNodes: readonly string[];
+  readonly remediationTimestamps?: readonly number[];
+  /** Holders whose remediation workflow is closed: their slots are recovered first. */
+  readonly staleHolders?: readonly string[];
+}
+
+export interface OperatorAction {
+  readonly by: string;
+  readonly reason?: string;
+}
+
+/** Asks for a drain slot; the answer says whether it was granted and why not. */
+export const acquireDrainSlot = defineUpdate<Admission, [AcquireRequest]>('acquireDrainSlot');
+/** Returns a node's drain slot (idempotent). */
+export const releaseDrainSlot = defineUpdate<void, [{ node: string }]>('releaseDrainSlot');
+/** Records a node failure for the breaker; answers whether automatic quarantine may go on. */
+export const reportNodeFailure = defineUpdate<
+  { allowed: boolean; detail: string },
+  [{ node: string; gpuNodeCount: number; healthyNodes: readonly string[] }]
+>('reportNodeFailure');
+export const pauseAutomation = defineUpdate<void, [OperatorAction]>('pauseAutomation');
+export const resumeAutomation = defineUpdate<void, [OperatorAction]>('resumeAutomation');
+export const resetFleetBreaker = defineUpdate<void, [OperatorAction]>('resetFleetBreaker');
+export const fleetBudgetState = defineQuery<FleetState>('fleetBudgetState');
+
+/** The budget's workflow ID for a cluster. */
+export function fleetBudgetWorkflowId(clusterId: string): string {
+  return `fleet-budget/${clusterId}`;
+}
+
+/**
+ * The fleet budget of one cluster: a long-lived workflow that caps disruption. Remediations ask it
+ * for a drain slot (at most N draining, never below the minimum healthy fraction), report failures
+ * to its circuit breaker, and operators pause and resume automation. Decisions are the pure
+ * functions of `domain/fleet-budget`; this file only keeps the state durable and serialises requests.
+ */
+export async function fleetBudgetWorkflow(input: FleetBudgetInput): Promise<void> {
+  const config: FleetBudgetConfig = { ...DEFAULT_FLEET_BUDGET, ...input.config };
+  const invalid = validateFleetBudgetConfig(config);
+  if (invalid) throw ApplicationFailure.nonRetryable(`invalid fleet budget: ${invalid}`, 'InvalidInput');
+  let state: FleetState = input.state ? { ...input.state, config } : initialFleetState(0, [], config);
+  upsertSearchAttributes([{ key: CLUSTER_ID, value: input.clusterId }]);
+
+  setHandler(fleetBudgetState, () => state);
+  setHandler(acquireDrainSlot, (request) => {
+    for (const stale of request.staleHolders ?? []) state = releaseSlot(state, stale);
+    state = { ...state, gpuNodeCount: request.gpuNodeCount, healthyNodes: [...request.healthyNodes] };
+    const admission = admitDrain(
+      state,
+      { node: request.node, remediationTimestamps: request.remediationTimestamps },
+      Date.now(),
+    );
+    if (admission.admitted) state = acquireSlot(state, request.node);
+    return admission;
+  });
+  setHandler(releaseDrainSlot, ({ node }) => {
+    state = releaseSlot(state, node);
+  });
+  setHandler(reportNodeFailure, ({ node, gpuNodeCount, healthyNodes }) => {
+    state = recordFailure({ ...state, gpuNodeCount, healthyNodes: [...healthyNodes] }, node, Date.now());
+    return allowsAutomaticQuarantine(state, Date.now());
+  });
+  setHandler(pauseAutomation, () => {
+    state = { ...state, paused: true };
+  });
+  setHandler(resumeAutomation, () => {
+    state = { ...state, paused: false };
+  });
+  setHandler(resetFleetBreaker, () => {
+    state = resetBreaker(state);
+  });
+
+  // Keep the history short: continue as new once it grows, after in-flight handlers finish.
+  await condition(() => workflowInfo().continueAsNewSuggested);
+  await condition(allHandlersFinished);
+  await continueAsNew<typeof fleetBudgetWorkflow>({ clusterId: input.clusterId, config, state });
+}

@@ -1,0 +1,6 @@
+/**
+ * Every workflow of fleetmedic, for the worker's bundler. Workflow code only: deterministic, no Node
+ * builtins, activities imported as types.
+ */
+export { fleetBudgetWorkflow } from './fleet-budget.js';
+export { gpuRemediationWorkflow } from './remediation.js';

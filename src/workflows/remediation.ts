@@ -1,0 +1,441 @@
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  TimeoutFailure,
+  condition,
+  defineQuery,
+  defineSignal,
+  defineUpdate,
+  log,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { TimeoutType } from '@temporalio/common';
+import type { KubernetesActivities } from '../activities/kubernetes.js';
+import type { NodeAgentActivities } from '../activities/node-agent.js';
+import type { RemediationSupportActivities } from '../activities/remediation-support.js';
+import {
+  classifyAlert,
+  DEFAULT_REMEDIATION_POLICY,
+  faultyGpus,
+  planRepair,
+  type AlertSignal,
+  type RemediationPolicy,
+} from '../domain/remediation-plan.js';
+import { maxClass, type RemediationClass } from '../domain/remediation-class.js';
+import { refineWithEvidence, type TriageEvidence } from '../domain/xid-classification.js';
+import { nodeTaskQueue } from './ids.js';
+import { ALERT, CLUSTER_ID, NODE, OUTCOME, PHASE } from './search-attributes.js';
+
+export type { AlertSignal } from '../domain/remediation-plan.js';
+
+export type RemediationPhase =
+  | 'received'
+  | 'restarting-pods'
+  | 'quarantining'
+  | 'triage'
+  | 'waiting-for-budget'
+  | 'draining'
+  | 'awaiting-approval'
+  | 'repairing'
+  | 'validating'
+  | 'releasing'
+  | 'quarantined'
+  | 'done';
+
+export type RemediationOutcome =
+  | 'returned-to-service'
+  | 'ignored'
+  | 'duplicate-episode'
+  | 'pods-restarted'
+  | 'rejected'
+  | 'node-gone'
+  | 'automation-blocked';
+
+export interface RemediationInput {
+  readonly clusterId: string;
+  readonly node: string;
+  readonly policy?: Partial<RemediationPolicy>;
+}
+
+/** An operator's action, recorded in the history with who and why. */
+export interface OperatorDecision {
+  readonly by: string;
+  readonly reason?: string;
+}
+
+export interface RemediationStatus {
+  readonly clusterId: string;
+  readonly node: string;
+  readonly phase: RemediationPhase;
+  readonly class: RemediationClass | null;
+  readonly reasons: readonly string[];
+  readonly alerts: number;
+  readonly resolvedAlerts: number;
+  /** What the workflow waits for, in words (an operator, a drain slot, ...). */
+  readonly waitingFor: string | null;
+  /** Why the node stays quarantined, when it does. */
+  readonly quarantineReason: string | null;
+  readonly outcome: RemediationOutcome | null;
+  readonly reminders: number;
+  readonly decisions: readonly (OperatorDecision & { action: string; at: string })[];
+}
+
+/** Alerts for the node: firing ones start or join the remediation, resolved ones are recorded. */
+export const alertSignal = defineSignal<[AlertSignal]>('alert');
+/** Authorizes the proposed repair. Accepted only while the workflow waits for approval. */
+export const approveUpdate = defineUpdate<string, [OperatorDecision]>('approve');
+/** Rejects the repair: the node stays cordoned with the reason. */
+export const rejectUpdate = defineUpdate<string, [OperatorDecision]>('reject');
+/** After an out-of-band fix (reboot, part swap): run validation, return to service if it passes. */
+export const markRepairedUpdate = defineUpdate<string, [OperatorDecision]>('markRepaired');
+export const statusQuery = defineQuery<RemediationStatus>('status');
+
+const k8s = proxyActivities<KubernetesActivities>({
+  startToCloseTimeout: '2 minutes',
+  retry: { initialInterval: '1s', maximumInterval: '30s', backoffCoefficient: 2 },
+});
+const support = proxyActivities<RemediationSupportActivities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1s', maximumInterval: '30s' },
+});
+
+function agent(clusterId: string, node: string, policy: RemediationPolicy) {
+  return proxyActivities<NodeAgentActivities>({
+    taskQueue: nodeTaskQueue(clusterId, node),
+    // An agent that never picks the task up is a node we cannot reach: escalate, do not wait forever.
+    scheduleToStartTimeout: policy.agentScheduleToStartMs,
+    startToCloseTimeout: policy.agentStartToCloseMs,
+    heartbeatTimeout: '1 minute',
+    retry: { initialInterval: '1s', maximumInterval: '20s', maximumAttempts: 5 },
+  });
+}
+
+function isScheduleToStartTimeout(err: unknown): boolean {
+  return (
+    err instanceof ActivityFailure &&
+    err.cause instanceof TimeoutFailure &&
+    err.cause.timeoutType === TimeoutType.SCHEDULE_TO_START
+  );
+}
+
+function failureType(err: unknown): string | undefined {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  return cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined;
+}
+
+function failureMessage(err: unknown): string {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  return cause instanceof Error ? cause.message : String(cause);
+}
+
+/**
+ * The GPU remediation of one node: classify the alert, quarantine (label, NoSchedule taint, cordon)
+ * when the class calls for it, triage on the node, take a drain slot from the fleet budget, drain,
+ * repair (automatic GPU reset where the class allows it, else an operator's approval), validate with
+ * `dcgmi diag`, and return the node to service, or keep it quarantined with a visible reason.
+ * Decisions live in `domain/`; this function orchestrates. No timeout ever returns a node to service.
+ */
+export async function gpuRemediationWorkflow(input: RemediationInput): Promise<RemediationStatus> {
+  const policy: RemediationPolicy = { ...DEFAULT_REMEDIATION_POLICY, ...input.policy };
+  const { clusterId, node } = input;
+  const workflowId = workflowInfo().workflowId;
+  const nodeAgent = agent(clusterId, node, policy);
+
+  const alerts: AlertSignal[] = [];
+  let resolvedAlerts = 0;
+  let phase: RemediationPhase = 'received';
+  let cls: RemediationClass | null = null;
+  const reasons: string[] = [];
+  let waitingFor: string | null = null;
+  let quarantineReason: string | null = null;
+  let outcome: RemediationOutcome | null = null;
+  let reminders = 0;
+  let pending: { action: 'approve' | 'reject' | 'markRepaired'; decision: OperatorDecision } | undefined;
+  const decisions: (OperatorDecision & { action: string; at: string })[] = [];
+
+  const status = (): RemediationStatus => ({
+    clusterId,
+    node,
+    phase,
+    class: cls,
+    reasons: [...reasons],
+    alerts: alerts.length,
+    resolvedAlerts,
+    waitingFor,
+    quarantineReason,
+    outcome,
+    reminders,
+    decisions: [...decisions],
+  });
+
+  function setPhase(next: RemediationPhase, details?: string): void {
+    phase = next;
+    upsertSearchAttributes([{ key: PHASE, value: next }]);
+    setCurrentDetails(`**${next}**${cls ? ` · class ${cls}` : ''}${details ? `\n\n${details}` : ''}`);
+    log.info('remediation phase', { node, phase: next, class: cls, details });
+  }
+
+  setHandler(statusQuery, status);
+  setHandler(alertSignal, (alert) => {
+    if (alert.status === 'resolved') {
+      // A resolved alert is recorded; it never uncordons by itself (the fault may be masked, not fixed).
+      resolvedAlerts++;
+      return;
+    }
+    alerts.push(alert);
+    if (cls !== null) {
+      const next = maxClass(cls, classifyAlert(alert, policy).class);
+      if (next !== cls) reasons.push(`later alert ${alert.alertName} escalated ${cls} -> ${next}`);
+      cls = next;
+    }
+  });
+
+  const decide = (action: 'approve' | 'reject' | 'markRepaired', allowed: RemediationPhase[]) => ({
+    validator: (d: OperatorDecision) => {
+      if (!d || typeof d.by !== 'string' || d.by.trim() === '')
+        throw new Error('an operator identity (by) is required');
+      if (!allowed.includes(phase) || pending) {
+        const what = action === 'approve' ? 'approval' : action === 'reject' ? 'a decision' : 'a repair';
+        throw new Error(`node ${node} is not waiting for ${what} (phase ${phase})`);
+      }
+    },
+    handler: (d: OperatorDecision) => {
+      pending = { action, decision: d };
+      decisions.push({ ...d, action, at: new Date().toISOString() });
+      return `${action} accepted for ${node} (phase ${phase})`;
+    },
+  });
+  const approve = decide('approve', ['awaiting-approval']);
+  setHandler(approveUpdate, approve.handler, { validator: approve.validator });
+  const reject = decide('reject', ['awaiting-approval', 'quarantined']);
+  setHandler(rejectUpdate, reject.handler, { validator: reject.validator });
+  const repaired = decide('markRepaired', ['awaiting-approval', 'quarantined']);
+  setHandler(markRepairedUpdate, repaired.handler, { validator: repaired.validator });
+
+  upsertSearchAttributes([
+    { key: CLUSTER_ID, value: clusterId },
+    { key: NODE, value: node },
+  ]);
+
+  // signal-with-start delivers the first alert with the start; a manual start may bring none yet.
+  await condition(() => alerts.length > 0);
+  const first = alerts[0]!;
+  upsertSearchAttributes([{ key: ALERT, value: first.alertName }]);
+  const initial = classifyAlert(first, policy);
+  cls = alerts.slice(1).reduce((c, a) => maxClass(c, classifyAlert(a, policy).class), initial.class);
+  reasons.push(initial.reason);
+  const finish = (o: RemediationOutcome, details?: string): RemediationStatus => {
+    outcome = o;
+    waitingFor = null;
+    upsertSearchAttributes([{ key: OUTCOME, value: o }]);
+    setPhase('done', details ?? o);
+    return status();
+  };
+
+  const handled = await support.episodeHandled({
+    node,
+    key: first.episodeKey,
+    cooldownMs: policy.episodeCooldownMs,
+  });
+  if (handled === 'node-gone') return finish('node-gone', `node ${node} does not exist`);
+  if (handled) return finish('duplicate-episode', `episode ${first.episodeKey} was already handled`);
+
+  if (cls === 'ignore') {
+    await support.recordEpisode({ node, key: first.episodeKey });
+    return finish('ignored', initial.reason);
+  }
+  if (cls === 'restart-app') {
+    setPhase('restarting-pods', 'restarting only the pods using the faulty GPU');
+    const pods = alerts.flatMap((a) => a.pods ?? []);
+    for (const ns of [...new Set(pods.map((p) => p.namespace))]) {
+      await k8s.restartPods({
+        node,
+        namespace: ns,
+        podNames: pods.filter((p) => p.namespace === ns).map((p) => p.name),
+      });
+    }
+    await support.recordEpisode({ node, key: first.episodeKey });
+    return finish('pods-restarted', `${pods.length} pod(s) restarted, no quarantine`);
+  }
+
+  // Quarantine at once: a cordon is cheap and reversible, a faulty node accepting pods is not.
+  const breaker = await support.budgetReportFailure({ node });
+  if (!breaker.allowed) {
+    reasons.push(`automatic quarantine blocked: ${breaker.detail}`);
+    return finish('automation-blocked', breaker.detail);
+  }
+  setPhase('quarantining');
+  const quarantine = await k8s.quarantineNode({ node, workflowId, reason: `${cls}: ${initial.reason}` });
+  quarantineReason = `remediation in progress (${cls})`;
+
+  // Triage on the node: evidence may escalate the class, never lower it.
+  setPhase('triage', 'dcgmi health and nvidia-smi on the node');
+  try {
+    const evidence: TriageEvidence = await nodeAgent.agentTriage({ clusterId, node, expectedGpuCount: 8 });
+    const refined = refineWithEvidence(cls, evidence, policy);
+    reasons.push(...refined.reasons.slice(1));
+    cls = refined.class;
+  } catch (err) {
+    const why = isScheduleToStartTimeout(err)
+      ? 'node agent unreachable'
+      : `triage failed: ${failureMessage(err)}`;
+    reasons.push(`${why} -> needs-operator`);
+    cls = maxClass(cls, 'needs-operator');
+  }
+
+  let slotHeld = false;
+  try {
+    // Take a drain slot from the fleet budget; wait (visibly) while the budget is exhausted.
+    const view = await k8s.getNode({ node });
+    if (!view.exists) return finish('node-gone', `node ${node} was deleted`);
+    const timestamps = view.remediations.map((t) => Date.parse(t));
+    for (let attempt = 0; ; attempt++) {
+      const admission = await support.budgetAcquire({ node, remediationTimestamps: timestamps });
+      if (admission.admitted) {
+        slotHeld = true;
+        if (admission.escalateTo) {
+          reasons.push(admission.detail);
+          cls = maxClass(cls, admission.escalateTo);
+        }
+        break;
+      }
+      waitingFor = `a drain slot: ${admission.detail}`;
+      setPhase('waiting-for-budget', admission.detail);
+      await condition(() => false, policy.budgetRetryMs);
+    }
+    waitingFor = null;
+
+    setPhase('draining', 'evicting pods through the Eviction API (PDB-aware)');
+    const drained = await k8s.drainNode.executeWithOptions(
+      {
+        startToCloseTimeout: policy.drainDeadlineSeconds * 1000 + 60_000,
+        heartbeatTimeout: '30 seconds',
+        summary: `drain ${node}`,
+        retry: {
+          initialInterval: '1s',
+          maximumInterval: '30s',
+          nonRetryableErrorTypes: ['DrainDeadlineExceeded', 'DrainRefused'],
+        },
+      },
+      [
+        {
+          node,
+          workflowId,
+          deadlineSeconds: policy.drainDeadlineSeconds,
+          deleteEmptyDirData: policy.deleteEmptyDirData,
+        },
+      ],
+    );
+    if (drained.nodeGone) return finish('node-gone', `node ${node} was deleted during the drain`);
+    reasons.push(
+      `drained: ${drained.evicted} pod(s) evicted, ${drained.refused429} eviction(s) refused by PDBs`,
+    );
+
+    // Repair, then validate; on failure stay quarantined and wait for an operator.
+    for (;;) {
+      const plan = planRepair(cls, policy);
+      let repairedOk = false;
+      if (plan.kind === 'automatic-reset') {
+        setPhase('repairing', `automatic GPU reset of GPU(s) ${faultyGpus(alerts).join(', ')}`);
+        repairedOk = await resetGpus(faultyGpus(alerts));
+      }
+      if (!repairedOk) {
+        const decision = await awaitOperator(plan.description);
+        if (decision.action === 'reject') {
+          quarantineReason = `repair rejected by ${decision.decision.by}: ${decision.decision.reason ?? 'no reason given'}`;
+          return finish('rejected', quarantineReason);
+        }
+        if (decision.action === 'approve' && plan.kind !== 'operator-only') {
+          setPhase('repairing', `approved by ${decision.decision.by}`);
+          repairedOk = await performApprovedRepair(plan.kind, faultyGpus(alerts));
+          if (!repairedOk) continue; // the automatic step failed: back to the operator
+        }
+      }
+      setPhase('validating', `dcgmi diag -r ${policy.diagLevel}`);
+      const diag = await nodeAgent.agentDiag
+        .executeWithOptions(
+          {
+            startToCloseTimeout: '4 hours',
+            heartbeatTimeout: '1 minute',
+            scheduleToStartTimeout: policy.agentScheduleToStartMs,
+            summary: `validate ${node}`,
+          },
+          [{ clusterId, node, level: policy.diagLevel }],
+        )
+        .catch((err: unknown) => ({ passed: false, runtimeError: failureMessage(err), errors: [] }));
+      if (diag.passed) break;
+      const why = diag.runtimeError ?? diag.errors.map((e) => `${e.test}: ${e.message}`).join('; ');
+      quarantineReason = `validation failed: ${why || 'dcgmi diag did not pass'}`;
+      reasons.push(quarantineReason);
+      cls = maxClass(cls, 'needs-operator');
+      setPhase('quarantined', quarantineReason);
+    }
+
+    setPhase('releasing', 'checking DaemonSets and GPU allocatable, then uncordoning');
+    await k8s.recordRemediation({ node, at: new Date().toISOString() });
+    await k8s.releaseNode({ node, workflowId });
+    quarantineReason = null;
+    await support.recordEpisode({ node, key: first.episodeKey });
+    if (quarantine.record.preexistingCordon)
+      reasons.push('node was cordoned by someone else before: left cordoned');
+    return finish('returned-to-service');
+  } finally {
+    if (slotHeld) await support.budgetRelease({ node });
+  }
+
+  async function resetGpus(gpus: number[]): Promise<boolean> {
+    try {
+      for (const gpu of gpus) await nodeAgent.agentResetGpu({ clusterId, node, gpu });
+      return true;
+    } catch (err) {
+      const type = failureType(err);
+      const why = isScheduleToStartTimeout(err) ? 'node agent unreachable' : failureMessage(err);
+      reasons.push(`automatic reset not possible (${type ?? 'error'}): ${why}`);
+      cls = maxClass(cls ?? 'needs-operator', 'needs-operator');
+      return false;
+    }
+  }
+
+  async function performApprovedRepair(kind: string, gpus: number[]): Promise<boolean> {
+    if (kind === 'reset') return resetGpus(gpus);
+    if (kind === 'reboot') {
+      try {
+        await nodeAgent.agentRebootNode({ clusterId, node });
+        return true;
+      } catch (err) {
+        reasons.push(
+          `automatic reboot not possible: ${failureMessage(err)}; reboot out of band and mark repaired`,
+        );
+        return false;
+      }
+    }
+    return false;
+  }
+
+  /** Waits for an operator, reminding at intervals and escalating; never times out into service. */
+  async function awaitOperator(proposal: string) {
+    pending = undefined;
+    waitingFor = `operator: ${proposal}`;
+    quarantineReason = quarantineReason ?? `waiting for an operator (${cls})`;
+    if (phase !== 'quarantined') setPhase('awaiting-approval', proposal);
+    for (;;) {
+      const decided = await condition(() => pending !== undefined, policy.approvalReminderMs);
+      if (decided) break;
+      reminders++;
+      await support.notifyOperator({
+        node,
+        workflowId,
+        reminder: reminders,
+        message: `${node} waits for an operator: ${proposal}${reminders * policy.approvalReminderMs >= policy.escalateAfterMs ? ' (ESCALATED)' : ''}`,
+      });
+    }
+    waitingFor = null;
+    const decision = pending!;
+    pending = undefined;
+    return decision;
+  }
+}

@@ -1,0 +1,382 @@
+import { Client, Connection, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { bundleWorkflowCode, NativeConnection, type Worker } from '@temporalio/worker';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { after, before, describe, it } from 'node:test';
+import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
+import type { AlertSignal, RemediationPolicy } from '../../src/domain/remediation-plan.js';
+import { mergePatch } from '../../src/k8s/patch.js';
+import { MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
+import { simulatedRunner } from '../../src/sim/sim-runner.js';
+import { createControlWorker, workflowsPath } from '../../src/workers/control-worker.js';
+import { createNodeAgentWorkers } from '../../src/workers/node-agent-host.js';
+import { fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
+import {
+  approveUpdate,
+  markRepairedUpdate,
+  rejectUpdate,
+  statusQuery,
+  type gpuRemediationWorkflow,
+  type RemediationStatus,
+} from '../../src/workflows/remediation.js';
+import { clients, eventually, isReady, livePods, tempNamespace } from '../helpers/k8s.js';
+import { useTestStack, type TestStack } from '../helpers/stack.js';
+import { installQuietRuntime, temporalBinary } from '../helpers/temporal.js';
+
+installQuietRuntime();
+
+const policy: Partial<RemediationPolicy> = {
+  approvalReminderMs: 3_000,
+  budgetRetryMs: 500,
+  agentScheduleToStartMs: 15_000,
+  diagLevel: 1,
+  drainDeadlineSeconds: 120,
+};
+
+let alertSeq = 0;
+function alert(xid: number, extra: Partial<AlertSignal> = {}): AlertSignal {
+  alertSeq++;
+  return {
+    alertName: 'GpuXidError',
+    status: 'firing',
+    episodeKey: `fp-${alertSeq}-${Date.now()}@2026-11-26T00:00:00Z`,
+    xid,
+    gpu: 3,
+    source: 'test',
+    ...extra,
+  };
+}
+
+// The whole remediation on the embedded stack: real Temporal dev server, real control plane (kwok
+// nodes), the real Kubernetes activities, node agents whose dcgmi / nvidia-smi are the simulated
+// stand-ins printing the real formats for a fault state the test sets.
+describe('GPU remediation end to end', () => {
+  let stack: TestStack;
+  let connection: NativeConnection;
+  let clientConnection: Connection;
+  let client: Client;
+  let workers: Worker[];
+  let running: Promise<unknown>;
+  const gpus = new MemoryGpuStateStore();
+  const taskQueue = `fleetmedic-e2e-${process.pid}`;
+  let ns: { name: string; remove: () => Promise<void> };
+
+  before(async () => {
+    stack = await useTestStack();
+    connection = await NativeConnection.connect({ address: stack.state.temporal.address });
+    clientConnection = await Connection.connect({ address: stack.state.temporal.address });
+    client = new Client({ connection: clientConnection });
+    const workflowBundle = await bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: silent });
+    const clusterId = stack.state.clusterId;
+    const nodes = (await clients(stack.kc).core.listNode()).items.map((n) => n.metadata!.name!);
+    workers = [
+      // The breaker would (rightly) stop automation after most of this 4-node fleet failed in minutes;
+      // these scenarios are about single remediations, the budget has its own test.
+      await createControlWorker({
+        connection,
+        client,
+        kc: stack.kc,
+        clusterId,
+        taskQueue,
+        workflowBundle,
+        budgetConfig: { breakerThreshold: 1, minHealthyFraction: 0.25, maxConcurrentDrains: 2 },
+      }),
+      ...(await createNodeAgentWorkers({
+        connection,
+        clusterId,
+        nodes,
+        runnerFor: (n) => simulatedRunner(gpus, n),
+      })),
+    ];
+    running = Promise.all(workers.map((w) => w.run()));
+    ns = await tempNamespace(stack.kc, 'fmrem');
+  });
+
+  after(async () => {
+    await client.workflow
+      .getHandle(fleetBudgetWorkflowId(stack.state.clusterId))
+      .terminate('test finished')
+      .catch(() => {});
+    for (const w of workers ?? []) w.shutdown();
+    await running;
+    await ns?.remove();
+    await connection?.close();
+    await clientConnection?.close();
+  });
+
+  async function inject(node: string, fault: Parameters<typeof withFault>[1]) {
+    await gpus.set(node, withFault(await gpus.get(node), fault));
+  }
+
+  /** With FLEETMEDIC_RECORD_HISTORIES=1, keeps the history for the replay test (test/fixtures/histories). */
+  async function record(name: string, handle: WorkflowHandle<typeof gpuRemediationWorkflow>) {
+    if (process.env.FLEETMEDIC_RECORD_HISTORIES !== '1') return;
+    // The Temporal CLI's JSON is the format replay reads (historyFromJSON).
+    const dir = fileURLToPath(new URL('../fixtures/histories/', import.meta.url));
+    await fs.mkdir(dir, { recursive: true });
+    const shown = await execa(await temporalBinary(), [
+      'workflow',
+      'show',
+      '--address',
+      stack.state.temporal.address,
+      '--workflow-id',
+      handle.workflowId,
+      '--run-id',
+      (await handle.describe()).runId,
+      '--output',
+      'json',
+    ]);
+    await fs.writeFile(`${dir}remediation-${name}.json`, shown.stdout);
+  }
+
+  async function start(node: string, a: AlertSignal) {
+    return startOrJoinRemediation(client, {
+      clusterId: stack.state.clusterId,
+      node,
+      taskQueue,
+      alert: a,
+      policy,
+    });
+  }
+
+  async function phaseOf(
+    handle: WorkflowHandle<typeof gpuRemediationWorkflow>,
+    phase: string,
+  ): Promise<RemediationStatus> {
+    return eventually(
+      `phase ${phase}`,
+      async () => {
+        const s = await handle.query(statusQuery);
+        return s.phase === phase ? s : undefined;
+      },
+      60_000,
+    );
+  }
+
+  async function node(name: string) {
+    return clients(stack.kc).core.readNode({ name });
+  }
+
+  it('XID 79: quarantines, drains under a PDB, merges a second alert, waits; approve -> validated -> uncordoned', async () => {
+    const target = 'gpu-node-2';
+    const { apps, policy: pdbApi } = clients(stack.kc);
+    const app = 'llm';
+    await apps.createNamespacedDeployment({
+      namespace: ns.name,
+      body: {
+        metadata: { name: app },
+        spec: {
+          replicas: 2,
+          selector: { matchLabels: { app } },
+          template: {
+            metadata: { labels: { app } },
+            spec: {
+              affinity: {
+                nodeAffinity: {
+                  preferredDuringSchedulingIgnoredDuringExecution: [
+                    {
+                      weight: 100,
+                      preference: {
+                        matchExpressions: [
+                          { key: 'kubernetes.io/hostname', operator: 'In', values: [target] },
+                        ],
+                      },
+                    },
+                  ],
+                },
+              },
+              containers: [{ name: 'server', image: 'sim/llm' }],
+            },
+          },
+        },
+      },
+    });
+    await pdbApi.createNamespacedPodDisruptionBudget({
+      namespace: ns.name,
+      body: { metadata: { name: app }, spec: { maxUnavailable: 1, selector: { matchLabels: { app } } } },
+    });
+    await eventually('2 Ready replicas on the target', async () => {
+      const pods = await livePods(stack.kc, ns.name, app);
+      return pods.length === 2 && pods.every(isReady) && pods.every((p) => p.spec?.nodeName === target)
+        ? pods
+        : undefined;
+    });
+
+    await inject(target, { gpu: 3, xid: 79 });
+    const first = alert(79);
+    const handle = await start(target, first);
+    const waiting = await phaseOf(handle, 'awaiting-approval');
+    assert.equal(waiting.class, 'reboot-node');
+
+    const n = await node(target);
+    assert.equal(n.spec?.unschedulable, true);
+    const taint = n.spec?.taints?.find((t) => t.key === 'fleetmedic.io/quarantine');
+    assert.equal(taint?.effect, 'NoSchedule');
+    const pods = await livePods(stack.kc, ns.name, app);
+    assert.equal(pods.length, 2);
+    assert.ok(
+      pods.every((p) => p.spec?.nodeName !== target),
+      'replicas still on the quarantined node',
+    );
+
+    // A repeat of the alert joins the running remediation.
+    const again = await start(target, { ...first });
+    assert.equal(again.signaledRunId, handle.signaledRunId);
+    await eventually('the second alert recorded', async () =>
+      (await handle.query(statusQuery)).alerts === 2 ? true : undefined,
+    );
+
+    const accepted = await handle.executeUpdate(approveUpdate, {
+      args: [{ by: 'alice', reason: 'reboot ok' }],
+    });
+    assert.match(accepted, /approve accepted/);
+    const result = await handle.result();
+    assert.equal(result.outcome, 'returned-to-service');
+    const released = await node(target);
+    assert.notEqual(released.spec?.unschedulable, true);
+    assert.equal(
+      released.spec?.taints?.find((t) => t.key === 'fleetmedic.io/quarantine'),
+      undefined,
+    );
+    assert.deepEqual(
+      result.decisions.map((d) => [d.action, d.by]),
+      [['approve', 'alice']],
+    );
+
+    // Alertmanager re-sends the same firing alert (same fingerprint and start): no new quarantine.
+    const resent = await start(target, { ...first });
+    const dup = await resent.result();
+    assert.equal(dup.outcome, 'duplicate-episode');
+    await record('xid79-approve', handle);
+    assert.notEqual((await node(target)).spec?.unschedulable, true);
+  });
+
+  it('XID 48: resets the GPU without approval and returns the node to service', async () => {
+    const target = 'gpu-node-3';
+    await inject(target, { gpu: 3, xid: 48, eccUncorrected: 2 });
+    const handle = await start(target, alert(48));
+    const result = await handle.result();
+    assert.equal(result.outcome, 'returned-to-service', result.reasons.join('\n'));
+    assert.equal(result.class, 'reset-gpu');
+    await record('xid48-reset', handle);
+    assert.equal(result.decisions.length, 0);
+    const gpu = (await gpus.get(target)).gpus[3]!;
+    assert.equal(gpu.xid, undefined);
+    assert.notEqual((await node(target)).spec?.unschedulable, true);
+  });
+
+  it('XID 13: no quarantine, only the affected pod is restarted', async () => {
+    const target = 'gpu-node-4';
+    const { apps } = clients(stack.kc);
+    const app = 'app13';
+    await apps.createNamespacedDeployment({
+      namespace: ns.name,
+      body: {
+        metadata: { name: app },
+        spec: {
+          replicas: 2,
+          selector: { matchLabels: { app } },
+          template: {
+            metadata: { labels: { app } },
+            spec: { nodeName: target, containers: [{ name: 's', image: 'sim/x' }] },
+          },
+        },
+      },
+    });
+    const before = await eventually('2 Ready pods', async () => {
+      const pods = await livePods(stack.kc, ns.name, app);
+      return pods.length === 2 && pods.every(isReady) ? pods : undefined;
+    });
+    const [victim, bystander] = before as [(typeof before)[0], (typeof before)[0]];
+    const handle = await start(
+      target,
+      alert(13, { pods: [{ namespace: ns.name, name: victim.metadata!.name! }] }),
+    );
+    const result = await handle.result();
+    assert.equal(result.outcome, 'pods-restarted');
+    await record('xid13-restart', handle);
+    assert.notEqual((await node(target)).spec?.unschedulable, true);
+    const after = await livePods(stack.kc, ns.name, app);
+    assert.ok(
+      after.some((p) => p.metadata?.uid === bystander.metadata?.uid),
+      'the unaffected pod was restarted',
+    );
+    assert.ok(
+      !after.some((p) => p.metadata?.uid === victim.metadata?.uid),
+      'the affected pod was not restarted',
+    );
+  });
+
+  it('failed validation keeps the node quarantined with its reason; reject leaves it cordoned', async () => {
+    const target = 'gpu-node-1';
+    await inject(target, { gpu: 3, xid: 48, remappedRowsFailure: true });
+    const handle = await start(target, alert(48));
+    const waiting = await phaseOf(handle, 'awaiting-approval');
+    assert.equal(waiting.class, 'replace-hardware', waiting.reasons.join('\n'));
+
+    await assert.rejects(
+      handle.executeUpdate(approveUpdate, { args: [{ by: '' }] }),
+      (err: unknown) =>
+        err instanceof WorkflowUpdateFailedError && /operator identity/.test(String(err.cause?.message)),
+    );
+    await handle.executeUpdate(markRepairedUpdate, { args: [{ by: 'bob', reason: 'swapped nothing' }] });
+    const stuck = await phaseOf(handle, 'quarantined');
+    assert.match(stuck.quarantineReason ?? '', /validation failed/);
+    await assert.rejects(
+      handle.executeUpdate(approveUpdate, { args: [{ by: 'bob' }] }),
+      (err: unknown) =>
+        err instanceof WorkflowUpdateFailedError &&
+        /not waiting for approval/.test(String(err.cause?.message)),
+    );
+    await handle.executeUpdate(rejectUpdate, { args: [{ by: 'bob', reason: 'RMA the board' }] });
+    const result = await handle.result();
+    assert.equal(result.outcome, 'rejected');
+    await record('validation-failed-reject', handle);
+    assert.match(result.quarantineReason ?? '', /rejected by bob: RMA the board/);
+    const n = await node(target);
+    assert.equal(n.spec?.unschedulable, true, 'a rejected node must stay cordoned');
+    assert.ok(n.spec?.taints?.some((t) => t.key === 'fleetmedic.io/quarantine'));
+    // Clean up for other tests: an operator repairs the board and lifts the quarantine by hand.
+    await clients(stack.kc).core.patchNode(
+      {
+        name: target,
+        body: {
+          spec: {
+            unschedulable: false,
+            taints: n.spec?.taints?.filter((t) => !t.key.startsWith('fleetmedic.io/')) ?? [],
+          },
+          metadata: {
+            labels: { 'fleetmedic.io/quarantined': null },
+            annotations: { 'fleetmedic.io/cordon': null },
+          },
+        },
+      },
+      mergePatch,
+    );
+    await gpus.set(target, (await import('../../src/sim/gpu-state.js')).healthyGpuState(target));
+  });
+
+  it('never uncordons a node someone else cordoned', async () => {
+    const target = 'gpu-node-3';
+    const { core } = clients(stack.kc);
+    await core.patchNode({ name: target, body: { spec: { unschedulable: true } } }, mergePatch);
+    try {
+      await inject(target, { gpu: 1, xid: 48 });
+      const handle = await start(target, alert(48, { gpu: 1 }));
+      const result = await handle.result();
+      assert.equal(result.outcome, 'returned-to-service', result.reasons.join('\n'));
+      const n = await node(target);
+      assert.equal(n.spec?.unschedulable, true, 'fleetmedic uncordoned a node cordoned by someone else');
+      assert.equal(
+        n.spec?.taints?.find((t) => t.key === 'fleetmedic.io/quarantine'),
+        undefined,
+      );
+    } finally {
+      await core.patchNode({ name: target, body: { spec: { unschedulable: false } } }, mergePatch);
+    }
+  });
+});
+
+const silent = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
