@@ -2,6 +2,7 @@ import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Admission, FleetBudgetConfig } from '../domain/fleet-budget.js';
+import { podsFitElsewhere, type CapacityCheck } from '../domain/capacity.js';
 import { isNodeHealthy } from '../domain/node-health.js';
 import { isApiError } from '../k8s/api-errors.js';
 import { GPU_RESOURCE } from '../k8s/labels.js';
@@ -171,6 +172,22 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
     async budgetRelease(input: { node: string }): Promise<void> {
       const handle = await budget();
       await handle.executeUpdate(releaseDrainSlot, { args: [{ node: input.node }] });
+    },
+
+    /**
+     * Whether the pods a drain of `node` would evict fit on the remaining schedulable nodes (requests
+     * against allocatable, taints, node selectors, required anti-affinity). A drain that would leave
+     * pods Pending waits, or asks an operator, instead of evicting.
+     */
+    async checkCapacity(input: { node: string }): Promise<Pick<CapacityCheck, 'fits' | 'unplaced'>> {
+      const [pods, nodes] = await Promise.all([
+        core.listPodForAllNamespaces({
+          fieldSelector: 'spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed',
+        }),
+        core.listNode(),
+      ]);
+      const check = podsFitElsewhere(pods.items, nodes.items, input.node);
+      return { fits: check.fits, unplaced: check.unplaced.slice(0, 20) };
     },
 
     /** Tells operators a remediation needs them (notification sinks come with the webhook issue). */

@@ -30,8 +30,12 @@ export interface RemediationPolicy {
   readonly agentScheduleToStartMs: number;
   readonly agentStartToCloseMs: number;
   readonly drainDeadlineSeconds: number;
+  /** A drain whose worker died is retried on another after this long without a heartbeat. */
+  readonly drainHeartbeatTimeoutMs: number;
   readonly deleteEmptyDirData: boolean;
   readonly budgetRetryMs: number;
+  /** How often a drain waiting for capacity checks again. */
+  readonly capacityRetryMs: number;
   readonly diagLevel: 1 | 2 | 3 | 4;
 }
 
@@ -43,8 +47,10 @@ export const DEFAULT_REMEDIATION_POLICY: RemediationPolicy = Object.freeze({
   agentScheduleToStartMs: 60_000,
   agentStartToCloseMs: 5 * 60_000,
   drainDeadlineSeconds: 1800,
+  drainHeartbeatTimeoutMs: 30_000,
   deleteEmptyDirData: true,
   budgetRetryMs: 10_000,
+  capacityRetryMs: 30_000,
   diagLevel: 2,
 });
 

@@ -7,6 +7,7 @@ import {
   defineSignal,
   defineUpdate,
   log,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -38,6 +39,7 @@ export type RemediationPhase =
   | 'quarantining'
   | 'triage'
   | 'waiting-for-budget'
+  | 'waiting-for-capacity'
   | 'draining'
   | 'awaiting-approval'
   | 'repairing'
@@ -209,9 +211,9 @@ export async function gpuRemediationWorkflow(input: RemediationInput): Promise<R
       return `${action} accepted for ${node} (phase ${phase})`;
     },
   });
-  const approve = decide('approve', ['awaiting-approval']);
+  const approve = decide('approve', ['awaiting-approval', 'waiting-for-capacity']);
   setHandler(approveUpdate, approve.handler, { validator: approve.validator });
-  const reject = decide('reject', ['awaiting-approval', 'quarantined']);
+  const reject = decide('reject', ['awaiting-approval', 'waiting-for-capacity', 'quarantined']);
   setHandler(rejectUpdate, reject.handler, { validator: reject.validator });
   const repaired = decide('markRepaired', ['awaiting-approval', 'quarantined']);
   setHandler(markRepairedUpdate, repaired.handler, { validator: repaired.validator });
@@ -309,11 +311,33 @@ export async function gpuRemediationWorkflow(input: RemediationInput): Promise<R
     }
     waitingFor = null;
 
+    // Check the pods fit elsewhere before evicting any: otherwise wait, or let an operator decide.
+    // patched(): remediations that started before this check existed replay without it.
+    while (patched('capacity-check-before-drain')) {
+      const capacity = await support.checkCapacity({ node });
+      if (capacity.fits) break;
+      const detail = capacity.unplaced.map((u) => `${u.pod}: ${u.summary}`).join('; ');
+      waitingFor = `capacity for the pods to evict (${detail}); approve to drain anyway, reject to stop`;
+      setPhase('waiting-for-capacity', detail);
+      pending = undefined;
+      const decided = await condition(() => pending !== undefined, policy.capacityRetryMs);
+      if (!decided) continue;
+      const decision = pending!;
+      pending = undefined;
+      if (decision.action === 'reject') {
+        quarantineReason = `drain rejected by ${decision.decision.by}: ${decision.decision.reason ?? 'pods do not fit elsewhere'}`;
+        return finish('rejected', quarantineReason);
+      }
+      reasons.push(`drain approved by ${decision.decision.by} although pods do not fit elsewhere`);
+      break;
+    }
+    waitingFor = null;
+
     setPhase('draining', 'evicting pods through the Eviction API (PDB-aware)');
     const drained = await k8s.drainNode.executeWithOptions(
       {
         startToCloseTimeout: policy.drainDeadlineSeconds * 1000 + 60_000,
-        heartbeatTimeout: '30 seconds',
+        heartbeatTimeout: policy.drainHeartbeatTimeoutMs,
         summary: `drain ${node}`,
         retry: {
           initialInterval: '1s',

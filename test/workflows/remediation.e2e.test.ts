@@ -12,7 +12,7 @@ import { MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
 import { simulatedRunner } from '../../src/sim/sim-runner.js';
 import { createControlWorker, workflowsPath } from '../../src/workers/control-worker.js';
 import { createNodeAgentWorkers } from '../../src/workers/node-agent-host.js';
-import { fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
+import { fleetBudgetState, fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
 import {
   approveUpdate,
   markRepairedUpdate,
@@ -33,6 +33,8 @@ const policy: Partial<RemediationPolicy> = {
   agentScheduleToStartMs: 15_000,
   diagLevel: 1,
   drainDeadlineSeconds: 120,
+  drainHeartbeatTimeoutMs: 5_000,
+  capacityRetryMs: 1_000,
 };
 
 let alertSeq = 0;
@@ -81,7 +83,7 @@ describe('GPU remediation end to end', () => {
         clusterId,
         taskQueue,
         workflowBundle,
-        budgetConfig: { breakerThreshold: 1, minHealthyFraction: 0.25, maxConcurrentDrains: 2 },
+        budgetConfig: { breakerThreshold: 1, minHealthyFraction: 0, maxConcurrentDrains: 1 },
       }),
       ...(await createNodeAgentWorkers({
         connection,
@@ -376,6 +378,94 @@ describe('GPU remediation end to end', () => {
     } finally {
       await core.patchNode({ name: target, body: { spec: { unschedulable: false } } }, mergePatch);
     }
+  });
+
+  it('with a budget of one drain, three failing nodes are drained one at a time', async () => {
+    const targets = ['gpu-node-1', 'gpu-node-2', 'gpu-node-4'];
+    for (const t of targets) await inject(t, { gpu: 0, xid: 79 });
+    const handles = await Promise.all(targets.map((t) => start(t, alert(79, { gpu: 0 }))));
+    const budget = client.workflow.getHandle(fleetBudgetWorkflowId(stack.state.clusterId));
+    const done = new Set<number>();
+    let maxInFlight = 0;
+    for (let round = 0; round < targets.length; round++) {
+      // Exactly one remediation gets past the budget; the others wait for a slot, visibly.
+      const statuses = await eventually(
+        'one remediation holding the slot',
+        async () => {
+          const all = await Promise.all(
+            handles.map((h, i) => (done.has(i) ? Promise.resolve(undefined) : h.query(statusQuery))),
+          );
+          const holding = all.filter((x) => x && x.phase === 'awaiting-approval');
+          const waiting = all.filter((x) => x && x.phase === 'waiting-for-budget');
+          return holding.length === 1 && waiting.length === targets.length - done.size - 1 ? all : undefined;
+        },
+        60_000,
+      );
+      const state = await budget.query(fleetBudgetState);
+      maxInFlight = Math.max(maxInFlight, state.draining.length);
+      const i = statuses.findIndex((x) => x?.phase === 'awaiting-approval');
+      await handles[i]!.executeUpdate(approveUpdate, { args: [{ by: 'carol' }] });
+      assert.equal((await handles[i]!.result()).outcome, 'returned-to-service');
+      done.add(i);
+    }
+    assert.equal(maxInFlight, 1, 'the budget let more than one drain run');
+  });
+
+  it('waits instead of evicting when the pods do not fit elsewhere; reject leaves the node cordoned', async () => {
+    const target = 'gpu-node-4';
+    const { apps, core } = clients(stack.kc);
+    const app = 'pinned';
+    // A pod that can only run on the target node: draining it would leave it Pending.
+    await apps.createNamespacedDeployment({
+      namespace: ns.name,
+      body: {
+        metadata: { name: app },
+        spec: {
+          replicas: 1,
+          selector: { matchLabels: { app } },
+          template: {
+            metadata: { labels: { app } },
+            spec: {
+              nodeSelector: { 'kubernetes.io/hostname': target },
+              containers: [{ name: 's', image: 'sim/x' }],
+            },
+          },
+        },
+      },
+    });
+    const [pod] = await eventually('the pinned pod Ready', async () => {
+      const pods = await livePods(stack.kc, ns.name, app);
+      return pods.length === 1 && pods.every(isReady) ? pods : undefined;
+    });
+    await inject(target, { gpu: 2, xid: 48 });
+    const handle = await start(target, alert(48, { gpu: 2 }));
+    const waiting = await phaseOf(handle, 'waiting-for-capacity');
+    assert.match(waiting.waitingFor ?? '', /capacity/);
+    // Nothing was evicted while waiting.
+    const still = await livePods(stack.kc, ns.name, app);
+    assert.equal(still[0]?.metadata?.uid, pod!.metadata?.uid);
+    await handle.executeUpdate(rejectUpdate, { args: [{ by: 'dave', reason: 'no spare capacity' }] });
+    const result = await handle.result();
+    assert.equal(result.outcome, 'rejected');
+    const n = await node(target);
+    assert.equal(n.spec?.unschedulable, true);
+    await apps.deleteNamespacedDeployment({ name: app, namespace: ns.name });
+    await core.patchNode(
+      {
+        name: target,
+        body: {
+          spec: {
+            unschedulable: false,
+            taints: n.spec?.taints?.filter((t) => !t.key.startsWith('fleetmedic.io/')) ?? [],
+          },
+          metadata: {
+            labels: { 'fleetmedic.io/quarantined': null },
+            annotations: { 'fleetmedic.io/cordon': null },
+          },
+        },
+      },
+      mergePatch,
+    );
   });
 });
 
