@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { FleetmedicError } from '../errors.js';
 import { addGlobalFlags } from './context.js';
+import { registerCheckpointCommands } from './commands/checkpoint.js';
 import { registerRemediationCommands } from './commands/remediation.js';
 import { registerStackCommands } from './commands/stack.js';
 import { registerToolchainCommand } from './commands/toolchain.js';
@@ -15,6 +16,7 @@ export function buildProgram(): Command {
   registerToolchainCommand(program);
   registerStackCommands(program);
   registerRemediationCommands(program);
+  registerCheckpointCommands(program);
   return program;
 }
 

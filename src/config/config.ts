@@ -49,6 +49,8 @@ const schema = z.object({
   /** Task queue of the control worker (workflows and cluster activities). */
   taskQueue: z.string().min(1).default('fleetmedic'),
   logLevel: z.enum(logLevels).default('info'),
+  /** Where the control worker writes verified checkpoint backups; default `<stateDir>/checkpoints`. */
+  backupDir: absolutePath.optional(),
 });
 
 /** fleetmedic's validated, frozen configuration. */

@@ -4,3 +4,4 @@
  */
 export { fleetBudgetWorkflow } from './fleet-budget.js';
 export { gpuRemediationWorkflow } from './remediation.js';
+export { checkpointBackupWorkflow } from './checkpoint.js';

@@ -2,6 +2,9 @@ import { Client, Connection, WorkflowUpdateFailedError } from '@temporalio/clien
 import { NativeConnection } from '@temporalio/worker';
 import { InvalidArgumentError, type Command } from 'commander';
 import os from 'node:os';
+import path from 'node:path';
+import { createCheckpointActivities } from '../../activities/checkpoint.js';
+import { FilesystemStorage } from '../../checkpoint/storage.js';
 import { startOrJoinRemediation } from '../../client/remediation-client.js';
 import type { AlertSignal } from '../../domain/remediation-plan.js';
 import { FleetmedicError } from '../../errors.js';
@@ -60,6 +63,10 @@ export function registerRemediationCommands(program: Command): void {
         clusterId: targets.clusterId,
         taskQueue: targets.taskQueue,
         namespace: targets.namespace,
+        extraActivities: createCheckpointActivities({
+          storage: new FilesystemStorage(config.backupDir ?? path.join(config.stateDir, 'checkpoints')),
+          simulated: targets.embedded,
+        }),
       });
       process.stderr.write(
         `control worker for cluster ${targets.clusterId} on task queue ${targets.taskQueue}\n`,

@@ -1,0 +1,404 @@
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { FleetmedicError } from '../errors.js';
+import { readCatalog, restorableNewestFirst } from '../checkpoint/catalog.js';
+import { copyFileToStorage } from '../checkpoint/copy.js';
+import { CheckpointCorruptError, CheckpointError } from '../checkpoint/errors.js';
+import { serializeManifest, type BackupManifest } from '../checkpoint/manifest.js';
+import { attemptName, manifestNameFor } from '../checkpoint/names.js';
+import { openFileReader } from '../checkpoint/pump.js';
+import { planRetention } from '../checkpoint/retention.js';
+import { scanCheckpoint } from '../checkpoint/scan.js';
+import {
+  findNewestCheckpoint,
+  requestAdminCheckpoint,
+  type CheckpointCandidate,
+} from '../checkpoint/source.js';
+import type { CheckpointStorage } from '../checkpoint/storage.js';
+import type { CheckpointSource, RetentionSummary } from '../checkpoint/types.js';
+import { describeVerifyFailure, runVerifyCommand } from '../checkpoint/verify-command.js';
+
+/** What the checkpoint activities need from the outside world. */
+export interface CheckpointActivityDeps {
+  /** Where backups go (the shared backup directory, later an object store). */
+  readonly storage: CheckpointStorage;
+  /** HTTP client for the model server's admin checkpoint endpoint; default the global fetch. */
+  readonly fetch?: typeof globalThis.fetch;
+  /** Wall clock; tests pass a fixed one. */
+  readonly clock?: () => Date;
+  /** Simulated cluster: the admin endpoint must be a loopback address. */
+  readonly simulated: boolean;
+  /** Bytes per read/write when copying and verifying; default 8 MiB. */
+  readonly chunkSize?: number;
+}
+
+/** Result of {@link CheckpointActivities.acquireCheckpoint}. */
+export interface AcquireResult {
+  readonly candidate: CheckpointCandidate;
+  /** Set when the newest verified backup was taken from exactly this file (same path, size, mtime). */
+  readonly unchangedFrom?: {
+    readonly name: string;
+    readonly location: string;
+    readonly size: number;
+    readonly sha256: string;
+  };
+}
+
+/** Result of {@link CheckpointActivities.copyCheckpointToBackup}. */
+export interface BackupCopy {
+  /** The name this attempt committed (a retry commits under its own name). */
+  readonly name: string;
+  readonly location: string;
+  readonly size: number;
+  readonly sha256: string;
+  /** The source as it was copied (stable for the whole copy). */
+  readonly source: { readonly path: string; readonly size: number; readonly mtimeMs: number };
+}
+
+/** Which checks a backup passed. */
+export interface BackupChecks {
+  readonly size: boolean;
+  readonly sha256: boolean;
+  readonly structure: boolean;
+  readonly command: 'passed' | 'failed' | 'skipped';
+}
+
+/** Result of {@link CheckpointActivities.verifyCheckpointBackup}: a verdict, not an error. */
+export type VerifyVerdict =
+  | {
+      readonly ok: true;
+      readonly checks: BackupChecks;
+      readonly zip: { readonly entries: number; readonly prefix?: string; readonly zip64: boolean };
+      readonly verifiedAt: string;
+    }
+  | {
+      readonly ok: false;
+      readonly checks: BackupChecks;
+      readonly failure: { readonly code: string; readonly message: string };
+      readonly verifiedAt: string;
+    };
+
+/** Input of {@link CheckpointActivities.verifyCheckpointBackup}. */
+export interface VerifyBackupInput {
+  readonly copy: BackupCopy;
+  /** sha256 the model server reported for its file, if any. */
+  readonly sourceSha256?: string;
+  readonly verifyCommand?: readonly string[];
+  readonly verifyCommandTimeoutMs?: number;
+  readonly requireTorchLayout: boolean;
+}
+
+/** Input of {@link CheckpointActivities.writeCheckpointManifest}. */
+export interface ManifestInput {
+  readonly copy: BackupCopy;
+  readonly candidate: CheckpointCandidate;
+  readonly verdict: VerifyVerdict;
+  /** When the run took the checkpoint (workflow time, ISO 8601). */
+  readonly createdAt: string;
+  readonly workflow?: { readonly workflowId: string; readonly runId: string };
+}
+
+/** Converts errors at the activity boundary: permanent fleetmedic errors must not be retried. */
+function toActivityFailure(err: unknown): unknown {
+  if (err instanceof ApplicationFailure || !(err instanceof FleetmedicError)) return err;
+  return ApplicationFailure.create({
+    message: err.message,
+    type: err.code,
+    nonRetryable: err.permanent,
+    cause: err,
+  });
+}
+
+async function boundary<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw toActivityFailure(err);
+  }
+}
+
+/** Heartbeats byte progress; the SDK throttles the actual calls to the server. */
+function heartbeatProgress(phase: string): (done: number, total: number) => void {
+  const context = Context.current();
+  return (done, total) => context.heartbeat({ phase, bytes: done, total });
+}
+
+/** Keeps heartbeating while a step without progress of its own runs (the user's verify command). */
+async function keepAlive<T>(phase: string, work: Promise<T>): Promise<T> {
+  const context = Context.current();
+  const every = Math.max(1_000, Math.min(10_000, (context.info.heartbeatTimeoutMs ?? 30_000) / 3));
+  const timer = setInterval(() => context.heartbeat({ phase }), every);
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/**
+ * The activities of the checkpoint backup workflow. Register them on the control worker (task queue
+ * `fleetmedic`), which must see the checkpoint source and the backup location on its filesystem.
+ *
+ * @example
+ * const activities = createCheckpointActivities({
+ *   storage: new FilesystemStorage('/mnt/backups/llama'),
+ *   simulated: true,
+ * });
+ * await Worker.create({ taskQueue: 'fleetmedic', activities, workflowsPath });
+ */
+export function createCheckpointActivities(deps: CheckpointActivityDeps) {
+  const clock = deps.clock ?? (() => new Date());
+  const { storage } = deps;
+
+  return {
+    /**
+     * Gets the checkpoint to back up: asks the model server to write one, or finds the newest file.
+     * Also reports when the newest verified backup already holds this exact file.
+     */
+    acquireCheckpoint: async (input: {
+      source: CheckpointSource;
+      skipUnchanged: boolean;
+    }): Promise<AcquireResult> => {
+      return boundary(async () => {
+        const { source } = input;
+        let candidate: CheckpointCandidate;
+        if (source.kind === 'admin-endpoint') {
+          const answer = await requestAdminCheckpoint(source.url, {
+            fetch: deps.fetch,
+            timeoutMs: source.timeoutMs,
+            signal: Context.current().cancellationSignal,
+            simulated: deps.simulated,
+            reason: `fleetmedic backup ${Context.current().info.workflowExecution?.workflowId ?? 'run'}`,
+          });
+          let stat: { size: number; mtimeMs: number };
+          try {
+            const reader = await openFileReader(answer.path);
+            stat = { size: reader.size, mtimeMs: reader.mtimeMs };
+            await reader.close();
+          } catch (err) {
+            throw new CheckpointError(
+              'CHECKPOINT_SOURCE',
+              `model server reported ${answer.path}, but this worker cannot read it (is the checkpoint volume mounted here?): ${String(err)}`,
+              { permanent: false, cause: err },
+            );
+          }
+          if (answer.size !== undefined && answer.size !== stat.size) {
+            throw new CheckpointError(
+              'SOURCE_CHANGED',
+              `model server reported ${answer.size} bytes for ${answer.path}, the file has ${stat.size}`,
+              { permanent: false },
+            );
+          }
+          candidate = {
+            kind: 'admin-endpoint',
+            url: source.url,
+            path: answer.path,
+            sha256: answer.sha256,
+            ...stat,
+          };
+        } else {
+          candidate = await findNewestCheckpoint(source.directory, {
+            suffix: source.suffix,
+            settleMs: source.settleMs,
+            now: clock(),
+          });
+        }
+        if (input.skipUnchanged) {
+          const newest = restorableNewestFirst((await readCatalog(storage)).records)[0]?.manifest;
+          if (
+            newest &&
+            newest.source.path === candidate.path &&
+            newest.source.size === candidate.size &&
+            newest.source.mtimeMs === candidate.mtimeMs
+          ) {
+            return {
+              candidate,
+              unchangedFrom: {
+                name: newest.name,
+                location: newest.location,
+                size: newest.size,
+                sha256: newest.sha256,
+              },
+            };
+          }
+        }
+        return { candidate };
+      });
+    },
+
+    /**
+     * Copies the checkpoint into backup storage atomically, hashing it on the way, heartbeating byte
+     * progress. Each attempt commits under its own name (see `attemptName`), so an attempt that lost its
+     * worker but still finishes later cannot overwrite another attempt's verified file; its leftovers
+     * are removed by retention.
+     */
+    copyCheckpointToBackup: async (input: { sourcePath: string; baseName: string }): Promise<BackupCopy> => {
+      return boundary(async () => {
+        const context = Context.current();
+        const name = attemptName(input.baseName, context.info.attempt);
+        const result = await copyFileToStorage(input.sourcePath, storage, name, {
+          chunkSize: deps.chunkSize,
+          signal: context.cancellationSignal,
+          onProgress: heartbeatProgress('copy'),
+        });
+        return {
+          name,
+          location: storage.describe(name),
+          size: result.size,
+          sha256: result.sha256,
+          source: result.source,
+        };
+      });
+    },
+
+    /**
+     * Reads the backup back and verifies it: size and sha256 against the copy (and against the model
+     * server's sha256 when it sent one), zip structure with every entry's CRC-32, PyTorch layout, and the
+     * user's verify command. A failed check is a verdict (`ok: false`), not an error.
+     */
+    verifyCheckpointBackup: async (input: VerifyBackupInput): Promise<VerifyVerdict> => {
+      return boundary(async () => {
+        const context = Context.current();
+        const { copy } = input;
+        const failed = (checks: BackupChecks, code: string, message: string): VerifyVerdict => ({
+          ok: false,
+          checks,
+          failure: { code, message },
+          verifiedAt: clock().toISOString(),
+        });
+        if (input.sourceSha256 !== undefined && input.sourceSha256 !== copy.sha256) {
+          return failed(
+            { size: true, sha256: false, structure: false, command: 'skipped' },
+            'CHECKPOINT_CORRUPT',
+            `sha256 of the copy (${copy.sha256}) differs from the model server's (${input.sourceSha256})`,
+          );
+        }
+        const reader = await storage.openRead(copy.name);
+        let zip: { entries: number; prefix?: string; zip64: boolean };
+        try {
+          const report = await scanCheckpoint(reader, {
+            expectedSize: copy.size,
+            expectedSha256: copy.sha256,
+            torchLayout: input.requireTorchLayout,
+            chunkSize: deps.chunkSize,
+            signal: context.cancellationSignal,
+            onProgress: heartbeatProgress('verify'),
+          });
+          zip = {
+            entries: report.zip?.entries ?? 0,
+            prefix: report.layout?.prefix,
+            zip64: report.zip?.zip64 ?? false,
+          };
+        } catch (err) {
+          if (!(err instanceof CheckpointCorruptError)) throw err;
+          const structural = err.check === 'structure' || err.check === 'crc32' || err.check === 'layout';
+          return failed(
+            {
+              size: err.check !== 'size',
+              sha256: err.check !== 'sha256' && !structural && err.check !== 'size',
+              structure: !structural && err.check !== 'size',
+              command: 'skipped',
+            },
+            err.code,
+            err.message,
+          );
+        } finally {
+          await reader.close().catch(() => undefined);
+        }
+        let command: BackupChecks['command'] = 'skipped';
+        if (input.verifyCommand) {
+          const local = storage.localPath(copy.name);
+          if (!local) {
+            throw new CheckpointError(
+              'VERIFY_COMMAND',
+              `storage ${storage.location} has no local path for the verify command`,
+            );
+          }
+          const result = await keepAlive(
+            'verify-command',
+            runVerifyCommand(input.verifyCommand, local, {
+              timeoutMs: input.verifyCommandTimeoutMs,
+              signal: context.cancellationSignal,
+            }),
+          );
+          if (!result.ok) {
+            return failed(
+              { size: true, sha256: true, structure: true, command: 'failed' },
+              'VERIFY_COMMAND',
+              describeVerifyFailure(result),
+            );
+          }
+          command = 'passed';
+        }
+        return {
+          ok: true,
+          checks: { size: true, sha256: true, structure: true, command },
+          zip,
+          verifiedAt: clock().toISOString(),
+        };
+      });
+    },
+
+    /** Writes the backup's manifest (atomically); from then on a verified backup is restorable. */
+    writeCheckpointManifest: async (input: ManifestInput): Promise<{ manifest: string }> => {
+      return boundary(async () => {
+        const { copy, candidate, verdict } = input;
+        const manifest: BackupManifest = {
+          schemaVersion: 1,
+          name: copy.name,
+          location: copy.location,
+          size: copy.size,
+          sha256: copy.sha256,
+          createdAt: input.createdAt,
+          verifiedAt: verdict.verifiedAt,
+          verified: verdict.ok,
+          source: {
+            kind: candidate.kind,
+            path: copy.source.path,
+            size: copy.source.size,
+            mtimeMs: copy.source.mtimeMs,
+            ...(candidate.url !== undefined && { url: candidate.url }),
+            ...(candidate.sha256 !== undefined && { sha256: candidate.sha256 }),
+          },
+          checks: verdict.checks,
+          ...(verdict.ok ? { zip: verdict.zip } : { failure: verdict.failure }),
+          ...(input.workflow && { workflow: input.workflow }),
+        };
+        const name = manifestNameFor(copy.name);
+        await storage.writeSmall(name, serializeManifest(manifest));
+        return { manifest: name };
+      });
+    },
+
+    /** Removes the data of a backup that failed verification (its manifest stays as the record). */
+    discardCheckpointBackup: async (input: { name: string }): Promise<void> => {
+      return boundary(() => storage.remove(input.name));
+    },
+
+    /** Applies retention (see `planRetention`) and reports what it kept and removed. */
+    applyCheckpointRetention: async (input: {
+      keep: number;
+      staleAfterMs: number;
+      protect: readonly string[];
+    }): Promise<RetentionSummary> => {
+      return boundary(async () => {
+        if (!Number.isInteger(input.keep) || input.keep < 1) {
+          throw new CheckpointError(
+            'INVALID_INPUT',
+            `retention keep must be an integer >= 1, got ${input.keep}`,
+          );
+        }
+        const plan = planRetention(await readCatalog(storage), input, clock());
+        const removed: string[] = [];
+        for (const { object } of plan.remove) {
+          await storage.remove(object);
+          removed.push(object);
+        }
+        return { kept: plan.keep, removed, leftAlone: plan.leftAlone.map((l) => `${l.name}: ${l.reason}`) };
+      });
+    },
+  };
+}
+
+/** The checkpoint activities, as the workflow sees them through `proxyActivities`. */
+export type CheckpointActivities = ReturnType<typeof createCheckpointActivities>;

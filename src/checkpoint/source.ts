@@ -1,0 +1,172 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import { NonLoopbackAddressError } from '../errors.js';
+import { isLoopbackAddress } from '../k8s/loopback.js';
+import { CheckpointError, errnoCode, sourceErrorFrom } from './errors.js';
+import { DEFAULT_ADMIN_TIMEOUT_MS, DEFAULT_SETTLE_MS } from './types.js';
+
+/** The checkpoint file a backup run will copy. */
+export interface CheckpointCandidate {
+  readonly kind: 'admin-endpoint' | 'newest-file';
+  readonly path: string;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly url?: string;
+  /** sha256 the model server reported for the file, if it did. */
+  readonly sha256?: string;
+}
+
+/**
+ * Finds the newest regular file ending in `suffix` in `directory` (dot files and partial names are
+ * skipped).
+ *
+ * @throws CheckpointError `CHECKPOINT_SOURCE`: permanent when the directory is missing, unreadable, or
+ *   holds no checkpoint; retryable when the newest file was modified less than `settleMs` ago (it may
+ *   still be being written; `torch.save` writes in place).
+ */
+export async function findNewestCheckpoint(
+  directory: string,
+  options: { suffix?: string; settleMs?: number; now: Date },
+): Promise<CheckpointCandidate> {
+  const suffix = options.suffix ?? '.pt';
+  let names: string[];
+  try {
+    names = await fs.readdir(directory);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') {
+      throw new CheckpointError('CHECKPOINT_SOURCE', `checkpoint directory ${directory} does not exist`, {
+        permanent: true,
+        cause: err,
+      });
+    }
+    throw sourceErrorFrom(err, 'list', directory);
+  }
+  let newest: CheckpointCandidate | undefined;
+  for (const name of names) {
+    if (name.startsWith('.') || !name.endsWith(suffix)) continue;
+    const file = path.join(directory, name);
+    try {
+      const stat = await fs.stat(file);
+      if (!stat.isFile()) continue;
+      if (!newest || stat.mtimeMs > newest.mtimeMs) {
+        newest = { kind: 'newest-file', path: file, size: stat.size, mtimeMs: stat.mtimeMs };
+      }
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw sourceErrorFrom(err, 'stat', file);
+    }
+  }
+  if (!newest) {
+    throw new CheckpointError('CHECKPOINT_SOURCE', `no *${suffix} checkpoint in ${directory}`, {
+      permanent: true,
+    });
+  }
+  const age = options.now.getTime() - newest.mtimeMs;
+  const settleMs = options.settleMs ?? DEFAULT_SETTLE_MS;
+  if (age < settleMs) {
+    throw new CheckpointError(
+      'CHECKPOINT_SOURCE',
+      `${newest.path} was modified ${Math.max(0, Math.round(age))} ms ago and may still be being written; retrying later`,
+      { permanent: false },
+    );
+  }
+  return newest;
+}
+
+const adminResponseSchema = z.object({
+  path: z.string().refine((p) => path.isAbsolute(p), 'an absolute path'),
+  sha256: z
+    .string()
+    .regex(/^[0-9a-fA-F]{64}$/)
+    .transform((s) => s.toLowerCase())
+    .optional(),
+  size: z.number().int().nonnegative().optional(),
+});
+
+/** What the model server's admin endpoint returns after writing a checkpoint. */
+export type AdminCheckpointResponse = z.infer<typeof adminResponseSchema>;
+
+/** Options of {@link requestAdminCheckpoint}. */
+export interface AdminRequestOptions {
+  readonly fetch?: typeof globalThis.fetch;
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal;
+  /** In simulated mode only literal loopback addresses may be dialled (no hostnames). */
+  readonly simulated: boolean;
+  /** Sent as the body's `reason`, for the model server's logs. */
+  readonly reason?: string;
+}
+
+/**
+ * Asks the model server to write a checkpoint now: `POST <url>` with `{"reason": ...}`; the server
+ * answers 200 with `{"path": "/abs/ckpt.pt", "sha256"?: "...", "size"?: n}` once the file is complete.
+ * 4xx answers (but 408 and 429) are permanent failures; 5xx, 408, 429 and network errors retry.
+ *
+ * @throws NonLoopbackAddressError in simulated mode for a non-loopback URL; CheckpointError `ADMIN_ENDPOINT`.
+ */
+export async function requestAdminCheckpoint(
+  url: string,
+  options: AdminRequestOptions,
+): Promise<AdminCheckpointResponse> {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch (err) {
+    throw new CheckpointError('ADMIN_ENDPOINT', `admin checkpoint URL ${JSON.stringify(url)} is not a URL`, {
+      cause: err,
+    });
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw new CheckpointError(
+      'ADMIN_ENDPOINT',
+      `admin checkpoint URL must be http(s), got ${parsed.protocol}`,
+    );
+  }
+  const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (options.simulated && !isLoopbackAddress(host)) throw new NonLoopbackAddressError(host);
+  const timeout = AbortSignal.timeout(options.timeoutMs ?? DEFAULT_ADMIN_TIMEOUT_MS);
+  const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+  let response: Response;
+  try {
+    response = await (options.fetch ?? globalThis.fetch)(parsed, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify({ reason: options.reason ?? 'fleetmedic backup' }),
+      signal,
+      redirect: 'error',
+    });
+  } catch (err) {
+    options.signal?.throwIfAborted();
+    const why = timeout.aborted
+      ? `timed out after ${options.timeoutMs ?? DEFAULT_ADMIN_TIMEOUT_MS} ms`
+      : String(err);
+    throw new CheckpointError('ADMIN_ENDPOINT', `admin checkpoint call to ${url} failed: ${why}`, {
+      permanent: false,
+      cause: err,
+    });
+  }
+  const text = await response.text().catch(() => '');
+  if (!response.ok) {
+    const retryable = response.status >= 500 || response.status === 408 || response.status === 429;
+    throw new CheckpointError(
+      'ADMIN_ENDPOINT',
+      `admin checkpoint call to ${url} answered ${response.status}: ${text.slice(0, 300)}`,
+      { permanent: !retryable },
+    );
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  const result = adminResponseSchema.safeParse(body);
+  if (!result.success) {
+    throw new CheckpointError(
+      'ADMIN_ENDPOINT',
+      `admin checkpoint call to ${url} answered ${JSON.stringify(text.slice(0, 300))}, expected {"path": "<absolute path>", "sha256"?: "<hex>", "size"?: <bytes>}`,
+      { permanent: true },
+    );
+  }
+  return result.data;
+}

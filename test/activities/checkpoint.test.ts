@@ -1,0 +1,271 @@
+import { ApplicationFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import {
+  createCheckpointActivities,
+  type BackupCopy,
+  type CheckpointActivityDeps,
+} from '../../src/activities/checkpoint.js';
+import { readCatalog, restorableNewestFirst } from '../../src/checkpoint/catalog.js';
+import { parseManifest } from '../../src/checkpoint/manifest.js';
+import { backupBaseName, manifestNameFor } from '../../src/checkpoint/names.js';
+import { FilesystemStorage } from '../../src/checkpoint/storage.js';
+import { writeSyntheticCheckpoint } from '../../src/checkpoint/synthetic.js';
+import { faultyFs, flipBit, ls, makeBackup, tempDir } from '../checkpoint/helpers.js';
+
+const NOW = new Date('2025-06-01T12:00:00Z');
+const quiet = { logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } };
+
+/** Runs an activity in the mock environment, keeping its types (MockActivityEnvironment.run loses them). */
+function call<A extends unknown[], R>(
+  env: MockActivityEnvironment,
+  fn: (...args: A) => Promise<R>,
+  ...args: A
+): Promise<R> {
+  return env.run<A, R, (...args: A) => Promise<R>>(fn, ...args);
+}
+
+describe('checkpoint activities', () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  let sourceDir: string;
+  let backups: string;
+  let storage: FilesystemStorage;
+  let deps: CheckpointActivityDeps;
+  beforeEach(async () => {
+    ({ dir, cleanup } = await tempDir());
+    sourceDir = path.join(dir, 'ckpt');
+    backups = path.join(dir, 'backups');
+    await fs.mkdir(sourceDir);
+    storage = new FilesystemStorage(backups);
+    deps = { storage, simulated: true, clock: () => NOW, chunkSize: 16 * 1024 };
+  });
+  afterEach(() => cleanup());
+
+  /** Writes model.pt with an mtime a minute before NOW (settled). */
+  async function checkpoint(options: { tensorSizes?: number[]; seed?: number } = {}): Promise<string> {
+    const file = path.join(sourceDir, 'model.pt');
+    await writeSyntheticCheckpoint(file, options);
+    const t = new Date(NOW.getTime() - 60_000);
+    await fs.utimes(file, t, t);
+    return file;
+  }
+
+  async function backUp(env: MockActivityEnvironment, file: string): Promise<BackupCopy> {
+    const a = createCheckpointActivities(deps);
+    return call(env, a.copyCheckpointToBackup, { sourcePath: file, baseName: backupBaseName(NOW, 'run1') });
+  }
+
+  it('copy heartbeats byte progress and commits under the attempt name', async () => {
+    const file = await checkpoint({ tensorSizes: [200_000] });
+    const env = new MockActivityEnvironment({ attempt: 2 }, quiet);
+    const beats: Array<{ phase: string; bytes: number; total: number }> = [];
+    env.on('heartbeat', (d: { phase: string; bytes: number; total: number }) => beats.push(d));
+    const copy = await backUp(env, file);
+    assert.equal(copy.name, 'ckpt-20250601T120000Z-run1-2.pt');
+    assert.equal(copy.location, path.join(backups, copy.name));
+    const size = (await fs.stat(file)).size;
+    assert.equal(copy.size, size);
+    assert.ok(beats.length >= 10, `heartbeats: ${beats.length}`);
+    assert.deepEqual(beats.at(-1), { phase: 'copy', bytes: size, total: size });
+    assert.deepEqual(await ls(backups), [copy.name]);
+  });
+
+  it('verify passes a good copy and returns a verdict (not an error) for a flipped bit or a truncation', async () => {
+    const file = await checkpoint({ tensorSizes: [100_000] });
+    const env = new MockActivityEnvironment(undefined, quiet);
+    const a = createCheckpointActivities(deps);
+    const copy = await backUp(env, file);
+    const ok = await call(env, a.verifyCheckpointBackup, { copy, requireTorchLayout: true });
+    assert.equal(ok.ok, true);
+    assert.deepEqual(ok.checks, { size: true, sha256: true, structure: true, command: 'skipped' });
+
+    // The model server's file was already bad (a bit flipped before the copy): sha256 of the copy matches
+    // what was read, so only the structure check can catch it.
+    await flipBit(file, 60_000, 5);
+    const flipped = await backUp(env, file);
+    const v1 = await call(env, a.verifyCheckpointBackup, { copy: flipped, requireTorchLayout: true });
+    assert.equal(v1.ok, false);
+    assert.ok(!v1.ok && v1.failure.code === 'CHECKPOINT_CORRUPT' && /CRC-32/.test(v1.failure.message));
+    assert.equal(v1.checks.structure, false);
+
+    await fs.truncate(file, 50_000);
+    const truncated = await backUp(env, file);
+    const v2 = await call(env, a.verifyCheckpointBackup, { copy: truncated, requireTorchLayout: true });
+    assert.ok(!v2.ok && /truncated/.test(v2.failure.message), JSON.stringify(v2));
+  });
+
+  it('verify catches a copy that differs from what was hashed, and a model-server sha256 mismatch', async () => {
+    const file = await checkpoint();
+    const env = new MockActivityEnvironment(undefined, quiet);
+    const a = createCheckpointActivities(deps);
+    const copy = await backUp(env, file);
+    const wrong = await call(env, a.verifyCheckpointBackup, {
+      copy: { ...copy, sha256: '0'.repeat(64) },
+      requireTorchLayout: true,
+    });
+    assert.ok(!wrong.ok && wrong.checks.sha256 === false && wrong.checks.structure === true);
+    const mismatch = await call(env, a.verifyCheckpointBackup, {
+      copy,
+      sourceSha256: 'f'.repeat(64),
+      requireTorchLayout: true,
+    });
+    assert.ok(!mismatch.ok && /model server's/.test(mismatch.failure.message));
+  });
+
+  it('verify runs the user command with the path and fails the checkpoint on a non-zero exit', async () => {
+    const file = await checkpoint();
+    const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 3000 }, quiet);
+    const a = createCheckpointActivities(deps);
+    const copy = await backUp(env, file);
+    const seen = path.join(dir, 'seen');
+    const pass = await call(env, a.verifyCheckpointBackup, {
+      copy,
+      requireTorchLayout: true,
+      verifyCommand: ['sh', '-c', 'echo "$1" > "$2"', 'v', '{path}', seen],
+    });
+    assert.equal(pass.ok && pass.checks.command, 'passed');
+    assert.equal((await fs.readFile(seen, 'utf8')).trim(), copy.location);
+    const fail = await call(env, a.verifyCheckpointBackup, {
+      copy,
+      requireTorchLayout: true,
+      verifyCommand: ['sh', '-c', 'echo "missing key: lm_head.weight"; exit 2'],
+    });
+    assert.ok(!fail.ok && fail.failure.code === 'VERIFY_COMMAND');
+    assert.match(!fail.ok ? fail.failure.message : '', /exited with 2: missing key: lm_head.weight/);
+    await assert.rejects(
+      call(env, a.verifyCheckpointBackup, {
+        copy,
+        requireTorchLayout: true,
+        verifyCommand: ['/nonexistent/verify'],
+      }),
+      (err) => err instanceof ApplicationFailure && err.nonRetryable && err.type === 'VERIFY_COMMAND',
+    );
+  });
+
+  it('writes a manifest that makes the backup restorable, and detects an unchanged source', async () => {
+    const file = await checkpoint();
+    const env = new MockActivityEnvironment(undefined, quiet);
+    const a = createCheckpointActivities(deps);
+    const first = await call(env, a.acquireCheckpoint, {
+      source: { kind: 'newest-file', directory: sourceDir },
+      skipUnchanged: true,
+    });
+    assert.equal(first.unchangedFrom, undefined);
+    assert.equal(first.candidate.path, file);
+    const copy = await backUp(env, file);
+    const verdict = await call(env, a.verifyCheckpointBackup, { copy, requireTorchLayout: true });
+    const { manifest } = await call(env, a.writeCheckpointManifest, {
+      copy,
+      candidate: first.candidate,
+      verdict,
+      createdAt: NOW.toISOString(),
+      workflow: { workflowId: 'wf', runId: 'run' },
+    });
+    assert.equal(manifest, manifestNameFor(copy.name));
+    const parsed = parseManifest(await fs.readFile(path.join(backups, manifest)), manifest);
+    assert.equal(parsed.verified, true);
+    assert.equal(parsed.sha256, copy.sha256);
+    assert.equal(parsed.source.path, file);
+    assert.deepEqual(parsed.zip, { entries: 6, prefix: 'archive', zip64: false });
+    assert.deepEqual(
+      restorableNewestFirst((await readCatalog(storage)).records).map((r) => r.name),
+      [copy.name],
+    );
+    const again = await call(env, a.acquireCheckpoint, {
+      source: { kind: 'newest-file', directory: sourceDir },
+      skipUnchanged: true,
+    });
+    assert.equal(again.unchangedFrom?.name, copy.name);
+    const forced = await call(env, a.acquireCheckpoint, {
+      source: { kind: 'newest-file', directory: sourceDir },
+      skipUnchanged: false,
+    });
+    assert.equal(forced.unchangedFrom, undefined);
+  });
+
+  it('acquire asks the model server over HTTP and checks the file it names', async () => {
+    const file = await checkpoint();
+    const server = http.createServer((_req, res) => res.end(JSON.stringify({ path: file })));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/admin/checkpoint`;
+      const env = new MockActivityEnvironment(undefined, quiet);
+      const a = createCheckpointActivities(deps);
+      const { candidate } = await call(env, a.acquireCheckpoint, {
+        source: { kind: 'admin-endpoint', url },
+        skipUnchanged: true,
+      });
+      assert.equal(candidate.kind, 'admin-endpoint');
+      assert.equal(candidate.path, file);
+      assert.equal(candidate.url, url);
+      await assert.rejects(
+        call(env, a.acquireCheckpoint, {
+          source: { kind: 'admin-endpoint', url: 'http://10.1.2.3/x' },
+          skipUnchanged: true,
+        }),
+        (err) => err instanceof ApplicationFailure && err.nonRetryable && err.type === 'NON_LOOPBACK_ADDRESS',
+      );
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
+  it('ENOSPC and EACCES become non-retryable failures naming the cause; previous backups stay', async () => {
+    const file = await checkpoint({ tensorSizes: [100_000] });
+    const previous = await makeBackup(storage, dir, new Date('2025-06-01T11:00:00Z'));
+    const before = await ls(backups);
+    for (const [fault, type] of [
+      [{ on: 'write', code: 'ENOSPC', afterBytes: 40_000 }, 'STORAGE_FULL'],
+      [{ on: 'create', code: 'EACCES' }, 'STORAGE_DENIED'],
+    ] as const) {
+      const a = createCheckpointActivities({
+        ...deps,
+        storage: new FilesystemStorage(backups, { fs: faultyFs(fault) }),
+      });
+      const env = new MockActivityEnvironment(undefined, quiet);
+      await assert.rejects(
+        call(env, a.copyCheckpointToBackup, { sourcePath: file, baseName: backupBaseName(NOW, 'run2') }),
+        (err) => {
+          assert.ok(err instanceof ApplicationFailure, String(err));
+          assert.equal(err.nonRetryable, true);
+          assert.equal(err.type, type);
+          assert.match(err.message, new RegExp(fault.code));
+          return true;
+        },
+      );
+      assert.deepEqual(await ls(backups), before);
+    }
+    assert.equal(restorableNewestFirst((await readCatalog(storage)).records)[0]?.name, previous.name);
+  });
+
+  it('retention keeps K verified, removes stale leftovers, and protects the current run', async () => {
+    const names: string[] = [];
+    for (let minute = 0; minute < 4; minute++) {
+      names.push((await makeBackup(storage, dir, new Date(Date.UTC(2025, 5, 1, 11, minute)))).name);
+    }
+    const stale = path.join(backups, '.ckpt-20250601T110500Z-run9.pt.0123456789ab.partial');
+    await fs.writeFile(stale, 'partial');
+    await fs.utimes(stale, new Date(NOW.getTime() - 7_200_000), new Date(NOW.getTime() - 7_200_000));
+    const env = new MockActivityEnvironment(undefined, quiet);
+    const a = createCheckpointActivities(deps);
+    const summary = await call(env, a.applyCheckpointRetention, {
+      keep: 2,
+      staleAfterMs: 3_600_000,
+      protect: [names[0] ?? ''],
+    });
+    // The protected backup (the run in progress) is kept on top of the newest K.
+    assert.deepEqual(summary.kept, [names[3], names[2], names[0]]);
+    assert.ok(summary.removed.includes(names[1] ?? '') && summary.removed.includes(path.basename(stale)));
+    assert.ok(!summary.removed.includes(names[0] ?? ''), 'protected');
+    await assert.rejects(
+      call(env, a.applyCheckpointRetention, { keep: 0, staleAfterMs: 1, protect: [] }),
+      (err) => err instanceof ApplicationFailure && err.nonRetryable,
+    );
+  });
+});
