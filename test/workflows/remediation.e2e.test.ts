@@ -10,6 +10,7 @@ import type { AlertSignal, RemediationPolicy } from '../../src/domain/remediatio
 import { mergePatch } from '../../src/k8s/patch.js';
 import { MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
 import { simulatedRunner } from '../../src/sim/sim-runner.js';
+import { simNodeManifest } from '../../src/stack/sim-nodes.js';
 import { createControlWorker, workflowsPath } from '../../src/workers/control-worker.js';
 import { createNodeAgentWorkers } from '../../src/workers/node-agent-host.js';
 import { fleetBudgetState, fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
@@ -466,6 +467,44 @@ describe('GPU remediation end to end', () => {
       },
       mergePatch,
     );
+  });
+
+  it('escalates to an operator when the node agent is unreachable, and ends cleanly when the node is deleted', async () => {
+    const { core } = clients(stack.kc);
+    // A node with no agent polling its task queue: triage can never be scheduled.
+    const manifest = simNodeManifest(98, stack.state.clusterId);
+    const name = manifest.metadata!.name!;
+    await core.createNode({ body: manifest });
+    try {
+      await eventually('the new node Ready', async () =>
+        (await node(name)).status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')
+          ? true
+          : undefined,
+      );
+      const handle = await startOrJoinRemediation(client, {
+        clusterId: stack.state.clusterId,
+        node: name,
+        taskQueue,
+        alert: alert(48),
+        policy: { ...policy, agentScheduleToStartMs: 2_000 },
+      });
+      const waiting = await phaseOf(handle, 'awaiting-approval');
+      assert.equal(waiting.class, 'needs-operator');
+      assert.ok(
+        waiting.reasons.some((r) => /node agent unreachable/.test(r)),
+        waiting.reasons.join('\n'),
+      );
+      assert.equal((await node(name)).spec?.unschedulable, true);
+      await handle.executeUpdate(rejectUpdate, {
+        args: [{ by: 'erin', reason: 'node is being decommissioned' }],
+      });
+      assert.equal((await handle.result()).outcome, 'rejected');
+    } finally {
+      await core.deleteNode({ name });
+    }
+    // A later alert for the deleted node (the autoscaler removed it) ends at once.
+    const gone = await start(name, alert(48));
+    assert.equal((await gone.result()).outcome, 'node-gone');
   });
 });
 
