@@ -6,11 +6,11 @@
 import { parseQuantity } from './capacity.js';
 import type { NodeLike } from './capacity.js';
 
-/** The taint key fleetmedic puts on a quarantined node (effect NoSchedule, never NoExecute). */
-export const QUARANTINE_TAINT_KEY = 'fleetmedic.io/quarantine';
+import { GPU_RESOURCE } from '../k8s/labels.js';
+import { QUARANTINE_TAINT_KEY } from '../k8s/remediation-labels.js';
 
-/** The extended resource the NVIDIA device plugin advertises. */
-export const GPU_RESOURCE = 'nvidia.com/gpu';
+// One definition of each name, shared with the Kubernetes activities that set them.
+export { GPU_RESOURCE, QUARANTINE_TAINT_KEY };
 
 /** Options of {@link isNodeHealthy}. */
 export interface NodeHealthOptions {

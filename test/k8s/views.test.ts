@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { V1Node, V1Pod } from '@kubernetes/client-node';
+import { hasErrorCode } from '../../src/errors.js';
 import { parseQuantity, quantityOrZero } from '../../src/k8s/quantity.js';
 import { nodeSummary, nodeView, podRequests, podView } from '../../src/k8s/views.js';
 import {
@@ -32,7 +33,11 @@ describe('parseQuantity', () => {
       assert.ok(Math.abs(parseQuantity(text) - value) < 1e-12 * Math.max(1, value)));
   }
   for (const bad of ['', 'abc', '1.2.3', '5Qi', 'Gi', '1 Gi']) {
-    it(`refuses ${JSON.stringify(bad)}`, () => assert.throws(() => parseQuantity(bad), RangeError));
+    it(`refuses ${JSON.stringify(bad)}`, () =>
+      assert.throws(
+        () => parseQuantity(bad),
+        (err: Error) => hasErrorCode(err, 'INVALID_QUANTITY'),
+      ));
   }
   it('quantityOrZero reports a malformed or missing value as 0', () => {
     assert.equal(quantityOrZero(undefined), 0);
