@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { FleetmedicError } from '../errors.js';
 import { addGlobalFlags } from './context.js';
 import { registerCheckpointCommands } from './commands/checkpoint.js';
+import { registerDemoCommand } from './commands/demo.js';
 import { registerRemediationCommands } from './commands/remediation.js';
 import { registerStackCommands } from './commands/stack.js';
 import { registerToolchainCommand } from './commands/toolchain.js';
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
   registerStackCommands(program);
   registerRemediationCommands(program);
   registerCheckpointCommands(program);
+  registerDemoCommand(program);
   return program;
 }
 
@@ -25,13 +27,13 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
-    if (err instanceof FleetmedicError) {
-      process.stderr.write(`fleetmedic: ${err.message}\n`);
-      process.exitCode = 1;
-      return;
-    }
-    throw err;
+    if (!(err instanceof FleetmedicError)) throw err;
+    process.stderr.write(`fleetmedic: ${err.message}\n`);
+    process.exitCode = 1;
   }
+  // A command is done when its action returns: pooled keep-alive sockets of the Kubernetes and
+  // Temporal clients must not keep the CLI alive (stdout and stderr are synchronous here on Linux).
+  process.exit();
 }
 
 await main();

@@ -5,7 +5,10 @@ import { execa, type ResultPromise } from 'execa';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { EPISODES_ANNOTATION } from '../../src/activities/remediation-support.js';
 import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
+import { mergePatch } from '../../src/k8s/patch.js';
+import { REMEDIATIONS_ANNOTATION } from '../../src/k8s/remediation-labels.js';
 import { MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
 import { simulatedRunner } from '../../src/sim/sim-runner.js';
 import { createNodeAgentWorkers } from '../../src/workers/node-agent-host.js';
@@ -69,6 +72,15 @@ describe('control worker killed mid-drain', () => {
 
   it('completes after a SIGKILL and restart: every original pod evicted once, no replacement evicted, one uncordon', async () => {
     const target = 'gpu-node-3';
+    // Earlier files may have remediated this node: clear its history, or the repeat guard (twice in
+    // 7 days -> replace hardware) would rightly park this remediation for an operator.
+    await clients(stack.kc).core.patchNode(
+      {
+        name: target,
+        body: { metadata: { annotations: { [REMEDIATIONS_ANNOTATION]: null, [EPISODES_ANNOTATION]: null } } },
+      },
+      mergePatch,
+    );
     const gpus = new MemoryGpuStateStore();
     await gpus.set(target, withFault(await gpus.get(target), { gpu: 5, xid: 48 }));
     agents = await createNodeAgentWorkers({
@@ -175,7 +187,15 @@ describe('control worker killed mid-drain', () => {
       assert.ok(evictedBeforeKill < 6, 'the drain finished before the kill; nothing was tested');
 
       const second = startWorker();
-      const result = await handle.result();
+      const result = await Promise.race([
+        handle.result(),
+        new Promise<never>((_, reject) =>
+          setTimeout(
+            () => reject(new Error('remediation did not finish within 120 s of the restart')),
+            120_000,
+          ).unref(),
+        ),
+      ]);
       second.kill('SIGTERM');
       assert.equal(result.outcome, 'returned-to-service', result.reasons.join('\n'));
 

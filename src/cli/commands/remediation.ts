@@ -15,6 +15,7 @@ import { simulatedRunner } from '../../sim/sim-runner.js';
 import { assertSimulatedCluster, assertSimulatedNode } from '../../stack/sim-cluster.js';
 import { createControlWorker } from '../../workers/control-worker.js';
 import { createNodeAgentWorkers, runWorkers } from '../../workers/node-agent-host.js';
+import { installRuntime } from '../../workers/runtime.js';
 import { remediationWorkflowId } from '../../workflows/ids.js';
 import {
   approveUpdate,
@@ -53,6 +54,7 @@ export function registerRemediationCommands(program: Command): void {
     .description('run the control worker (workflows + cluster activities) until interrupted')
     .action(async () => {
       const config = configFrom(program);
+      installRuntime(config.logLevel);
       const targets = await resolveTargets(config);
       const connection = await NativeConnection.connect({ address: targets.temporalAddress });
       const clientConnection = await Connection.connect({ address: targets.temporalAddress });
@@ -81,6 +83,7 @@ export function registerRemediationCommands(program: Command): void {
     .description('host the node agents of every simulated node in one process (simulated clusters only)')
     .action(async () => {
       const config = configFrom(program);
+      installRuntime(config.logLevel);
       const targets = await resolveTargets(config);
       const kc = loadKubeConfig(targets.kubeconfig);
       await assertSimulatedCluster(kc);

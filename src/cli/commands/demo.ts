@@ -1,0 +1,118 @@
+import { CoreV1Api } from '@kubernetes/client-node';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import type { Command } from 'commander';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startOrJoinRemediation } from '../../client/remediation-client.js';
+import { loadKubeConfig } from '../../k8s/kubeconfig.js';
+import { SIMULATED_LABEL } from '../../k8s/labels.js';
+import { FileGpuStateStore, healthyGpuState, simGpuStateDir, withFault } from '../../sim/gpu-state.js';
+import { simulatedRunner } from '../../sim/sim-runner.js';
+import { assertSimulatedCluster } from '../../stack/sim-cluster.js';
+import { readStackState } from '../../stack/state.js';
+import { createControlWorker } from '../../workers/control-worker.js';
+import { createNodeAgentWorkers } from '../../workers/node-agent-host.js';
+import { installRuntime } from '../../workers/runtime.js';
+import { approveUpdate, statusQuery } from '../../workflows/remediation.js';
+import { configFrom, resolveTargets } from '../context.js';
+
+/**
+ * `fleetmedic demo`: on the embedded stack, runs the control worker and the simulated node agents in
+ * this process, injects two GPU faults and follows both remediations in the terminal: XID 48 (ECC,
+ * reset automatically) and XID 79 (fell off the bus: quarantined, drained, waits for an operator,
+ * approved by the demo). Every step is visible in the Temporal UI too.
+ */
+export function registerDemoCommand(program: Command): void {
+  program
+    .command('demo')
+    .description('inject two GPU faults on the embedded stack and follow their remediations')
+    .action(async () => {
+      const config = configFrom(program);
+      installRuntime(config.logLevel === 'info' ? 'warn' : config.logLevel);
+      const targets = await resolveTargets(config);
+      const state = await readStackState(config.stateDir);
+      const kc = loadKubeConfig(targets.kubeconfig);
+      await assertSimulatedCluster(kc);
+      const nodes = (
+        await kc.makeApiClient(CoreV1Api).listNode({ labelSelector: `${SIMULATED_LABEL}=true` })
+      ).items.map((n) => n.metadata!.name!);
+      if (nodes.length < 3)
+        throw new Error('the demo needs at least 3 simulated nodes (fleetmedic up --nodes 3)');
+      const store = new FileGpuStateStore(simGpuStateDir(config.stateDir, targets.clusterId));
+      const connection = await NativeConnection.connect({ address: targets.temporalAddress });
+      const clientConnection = await Connection.connect({ address: targets.temporalAddress });
+      const client = new Client({ connection: clientConnection, namespace: targets.namespace });
+      const taskQueue = `${targets.taskQueue}-demo`;
+      const workers = [
+        await createControlWorker({
+          connection,
+          client,
+          kc,
+          clusterId: targets.clusterId,
+          taskQueue,
+          namespace: targets.namespace,
+        }),
+        ...(await createNodeAgentWorkers({
+          connection,
+          clusterId: targets.clusterId,
+          namespace: targets.namespace,
+          nodes,
+          runnerFor: (node) => simulatedRunner(store, node),
+        })),
+      ];
+      const running = Promise.all(workers.map((w) => w.run()));
+      const out = (line: string) => process.stdout.write(`${line}\n`);
+      try {
+        const faults = [
+          { node: nodes[0]!, xid: 48, gpu: 2, what: 'XID 48 (double-bit ECC): reset automatically' },
+          { node: nodes[1]!, xid: 79, gpu: 5, what: 'XID 79 (fell off the bus): needs an operator' },
+        ];
+        if (state)
+          out(
+            `follow along in the Temporal UI: ${state.temporal.uiUrl}/namespaces/${targets.namespace}/workflows`,
+          );
+        // One fault at a time: two failing nodes of a 4-node fleet would be 50% of it, and the fleet
+        // budget (rightly) refuses to drain below its minimum healthy fraction.
+        for (const f of faults) {
+          await store.set(f.node, withFault(healthyGpuState(f.node), { gpu: f.gpu, xid: f.xid }));
+          const handle = await startOrJoinRemediation(client, {
+            clusterId: targets.clusterId,
+            node: f.node,
+            taskQueue,
+            alert: {
+              alertName: 'GpuXidError',
+              status: 'firing',
+              episodeKey: `demo:${f.node}:${Date.now()}`,
+              xid: f.xid,
+              gpu: f.gpu,
+              source: 'fleetmedic demo',
+            },
+            policy: { diagLevel: 1, approvalReminderMs: 60_000 },
+          });
+          out(`injected on ${f.node} GPU ${f.gpu}: ${f.what}`);
+          let last = '';
+          for (let tick = 0; tick < 1200; tick++) {
+            const s = await handle.query(statusQuery);
+            const line = `${s.phase}${s.class ? ` (${s.class})` : ''}${s.waitingFor ? `: waiting for ${s.waitingFor}` : ''}`;
+            if (line !== last) out(`  ${f.node}: ${line}`);
+            last = line;
+            if (s.phase === 'awaiting-approval') {
+              out(
+                `  the demo approves as "demo" (an operator runs: fleetmedic approve ${f.node} --by <you>)`,
+              );
+              await handle.executeUpdate(approveUpdate, { args: [{ by: 'demo', reason: 'demo run' }] });
+            }
+            if (s.phase === 'done') break;
+            await sleep(250);
+          }
+          const r = await handle.result();
+          out(`${r.node}: ${r.outcome ?? 'unfinished'}; ${r.reasons.join('; ')}`);
+        }
+      } finally {
+        for (const w of workers) w.shutdown();
+        await running;
+        await clientConnection.close();
+        await connection.close();
+      }
+    });
+}
