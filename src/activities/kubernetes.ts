@@ -564,7 +564,15 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
       if (await ctl.nodeGone()) return 'stopped';
       ctl.heartbeat();
       const left = ctl.deadlineMs - now().getTime();
-      await pause(Math.min(evictionBackoffMs(retry++), Math.max(left, 0)), ctl.cancel, ctl.stop);
+      // Heartbeat through the backoff (the SDK throttles what it sends): a backoff longer than the
+      // activity's heartbeat timeout must not look like a dead worker and restart the drain.
+      let wait = Math.min(evictionBackoffMs(retry++), Math.max(left, 0));
+      while (wait > 0 && !ctl.stop.aborted) {
+        const slice = Math.min(wait, 1_000);
+        await pause(slice, ctl.cancel, ctl.stop);
+        wait -= slice;
+        ctl.heartbeat();
+      }
     }
   }
 

@@ -7,6 +7,7 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { mergePatch } from '../../src/k8s/patch.js';
 
 /** Clients for the test cluster. */
 export function clients(kc: KubeConfig) {
@@ -61,7 +62,7 @@ export async function eventually<T>(
 export function deployment(
   name: string,
   replicas: number,
-  options: { antiAffinity?: boolean; nodeSelector?: Record<string, string> } = {},
+  options: { antiAffinity?: boolean; nodeSelector?: Record<string, string>; preferNode?: string } = {},
 ): V1Deployment {
   const labels = { app: name };
   return {
@@ -76,15 +77,30 @@ export function deployment(
         metadata: { labels },
         spec: {
           nodeSelector: options.nodeSelector,
-          affinity: options.antiAffinity
-            ? {
-                podAntiAffinity: {
+          affinity: {
+            podAntiAffinity: options.antiAffinity
+              ? {
                   requiredDuringSchedulingIgnoredDuringExecution: [
                     { labelSelector: { matchLabels: labels }, topologyKey: 'kubernetes.io/hostname' },
                   ],
-                },
-              }
-            : undefined,
+                }
+              : undefined,
+            // Preferred, not required: the pods start on that node and can move when it is drained.
+            nodeAffinity: options.preferNode
+              ? {
+                  preferredDuringSchedulingIgnoredDuringExecution: [
+                    {
+                      weight: 100,
+                      preference: {
+                        matchExpressions: [
+                          { key: 'kubernetes.io/hostname', operator: 'In', values: [options.preferNode] },
+                        ],
+                      },
+                    },
+                  ],
+                }
+              : undefined,
+          },
           containers: [
             {
               name: 'server',
@@ -107,4 +123,29 @@ export async function livePods(kc: KubeConfig, namespace: string, app: string): 
 
 export function isReady(pod: V1Pod): boolean {
   return pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+}
+
+/**
+ * What an operator does after deciding a node is fine (or repaired by hand): lift fleetmedic's
+ * quarantine (taint, label, ownership record) and uncordon it.
+ */
+export async function liftQuarantine(kc: KubeConfig, name: string): Promise<void> {
+  const { core } = clients(kc);
+  const node = await core.readNode({ name });
+  await core.patchNode(
+    {
+      name,
+      body: {
+        spec: {
+          unschedulable: false,
+          taints: node.spec?.taints?.filter((t) => !t.key.startsWith('fleetmedic.io/')) ?? [],
+        },
+        metadata: {
+          labels: { 'fleetmedic.io/quarantined': null },
+          annotations: { 'fleetmedic.io/cordon': null },
+        },
+      },
+    },
+    mergePatch,
+  );
 }

@@ -10,7 +10,7 @@ import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
 import { REMEDIATIONS_ANNOTATION } from '../../src/k8s/remediation-labels.js';
 import type { AlertSignal, RemediationPolicy } from '../../src/domain/remediation-plan.js';
 import { mergePatch } from '../../src/k8s/patch.js';
-import { MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
+import { healthyGpuState, MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
 import { simulatedRunner } from '../../src/sim/sim-runner.js';
 import { simNodeManifest } from '../../src/stack/sim-nodes.js';
 import { createControlWorker, workflowsPath } from '../../src/workers/control-worker.js';
@@ -24,7 +24,15 @@ import {
   type gpuRemediationWorkflow,
   type RemediationStatus,
 } from '../../src/workflows/remediation.js';
-import { clients, eventually, isReady, livePods, tempNamespace } from '../helpers/k8s.js';
+import {
+  clients,
+  deployment,
+  eventually,
+  isReady,
+  liftQuarantine,
+  livePods,
+  tempNamespace,
+} from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime, temporalBinary } from '../helpers/temporal.js';
 
@@ -183,33 +191,7 @@ describe('GPU remediation end to end', () => {
     const app = 'llm';
     await apps.createNamespacedDeployment({
       namespace: ns.name,
-      body: {
-        metadata: { name: app },
-        spec: {
-          replicas: 2,
-          selector: { matchLabels: { app } },
-          template: {
-            metadata: { labels: { app } },
-            spec: {
-              affinity: {
-                nodeAffinity: {
-                  preferredDuringSchedulingIgnoredDuringExecution: [
-                    {
-                      weight: 100,
-                      preference: {
-                        matchExpressions: [
-                          { key: 'kubernetes.io/hostname', operator: 'In', values: [target] },
-                        ],
-                      },
-                    },
-                  ],
-                },
-              },
-              containers: [{ name: 'server', image: 'sim/llm' }],
-            },
-          },
-        },
-      },
+      body: deployment(app, 2, { preferNode: target }),
     });
     await pdbApi.createNamespacedPodDisruptionBudget({
       namespace: ns.name,
@@ -357,23 +339,8 @@ describe('GPU remediation end to end', () => {
     assert.equal(n.spec?.unschedulable, true, 'a rejected node must stay cordoned');
     assert.ok(n.spec?.taints?.some((t) => t.key === 'fleetmedic.io/quarantine'));
     // Clean up for other tests: an operator repairs the board and lifts the quarantine by hand.
-    await clients(stack.kc).core.patchNode(
-      {
-        name: target,
-        body: {
-          spec: {
-            unschedulable: false,
-            taints: n.spec?.taints?.filter((t) => !t.key.startsWith('fleetmedic.io/')) ?? [],
-          },
-          metadata: {
-            labels: { 'fleetmedic.io/quarantined': null },
-            annotations: { 'fleetmedic.io/cordon': null },
-          },
-        },
-      },
-      mergePatch,
-    );
-    await gpus.set(target, (await import('../../src/sim/gpu-state.js')).healthyGpuState(target));
+    await liftQuarantine(stack.kc, target);
+    await gpus.set(target, healthyGpuState(target));
   });
 
   it('never uncordons a node someone else cordoned', async () => {
@@ -429,7 +396,7 @@ describe('GPU remediation end to end', () => {
 
   it('waits instead of evicting when the pods do not fit elsewhere; reject leaves the node cordoned', async () => {
     const target = 'gpu-node-4';
-    const { apps, core } = clients(stack.kc);
+    const { apps } = clients(stack.kc);
     const app = 'pinned';
     // A pod that can only run on the target node: draining it would leave it Pending.
     await apps.createNamespacedDeployment({
@@ -466,22 +433,7 @@ describe('GPU remediation end to end', () => {
     const n = await node(target);
     assert.equal(n.spec?.unschedulable, true);
     await apps.deleteNamespacedDeployment({ name: app, namespace: ns.name });
-    await core.patchNode(
-      {
-        name: target,
-        body: {
-          spec: {
-            unschedulable: false,
-            taints: n.spec?.taints?.filter((t) => !t.key.startsWith('fleetmedic.io/')) ?? [],
-          },
-          metadata: {
-            labels: { 'fleetmedic.io/quarantined': null },
-            annotations: { 'fleetmedic.io/cordon': null },
-          },
-        },
-      },
-      mergePatch,
-    );
+    await liftQuarantine(stack.kc, target);
   });
 
   it('escalates to an operator when the node agent is unreachable, and ends cleanly when the node is deleted', async () => {
