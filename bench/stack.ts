@@ -9,8 +9,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig } from '../src/config/config.js';
 import { kwokClusterProcesses } from '../src/stack/kwok-cluster.js';
-import { down, up } from '../src/stack/stack.js';
-import { freeStackPorts } from '../test/helpers/stack.js';
+import { down, pickStackPorts, up } from '../src/stack/stack.js';
 
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const nodes = Number(process.env.BENCH_NODES ?? 4);
@@ -41,7 +40,7 @@ for (let round = 1; round <= rounds; round++) {
   });
   try {
     const started = performance.now();
-    const result = await up(config, { nodes, ports: await freeStackPorts(), clusterName: `bench${round}` });
+    const result = await up(config, { nodes, ports: await pickStackPorts(), clusterName: `bench${round}` });
     const upSeconds = (performance.now() - started) / 1000;
     upTimes.push(upSeconds);
     if (round === rounds) {

@@ -16,7 +16,7 @@ import {
   type KwokClusterRef,
   type KwokPorts,
 } from './kwok-cluster.js';
-import { assertPortsFree, isRunning, waitFor } from './processes.js';
+import { assertPortsFree, isRunning, pickFreePorts, waitFor } from './processes.js';
 import {
   ensureSimNodes,
   ensureSimulationMarker,
@@ -69,6 +69,13 @@ const PORT_COMPONENTS: Record<keyof StackPorts, string> = {
 };
 
 export const DEFAULT_CLUSTER_NAME = 'fleetmedic';
+
+/** Free ports for every component, for a stack beside others (tests, benchmarks). */
+export async function pickStackPorts(): Promise<StackPorts> {
+  const keys = Object.keys(PORT_COMPONENTS) as Array<keyof StackPorts>;
+  const ports = await pickFreePorts(keys.length);
+  return Object.fromEntries(keys.map((k, i) => [k, ports[i]!])) as unknown as StackPorts;
+}
 
 export interface UpOptions {
   readonly nodes: number;

@@ -5,8 +5,7 @@ import path from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { loadConfig, type Config } from '../../src/config/config.js';
 import { loadKubeConfig } from '../../src/k8s/kubeconfig.js';
-import { pickFreePorts } from '../../src/stack/processes.js';
-import { attachStack, down, up, type StackPorts } from '../../src/stack/stack.js';
+import { attachStack, down, pickStackPorts, up } from '../../src/stack/stack.js';
 import { FleetmedicError } from '../../src/errors.js';
 import type { StackState } from '../../src/stack/state.js';
 
@@ -20,22 +19,7 @@ export interface TestStack {
 }
 
 /** Free ports on 127.0.0.1 for every component, so a test stack runs beside a user's own. */
-export async function freeStackPorts(): Promise<StackPorts> {
-  const ports = await pickFreePorts(10);
-  const p = (i: number) => ports[i]!;
-  return {
-    temporal: p(0),
-    temporalUi: p(1),
-    temporalHttp: p(2),
-    temporalMetrics: p(3),
-    apiserver: p(4),
-    etcd: p(5),
-    etcdPeer: p(6),
-    controllerManager: p(7),
-    scheduler: p(8),
-    kwokController: p(9),
-  };
-}
+export const freeStackPorts = pickStackPorts;
 
 /** Starts a throwaway stack in a temporary state directory on free ports. */
 export async function startTestStack(nodes = 4): Promise<{ stack: TestStack; stop: () => Promise<void> }> {
