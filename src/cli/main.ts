@@ -5,6 +5,7 @@ import { registerCheckpointCommands } from './commands/checkpoint.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { registerRemediationCommands } from './commands/remediation.js';
 import { registerStackCommands } from './commands/stack.js';
+import { registerWebhookCommands } from './commands/webhook.js';
 import { registerToolchainCommand } from './commands/toolchain.js';
 
 /** The `fleetmedic` command tree. */
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerRemediationCommands(program);
   registerCheckpointCommands(program);
   registerDemoCommand(program);
+  registerWebhookCommands(program);
   return program;
 }
 

@@ -54,6 +54,12 @@ export function temporalServerArgs(options: TemporalServerOptions): string[] {
     options.namespace ?? 'default',
     '--log-level',
     'warn',
+    // WAL with synchronous=normal: survives a crash of the process (not of the machine's power) and
+    // triples signal-with-start throughput of the SQLite file (about 85/s -> 250/s measured here).
+    '--sqlite-pragma',
+    'journal_mode=wal',
+    '--sqlite-pragma',
+    'synchronous=normal',
   ];
   for (const key of SEARCH_ATTRIBUTES) args.push('--search-attribute', `${key.name}=Keyword`);
   return args;

@@ -1,0 +1,227 @@
+import { Client, Connection } from '@temporalio/client';
+import { InvalidArgumentError, type Command } from 'commander';
+import fs from 'node:fs/promises';
+import { ConfigError, FleetmedicError } from '../../errors.js';
+import { loadKubeConfig } from '../../k8s/kubeconfig.js';
+import { createLogger } from '../../logger.js';
+import { detectFormat, parseAlertmanagerPayload, parseGenericPayload } from '../../webhook/alertmanager.js';
+import { DEFAULT_MAX_SKEW_MS, loadCredentialFile, type AuthConfig } from '../../webhook/auth.js';
+import { CachedNodeLookup, KubernetesNodeLookup } from '../../webhook/node-lookup.js';
+import { loadRulesFile, needsNode, planPayload, type NodeFacts, type RuleSet } from '../../webhook/rules.js';
+import { DEFAULT_DEDUPE_WINDOW_MS, startWebhookServer } from '../../webhook/server.js';
+import { TemporalRemediationStarter } from '../../webhook/starter.js';
+import { configFrom, resolveTargets } from '../context.js';
+
+/** Where the webhook commands write; tests capture it. */
+export interface WebhookCommandIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+const processIo: WebhookCommandIo = {
+  stdout: (t) => process.stdout.write(t),
+  stderr: (t) => process.stderr.write(t),
+};
+
+function positiveInt(name: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value) || Number(value) <= 0) {
+      throw new InvalidArgumentError(`${name} must be a positive integer, got ${JSON.stringify(value)}`);
+    }
+    return Number(value);
+  };
+}
+
+function nonNegativeInt(name: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value)) {
+      throw new InvalidArgumentError(`${name} must be a non-negative integer, got ${JSON.stringify(value)}`);
+    }
+    return Number(value);
+  };
+}
+
+function port(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) > 65535) {
+    throw new InvalidArgumentError(`--port must be a port number (0-65535), got ${JSON.stringify(value)}`);
+  }
+  return Number(value);
+}
+
+/** The cluster ID to use: the rules file's and the configuration's must agree when both are set. */
+function pickClusterId(
+  rules: RuleSet,
+  configured: string | undefined,
+  rulesFile: string,
+): string | undefined {
+  if (rules.clusterId && configured && rules.clusterId !== configured) {
+    throw new ConfigError(
+      `rules file ${rulesFile} is for cluster ${rules.clusterId}, but the configured cluster is ${configured}`,
+    );
+  }
+  return rules.clusterId ?? configured;
+}
+
+interface ServeOptions {
+  host: string;
+  port: number;
+  rules: string;
+  tokenFile?: string;
+  hmacKeyFile?: string;
+  bodyLimit: number;
+  rateLimit: number;
+  temporalTimeout: number;
+  dedupeWindow: number;
+}
+
+interface DryRunOptions {
+  rules: string;
+  format: 'auto' | 'alertmanager' | 'generic';
+  nodes?: boolean;
+}
+
+/**
+ * `fleetmedic webhook serve` (the alert intake) and `fleetmedic webhook dry-run` (what a payload
+ * would do under a rules file, starting nothing).
+ */
+export function registerWebhookCommands(program: Command, io: WebhookCommandIo = processIo): void {
+  const webhook = program
+    .command('webhook')
+    .description('alert intake: Alertmanager v4 and generic JSON alerts');
+
+  webhook
+    .command('serve')
+    .description('serve the webhook until interrupted (binds 127.0.0.1 unless --host says otherwise)')
+    .requiredOption('--rules <file>', 'rules file (YAML or JSON): which alerts start which workflow')
+    .option('--host <address>', 'address to bind; a non-loopback one requires credentials', '127.0.0.1')
+    .option('--port <port>', 'port to listen on', port, 9095)
+    .option('--token-file <file>', 'bearer tokens, one "<caller> <token>" (or "<token>") per line')
+    .option('--hmac-key-file <file>', 'HMAC signing keys, one "<key-id> <secret>" per line')
+    .option('--body-limit <bytes>', 'largest accepted request body', positiveInt('--body-limit'), 1024 * 1024)
+    .option('--rate-limit <n>', 'requests per caller per minute', positiveInt('--rate-limit'), 3000)
+    .option(
+      '--temporal-timeout <ms>',
+      'deadline of each Temporal call',
+      positiveInt('--temporal-timeout'),
+      5000,
+    )
+    .option(
+      '--dedupe-window <ms>',
+      'answer an alert identical to one Temporal acknowledged this recently from that acknowledgement (0: off)',
+      nonNegativeInt('--dedupe-window'),
+      DEFAULT_DEDUPE_WINDOW_MS,
+    )
+    .action(async (opts: ServeOptions) => {
+      const config = configFrom(program);
+      const rules = await loadRulesFile(opts.rules);
+      const targets = await resolveTargets(config);
+      const clusterId = pickClusterId(rules, targets.clusterId, opts.rules)!;
+      const taskQueue = rules.taskQueue ?? targets.taskQueue;
+      const auth: AuthConfig = {
+        tokens: opts.tokenFile
+          ? (await loadCredentialFile(opts.tokenFile, 'token')).map((c) => ({
+              caller: c.caller,
+              token: c.secret,
+            }))
+          : [],
+        hmacKeys: opts.hmacKeyFile ? await loadCredentialFile(opts.hmacKeyFile, 'HMAC key') : [],
+        maxSkewMs: DEFAULT_MAX_SKEW_MS,
+      };
+      const logger = createLogger(config.logLevel, 'fleetmedic-webhook');
+      // Lazy: a webhook that is up and answering 503 (Alertmanager retries) beats one that crash-loops
+      // while Temporal restarts.
+      const connection = Connection.lazy({ address: targets.temporalAddress });
+      // Not awaited: the server starts at once, and says so when Temporal is not there yet.
+      connection.ensureConnected().catch((err: unknown) => {
+        logger.warn(
+          { err, address: targets.temporalAddress },
+          'Temporal not reachable yet; answering 503 until it is',
+        );
+      });
+      const client = new Client({ connection, namespace: targets.namespace });
+      const running = await startWebhookServer({
+        host: opts.host,
+        port: opts.port,
+        clusterId,
+        taskQueue,
+        rules,
+        auth,
+        starter: new TemporalRemediationStarter(client, opts.temporalTimeout),
+        nodes: new CachedNodeLookup(new KubernetesNodeLookup(loadKubeConfig(targets.kubeconfig))),
+        limits: { bodyLimitBytes: opts.bodyLimit, rateLimitMax: opts.rateLimit, rateLimitWindowMs: 60_000 },
+        dedupeWindowMs: opts.dedupeWindow,
+        logger,
+      });
+      io.stderr(
+        `webhook for cluster ${clusterId} on ${running.url} (task queue ${taskQueue}, mode ${rules.mode}, ` +
+          `${rules.rules.length} rule(s), ${auth.tokens.length} token(s), ${auth.hmacKeys.length} HMAC key(s))\n`,
+      );
+      await new Promise<void>((resolve) => {
+        for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve());
+      });
+      // close() lets requests in flight finish, so no acknowledged alert goes unanswered.
+      await running.close();
+      await connection.close();
+    });
+
+  webhook
+    .command('dry-run <payload>')
+    .description('show what a payload (a JSON file) would do under the rules, starting nothing')
+    .requiredOption('--rules <file>', 'rules file (YAML or JSON)')
+    .option('--format <format>', 'alertmanager | generic | auto', 'auto')
+    .option('--nodes', 'read the nodes from the cluster to evaluate opt-out and node selectors')
+    .action(async (payloadFile: string, opts: DryRunOptions) => {
+      if (!['auto', 'alertmanager', 'generic'].includes(opts.format)) {
+        throw new InvalidArgumentError(`--format must be alertmanager, generic or auto, got ${opts.format}`);
+      }
+      const config = configFrom(program);
+      const rules = await loadRulesFile(opts.rules);
+      let body: unknown;
+      try {
+        body = JSON.parse(await fs.readFile(payloadFile, 'utf8'));
+      } catch (err) {
+        throw new FleetmedicError('INVALID_PAYLOAD', `payload ${payloadFile}: ${(err as Error).message}`);
+      }
+      const format = opts.format === 'auto' ? detectFormat(body) : opts.format;
+      const parsed =
+        format === 'alertmanager' ? parseAlertmanagerPayload(body, rules.fields) : parseGenericPayload(body);
+      if (!parsed.ok) {
+        throw new FleetmedicError(
+          'INVALID_PAYLOAD',
+          `${parsed.error}\n${parsed.issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`,
+        );
+      }
+      let clusterId = pickClusterId(rules, config.clusterId, opts.rules);
+      const facts = new Map<string, NodeFacts | null>();
+      if (opts.nodes) {
+        const targets = await resolveTargets(config);
+        clusterId = pickClusterId(rules, targets.clusterId, opts.rules);
+        const lookup = new KubernetesNodeLookup(loadKubeConfig(targets.kubeconfig));
+        for (const name of new Set(
+          parsed.payload.alerts.filter((a) => needsNode(rules, a)).map((a) => a.node),
+        )) {
+          facts.set(name, await lookup.get(name));
+        }
+      }
+      const plans = planPayload(
+        rules,
+        clusterId ?? '<cluster>',
+        parsed.payload,
+        (name) => facts.get(name),
+        `${parsed.payload.origin} (dry-run)`,
+      );
+      io.stdout(
+        `${JSON.stringify(
+          {
+            dryRun: true,
+            format,
+            mode: rules.mode,
+            nodeChecks: opts.nodes ? 'evaluated' : 'not evaluated (pass --nodes to read the cluster)',
+            alerts: plans,
+          },
+          null,
+          2,
+        )}\n`,
+      );
+    });
+}
