@@ -720,10 +720,13 @@ describe('Kubernetes activities against the embedded cluster', () => {
       const evictionsBefore = rkc.evictionCalls().length;
 
       // First attempt: cancelled (as when its worker dies) right after its first eviction.
+      // One eviction at a time: with parallel evictions all three can be accepted before the
+      // cancellation lands (seen when the PDB had not observed the pods yet), leaving nothing to resume.
       const input = {
         node: target,
         workflowId: 'wf-resume',
         deadlineSeconds: 50,
+        concurrency: 1,
         podFilter: { namespaces: [ns.name] },
       };
       const first = drain(input);

@@ -1,68 +1,42 @@
 import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode, NativeConnection, type Worker } from '@temporalio/worker';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { MemoryGpuStateStore } from '../../src/sim/gpu-state.js';
-import { simulatedRunner } from '../../src/sim/sim-runner.js';
 import { pickFreePorts } from '../../src/stack/processes.js';
-import { createControlWorker, workflowsPath } from '../../src/workers/control-worker.js';
-import { createNodeAgentWorkers } from '../../src/workers/node-agent-host.js';
-import { fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
 import { approveUpdate, statusQuery } from '../../src/workflows/remediation.js';
 import { createWebhookMetrics } from '../../src/webhook/metrics.js';
 import { CachedNodeLookup, KubernetesNodeLookup } from '../../src/webhook/node-lookup.js';
 import { parseRules } from '../../src/webhook/rules.js';
 import { startWebhookServer, type AlertOutcome, type RunningWebhook } from '../../src/webhook/server.js';
 import { TemporalRemediationStarter } from '../../src/webhook/starter.js';
-import { clients, eventually } from '../helpers/k8s.js';
+import { eventually } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
+import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
 import { TOKEN, xidPayload } from './helpers.js';
 
 installQuietRuntime();
-
-const silent = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
 
 // The webhook in front of the real thing: Temporal dev server, Kubernetes control plane with kwok
 // nodes, the control worker and simulated node agents. The SYNTHETIC Alertmanager fixture, pointed at
 // a simulated node, must start one remediation; the same alert again must join it.
 describe('webhook end to end (embedded stack)', () => {
   let stack: TestStack;
-  let connection: NativeConnection;
-  let clientConnection: Connection;
+  let remediationWorkers: RemediationWorkers | undefined;
   let client: Client;
-  let workers: Worker[];
-  let running: Promise<unknown>;
   let webhook: RunningWebhook;
   const taskQueue = `fleetmedic-webhook-e2e-${process.pid}`;
   const target = 'gpu-node-2';
 
   before(async () => {
     stack = await useTestStack();
-    connection = await NativeConnection.connect({ address: stack.state.temporal.address });
-    clientConnection = await Connection.connect({ address: stack.state.temporal.address });
-    client = new Client({ connection: clientConnection });
+    remediationWorkers = await startRemediationWorkers(stack, {
+      taskQueue,
+      gpus: new MemoryGpuStateStore(),
+      budgetConfig: { breakerThreshold: 1, minHealthyFraction: 0.25, maxConcurrentDrains: 2 },
+    });
+    client = remediationWorkers.client;
     const clusterId = stack.state.clusterId;
-    const nodes = (await clients(stack.kc).core.listNode()).items.map((n) => n.metadata!.name!);
-    const gpus = new MemoryGpuStateStore();
-    workers = [
-      await createControlWorker({
-        connection,
-        client,
-        kc: stack.kc,
-        clusterId,
-        taskQueue,
-        workflowBundle: await bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: silent }),
-        budgetConfig: { breakerThreshold: 1, minHealthyFraction: 0.25, maxConcurrentDrains: 2 },
-      }),
-      ...(await createNodeAgentWorkers({
-        connection,
-        clusterId,
-        nodes,
-        runnerFor: (n) => simulatedRunner(gpus, n),
-      })),
-    ];
-    running = Promise.all(workers.map((w) => w.run()));
     webhook = await startWebhookServer({
       clusterId,
       taskQueue,
@@ -91,14 +65,7 @@ describe('webhook end to end (embedded stack)', () => {
 
   after(async () => {
     await webhook?.close();
-    await client?.workflow
-      .getHandle(fleetBudgetWorkflowId(stack.state.clusterId))
-      .terminate('test finished')
-      .catch(() => {});
-    for (const w of workers ?? []) w.shutdown();
-    await running;
-    await connection?.close();
-    await clientConnection?.close();
+    await remediationWorkers?.stop();
   });
 
   async function send(url: string, body: unknown) {

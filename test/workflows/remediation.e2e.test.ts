@@ -1,5 +1,4 @@
-import { Client, Connection, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
-import { bundleWorkflowCode, NativeConnection, type Worker } from '@temporalio/worker';
+import { WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -11,11 +10,9 @@ import { REMEDIATIONS_ANNOTATION } from '../../src/k8s/remediation-labels.js';
 import type { AlertSignal, RemediationPolicy } from '../../src/domain/remediation-plan.js';
 import { mergePatch } from '../../src/k8s/patch.js';
 import { healthyGpuState, MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
-import { simulatedRunner } from '../../src/sim/sim-runner.js';
 import { simNodeManifest } from '../../src/stack/sim-nodes.js';
-import { createControlWorker, workflowsPath } from '../../src/workers/control-worker.js';
-import { createNodeAgentWorkers } from '../../src/workers/node-agent-host.js';
 import { fleetBudgetState, fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
+import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
 import {
   approveUpdate,
   markRepairedUpdate,
@@ -67,43 +64,23 @@ function alert(xid: number, extra: Partial<AlertSignal> = {}): AlertSignal {
 // stand-ins printing the real formats for a fault state the test sets.
 describe('GPU remediation end to end', () => {
   let stack: TestStack;
-  let connection: NativeConnection;
-  let clientConnection: Connection;
+  let remediationWorkers: RemediationWorkers | undefined;
   let client: Client;
-  let workers: Worker[];
-  let running: Promise<unknown>;
   const gpus = new MemoryGpuStateStore();
   const taskQueue = `fleetmedic-e2e-${process.pid}`;
   let ns: { name: string; remove: () => Promise<void> };
 
   before(async () => {
     stack = await useTestStack();
-    connection = await NativeConnection.connect({ address: stack.state.temporal.address });
-    clientConnection = await Connection.connect({ address: stack.state.temporal.address });
-    client = new Client({ connection: clientConnection });
-    const workflowBundle = await bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: silent });
-    const clusterId = stack.state.clusterId;
-    const nodes = (await clients(stack.kc).core.listNode()).items.map((n) => n.metadata!.name!);
-    workers = [
-      // The breaker would (rightly) stop automation after most of this 4-node fleet failed in minutes;
-      // these scenarios are about single remediations, the budget has its own test.
-      await createControlWorker({
-        connection,
-        client,
-        kc: stack.kc,
-        clusterId,
-        taskQueue,
-        workflowBundle,
-        budgetConfig: { breakerThreshold: 1, minHealthyFraction: 0, maxConcurrentDrains: 1 },
-      }),
-      ...(await createNodeAgentWorkers({
-        connection,
-        clusterId,
-        nodes,
-        runnerFor: (n) => simulatedRunner(gpus, n),
-      })),
-    ];
-    running = Promise.all(workers.map((w) => w.run()));
+    // The breaker would (rightly) stop automation after most of this 4-node fleet failed in minutes;
+    // these scenarios are about single remediations, the budget has its own test.
+    remediationWorkers = await startRemediationWorkers(stack, {
+      taskQueue,
+      gpus,
+      budgetConfig: { breakerThreshold: 1, minHealthyFraction: 0, maxConcurrentDrains: 1 },
+    });
+    client = remediationWorkers.client;
+    const nodes = remediationWorkers.nodes;
     ns = await tempNamespace(stack.kc, 'fmrem');
     // A reused stack keeps the nodes' remediation history; start from none, or the repeat guard
     // (twice in 7 days -> replace hardware) would change these scenarios.
@@ -121,15 +98,8 @@ describe('GPU remediation end to end', () => {
   });
 
   after(async () => {
-    await client.workflow
-      .getHandle(fleetBudgetWorkflowId(stack.state.clusterId))
-      .terminate('test finished')
-      .catch(() => {});
-    for (const w of workers ?? []) w.shutdown();
-    await running;
+    await remediationWorkers?.stop();
     await ns?.remove();
-    await connection?.close();
-    await clientConnection?.close();
   });
 
   async function inject(node: string, fault: Parameters<typeof withFault>[1]) {
@@ -474,5 +444,3 @@ describe('GPU remediation end to end', () => {
     assert.equal((await gone.result()).outcome, 'node-gone');
   });
 });
-
-const silent = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };

@@ -1,0 +1,65 @@
+import { Client, Connection } from '@temporalio/client';
+import { bundleWorkflowCode, NativeConnection, type Worker } from '@temporalio/worker';
+import type { FleetBudgetConfig } from '../../src/domain/fleet-budget.js';
+import type { GpuStateStore } from '../../src/sim/gpu-state.js';
+import { simulatedRunner } from '../../src/sim/sim-runner.js';
+import { createControlWorker, workflowsPath } from '../../src/workers/control-worker.js';
+import { createNodeAgentWorkers } from '../../src/workers/node-agent-host.js';
+import { fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
+import { clients } from './k8s.js';
+import type { TestStack } from './stack.js';
+
+/** A control worker and simulated node agents for every node of the test stack, running in this process. */
+export interface RemediationWorkers {
+  readonly connection: NativeConnection;
+  readonly client: Client;
+  readonly nodes: readonly string[];
+  /** Stops the workers, terminates the cluster's fleet budget and closes the connections. */
+  stop(): Promise<void>;
+}
+
+const silent = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+
+export async function startRemediationWorkers(
+  stack: TestStack,
+  options: { taskQueue: string; gpus: GpuStateStore; budgetConfig?: Partial<FleetBudgetConfig> },
+): Promise<RemediationWorkers> {
+  const connection = await NativeConnection.connect({ address: stack.state.temporal.address });
+  const clientConnection = await Connection.connect({ address: stack.state.temporal.address });
+  const client = new Client({ connection: clientConnection });
+  const clusterId = stack.state.clusterId;
+  const nodes = (await clients(stack.kc).core.listNode()).items.map((n) => n.metadata!.name!);
+  const workers: Worker[] = [
+    await createControlWorker({
+      connection,
+      client,
+      kc: stack.kc,
+      clusterId,
+      taskQueue: options.taskQueue,
+      workflowBundle: await bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: silent }),
+      budgetConfig: options.budgetConfig,
+    }),
+    ...(await createNodeAgentWorkers({
+      connection,
+      clusterId,
+      nodes,
+      runnerFor: (n) => simulatedRunner(options.gpus, n),
+    })),
+  ];
+  const running = Promise.all(workers.map((w) => w.run()));
+  return {
+    connection,
+    client,
+    nodes,
+    async stop() {
+      await client.workflow
+        .getHandle(fleetBudgetWorkflowId(clusterId))
+        .terminate('test finished')
+        .catch(() => {});
+      for (const w of workers) w.shutdown();
+      await running;
+      await clientConnection.close();
+      await connection.close();
+    },
+  };
+}
