@@ -1,27 +1,29 @@
 import { Client, Connection, WorkflowUpdateFailedError } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import os from 'node:os';
 import path from 'node:path';
 import { createCheckpointActivities } from '../../activities/checkpoint.js';
 import { FilesystemStorage } from '../../checkpoint/storage.js';
 import { startOrJoinRemediation } from '../../client/remediation-client.js';
 import type { AlertSignal } from '../../domain/remediation-plan.js';
-import { FleetmedicError } from '../../errors.js';
+import { ConfigError, FleetmedicError } from '../../errors.js';
 import { loadKubeConfig } from '../../k8s/kubeconfig.js';
 import { SIMULATED_LABEL } from '../../k8s/labels.js';
+import { simulatedXidNotification } from '../../sim/alertmanager-alert.js';
 import { FileGpuStateStore, simGpuStateDir, withFault } from '../../sim/gpu-state.js';
 import { simulatedRunner } from '../../sim/sim-runner.js';
 import { assertSimulatedCluster, assertSimulatedNode } from '../../stack/sim-cluster.js';
 import { createControlWorker } from '../../workers/control-worker.js';
 import { createNodeAgentWorkers, runWorkers } from '../../workers/node-agent-host.js';
 import { installRuntime } from '../../workers/runtime.js';
+import { readWebhookEndpoint } from '../../webhook/endpoint-record.js';
+import { ROUTES, type WebhookAnswer } from '../../webhook/server.js';
 import { remediationWorkflowId } from '../../workflows/ids.js';
 import {
   approveUpdate,
   markRepairedUpdate,
   rejectUpdate,
-  statusQuery,
   type OperatorDecision,
 } from '../../workflows/remediation.js';
 import { configFrom, resolveTargets } from '../context.js';
@@ -171,32 +173,33 @@ export function registerRemediationCommands(program: Command): void {
     'after an out-of-band fix: validate and return the node to service',
   );
 
-  program
-    .command('show <node>')
-    .description("a node's remediation: phase, class, reasons, what it waits for")
-    .action(async (node: string) => {
-      const { targets, connection, client: c } = await client(program);
-      try {
-        const s = await c.workflow
-          .getHandle(remediationWorkflowId(targets.clusterId, node))
-          .query(statusQuery);
-        process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
-      } finally {
-        await connection.close();
-      }
-    });
+  // `show <node>` lives with the operator commands (operator.ts), as an alias of `status <node>`.
 
   const sim = program
     .command('sim')
     .description('simulated cluster tools (refused on clusters without the simulation marker)');
   sim
     .command('inject')
-    .description('set a GPU fault on a simulated node and raise its alert')
+    .description(
+      'set a GPU fault on a simulated node and POST the Alertmanager notification a real pipeline ' +
+        'would send for it to the webhook',
+    )
     .requiredOption('--node <name>', 'simulated node')
     .option('--xid <n>', 'XID to raise', nonNegativeInt('--xid'))
     .option('--gpu <index>', 'GPU index', nonNegativeInt('--gpu'), 0)
     .option('--remapped-rows-failure', 'the GPU failed a row remap (hardware)')
     .option('--processes <n>', 'processes holding the GPU', nonNegativeInt('--processes'))
+    .addOption(
+      new Option(
+        '--webhook-url <url>',
+        'the webhook (default: the one `fleetmedic webhook serve` recorded in the state directory)',
+      ).env('FLEETMEDIC_WEBHOOK_URL'),
+    )
+    .addOption(
+      new Option('--token <token>', "bearer token for the webhook's alert routes").env(
+        'FLEETMEDIC_WEBHOOK_TOKEN',
+      ),
+    )
     .option('--no-alert', 'only set the fault')
     .action(
       async (opts: {
@@ -205,48 +208,133 @@ export function registerRemediationCommands(program: Command): void {
         gpu: number;
         remappedRowsFailure?: boolean;
         processes?: number;
+        webhookUrl?: string;
+        token?: string;
         alert: boolean;
       }) => {
         const config = configFrom(program);
         const targets = await resolveTargets(config);
+        const dcgmCode = opts.remappedRowsFailure ? 'DCGM_FR_ROW_REMAP_FAILURE' : undefined;
+        if (opts.alert && opts.xid === undefined && dcgmCode === undefined) {
+          throw new InvalidArgumentError(
+            'nothing to alert on: give --xid or --remapped-rows-failure (or --no-alert to only set the fault)',
+          );
+        }
+        // Where the alert goes is settled before the fault is set, so a missing webhook leaves no
+        // fault behind that nothing was told about.
+        const url = opts.alert
+          ? await alertmanagerRoute(opts.webhookUrl, config.stateDir, targets.clusterId)
+          : undefined;
         const kc = loadKubeConfig(targets.kubeconfig);
         await assertSimulatedCluster(kc);
         assertSimulatedNode(await kc.makeApiClient(CoreV1Api).readNode({ name: opts.node }));
         const store = new FileGpuStateStore(simGpuStateDir(config.stateDir, targets.clusterId));
-        await store.set(
-          opts.node,
-          withFault(await store.get(opts.node), {
-            gpu: opts.gpu,
-            ...(opts.xid !== undefined && { xid: opts.xid }),
-            ...(opts.remappedRowsFailure && { remappedRowsFailure: true }),
-            ...(opts.processes !== undefined && { processes: opts.processes }),
-          }),
-        );
+        const state = withFault(await store.get(opts.node), {
+          gpu: opts.gpu,
+          ...(opts.xid !== undefined && { xid: opts.xid }),
+          ...(opts.remappedRowsFailure && { remappedRowsFailure: true }),
+          ...(opts.processes !== undefined && { processes: opts.processes }),
+        });
+        await store.set(opts.node, state);
         process.stdout.write(`fault set on ${opts.node} GPU ${opts.gpu}\n`);
-        if (!opts.alert) return;
-        // Until the webhook lands, the alert goes straight to Temporal the way the webhook will send it.
-        const connection = await Connection.connect({ address: targets.temporalAddress });
-        try {
-          const handle = await startOrJoinRemediation(
-            new Client({ connection, namespace: targets.namespace }),
-            {
-              clusterId: targets.clusterId,
-              node: opts.node,
-              taskQueue: targets.taskQueue,
-              alert: {
-                alertName: 'GpuXidError',
-                status: 'firing',
-                episodeKey: `sim:${opts.node}:${opts.gpu}:${opts.xid ?? 'fault'}:${new Date().toISOString()}`,
-                source: 'fleetmedic sim inject',
-                gpu: opts.gpu,
-                ...(opts.xid !== undefined && { xid: opts.xid }),
-              },
-            },
+        if (!url) return;
+        const body = simulatedXidNotification({
+          node: opts.node,
+          gpu: state.gpus.find((g) => g.index === opts.gpu)!,
+          ...(opts.xid !== undefined && { xid: opts.xid }),
+          ...(dcgmCode !== undefined && { dcgmCode }),
+          startsAt: new Date(),
+        });
+        const answer = await postAlert(url, body, opts.token);
+        process.stdout.write(
+          `alert ${body.alerts[0]!.labels.alertname} (fingerprint ${body.alerts[0]!.fingerprint}) sent to ${url}: ` +
+            `HTTP ${answer.status}\n`,
+        );
+        for (const a of answer.body.alerts ?? []) {
+          process.stdout.write(
+            `  ${a.node ?? '?'}: ${a.result}${a.workflowId ? ` ${a.workflowId}` : ''}${a.runId ? ` (run ${a.runId})` : ''}` +
+              `${a.reason ? `: ${a.reason}` : ''}\n`,
           );
-          process.stdout.write(`alert sent: remediation ${handle.workflowId}\n`);
-        } finally {
-          await connection.close();
         }
+        process.stdout.write(`workflows: ${(answer.body.workflowIds ?? []).join(', ') || 'none'}\n`);
       },
     );
+}
+
+/**
+ * The webhook's Alertmanager route: `--webhook-url` (a bare address gets the route appended), else
+ * the webhook `fleetmedic webhook serve` recorded in the state directory, else a clear error.
+ */
+async function alertmanagerRoute(given: string | undefined, stateDir: string, clusterId: string) {
+  let base = given;
+  if (base === undefined) {
+    const recorded = await readWebhookEndpoint(stateDir);
+    if (!recorded) {
+      throw new ConfigError(
+        `no webhook to send the alert to: none runs for state directory ${stateDir}. Start one with ` +
+          '`fleetmedic webhook serve --rules <rules.yaml> [--token-file <file>]`, or pass --webhook-url ' +
+          '(or FLEETMEDIC_WEBHOOK_URL); --no-alert only sets the fault',
+      );
+    }
+    if (recorded.clusterId !== clusterId) {
+      throw new ConfigError(
+        `the webhook at ${recorded.url} serves cluster ${recorded.clusterId}, not ${clusterId}: pass --webhook-url`,
+      );
+    }
+    base = recorded.url;
+  }
+  let url: URL;
+  try {
+    url = new URL(base);
+  } catch {
+    throw new InvalidArgumentError(`--webhook-url must be an http(s) URL, got ${JSON.stringify(base)}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new InvalidArgumentError(`--webhook-url must be an http(s) URL, got ${JSON.stringify(base)}`);
+  }
+  if (url.pathname === '/' || url.pathname === '') url.pathname = ROUTES.alertmanager;
+  return url.toString();
+}
+
+/** POSTs the notification as Alertmanager does; anything but a 2xx answer is an error saying why. */
+async function postAlert(url: string, body: unknown, token: string | undefined) {
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'user-agent': 'Alertmanager/0.28.1 (fleetmedic sim inject)',
+        ...(token !== undefined && { authorization: `Bearer ${token}` }),
+      },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(30_000),
+    });
+  } catch (err) {
+    throw new FleetmedicError(
+      'WEBHOOK_UNREACHABLE',
+      `cannot POST the alert to ${url}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`,
+      { permanent: false },
+    );
+  }
+  const text = await res.text();
+  let parsed: Partial<WebhookAnswer> & { error?: string } = {};
+  try {
+    parsed = JSON.parse(text) as typeof parsed;
+  } catch {
+    // not JSON: reported as text below
+  }
+  if (!res.ok) {
+    const hint =
+      res.status === 401
+        ? " (pass the webhook's bearer token with --token or FLEETMEDIC_WEBHOOK_TOKEN)"
+        : res.status === 503
+          ? ' (the webhook could not reach Temporal or Kubernetes; the fault stays set, retry the alert)'
+          : '';
+    throw new FleetmedicError(
+      'WEBHOOK_REFUSED',
+      `the webhook at ${url} answered HTTP ${res.status}: ${parsed.error ?? text.slice(0, 500)}${hint}`,
+    );
+  }
+  return { status: res.status, body: parsed };
 }

@@ -6,6 +6,7 @@ import { loadKubeConfig } from '../../k8s/kubeconfig.js';
 import { createLogger } from '../../logger.js';
 import { detectFormat, parseAlertmanagerPayload, parseGenericPayload } from '../../webhook/alertmanager.js';
 import { DEFAULT_MAX_SKEW_MS, loadCredentialFile, type AuthConfig } from '../../webhook/auth.js';
+import { removeWebhookEndpoint, writeWebhookEndpoint } from '../../webhook/endpoint-record.js';
 import { CachedNodeLookup, KubernetesNodeLookup } from '../../webhook/node-lookup.js';
 import { loadRulesFile, needsNode, planPayload, type NodeFacts, type RuleSet } from '../../webhook/rules.js';
 import { DEFAULT_DEDUPE_WINDOW_MS, startWebhookServer } from '../../webhook/server.js';
@@ -156,9 +157,18 @@ export function registerWebhookCommands(program: Command, io: WebhookCommandIo =
         `webhook for cluster ${clusterId} on ${running.url} (task queue ${taskQueue}, mode ${rules.mode}, ` +
           `${rules.rules.length} rule(s), ${auth.tokens.length} token(s), ${auth.hmacKeys.length} HMAC key(s))\n`,
       );
+      // So that `fleetmedic sim inject` finds this webhook through the state directory.
+      await writeWebhookEndpoint(config.stateDir, {
+        version: 1,
+        url: running.url,
+        pid: process.pid,
+        clusterId,
+        startedAt: new Date().toISOString(),
+      });
       await new Promise<void>((resolve) => {
         for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve());
       });
+      await removeWebhookEndpoint(config.stateDir, process.pid);
       // close() lets requests in flight finish, so no acknowledged alert goes unanswered.
       await running.close();
       await connection.close();
