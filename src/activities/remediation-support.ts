@@ -1,7 +1,7 @@
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import type { Admission, FleetBudgetConfig } from '../domain/fleet-budget.js';
+import type { Admission, FleetBudgetConfig, QuarantineVerdict } from '../domain/fleet-budget.js';
 import { podsFitElsewhere, type CapacityCheck } from '../domain/capacity.js';
 import { isNodeHealthy } from '../domain/node-health.js';
 import { isApiError } from '../k8s/api-errors.js';
@@ -130,7 +130,7 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
     },
 
     /** Records a failure with the fleet's circuit breaker; says whether automatic quarantine may go on. */
-    async budgetReportFailure(input: { node: string }): Promise<{ allowed: boolean; detail: string }> {
+    async budgetReportFailure(input: { node: string }): Promise<QuarantineVerdict> {
       const handle = await budget();
       return handle.executeUpdate(reportNodeFailure, {
         args: [{ node: input.node, ...(await fleetView()) }],

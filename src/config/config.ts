@@ -51,6 +51,19 @@ const schema = z.object({
   logLevel: z.enum(logLevels).default('info'),
   /** Where the control worker writes verified checkpoint backups; default `<stateDir>/checkpoints`. */
   backupDir: absolutePath.optional(),
+  /** A YAML/JSON file listing notification sinks (see docs/observability.md); none: notifications are logged. */
+  notifyConfig: absolutePath.optional(),
+  /** The Temporal UI's address, for links in notifications; default the embedded stack's UI. */
+  temporalUiUrl: z.url({ protocol: /^https?$/, error: 'an http(s) URL' }).optional(),
+  /** Port of the control worker's Prometheus endpoint (0 = any free port); unset: no endpoint. */
+  metricsPort: z
+    .string()
+    .regex(/^\d{1,5}$/, 'a port number from 0 to 65535')
+    .transform(Number)
+    .refine((n) => n <= 65535, 'a port number from 0 to 65535')
+    .optional(),
+  /** Address the metrics endpoint binds; loopback unless a trusted network scrapes it. */
+  metricsHost: z.string().min(1).default('127.0.0.1'),
 });
 
 /** fleetmedic's validated, frozen configuration. */

@@ -216,20 +216,30 @@ export function releaseSlot(state: FleetState, node: string): FleetState {
     : state;
 }
 
+/** The verdict of {@link allowsAutomaticQuarantine}; `reason` says why automation was refused. */
+export interface QuarantineVerdict {
+  readonly allowed: boolean;
+  readonly detail: string;
+  readonly reason?: Extract<DenialReason, 'cannot-evaluate' | 'paused' | 'breaker-open'>;
+}
+
 /**
  * Whether automation may quarantine a node at all right now: not while paused or while the breaker
  * is open, and not when the state cannot be evaluated.
  */
-export function allowsAutomaticQuarantine(
-  state: FleetState,
-  now: number,
-): { allowed: boolean; detail: string } {
+export function allowsAutomaticQuarantine(state: FleetState, now: number): QuarantineVerdict {
   const problem = cannotEvaluate(state, now);
   if (problem !== undefined)
-    return { allowed: false, detail: `cannot evaluate the fleet budget: ${problem}` };
-  if (state.paused) return { allowed: false, detail: 'automation is paused by an operator' };
+    return {
+      allowed: false,
+      reason: 'cannot-evaluate',
+      detail: `cannot evaluate the fleet budget: ${problem}`,
+    };
+  if (state.paused)
+    return { allowed: false, reason: 'paused', detail: 'automation is paused by an operator' };
   const breaker = evaluateBreaker(state, now);
-  if (breaker.state === 'open') return { allowed: false, detail: `circuit breaker open: ${breaker.reason}` };
+  if (breaker.state === 'open')
+    return { allowed: false, reason: 'breaker-open', detail: `circuit breaker open: ${breaker.reason}` };
   return { allowed: true, detail: 'automation is running' };
 }
 

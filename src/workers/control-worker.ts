@@ -4,8 +4,11 @@ import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/w
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createKubernetesActivities } from '../activities/kubernetes.js';
+import { createObservabilityActivities } from '../activities/observability.js';
 import { createRemediationSupportActivities } from '../activities/remediation-support.js';
 import type { FleetBudgetConfig } from '../domain/fleet-budget.js';
+import { Notifier } from '../notify/notifier.js';
+import { createControlMetrics, type ControlMetrics } from '../observability/metrics.js';
 
 export interface ControlWorkerOptions {
   readonly connection: NativeConnection;
@@ -18,6 +21,11 @@ export interface ControlWorkerOptions {
   readonly workflowBundle?: WorkerOptions['workflowBundle'];
   /** Fleet budget limits used when this worker starts the cluster's budget workflow. */
   readonly budgetConfig?: Partial<FleetBudgetConfig>;
+  /**
+   * Notification sinks and metrics (see `setupControlObservability`); without them notifications are
+   * only logged and the metrics go to a registry nobody serves.
+   */
+  readonly observability?: { readonly notifier: Notifier; readonly metrics: ControlMetrics };
   /** Extra activities (checkpointing, drills) registered beside the cluster ones. */
   readonly extraActivities?: Record<string, (...args: never[]) => Promise<unknown>>;
 }
@@ -30,7 +38,7 @@ export function workflowsPath(): string {
 
 /**
  * The control worker: every workflow plus the cluster activities (Kubernetes API, fleet budget,
- * episode memory) on the `fleetmedic` task queue. Node-local steps run on the node agents' own queues.
+ * episode memory, node Events and notifications) on the `fleetmedic` task queue. Node-local steps run on the node agents' own queues.
  */
 export async function createControlWorker(options: ControlWorkerOptions): Promise<Worker> {
   const activities = {
@@ -41,6 +49,12 @@ export async function createControlWorker(options: ControlWorkerOptions): Promis
       clusterId: options.clusterId,
       taskQueue: options.taskQueue,
       budgetConfig: options.budgetConfig,
+    }),
+    ...createObservabilityActivities({
+      kc: options.kc,
+      clusterId: options.clusterId,
+      notifier: options.observability?.notifier ?? new Notifier({ sinks: [] }),
+      metrics: options.observability?.metrics ?? createControlMetrics({ defaultMetrics: false }),
     }),
     ...options.extraActivities,
   };

@@ -22,6 +22,7 @@ import {
   type Admission,
   type FleetBudgetConfig,
   type FleetState,
+  type QuarantineVerdict,
 } from '../domain/fleet-budget.js';
 import { CLUSTER_ID } from './search-attributes.js';
 
@@ -52,7 +53,7 @@ export const acquireDrainSlot = defineUpdate<Admission, [AcquireRequest]>('acqui
 export const releaseDrainSlot = defineUpdate<void, [{ node: string }]>('releaseDrainSlot');
 /** Records a node failure for the breaker; answers whether automatic quarantine may go on. */
 export const reportNodeFailure = defineUpdate<
-  { allowed: boolean; detail: string },
+  QuarantineVerdict,
   [{ node: string; gpuNodeCount: number; healthyNodes: readonly string[] }]
 >('reportNodeFailure');
 export const pauseAutomation = defineUpdate<void, [OperatorAction]>('pauseAutomation');

@@ -17,6 +17,7 @@ import {
 import { TimeoutType } from '@temporalio/common';
 import type { KubernetesActivities } from '../activities/kubernetes.js';
 import type { NodeAgentActivities } from '../activities/node-agent.js';
+import type { NotificationInput, ObservabilityActivities, PhaseChange } from '../activities/observability.js';
 import type { RemediationSupportActivities } from '../activities/remediation-support.js';
 import {
   classifyAlert,
@@ -105,6 +106,17 @@ const support = proxyActivities<RemediationSupportActivities>({
   retry: { initialInterval: '1s', maximumInterval: '30s' },
 });
 
+// Events and notifications must never hold a remediation up: bounded retries, failures recorded.
+const observe = proxyActivities<ObservabilityActivities>({
+  startToCloseTimeout: '90 seconds',
+  scheduleToCloseTimeout: '5 minutes',
+  retry: { initialInterval: '1s', maximumInterval: '20s', backoffCoefficient: 2, maximumAttempts: 5 },
+});
+
+/** patched() IDs: histories recorded before these steps existed replay without them. */
+const PHASE_EVENTS_PATCH = 'node-phase-events';
+const NOTIFY_PATCH = 'notify-sinks';
+
 function agent(clusterId: string, node: string, policy: RemediationPolicy) {
   return proxyActivities<NodeAgentActivities>({
     taskQueue: nodeTaskQueue(clusterId, node),
@@ -129,6 +141,13 @@ function failureType(err: unknown): string | undefined {
   return cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined;
 }
 
+/** `95_000` -> `95 s`, `5_400_000` -> `90 min`, `36_000_000` -> `10 h`. */
+function waitedFor(ms: number): string {
+  if (ms < 120_000) return `${Math.round(ms / 1000)} s`;
+  if (ms < 3 * 3_600_000) return `${Math.round(ms / 60_000)} min`;
+  return `${Math.round(ms / 3_600_000)} h`;
+}
+
 function failureMessage(err: unknown): string {
   const cause = err instanceof ActivityFailure ? err.cause : err;
   return cause instanceof Error ? cause.message : String(cause);
@@ -140,11 +159,27 @@ function failureMessage(err: unknown): string {
  * repair (automatic GPU reset where the class allows it, else an operator's approval), validate with
  * `dcgmi diag`, and return the node to service, or keep it quarantined with a visible reason.
  * Decisions live in `domain/`; this function orchestrates. No timeout ever returns a node to service.
+ * Each phase change is recorded as a Kubernetes Event on the node, and operators are notified when
+ * the remediation needs them (see docs/observability.md).
  */
 export async function gpuRemediationWorkflow(input: RemediationInput): Promise<RemediationStatus> {
+  const background: Promise<unknown>[] = [];
+  try {
+    return await remediate(input, background);
+  } finally {
+    // Events and notifications run beside the remediation; let them end (their retries are bounded)
+    // before the run closes, or the last ones would be dropped with it.
+    await Promise.allSettled(background);
+  }
+}
+
+async function remediate(
+  input: RemediationInput,
+  background: Promise<unknown>[],
+): Promise<RemediationStatus> {
   const policy: RemediationPolicy = { ...DEFAULT_REMEDIATION_POLICY, ...input.policy };
   const { clusterId, node } = input;
-  const workflowId = workflowInfo().workflowId;
+  const { workflowId, runId } = workflowInfo();
   const nodeAgent = agent(clusterId, node, policy);
 
   const alerts: AlertSignal[] = [];
@@ -158,6 +193,9 @@ export async function gpuRemediationWorkflow(input: RemediationInput): Promise<R
   let reminders = 0;
   let pending: { action: 'approve' | 'reject' | 'markRepaired'; decision: OperatorDecision } | undefined;
   const decisions: (OperatorDecision & { action: string; at: string })[] = [];
+  let phaseStartedAt = new Date().toISOString();
+  let phaseChanges = 0;
+  let notices = 0;
 
   const status = (): RemediationStatus => ({
     clusterId,
@@ -175,10 +213,96 @@ export async function gpuRemediationWorkflow(input: RemediationInput): Promise<R
   });
 
   function setPhase(next: RemediationPhase, details?: string): void {
+    const previous = phase;
     phase = next;
     upsertSearchAttributes([{ key: PHASE, value: next }]);
     setCurrentDetails(`**${next}**${cls ? ` · class ${cls}` : ''}${details ? `\n\n${details}` : ''}`);
     log.info('remediation phase', { node, phase: next, class: cls, details });
+    // A phase set again (a budget retry, a second repair attempt) is not a new Event, and a run that
+    // ends at once because its episode was handled or its node is gone leaves nothing to tell.
+    const nothingHappened =
+      previous === 'received' && (outcome === 'duplicate-episode' || outcome === 'node-gone');
+    if (next !== previous && !nothingHappened && patched(PHASE_EVENTS_PATCH)) {
+      const at = new Date().toISOString();
+      const change: PhaseChange = {
+        clusterId,
+        node,
+        workflowId,
+        runId,
+        sequence: ++phaseChanges,
+        phase: next,
+        previousPhase: previous,
+        at,
+        previousStartedAt: phaseStartedAt,
+        class: cls,
+        ...(details !== undefined && { details }),
+        outcome,
+      };
+      phaseStartedAt = at;
+      // Not awaited: an Event the API server refuses must not fail or slow the remediation.
+      background.push(
+        observe.recordPhaseEvent
+          .executeWithOptions(
+            {
+              startToCloseTimeout: '30 seconds',
+              scheduleToCloseTimeout: '2 minutes',
+              summary: `event ${next} on ${node}`,
+              retry: { initialInterval: '1s', maximumInterval: '10s', maximumAttempts: 5 },
+            },
+            [change],
+          )
+          .catch((err: unknown) => {
+            log.warn('phase event not recorded', { node, phase: next, error: failureMessage(err) });
+          }),
+      );
+    }
+  }
+
+  /**
+   * Tells the configured sinks (started beside the remediation, never awaited by it); a notification
+   * that fails after its bounded retries is recorded in `reasons`.
+   */
+  function notify(
+    kind: NotificationInput['kind'],
+    message: string,
+    extra: { reminder?: number; escalated?: boolean } = {},
+  ): void {
+    if (!patched(NOTIFY_PATCH)) return;
+    const notification: NotificationInput = {
+      id: `${workflowId}/${runId}/${++notices}`,
+      kind,
+      cluster: clusterId,
+      node,
+      workflowId,
+      runId,
+      phase,
+      class: cls,
+      message,
+      reminder: extra.reminder ?? 0,
+      escalated: extra.escalated ?? false,
+      at: new Date().toISOString(),
+    };
+    background.push(
+      observe.notify
+        .executeWithOptions(
+          {
+            startToCloseTimeout: '90 seconds',
+            scheduleToCloseTimeout: '5 minutes',
+            summary: `notify ${kind}: ${node}`,
+            retry: {
+              initialInterval: '1s',
+              maximumInterval: '20s',
+              backoffCoefficient: 2,
+              maximumAttempts: 5,
+            },
+          },
+          [notification],
+        )
+        .catch((err: unknown) => {
+          reasons.push(`notification ${kind} not delivered: ${failureMessage(err)}`);
+          log.warn('notification not delivered', { node, kind, error: failureMessage(err) });
+        }),
+    );
   }
 
   setHandler(statusQuery, status);
@@ -268,6 +392,10 @@ export async function gpuRemediationWorkflow(input: RemediationInput): Promise<R
   const breaker = await support.budgetReportFailure({ node });
   if (!breaker.allowed) {
     reasons.push(`automatic quarantine blocked: ${breaker.detail}`);
+    notify(
+      breaker.reason === 'breaker-open' ? 'breaker-tripped' : 'automation-blocked',
+      `automatic quarantine of ${node} refused (${cls}: ${initial.reason}): ${breaker.detail}`,
+    );
     return finish('automation-blocked', breaker.detail);
   }
   setPhase('quarantining');
@@ -287,9 +415,15 @@ export async function gpuRemediationWorkflow(input: RemediationInput): Promise<R
       : `triage failed: ${failureMessage(err)}`;
     reasons.push(`${why} -> needs-operator`);
     cls = maxClass(cls, 'needs-operator');
+    if (isScheduleToStartTimeout(err))
+      notify(
+        'agent-unreachable',
+        `the node agent of ${node} did not pick up triage: quarantined, needs an operator`,
+      );
   }
 
   let slotHeld = false;
+  let askedForCapacity = false;
   try {
     // Take a drain slot from the fleet budget; wait (visibly) while the budget is exhausted.
     const view = await k8s.getNode({ node });
@@ -318,7 +452,13 @@ export async function gpuRemediationWorkflow(input: RemediationInput): Promise<R
       if (capacity.fits) break;
       const detail = capacity.unplaced.map((u) => `${u.pod}: ${u.summary}`).join('; ');
       waitingFor = `capacity for the pods to evict (${detail}); approve to drain anyway, reject to stop`;
+      if (!askedForCapacity)
+        notify(
+          'needs-operator',
+          `${node} waits for capacity before its drain: ${detail}; approve to drain anyway, reject to stop`,
+        );
       setPhase('waiting-for-capacity', detail);
+      askedForCapacity = true;
       pending = undefined;
       const decided = await condition(() => pending !== undefined, policy.capacityRetryMs);
       if (!decided) continue;
@@ -390,13 +530,21 @@ export async function gpuRemediationWorkflow(input: RemediationInput): Promise<R
           },
           [{ clusterId, node, level: policy.diagLevel }],
         )
-        .catch((err: unknown) => ({ passed: false, runtimeError: failureMessage(err), errors: [] }));
+        .catch((err: unknown) => ({
+          passed: false,
+          runtimeError: isScheduleToStartTimeout(err) ? 'node agent unreachable' : failureMessage(err),
+          errors: [],
+        }));
       if (diag.passed) break;
       const why = diag.runtimeError ?? diag.errors.map((e) => `${e.test}: ${e.message}`).join('; ');
       quarantineReason = `validation failed: ${why || 'dcgmi diag did not pass'}`;
       reasons.push(quarantineReason);
       cls = maxClass(cls, 'needs-operator');
       setPhase('quarantined', quarantineReason);
+      notify(
+        'validation-failed',
+        `${node} stays quarantined: ${quarantineReason}; repair it and mark it repaired, or reject`,
+      );
     }
 
     setPhase('releasing', 'checking DaemonSets and GPU allocatable, then uncordoning');
@@ -406,6 +554,10 @@ export async function gpuRemediationWorkflow(input: RemediationInput): Promise<R
     await support.recordEpisode({ node, key: first.episodeKey });
     if (quarantine.record.preexistingCordon)
       reasons.push('node was cordoned by someone else before: left cordoned');
+    notify(
+      'returned-to-service',
+      `${node} passed validation and is back in service${quarantine.record.preexistingCordon ? ' (left cordoned: someone else had cordoned it)' : ''}`,
+    );
     return finish('returned-to-service');
   } finally {
     if (slotHeld) await support.budgetRelease({ node });
@@ -419,6 +571,11 @@ export async function gpuRemediationWorkflow(input: RemediationInput): Promise<R
       const type = failureType(err);
       const why = isScheduleToStartTimeout(err) ? 'node agent unreachable' : failureMessage(err);
       reasons.push(`automatic reset not possible (${type ?? 'error'}): ${why}`);
+      if (isScheduleToStartTimeout(err))
+        notify(
+          'agent-unreachable',
+          `the node agent of ${node} did not pick up the GPU reset: needs an operator`,
+        );
       cls = maxClass(cls ?? 'needs-operator', 'needs-operator');
       return false;
     }
@@ -445,11 +602,27 @@ export async function gpuRemediationWorkflow(input: RemediationInput): Promise<R
     pending = undefined;
     waitingFor = `operator: ${proposal}`;
     quarantineReason = quarantineReason ?? `waiting for an operator (${cls})`;
-    if (phase !== 'quarantined') setPhase('awaiting-approval', proposal);
+    const waitStarted = Date.now();
+    let escalated = false;
+    if (phase !== 'quarantined') {
+      setPhase('awaiting-approval', proposal);
+      notify('needs-operator', `${node} needs an operator: ${proposal}`);
+    }
     for (;;) {
       const decided = await condition(() => pending !== undefined, policy.approvalReminderMs);
       if (decided) break;
       reminders++;
+      if (patched(NOTIFY_PATCH)) {
+        // Escalation counts from the start of this wait, not from earlier waits of the same run.
+        const escalateNow = Date.now() - waitStarted >= policy.escalateAfterMs;
+        notify(
+          escalateNow && !escalated ? 'escalated' : 'reminder',
+          `${node} has waited ${waitedFor(Date.now() - waitStarted)} for an operator: ${proposal}${escalateNow ? ' (ESCALATED)' : ''}`,
+          { reminder: reminders, escalated: escalateNow },
+        );
+        escalated = escalateNow;
+        continue;
+      }
       await support.notifyOperator({
         node,
         workflowId,

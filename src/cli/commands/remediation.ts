@@ -17,6 +17,11 @@ import { assertSimulatedCluster, assertSimulatedNode } from '../../stack/sim-clu
 import { createControlWorker } from '../../workers/control-worker.js';
 import { createNodeAgentWorkers, runWorkers } from '../../workers/node-agent-host.js';
 import { installRuntime } from '../../workers/runtime.js';
+import {
+  parsePortFlag,
+  workerObservability,
+  type WorkerObservabilityFlags,
+} from '../../observability/setup.js';
 import { readWebhookEndpoint } from '../../webhook/endpoint-record.js';
 import { ROUTES, type WebhookAnswer } from '../../webhook/server.js';
 import { remediationWorkflowId } from '../../workflows/ids.js';
@@ -54,28 +59,41 @@ export function registerRemediationCommands(program: Command): void {
   program
     .command('worker')
     .description('run the control worker (workflows + cluster activities) until interrupted')
-    .action(async () => {
+    .option(
+      '--metrics-port <port>',
+      'serve Prometheus /metrics on this port (0 = any free port; default FLEETMEDIC_METRICS_PORT, else off)',
+      parsePortFlag,
+    )
+    .option('--notify-config <file>', 'notification sinks file (default FLEETMEDIC_NOTIFY_CONFIG)')
+    .action(async (flags: WorkerObservabilityFlags) => {
       const config = configFrom(program);
       installRuntime(config.logLevel);
       const targets = await resolveTargets(config);
       const connection = await NativeConnection.connect({ address: targets.temporalAddress });
       const clientConnection = await Connection.connect({ address: targets.temporalAddress });
+      const client = new Client({ connection: clientConnection, namespace: targets.namespace });
+      const kc = loadKubeConfig(targets.kubeconfig);
+      const observability = await workerObservability({ config, flags, kc, client, ...targets });
       const worker = await createControlWorker({
         connection,
-        client: new Client({ connection: clientConnection, namespace: targets.namespace }),
-        kc: loadKubeConfig(targets.kubeconfig),
+        client,
+        kc,
         clusterId: targets.clusterId,
         taskQueue: targets.taskQueue,
         namespace: targets.namespace,
+        observability,
         extraActivities: createCheckpointActivities({
           storage: new FilesystemStorage(config.backupDir ?? path.join(config.stateDir, 'checkpoints')),
           simulated: targets.embedded,
         }),
       });
       process.stderr.write(
-        `control worker for cluster ${targets.clusterId} on task queue ${targets.taskQueue}\n`,
+        `control worker for cluster ${targets.clusterId} on task queue ${targets.taskQueue}` +
+          `${observability.server ? `; metrics on ${observability.server.url}/metrics` : ''}` +
+          `; notification sinks: ${observability.notifier.sinkNames.join(', ') || 'none (logged only)'}\n`,
       );
       await runWorkers([worker], untilSignal());
+      await observability.close();
       await clientConnection.close();
       await connection.close();
     });
