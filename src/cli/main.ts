@@ -3,6 +3,7 @@ import { FleetmedicError } from '../errors.js';
 import { addGlobalFlags } from './context.js';
 import { registerCheckpointCommands } from './commands/checkpoint.js';
 import { registerDemoCommand } from './commands/demo.js';
+import { registerOperatorCommands } from './commands/operator.js';
 import { registerRemediationCommands } from './commands/remediation.js';
 import { registerStackCommands } from './commands/stack.js';
 import { registerWebhookCommands } from './commands/webhook.js';
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
   registerToolchainCommand(program);
   registerStackCommands(program);
   registerRemediationCommands(program);
+  registerOperatorCommands(program);
   registerCheckpointCommands(program);
   registerDemoCommand(program);
   registerWebhookCommands(program);

@@ -27,6 +27,8 @@ import {
   type AuthConfig,
 } from './auth.js';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.js';
+import { operatorRoutes } from './operator-routes.js';
+import type { OperatorService } from '../client/operator-client.js';
 import type { NodeLookup } from './node-lookup.js';
 import {
   needsNode,
@@ -92,6 +94,11 @@ export interface WebhookDeps {
    * run closed still reaches Temporal; 0 turns it off.
    */
   readonly dedupeWindowMs?: number;
+  /**
+   * Operator actions over HTTP (approve, reject, mark-repaired, pause, resume, list, status) behind
+   * the same credentials; see operator-routes.ts. Without it those routes do not exist.
+   */
+  readonly operator?: OperatorService;
 }
 
 /** The webhook's Fastify instance (with fleetmedic's pino logger). */
@@ -280,6 +287,9 @@ export async function buildWebhookServer(deps: WebhookDeps): Promise<WebhookApp>
           `rate limit exceeded: at most ${context.max} requests per ${context.after} for this caller`,
         ),
     });
+    if (deps.operator) {
+      await alerts.register(operatorRoutes, { operator: deps.operator, credentialsConfigured: authRequired });
+    }
 
     const handle =
       (format: 'alertmanager' | 'generic') => async (request: FastifyRequest, reply: FastifyReply) => {

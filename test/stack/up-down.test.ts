@@ -127,7 +127,7 @@ describe('fleetmedic up / down', () => {
 
   it('shows status and doctor through the CLI', async () => {
     const env = { ...process.env, FLEETMEDIC_STATE_DIR: shared.config.stateDir };
-    const status = await execa('node', [cli, 'status', '--json'], { env, reject: false });
+    const status = await execa('node', [cli, 'stack', 'status', '--json'], { env, reject: false });
     assert.equal(status.exitCode, 0, status.stderr);
     const parsed = JSON.parse(status.stdout) as { healthy: boolean; readyNodes: number };
     assert.equal(parsed.healthy, true);
@@ -138,7 +138,7 @@ describe('fleetmedic up / down', () => {
     assert.match(doctor.stdout, /Temporal dev server: server 1\.29\.1/);
     assert.match(doctor.stdout, /simulation marker present/);
 
-    const badConfig = await execa('node', [cli, 'status'], {
+    const badConfig = await execa('node', [cli, 'stack', 'status'], {
       env: { ...process.env, FLEETMEDIC_STATE_DIR: 'relative/dir' },
       reject: false,
     });

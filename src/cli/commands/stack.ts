@@ -3,6 +3,7 @@ import { readStackState } from '../../stack/state.js';
 import { DEFAULT_PORTS, down, stackHealth, up, type StackPorts } from '../../stack/stack.js';
 import { doctor } from '../../stack/doctor.js';
 import { MAX_SIM_NODES } from '../../stack/sim-nodes.js';
+import type { Config } from '../../config/config.js';
 import { configFrom } from '../context.js';
 
 function intIn(name: string, min: number, max: number) {
@@ -20,7 +21,7 @@ function intIn(name: string, min: number, max: number) {
 const port = (name: string) => intIn(name, 1, 65535);
 const stderr = (line: string) => process.stderr.write(`${line}\n`);
 
-/** `fleetmedic up|down|status|doctor`: the embedded local stack. */
+/** `fleetmedic up|down|stack status|doctor`: the embedded local stack. */
 export function registerStackCommands(program: Command): void {
   program
     .command('up')
@@ -90,34 +91,13 @@ export function registerStackCommands(program: Command): void {
     });
 
   program
+    .command('stack')
+    .description('the embedded stack in detail')
     .command('status')
-    .description('show the embedded stack and the health of each component')
+    .description('the embedded stack and the health of each component (exit 3: none recorded, 1: unhealthy)')
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }) => {
-      const config = configFrom(program);
-      const state = await readStackState(config.stateDir);
-      if (!state) {
-        if (opts.json) process.stdout.write(JSON.stringify({ running: false }) + '\n');
-        else process.stdout.write(`no fleetmedic stack is recorded in ${config.stateDir}\n`);
-        process.exitCode = 3;
-        return;
-      }
-      const health = await stackHealth(state);
-      if (opts.json) {
-        process.stdout.write(JSON.stringify({ running: true, ...health, state }, null, 2) + '\n');
-      } else {
-        process.stdout.write(
-          [
-            `fleetmedic stack ${health.healthy ? 'healthy' : 'UNHEALTHY'} (started ${state.startedAt})`,
-            `  cluster        ${state.clusterName}: ${health.readyNodes}/${state.nodes} simulated nodes Ready`,
-            `  kube-apiserver ${state.kube.apiserverUrl}`,
-            `  Temporal       ${state.temporal.address}, UI ${state.temporal.uiUrl}`,
-            ...health.problems.map((p) => `  problem: ${p}`),
-            '',
-          ].join('\n'),
-        );
-      }
-      if (!health.healthy) process.exitCode = 1;
+      process.exitCode = await printStackStatus(configFrom(program), opts);
     });
 
   program
@@ -129,4 +109,33 @@ export function registerStackCommands(program: Command): void {
       for (const line of report.lines) process.stdout.write(`${line}\n`);
       if (!report.ok) process.exitCode = 1;
     });
+}
+
+/**
+ * Prints the embedded stack recorded in the state directory and the health of each component;
+ * returns the exit code: 0 healthy, 1 unhealthy, 3 when no stack is recorded.
+ */
+export async function printStackStatus(config: Config, opts: { json?: boolean }): Promise<number> {
+  const state = await readStackState(config.stateDir);
+  if (!state) {
+    if (opts.json) process.stdout.write(JSON.stringify({ running: false }) + '\n');
+    else process.stdout.write(`no fleetmedic stack is recorded in ${config.stateDir}\n`);
+    return 3;
+  }
+  const health = await stackHealth(state);
+  if (opts.json) {
+    process.stdout.write(JSON.stringify({ running: true, ...health, state }, null, 2) + '\n');
+  } else {
+    process.stdout.write(
+      [
+        `fleetmedic stack ${health.healthy ? 'healthy' : 'UNHEALTHY'} (started ${state.startedAt})`,
+        `  cluster        ${state.clusterName}: ${health.readyNodes}/${state.nodes} simulated nodes Ready`,
+        `  kube-apiserver ${state.kube.apiserverUrl}`,
+        `  Temporal       ${state.temporal.address}, UI ${state.temporal.uiUrl}`,
+        ...health.problems.map((p) => `  problem: ${p}`),
+        '',
+      ].join('\n'),
+    );
+  }
+  return health.healthy ? 0 : 1;
 }

@@ -1,4 +1,5 @@
 import { Client, Connection } from '@temporalio/client';
+import { OperatorClient } from '../../client/operator-client.js';
 import { InvalidArgumentError, type Command } from 'commander';
 import fs from 'node:fs/promises';
 import { ConfigError, FleetmedicError } from '../../errors.js';
@@ -148,6 +149,13 @@ export function registerWebhookCommands(program: Command, io: WebhookCommandIo =
         rules,
         auth,
         starter: new TemporalRemediationStarter(client, opts.temporalTimeout),
+        // Operator actions over HTTP (docs/operator.md), behind the same credentials.
+        operator: new OperatorClient(client, {
+          clusterId,
+          taskQueue,
+          address: targets.temporalAddress,
+          timeoutMs: opts.temporalTimeout,
+        }),
         nodes: new CachedNodeLookup(new KubernetesNodeLookup(loadKubeConfig(targets.kubeconfig))),
         limits: { bodyLimitBytes: opts.bodyLimit, rateLimitMax: opts.rateLimit, rateLimitWindowMs: 60_000 },
         dedupeWindowMs: opts.dedupeWindow,

@@ -1,0 +1,274 @@
+import { Client, Connection } from '@temporalio/client';
+import { InvalidArgumentError, type Command } from 'commander';
+import os from 'node:os';
+import {
+  OperatorClient,
+  OperatorError,
+  REMEDIATION_PHASES,
+  type BudgetView,
+  type NodeRemediation,
+  type RemediationRow,
+} from '../../client/operator-client.js';
+import type { Config } from '../../config/config.js';
+import { readStackState } from '../../stack/state.js';
+import { stackHealth } from '../../stack/stack.js';
+import { configFrom, resolveTargets, type Targets } from '../context.js';
+import { printStackStatus } from './stack.js';
+
+/** Deadline of each Temporal call the operator commands make. */
+const TIMEOUT_MS = 15_000;
+
+const out = (text: string) => process.stdout.write(text);
+
+function loginName(): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    // No passwd entry (some containers): the environment's name, else the caller must pass --by.
+    return process.env.USER ?? process.env.LOGNAME ?? '';
+  }
+}
+
+function phase(value: string): string {
+  if (!(REMEDIATION_PHASES as readonly string[]).includes(value)) {
+    throw new InvalidArgumentError(
+      `--phase must be one of ${REMEDIATION_PHASES.join(', ')}, got ${JSON.stringify(value)}`,
+    );
+  }
+  return value;
+}
+
+function positiveInt(name: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value) || Number(value) <= 0) {
+      throw new InvalidArgumentError(`${name} must be a positive integer, got ${JSON.stringify(value)}`);
+    }
+    return Number(value);
+  };
+}
+
+/** Connects to Temporal and runs `fn` with an {@link OperatorClient} for the configured cluster. */
+async function withOperator<T>(
+  program: Command,
+  fn: (operator: OperatorClient, targets: Targets, config: Config) => Promise<T>,
+): Promise<T> {
+  const config = configFrom(program);
+  const targets = await resolveTargets(config);
+  let connection: Connection;
+  try {
+    connection = await Connection.connect({ address: targets.temporalAddress, connectTimeout: TIMEOUT_MS });
+  } catch (err) {
+    throw new OperatorError(
+      'unavailable',
+      `cannot reach Temporal at ${targets.temporalAddress}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  try {
+    const operator = new OperatorClient(new Client({ connection, namespace: targets.namespace }), {
+      clusterId: targets.clusterId,
+      taskQueue: targets.taskQueue,
+      address: targets.temporalAddress,
+      timeoutMs: TIMEOUT_MS,
+    });
+    return await fn(operator, targets, config);
+  } finally {
+    await connection.close();
+  }
+}
+
+/** `3d04h`, `2h05m`, `3m12s`, `42s`. */
+export function formatAge(seconds: number): string {
+  const d = Math.floor(seconds / 86_400);
+  const h = Math.floor((seconds % 86_400) / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  const two = (n: number) => String(n).padStart(2, '0');
+  if (d > 0) return `${d}d${two(h)}h`;
+  if (h > 0) return `${h}h${two(m)}m`;
+  if (m > 0) return `${m}m${two(s)}s`;
+  return `${s}s`;
+}
+
+/** Left-aligned columns; the last column is not padded. */
+function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join('\n') + '\n';
+}
+
+/** The remediation table: node, phase, outcome, age, what it waits for. */
+export function remediationTable(rows: readonly RemediationRow[]): string {
+  return table(
+    ['NODE', 'PHASE', 'OUTCOME', 'AGE', 'WAITING FOR'],
+    rows.map((r) => [
+      r.node,
+      r.phase ?? '-',
+      r.outcome ?? (r.status === 'RUNNING' ? '-' : r.status.toLowerCase()),
+      formatAge(r.ageSeconds),
+      r.queryError ? `? (${r.queryError})` : (r.waitingFor ?? '-'),
+    ]),
+  );
+}
+
+/** One line on the fleet budget. */
+export function budgetLine(budget: BudgetView | null): string {
+  if (!budget) return 'fleet budget: none yet (no remediation has asked for a drain slot)\n';
+  const breaker =
+    budget.breaker.state === 'open'
+      ? `breaker OPEN since ${new Date(budget.breaker.openedAt).toISOString()} (${budget.breaker.reason})`
+      : 'breaker closed';
+  return (
+    `fleet budget: ${budget.inUse}/${budget.limit} drain slot(s) in use` +
+    `${budget.draining.length > 0 ? ` (${budget.draining.join(', ')})` : ''}, ${breaker}, ` +
+    `${budget.paused ? 'automation PAUSED' : 'automation running'}, ` +
+    `${budget.healthyNodes}/${budget.gpuNodeCount} GPU nodes healthy\n`
+  );
+}
+
+/** A node's remediation in full, for people. */
+export function nodeReport(n: NodeRemediation): string {
+  const r = n.remediation;
+  const lines = [
+    `${n.workflowId} (run ${n.runId}): ${n.status.toLowerCase()}, age ${formatAge(n.ageSeconds)}`,
+    `  phase        ${r?.phase ?? n.phase ?? '-'}`,
+    `  outcome      ${r?.outcome ?? n.outcome ?? '-'}`,
+  ];
+  if (!r) {
+    lines.push(`  (the workflow did not answer: ${n.queryError ?? 'no status'})`);
+    return lines.join('\n') + '\n';
+  }
+  lines.push(
+    `  class        ${r.class ?? '-'}`,
+    `  waiting for  ${r.waitingFor ?? '-'}`,
+    `  quarantine   ${r.quarantineReason ?? '-'}`,
+    `  alerts       ${r.alerts} firing, ${r.resolvedAlerts} resolved; ${r.reminders} reminder(s) sent`,
+  );
+  if (r.reasons.length > 0) lines.push('  reasons', ...r.reasons.map((x) => `    - ${x}`));
+  if (r.decisions.length > 0) {
+    lines.push(
+      '  decisions',
+      ...r.decisions.map((d) => `    - ${d.action} by ${d.by} at ${d.at}${d.reason ? `: ${d.reason}` : ''}`),
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** A one-line account of the stack `fleetmedic up` recorded, or of the configured targets. */
+async function stackLine(config: Config, targets: Targets): Promise<string> {
+  const state = await readStackState(config.stateDir);
+  if (!state || !targets.embedded) {
+    return `cluster ${targets.clusterId} via Temporal ${targets.temporalAddress} (namespace ${targets.namespace}), task queue ${targets.taskQueue}\n`;
+  }
+  const health = await stackHealth(state);
+  return (
+    `stack ${health.healthy ? 'healthy' : 'UNHEALTHY'}: cluster ${state.clusterId}, ` +
+    `${health.readyNodes}/${state.nodes} simulated nodes Ready, Temporal ${state.temporal.address}, ` +
+    `UI ${state.temporal.uiUrl}${health.problems.length > 0 ? ` (${health.problems.join('; ')}; see \`fleetmedic stack status\`)` : ''}\n`
+  );
+}
+
+/**
+ * `fleetmedic pause|resume|list|status|show`: what an operator does and reads. (approve, reject and
+ * mark-repaired live with the remediation commands.)
+ */
+export function registerOperatorCommands(program: Command): void {
+  for (const paused of [true, false]) {
+    program
+      .command(paused ? 'pause' : 'resume')
+      .description(
+        paused
+          ? 'pause automatic remediation of the cluster: no new quarantines or drains; running remediations continue'
+          : 'resume automatic remediation of the cluster',
+      )
+      .option('--by <identity>', 'who (recorded in the history)', loginName())
+      .option('--reason <text>', 'why (recorded in the history)')
+      .option('--json', 'print JSON')
+      .action(async (opts: { by: string; reason?: string; json?: boolean }) => {
+        const answer = await withOperator(program, (operator) =>
+          operator.setPaused(paused, {
+            by: opts.by,
+            ...(opts.reason !== undefined && { reason: opts.reason }),
+          }),
+        );
+        if (opts.json) {
+          out(`${JSON.stringify(answer, null, 2)}\n`);
+          return;
+        }
+        out(
+          `automation ${paused ? 'paused' : 'resumed'} by ${answer.by}` +
+            `${answer.reason ? ` (${answer.reason})` : ''}\n${answer.effect}\n${budgetLine(answer.budget)}`,
+        );
+      });
+  }
+
+  program
+    .command('list')
+    .description(
+      'remediations of the cluster (open ones; --all includes closed): phase, outcome, age, waiting for',
+    )
+    .option('--all', 'include closed remediations')
+    .option('--phase <phase>', 'only remediations in this phase', phase)
+    .option('--node <name>', 'only this node')
+    .option('--limit <n>', 'at most this many', positiveInt('--limit'), 200)
+    .option('--json', 'print JSON')
+    .action(async (opts: { all?: boolean; phase?: string; node?: string; limit: number; json?: boolean }) => {
+      const rows = await withOperator(program, (operator) =>
+        operator.list({
+          all: opts.all ?? false,
+          limit: opts.limit,
+          ...(opts.phase !== undefined && { phase: opts.phase }),
+          ...(opts.node !== undefined && { node: opts.node }),
+        }),
+      );
+      if (opts.json) out(`${JSON.stringify(rows, null, 2)}\n`);
+      else if (rows.length === 0) out(`no ${opts.all ? '' : 'open '}remediations\n`);
+      else out(remediationTable(rows));
+    });
+
+  const showNode = async (node: string, opts: { json?: boolean }) => {
+    const n = await withOperator(program, (operator) => operator.node(node));
+    out(opts.json ? `${JSON.stringify(n, null, 2)}\n` : nodeReport(n));
+  };
+
+  program
+    .command('status [node]')
+    .description(
+      'open remediations (phase, age, what each waits for) and the fleet budget; with a node, its remediation in full',
+    )
+    .option('--json', 'print JSON')
+    .option('--stack', 'the embedded stack in detail instead (same as `fleetmedic stack status`)')
+    .action(async (node: string | undefined, opts: { json?: boolean; stack?: boolean }) => {
+      if (opts.stack) {
+        process.exitCode = await printStackStatus(configFrom(program), opts);
+        return;
+      }
+      if (node !== undefined) {
+        await showNode(node, opts);
+        return;
+      }
+      await withOperator(program, async (operator, targets, config) => {
+        const [line, rows, budget] = await Promise.all([
+          stackLine(config, targets),
+          operator.list(),
+          operator.budget(),
+        ]);
+        if (opts.json) {
+          out(`${JSON.stringify({ clusterId: targets.clusterId, budget, remediations: rows }, null, 2)}\n`);
+          return;
+        }
+        out(line + budgetLine(budget));
+        out(rows.length === 0 ? 'no open remediations\n' : remediationTable(rows));
+      });
+    });
+
+  program
+    .command('show <node>')
+    .description("a node's remediation in full (same as `fleetmedic status <node>`)")
+    .option('--json', 'print JSON')
+    .action(showNode);
+}

@@ -1,0 +1,189 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import {
+  DECISIONS,
+  nodeNameSchema,
+  OperatorError,
+  phaseSchema,
+  type DecisionName,
+  type OperatorErrorKind,
+  type OperatorService,
+} from '../client/operator-client.js';
+
+/**
+ * Operator actions over HTTP, for chat-ops: the same actions as the CLI, on the webhook's server and
+ * behind its credentials. The identity recorded in the workflow history is the authenticated caller
+ * (the bearer token's or HMAC key's name); a body that names someone (`by`) is refused with 400, so
+ * that nobody can act in another's name and no client believes it did.
+ */
+
+/** Routes of the operator actions. */
+export const OPERATOR_ROUTES = Object.freeze({
+  list: '/v1/remediations',
+  node: '/v1/remediations/:node',
+  decision: (name: DecisionName) => `/v1/remediations/:node/${name}`,
+  pause: '/v1/automation/pause',
+  resume: '/v1/automation/resume',
+});
+
+export interface OperatorRoutesOptions {
+  readonly operator: OperatorService;
+  /**
+   * Whether the server has any credential configured. Without one every caller is anonymous
+   * (loopback development), and operator actions are refused with 403: an action must name who took it.
+   */
+  readonly credentialsConfigured: boolean;
+}
+
+const STATUS: Record<OperatorErrorKind, number> = {
+  invalid: 400,
+  'not-found': 404,
+  refused: 409,
+  unavailable: 503,
+};
+
+const paramsSchema = z.object({ node: nodeNameSchema });
+const bodySchema = z.strictObject({
+  reason: z
+    .string()
+    .trim()
+    .min(1, 'reason must not be empty')
+    .max(1000, 'reason is at most 1000 characters')
+    .optional(),
+});
+const flag = z.enum(['true', 'false', '1', '0', '']).transform((v) => v === 'true' || v === '1' || v === '');
+const listQuerySchema = z.strictObject({
+  all: flag.optional(),
+  phase: phaseSchema.optional(),
+  node: nodeNameSchema.optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+});
+
+class BadRequest extends Error {}
+
+/** Like Promise.all for two, but waits for both to settle before rejecting with the first failure. */
+async function settledBoth<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
+  const [ra, rb] = await Promise.allSettled([a, b]);
+  if (ra.status === 'rejected') throw ra.reason;
+  if (rb.status === 'rejected') throw rb.reason;
+  return [ra.value, rb.value];
+}
+
+function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const problems = r.error.issues.map((i) => {
+    const at = i.path.length > 0 ? `${where}.${i.path.join('.')}` : where;
+    return `${at}: ${i.message}`;
+  });
+  throw new BadRequest(problems.join('; '));
+}
+
+/** The body of an action: optional, `{ "reason"?: string }`; a `by` field is refused. */
+function actionBody(request: FastifyRequest): { reason?: string } {
+  const body: unknown = request.body ?? {};
+  if (typeof body === 'object' && body !== null && !Array.isArray(body) && 'by' in body) {
+    throw new BadRequest(
+      `body.by is not accepted: the identity recorded is the authenticated caller (${request.caller ?? 'unknown'}), ` +
+        'taken from the credential',
+    );
+  }
+  return parse(bodySchema, body, 'body');
+}
+
+/**
+ * Registers the operator routes (a fastify plugin). Register it inside the scope that authenticates
+ * requests, so that `request.caller` is set before a handler runs.
+ *
+ * Answers: 200 with the action's result; 400 bad node name or body; 401 (the scope's) missing or
+ * wrong credentials; 403 no credential configured on the server; 404 no remediation for the node;
+ * 409 the workflow refused (its validator's message); 503 Temporal or the control worker not answering.
+ */
+export function operatorRoutes(app: FastifyInstance, options: OperatorRoutesOptions): Promise<void> {
+  const { operator } = options;
+
+  /** Runs a handler with the refusals and errors every operator route shares. */
+  const guarded =
+    (handler: (request: FastifyRequest, caller: string) => Promise<unknown>) =>
+    async (request: FastifyRequest, reply: FastifyReply) => {
+      if (!options.credentialsConfigured) {
+        return reply.code(403).send({
+          error:
+            'operator actions need a configured credential: start the webhook with --token-file or ' +
+            '--hmac-key-file, so every action records who took it',
+        });
+      }
+      try {
+        return reply.code(200).send(await handler(request, request.caller ?? 'unknown'));
+      } catch (err) {
+        if (err instanceof BadRequest) return reply.code(400).send({ error: err.message });
+        if (!(err instanceof OperatorError)) throw err;
+        const status = STATUS[err.kind];
+        if (status === 503) {
+          request.log.warn({ caller: request.caller, error: err.message }, 'operator action: answering 503');
+          void reply.header('retry-after', '5');
+        } else {
+          request.log.info({ caller: request.caller, error: err.message }, 'operator action not done');
+        }
+        return reply.code(status).send({ error: err.message });
+      }
+    };
+
+  for (const name of Object.keys(DECISIONS) as DecisionName[]) {
+    app.post(
+      OPERATOR_ROUTES.decision(name),
+      guarded(async (request, caller) => {
+        const { node } = parse(paramsSchema, request.params, 'params');
+        const { reason } = actionBody(request);
+        const result = await operator.decide(node, name, {
+          by: caller,
+          ...(reason !== undefined && { reason }),
+        });
+        request.log.info({ caller, node, action: name, reason }, 'operator decision accepted');
+        return { node, action: name, by: caller, ...(reason !== undefined && { reason }), result };
+      }),
+    );
+  }
+
+  for (const paused of [true, false]) {
+    app.post(
+      paused ? OPERATOR_ROUTES.pause : OPERATOR_ROUTES.resume,
+      guarded(async (request, caller) => {
+        const { reason } = actionBody(request);
+        const answer = await operator.setPaused(paused, {
+          by: caller,
+          ...(reason !== undefined && { reason }),
+        });
+        request.log.info({ caller, paused, reason }, 'automation pause changed');
+        return answer;
+      }),
+    );
+  }
+
+  app.get(
+    OPERATOR_ROUTES.list,
+    guarded(async (request) => {
+      const q = parse(listQuerySchema, request.query ?? {}, 'query');
+      // Both settle before the answer: no call is left running against a request already answered.
+      const [remediations, budget] = await settledBoth(
+        operator.list({
+          ...(q.all !== undefined && { all: q.all }),
+          ...(q.phase !== undefined && { phase: q.phase }),
+          ...(q.node !== undefined && { node: q.node }),
+          ...(q.limit !== undefined && { limit: q.limit }),
+        }),
+        operator.budget(),
+      );
+      return { remediations, budget };
+    }),
+  );
+
+  app.get(
+    OPERATOR_ROUTES.node,
+    guarded(async (request) => {
+      const { node } = parse(paramsSchema, request.params, 'params');
+      return operator.node(node);
+    }),
+  );
+  return Promise.resolve();
+}

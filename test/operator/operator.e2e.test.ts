@@ -1,0 +1,440 @@
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { after, before, describe, it } from 'node:test';
+import { EPISODES_ANNOTATION } from '../../src/activities/remediation-support.js';
+import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
+import { OperatorClient, type RemediationRow } from '../../src/client/operator-client.js';
+import type { AlertSignal, RemediationPolicy } from '../../src/domain/remediation-plan.js';
+import { mergePatch } from '../../src/k8s/patch.js';
+import { REMEDIATIONS_ANNOTATION } from '../../src/k8s/remediation-labels.js';
+import { healthyGpuState, MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
+import { KubernetesNodeLookup } from '../../src/webhook/node-lookup.js';
+import { parseRules } from '../../src/webhook/rules.js';
+import { buildWebhookServer, type WebhookApp } from '../../src/webhook/server.js';
+import { TemporalRemediationStarter } from '../../src/webhook/starter.js';
+import { createWebhookMetrics } from '../../src/webhook/metrics.js';
+import { fleetBudgetState, fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
+import {
+  statusQuery,
+  type gpuRemediationWorkflow,
+  type RemediationStatus,
+} from '../../src/workflows/remediation.js';
+import { clients, eventually, liftQuarantine } from '../helpers/k8s.js';
+import { useTestStack, type TestStack } from '../helpers/stack.js';
+import { installQuietRuntime } from '../helpers/temporal.js';
+import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
+
+installQuietRuntime();
+
+const CLI = fileURLToPath(new URL('../../bin/fleetmedic.js', import.meta.url));
+const TOKEN = 'operator-test-token-0123456789';
+const CALLER = 'chatops-alice';
+const RULES = parseRules({
+  rules: [{ name: 'gpu', match: { alertname: 'GpuXidError' }, action: 'remediate' }],
+});
+
+const policy: Partial<RemediationPolicy> = {
+  approvalReminderMs: 60_000,
+  budgetRetryMs: 500,
+  agentScheduleToStartMs: 15_000,
+  diagLevel: 1,
+  drainDeadlineSeconds: 120,
+  drainHeartbeatTimeoutMs: 5_000,
+  capacityRetryMs: 1_000,
+};
+
+let seq = 0;
+function xid79(): AlertSignal {
+  seq++;
+  return {
+    alertName: 'GpuXidError',
+    status: 'firing',
+    episodeKey: `operator-${seq}-${Date.now()}`,
+    xid: 79,
+    gpu: 3,
+    source: 'operator test',
+  };
+}
+
+/** The identities recorded in the history's accepted updates, as [update name, by, reason]. */
+async function acceptedUpdates(handle: WorkflowHandle): Promise<[string, string, string | undefined][]> {
+  const history = await handle.fetchHistory();
+  return (history.events ?? []).flatMap((e) => {
+    const request = e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest;
+    const payload = request?.input?.args?.payloads?.[0];
+    if (!request || !payload) return [];
+    const arg = defaultPayloadConverter.fromPayload<{ by: string; reason?: string }>(payload);
+    return [[request.input?.name ?? '', arg.by, arg.reason] as [string, string, string | undefined]];
+  });
+}
+
+// Operator interfaces against the embedded stack: the CLI (spawned as an operator runs it) and the
+// webhook's HTTP routes (same auth as the alert routes), both acting through Temporal updates on real
+// remediation and fleet budget workflows, with the control worker and simulated node agents running.
+describe('operator CLI and HTTP actions', () => {
+  let stack: TestStack;
+  let workers: RemediationWorkers | undefined;
+  let client: Client;
+  let app: WebhookApp;
+  const gpus = new MemoryGpuStateStore();
+  const taskQueue = `fleetmedic-operator-${process.pid}`;
+  const nodes = ['gpu-node-2', 'gpu-node-3'];
+
+  const cli = (...args: string[]) =>
+    execa('node', [CLI, ...args], {
+      reject: false,
+      env: {
+        ...process.env,
+        FLEETMEDIC_STATE_DIR: stack.config.stateDir,
+        FLEETMEDIC_TASK_QUEUE: taskQueue,
+        FLEETMEDIC_LOG_LEVEL: 'warn',
+      },
+    });
+
+  const http = async (
+    method: 'GET' | 'POST',
+    url: string,
+    options: { body?: unknown; token?: string | null; on?: WebhookApp } = {},
+  ) => {
+    const token = options.token === undefined ? TOKEN : options.token;
+    const res = await (options.on ?? app).inject({
+      method,
+      url,
+      headers: {
+        ...(token !== null && { authorization: `Bearer ${token}` }),
+        ...(options.body !== undefined && { 'content-type': 'application/json' }),
+      },
+      ...(options.body !== undefined && { payload: JSON.stringify(options.body) }),
+    });
+    return {
+      status: res.statusCode,
+      headers: res.headers,
+      body: JSON.parse(res.body) as Record<string, unknown>,
+    };
+  };
+
+  async function cleanNodes() {
+    for (const name of nodes) {
+      await liftQuarantine(stack.kc, name).catch(() => {});
+      await clients(stack.kc).core.patchNode(
+        {
+          name,
+          body: {
+            metadata: { annotations: { [REMEDIATIONS_ANNOTATION]: null, [EPISODES_ANNOTATION]: null } },
+          },
+        },
+        mergePatch,
+      );
+      await gpus.set(name, healthyGpuState(name));
+    }
+  }
+
+  async function budgetPaused(): Promise<boolean> {
+    return (
+      await client.workflow.getHandle(fleetBudgetWorkflowId(stack.state.clusterId)).query(fleetBudgetState)
+    ).paused;
+  }
+
+  before(async () => {
+    stack = await useTestStack();
+    workers = await startRemediationWorkers(stack, {
+      taskQueue,
+      gpus,
+      budgetConfig: { breakerThreshold: 1, minHealthyFraction: 0, maxConcurrentDrains: 1 },
+    });
+    client = workers.client;
+    await cleanNodes();
+    app = await buildWebhookServer({
+      clusterId: stack.state.clusterId,
+      taskQueue,
+      rules: RULES,
+      starter: new TemporalRemediationStarter(client),
+      nodes: new KubernetesNodeLookup(stack.kc),
+      auth: { tokens: [{ caller: CALLER, token: TOKEN }], hmacKeys: [] },
+      metrics: createWebhookMetrics({ defaultMetrics: false }),
+      operator: new OperatorClient(client, { clusterId: stack.state.clusterId, taskQueue }),
+    });
+  });
+
+  after(async () => {
+    await app?.close();
+    await workers?.stop();
+    if (stack) await cleanNodes();
+  });
+
+  it('pause and resume from the CLI and over HTTP change the fleet budget; a body `by` is refused', async () => {
+    const budgetId = fleetBudgetWorkflowId(stack.state.clusterId);
+    // No budget yet: pause starts it (update-with-start) and pauses it in one step.
+    await client.workflow
+      .getHandle(budgetId)
+      .terminate('operator test starts without a budget')
+      .catch(() => {});
+
+    const paused = await cli('pause', '--by', 'alice', '--reason', 'driver rollout');
+    assert.equal(paused.exitCode, 0, paused.stderr);
+    assert.match(paused.stdout, /automation paused by alice \(driver rollout\)/);
+    assert.match(paused.stdout, /automatic quarantine and new drains are paused/);
+    assert.match(paused.stdout, /running remediations continue/);
+    assert.match(paused.stdout, /automation PAUSED/);
+    assert.equal(await budgetPaused(), true);
+
+    const status = await cli('status');
+    assert.equal(status.exitCode, 0, status.stderr);
+    assert.match(status.stdout, /^stack healthy: cluster /m);
+    assert.match(
+      status.stdout,
+      /fleet budget: 0\/1 drain slot\(s\) in use, breaker closed, automation PAUSED/,
+    );
+
+    // The identity comes from the credential: a body naming someone is refused and changes nothing.
+    const spoofed = await http('POST', '/v1/automation/resume', { body: { by: 'mallory' } });
+    assert.equal(spoofed.status, 400);
+    assert.match(String(spoofed.body.error), /body\.by is not accepted.*chatops-alice/);
+    assert.equal(await budgetPaused(), true);
+
+    const resumed = await http('POST', '/v1/automation/resume', { body: { reason: 'rollout done' } });
+    assert.equal(resumed.status, 200, JSON.stringify(resumed.body));
+    assert.equal(resumed.body.paused, false);
+    assert.equal(resumed.body.by, CALLER);
+    assert.equal(await budgetPaused(), false);
+
+    const unauthenticated = await http('POST', '/v1/automation/pause', { token: null });
+    assert.equal(unauthenticated.status, 401);
+    const wrong = await http('POST', '/v1/automation/pause', { token: 'not-the-token-0123456789' });
+    assert.equal(wrong.status, 401);
+    assert.equal(await budgetPaused(), false);
+
+    assert.deepEqual(
+      (await acceptedUpdates(client.workflow.getHandle(budgetId))).map(([name, by, reason]) => [
+        name,
+        by,
+        reason,
+      ]),
+      [
+        ['pauseAutomation', 'alice', 'driver rollout'],
+        ['resumeAutomation', CALLER, 'rollout done'],
+      ],
+    );
+    // Later remediations start the budget with the workers' limits.
+    await client.workflow.getHandle(budgetId).terminate('operator test: pause scenario done');
+  });
+
+  it('approve is refused with the reason while not waiting, accepted while waiting; list and status show both', async () => {
+    const [first, second] = nodes as [string, string];
+    await gpus.set(first, withFault(await gpus.get(first), { gpu: 3, xid: 79 }));
+    await gpus.set(second, withFault(await gpus.get(second), { gpu: 3, xid: 79 }));
+    const start = (node: string) =>
+      startOrJoinRemediation(client, {
+        clusterId: stack.state.clusterId,
+        node,
+        taskQueue,
+        alert: xid79(),
+        policy,
+      });
+    const phaseOf = (handle: WorkflowHandle<typeof gpuRemediationWorkflow>, phase: string) =>
+      eventually(
+        `${handle.workflowId} in ${phase}`,
+        async (): Promise<RemediationStatus | undefined> => {
+          const s = await handle.query(statusQuery);
+          return s.phase === phase ? s : undefined;
+        },
+        60_000,
+      );
+
+    // The first holds the only drain slot while it waits for an operator; the second waits for the slot.
+    const h1 = await start(first);
+    await phaseOf(h1, 'awaiting-approval');
+    const h2 = await start(second);
+    await phaseOf(h2, 'waiting-for-budget');
+
+    // Refused with the workflow validator's message, from the CLI and over HTTP.
+    const refusedCli = await cli('approve', second, '--by', 'bob');
+    assert.equal(refusedCli.exitCode, 1);
+    assert.match(
+      refusedCli.stderr,
+      new RegExp(
+        `approve refused: node ${second} is not waiting for approval \\(phase waiting-for-budget\\)`,
+      ),
+    );
+    const refusedHttp = await http('POST', `/v1/remediations/${second}/approve`, { body: {} });
+    assert.equal(refusedHttp.status, 409);
+    assert.equal(
+      refusedHttp.body.error,
+      `node ${second} is not waiting for approval (phase waiting-for-budget)`,
+    );
+
+    // Bad input and unknown nodes.
+    assert.equal((await http('POST', '/v1/remediations/GPU_Node!/approve', { body: {} })).status, 400);
+    const missing = await http('POST', '/v1/remediations/gpu-node-99/approve');
+    assert.equal(missing.status, 404, JSON.stringify(missing.body));
+    assert.match(String(missing.body.error), /gpu-node-99 has no remediation/);
+    assert.equal((await http('GET', '/v1/remediations/gpu-node-99')).status, 404);
+    assert.equal((await http('GET', '/v1/remediations?phase=sleeping')).status, 400);
+    assert.equal((await http('GET', '/v1/remediations', { token: null })).status, 401);
+
+    // list and status: phase, age and what each waits for.
+    const listed = await eventually('both remediations listed with their phases', async () => {
+      const res = await http('GET', '/v1/remediations');
+      const rows = res.body.remediations as RemediationRow[];
+      const a = rows.find((r) => r.node === first);
+      const b = rows.find((r) => r.node === second);
+      return a?.phase === 'awaiting-approval' && b?.phase === 'waiting-for-budget'
+        ? { a, b, res }
+        : undefined;
+    });
+    assert.match(listed.a.waitingFor ?? '', /^operator: /);
+    assert.match(listed.b.waitingFor ?? '', /drain slot.*1 of 1 drain slot\(s\) in use \(gpu-node-2\)/);
+    assert.ok(listed.a.ageSeconds >= 0 && listed.a.status === 'RUNNING');
+    assert.deepEqual((listed.res.body.budget as { draining: string[] }).draining, [first]);
+    const one = await http('GET', `/v1/remediations/${first}`);
+    assert.equal(one.status, 200);
+    assert.equal((one.body.remediation as RemediationStatus).phase, 'awaiting-approval');
+    assert.equal((one.body.remediation as RemediationStatus).class, 'reboot-node');
+
+    const table = await cli('list');
+    assert.equal(table.exitCode, 0, table.stderr);
+    assert.match(table.stdout, /^NODE\s+PHASE\s+OUTCOME\s+AGE\s+WAITING FOR$/m);
+    assert.match(
+      table.stdout,
+      new RegExp(`^${first}\\s+awaiting-approval\\s+-\\s+\\d+(m\\d\\ds|s)\\s+operator: `, 'm'),
+    );
+    assert.match(
+      table.stdout,
+      new RegExp(`^${second}\\s+waiting-for-budget\\s+-\\s+\\S+\\s+a drain slot`, 'm'),
+    );
+    const filtered = await cli('list', '--phase', 'waiting-for-budget', '--json');
+    assert.deepEqual(
+      (JSON.parse(filtered.stdout) as RemediationRow[]).map((r) => r.node),
+      [second],
+    );
+    const overview = await cli('status');
+    assert.match(
+      overview.stdout,
+      /fleet budget: 1\/1 drain slot\(s\) in use \(gpu-node-2\), breaker closed, automation running/,
+    );
+    assert.match(overview.stdout, new RegExp(`^${second}\\s+waiting-for-budget`, 'm'));
+    const detail = await cli('status', first);
+    assert.equal(detail.exitCode, 0, detail.stderr);
+    assert.match(detail.stdout, /^ {2}phase {8}awaiting-approval$/m);
+    assert.match(detail.stdout, /^ {2}waiting for {2}operator: /m);
+    const shown = await cli('show', first, '--json');
+    assert.equal(
+      (JSON.parse(shown.stdout) as { remediation: RemediationStatus }).remediation.class,
+      'reboot-node',
+    );
+
+    // A body `by` does not override the credential's identity: refused, nothing recorded.
+    const spoofed = await http('POST', `/v1/remediations/${first}/approve`, { body: { by: 'mallory' } });
+    assert.equal(spoofed.status, 400);
+    assert.equal((await h1.query(statusQuery)).phase, 'awaiting-approval');
+
+    // Accepted over HTTP: the history records the credential's caller and the reason.
+    const approved = await http('POST', `/v1/remediations/${first}/approve`, {
+      body: { reason: 'reboot ok' },
+    });
+    assert.equal(approved.status, 200, JSON.stringify(approved.body));
+    assert.match(String(approved.body.result), /approve accepted for gpu-node-2/);
+    assert.equal(approved.body.by, CALLER);
+    const done1 = await h1.result();
+    assert.equal(done1.outcome, 'returned-to-service', done1.reasons.join('\n'));
+    assert.deepEqual(await acceptedUpdates(h1), [['approve', CALLER, 'reboot ok']]);
+    assert.deepEqual(
+      done1.decisions.map((d) => [d.action, d.by]),
+      [['approve', CALLER]],
+    );
+
+    // The slot is free: the second drains and waits; approved from the CLI with --by.
+    await phaseOf(h2, 'awaiting-approval');
+    const accepted = await cli('approve', second, '--by', 'bob', '--reason', 'reboot it');
+    assert.equal(accepted.exitCode, 0, accepted.stderr);
+    assert.match(accepted.stdout, /approve accepted for gpu-node-3/);
+    const done2 = await h2.result();
+    assert.equal(done2.outcome, 'returned-to-service', done2.reasons.join('\n'));
+    assert.deepEqual(await acceptedUpdates(h2), [['approve', 'bob', 'reboot it']]);
+
+    // Closed remediations: refused (not waiting), listed with --all from their search attributes.
+    const late = await http('POST', `/v1/remediations/${first}/reject`, { body: { reason: 'too late' } });
+    assert.equal(late.status, 409);
+    assert.match(String(late.body.error), /has ended \(completed, outcome returned-to-service\)/);
+    const all = await eventually('closed remediations listed', async () => {
+      const res = await cli('list', '--all', '--node', first, '--json');
+      const rows = JSON.parse(res.stdout) as RemediationRow[];
+      return rows.some((r) => r.runId === h1.signaledRunId && r.status === 'COMPLETED') ? rows : undefined;
+    });
+    const closed = all.find((r) => r.runId === h1.signaledRunId)!;
+    assert.equal(closed.outcome, 'returned-to-service');
+    assert.equal(closed.phase, 'done');
+    assert.equal(closed.waitingFor, null);
+    const openOnly = await cli('list', '--node', first);
+    assert.equal(openOnly.stdout, 'no open remediations');
+  });
+
+  it('refuses operator routes when no credential is configured, and answers 503 without Temporal', async () => {
+    const anonymous = await buildWebhookServer({
+      clusterId: stack.state.clusterId,
+      taskQueue,
+      rules: RULES,
+      starter: new TemporalRemediationStarter(client),
+      nodes: new KubernetesNodeLookup(stack.kc),
+      auth: { tokens: [], hmacKeys: [] },
+      metrics: createWebhookMetrics({ defaultMetrics: false }),
+      operator: new OperatorClient(client, { clusterId: stack.state.clusterId, taskQueue }),
+    });
+    try {
+      const res = await http('POST', '/v1/automation/pause', { token: null, on: anonymous });
+      assert.equal(res.status, 403);
+      assert.match(String(res.body.error), /operator actions need a configured credential/);
+      assert.equal((await http('GET', '/v1/remediations', { token: null, on: anonymous })).status, 403);
+      // The alert route keeps its anonymous loopback behaviour.
+      const dry = await anonymous.inject({
+        method: 'POST',
+        url: '/v1/alerts?dryRun=true',
+        headers: { 'content-type': 'application/json' },
+        payload: JSON.stringify({ alerts: [{ alertName: 'GpuXidError', node: 'gpu-node-1', xid: 79 }] }),
+      });
+      assert.equal(dry.statusCode, 200, dry.body);
+    } finally {
+      await anonymous.close();
+    }
+
+    // A Temporal frontend that is not there: a port nobody listens on.
+    const port = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (probe.address() as net.AddressInfo).port;
+        probe.close(() => resolve(p));
+      });
+    });
+    const connection = Connection.lazy({ address: `127.0.0.1:${port}` });
+    const away = await buildWebhookServer({
+      clusterId: stack.state.clusterId,
+      taskQueue,
+      rules: RULES,
+      starter: new TemporalRemediationStarter(new Client({ connection })),
+      nodes: new KubernetesNodeLookup(stack.kc),
+      auth: { tokens: [{ caller: CALLER, token: TOKEN }], hmacKeys: [] },
+      metrics: createWebhookMetrics({ defaultMetrics: false }),
+      operator: new OperatorClient(new Client({ connection }), {
+        clusterId: stack.state.clusterId,
+        taskQueue,
+        timeoutMs: 2_000,
+      }),
+    });
+    try {
+      const res = await http('POST', `/v1/remediations/gpu-node-1/approve`, { on: away });
+      assert.equal(res.status, 503, JSON.stringify(res.body));
+      assert.equal(res.headers['retry-after'], '5');
+      assert.match(
+        String(res.body.error),
+        /approve gpu-node-1: (cannot reach Temporal|no answer within 2 s)/,
+      );
+      assert.equal((await http('GET', '/v1/remediations', { on: away })).status, 503);
+    } finally {
+      await away.close();
+      await connection.close().catch(() => {});
+    }
+  });
+});
