@@ -19,22 +19,45 @@ export interface CachedNodeLookupOptions {
   readonly ttlMs?: number;
   /** How long "no such node" is remembered (short: a node may be registering). */
   readonly notFoundTtlMs?: number;
+  /**
+   * From which fraction of its TTL an entry is refreshed in the background while still being
+   * answered from the cache (each entry picks a random point between this and 90 %, so entries read
+   * together are not refreshed together). 1 turns refresh-ahead off. Default 0.5.
+   */
+  readonly refreshAhead?: number;
   /** Bound on cached nodes. */
   readonly maxEntries?: number;
   readonly now?: () => number;
+  /** Random numbers in [0, 1), for the refresh point (tests fix it). */
+  readonly random?: () => number;
+}
+
+interface Entry {
+  readonly at: number;
+  /** When a read starts a background refresh. */
+  readonly refreshAt: number;
+  readonly facts: NodeFacts | null;
 }
 
 /**
  * Caches a {@link NodeLookup} briefly and coalesces concurrent reads of the same node, so a storm of
  * alerts for one node costs one API call per TTL, not one per alert. Failures are not cached.
+ *
+ * Refresh-ahead: past a random point in the second half of its TTL, an entry still answers at once
+ * while one background read replaces it. Under steady alert traffic no request waits for a node read
+ * after the first, and the 100 nodes of a storm, read together, are not all re-read in the same
+ * instant when they expire. Facts are never served older than the TTL: an expired entry is read
+ * again before answering, and a failed background read leaves the entry to expire.
  */
 export class CachedNodeLookup implements NodeLookup {
-  private readonly entries = new Map<string, { at: number; facts: NodeFacts | null }>();
+  private readonly entries = new Map<string, Entry>();
   private readonly inFlight = new Map<string, Promise<NodeFacts | null>>();
   private readonly ttlMs: number;
   private readonly notFoundTtlMs: number;
+  private readonly refreshAhead: number;
   private readonly maxEntries: number;
   private readonly now: () => number;
+  private readonly random: () => number;
 
   constructor(
     private readonly inner: NodeLookup,
@@ -42,27 +65,47 @@ export class CachedNodeLookup implements NodeLookup {
   ) {
     this.ttlMs = options.ttlMs ?? 10_000;
     this.notFoundTtlMs = options.notFoundTtlMs ?? 2_000;
+    this.refreshAhead = options.refreshAhead ?? 0.5;
+    if (!(this.refreshAhead > 0 && this.refreshAhead <= 1)) {
+      throw new RangeError(`refreshAhead must be in (0, 1], got ${this.refreshAhead}`);
+    }
     this.maxEntries = options.maxEntries ?? 10_000;
     this.now = options.now ?? Date.now;
+    this.random = options.random ?? Math.random;
   }
 
   async get(name: string): Promise<NodeFacts | null> {
     const hit = this.entries.get(name);
     if (hit) {
+      const now = this.now();
       const ttl = hit.facts === null ? this.notFoundTtlMs : this.ttlMs;
-      if (this.now() - hit.at < ttl) return hit.facts;
+      if (now - hit.at < ttl) {
+        // A failed background read is not an error of this request: the entry stays until it expires.
+        if (now >= hit.refreshAt) this.read(name).catch(() => undefined);
+        return hit.facts;
+      }
       this.entries.delete(name);
     }
+    return this.read(name);
+  }
+
+  /** One read of `name` at a time; its result replaces the entry. */
+  private read(name: string): Promise<NodeFacts | null> {
     const pending = this.inFlight.get(name);
     if (pending) return pending;
     const read = this.inner
       .get(name)
       .then((facts) => {
+        this.entries.delete(name);
         if (this.entries.size >= this.maxEntries) {
           const oldest = this.entries.keys().next();
           if (!oldest.done) this.entries.delete(oldest.value);
         }
-        this.entries.set(name, { at: this.now(), facts });
+        const at = this.now();
+        const ttl = facts === null ? this.notFoundTtlMs : this.ttlMs;
+        const from = Math.min(this.refreshAhead, 0.9);
+        const fraction = this.refreshAhead >= 1 ? 1 : from + (0.9 - from) * this.random();
+        this.entries.set(name, { at, refreshAt: at + ttl * fraction, facts });
         return facts;
       })
       .finally(() => this.inFlight.delete(name));
