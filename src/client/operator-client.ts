@@ -17,6 +17,7 @@ import {
   fleetBudgetWorkflow,
   fleetBudgetWorkflowId,
   pauseAutomation,
+  resetFleetBreaker,
   resumeAutomation,
   type OperatorAction,
 } from '../workflows/fleet-budget.js';
@@ -178,6 +179,7 @@ export const RESUME_EFFECT =
 export interface OperatorService {
   decide(node: string, decision: DecisionName, by: OperatorDecision): Promise<string>;
   setPaused(paused: boolean, action: OperatorAction): Promise<AutomationAnswer>;
+  resetBreaker(action: OperatorAction): Promise<BudgetView>;
   list(filter?: ListFilter): Promise<RemediationRow[]>;
   node(node: string): Promise<NodeRemediation>;
   budget(): Promise<BudgetView | null>;
@@ -282,6 +284,38 @@ export class OperatorClient implements OperatorService {
       effect: paused ? PAUSE_EFFECT : RESUME_EFFECT,
       budget,
     };
+  }
+
+  /**
+   * Closes the fleet's circuit breaker and forgets the failures that tripped it: an operator has
+   * looked at the fleet. Refused (`not-found`) when the cluster has no fleet budget yet.
+   */
+  async resetBreaker(action: OperatorAction): Promise<BudgetView> {
+    checkIdentity(action.by);
+    const workflowId = fleetBudgetWorkflowId(this.options.clusterId);
+    const args: [OperatorAction] = [
+      { by: action.by, ...(action.reason !== undefined && { reason: action.reason }) },
+    ];
+    try {
+      await this.call(() =>
+        this.client.workflow.getHandle(workflowId).executeUpdate(resetFleetBreaker, { args }),
+      );
+    } catch (err) {
+      if (err instanceof WorkflowUpdateFailedError) {
+        throw new OperatorError('refused', err.cause?.message ?? err.message, { cause: err });
+      }
+      if (err instanceof WorkflowNotFoundError) {
+        throw new OperatorError(
+          'not-found',
+          `cluster ${this.options.clusterId} has no fleet budget yet: there is no breaker to reset`,
+          { cause: err },
+        );
+      }
+      throw this.translate(err, 'reset the breaker');
+    }
+    const budget = await this.budget();
+    if (!budget) throw new OperatorError('unavailable', `the fleet budget ${workflowId} vanished`);
+    return budget;
   }
 
   /** The cluster's fleet budget, or null when it has none yet (nothing asked for a slot). */

@@ -24,6 +24,7 @@ export const OPERATOR_ROUTES = Object.freeze({
   decision: (name: DecisionName) => `/v1/remediations/:node/${name}`,
   pause: '/v1/automation/pause',
   resume: '/v1/automation/resume',
+  resetBreaker: '/v1/automation/reset-breaker',
 });
 
 export interface OperatorRoutesOptions {
@@ -159,6 +160,16 @@ export function operatorRoutes(app: FastifyInstance, options: OperatorRoutesOpti
       }),
     );
   }
+
+  app.post(
+    OPERATOR_ROUTES.resetBreaker,
+    guarded(async (request, caller) => {
+      const { reason } = actionBody(request);
+      const budget = await operator.resetBreaker({ by: caller, ...(reason !== undefined && { reason }) });
+      request.log.info({ caller, reason }, 'fleet breaker reset');
+      return { by: caller, ...(reason !== undefined && { reason }), budget };
+    }),
+  );
 
   app.get(
     OPERATOR_ROUTES.list,

@@ -207,6 +207,9 @@ describe('operator CLI and HTTP actions', () => {
     const wrong = await http('POST', '/v1/automation/pause', { token: 'not-the-token-0123456789' });
     assert.equal(wrong.status, 401);
     assert.equal(await budgetPaused(), false);
+    const reset = await http('POST', '/v1/automation/reset-breaker', { body: { reason: 'fleet checked' } });
+    assert.equal(reset.status, 200, JSON.stringify(reset.body));
+    assert.deepEqual((reset.body.budget as { breaker: unknown }).breaker, { state: 'closed' });
 
     assert.deepEqual(
       (await acceptedUpdates(client.workflow.getHandle(budgetId))).map(([name, by, reason]) => [
@@ -217,6 +220,7 @@ describe('operator CLI and HTTP actions', () => {
       [
         ['pauseAutomation', 'alice', 'driver rollout'],
         ['resumeAutomation', CALLER, 'rollout done'],
+        ['resetFleetBreaker', CALLER, 'fleet checked'],
       ],
     );
     // Later remediations start the budget with the workers' limits.

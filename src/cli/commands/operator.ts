@@ -173,7 +173,7 @@ async function stackLine(config: Config, targets: Targets): Promise<string> {
 }
 
 /**
- * `fleetmedic pause|resume|list|status|show`: what an operator does and reads. (approve, reject and
+ * `fleetmedic pause|resume|reset-breaker|list|status|show`: what an operator does and reads. (approve, reject and
  * mark-repaired live with the remediation commands.)
  */
 export function registerOperatorCommands(program: Command): void {
@@ -205,6 +205,18 @@ export function registerOperatorCommands(program: Command): void {
         );
       });
   }
+
+  program
+    .command('reset-breaker')
+    .description("close the fleet's circuit breaker after looking at the fleet (automation then runs again)")
+    .option('--by <identity>', 'who (recorded in the history)', loginName())
+    .option('--reason <text>', 'why (recorded in the history)')
+    .action(async (opts: { by: string; reason?: string }) => {
+      const budget = await withOperator(program, (operator) =>
+        operator.resetBreaker({ by: opts.by, ...(opts.reason !== undefined && { reason: opts.reason }) }),
+      );
+      out(`breaker reset by ${opts.by}${opts.reason ? ` (${opts.reason})` : ''}\n${budgetLine(budget)}`);
+    });
 
   program
     .command('list')

@@ -1,0 +1,239 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  OperatorError,
+  type AutomationAnswer,
+  type BudgetView,
+  type DecisionName,
+  type NodeRemediation,
+  type OperatorService,
+  type RemediationRow,
+} from '../../src/client/operator-client.js';
+import type { OperatorAction } from '../../src/workflows/fleet-budget.js';
+import type { OperatorDecision } from '../../src/workflows/remediation.js';
+import { signBody } from '../../src/webhook/auth.js';
+import { AUTH, HMAC_SECRET, harness, TOKEN } from '../webhook/helpers.js';
+
+const BUDGET: BudgetView = {
+  workflowId: 'fleet-budget/fmunit',
+  paused: false,
+  inUse: 0,
+  limit: 1,
+  draining: [],
+  breaker: { state: 'closed' },
+  healthyNodes: 4,
+  gpuNodeCount: 4,
+  minHealthyFraction: 0.51,
+};
+
+/** Records every call; `fail` makes the next calls throw. */
+class FakeOperator implements OperatorService {
+  readonly calls: unknown[][] = [];
+  fail: Error | undefined;
+
+  private answer<T>(call: unknown[], value: T): Promise<T> {
+    this.calls.push(call);
+    return this.fail ? Promise.reject(this.fail) : Promise.resolve(value);
+  }
+  decide(node: string, decision: DecisionName, by: OperatorDecision) {
+    return this.answer(['decide', node, decision, by], `${decision} accepted for ${node}`);
+  }
+  setPaused(paused: boolean, action: OperatorAction) {
+    const answer: AutomationAnswer = { paused, by: action.by, effect: 'x', budget: { ...BUDGET, paused } };
+    return this.answer(['setPaused', paused, action], answer);
+  }
+  resetBreaker(action: OperatorAction) {
+    return this.answer(['resetBreaker', action], BUDGET);
+  }
+  list(filter?: object) {
+    return this.answer<RemediationRow[]>(['list', filter], []);
+  }
+  node(node: string) {
+    return this.answer(['node', node], { workflowId: `remediation/fmunit/${node}` } as NodeRemediation);
+  }
+  budget() {
+    return this.answer(['budget'], BUDGET);
+  }
+}
+
+async function setup(auth = AUTH) {
+  const operator = new FakeOperator();
+  const { app } = await harness({ operator, auth });
+  const request = async (
+    method: 'GET' | 'POST',
+    url: string,
+    options: { payload?: string; headers?: Record<string, string> } = {},
+  ) => {
+    const res = await app.inject({
+      method,
+      url,
+      headers: { authorization: `Bearer ${TOKEN}`, ...options.headers },
+      ...(options.payload !== undefined && { payload: options.payload }),
+    });
+    return { status: res.statusCode, body: JSON.parse(res.body) as Record<string, unknown> };
+  };
+  const json = (payload: unknown) => ({
+    payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
+    headers: { 'content-type': 'application/json' },
+  });
+  return { app, operator, request, json };
+}
+
+// The HTTP operator routes with a fake operator service: input checking, identity and status codes.
+// The real service against the embedded stack is in operator.e2e.test.ts.
+describe('operator routes', () => {
+  it('records the credential as the identity, for a token and for an HMAC key', async () => {
+    const { app, operator, request, json } = await setup();
+    const ok = await request('POST', '/v1/remediations/gpu-node-2/approve', json({ reason: 'ok' }));
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body.by, 'alertmanager');
+    const body = '{"reason":"signed"}';
+    const ts = Math.floor(Date.now() / 1000);
+    const signed = await app.inject({
+      method: 'POST',
+      url: '/v1/automation/pause',
+      headers: {
+        'content-type': 'application/json',
+        'x-fleetmedic-key-id': 'other-source',
+        'x-fleetmedic-timestamp': String(ts),
+        'x-fleetmedic-signature': signBody(HMAC_SECRET, ts, body),
+      },
+      payload: body,
+    });
+    assert.equal(signed.statusCode, 200, signed.body);
+    assert.deepEqual(operator.calls, [
+      ['decide', 'gpu-node-2', 'approve', { by: 'alertmanager', reason: 'ok' }],
+      ['setPaused', true, { by: 'other-source', reason: 'signed' }],
+    ]);
+    // The same signed request again is a replay, whichever route it is sent to.
+    const replayed = await app.inject({
+      method: 'POST',
+      url: '/v1/automation/resume',
+      headers: {
+        'content-type': 'application/json',
+        'x-fleetmedic-key-id': 'other-source',
+        'x-fleetmedic-timestamp': String(ts),
+        'x-fleetmedic-signature': signBody(HMAC_SECRET, ts, body),
+      },
+      payload: body,
+    });
+    assert.equal(replayed.statusCode, 401);
+    await app.close();
+  });
+
+  it('refuses bad input with what was wrong, and acts on none of it', async () => {
+    const { app, operator, request, json } = await setup();
+    const cases: [string, 'GET' | 'POST', string, ReturnType<typeof json> | undefined, RegExp][] = [
+      [
+        'a body `by`',
+        'POST',
+        '/v1/remediations/gpu-node-2/approve',
+        json({ by: 'mallory' }),
+        /body\.by is not accepted/,
+      ],
+      [
+        'an unknown field',
+        'POST',
+        '/v1/automation/pause',
+        json({ reason: 'x', force: true }),
+        /body: Unrecognized key.*force/,
+      ],
+      ['a reason that is not a string', 'POST', '/v1/automation/pause', json({ reason: 7 }), /body\.reason/],
+      ['an empty reason', 'POST', '/v1/automation/pause', json({ reason: '  ' }), /reason must not be empty/],
+      [
+        'a reason too long',
+        'POST',
+        '/v1/automation/pause',
+        json({ reason: 'x'.repeat(1001) }),
+        /at most 1000/,
+      ],
+      ['a body that is an array', 'POST', '/v1/automation/pause', json([]), /body/],
+      ['malformed JSON', 'POST', '/v1/automation/pause', json('{"reason": '), /malformed JSON/],
+      ['an empty JSON body', 'POST', '/v1/automation/pause', json(''), /empty body/],
+      [
+        'a node name with capitals',
+        'POST',
+        '/v1/remediations/GPU-7/approve',
+        json({}),
+        /params\.node: a node name is a DNS-1123/,
+      ],
+      ['a node name with a quote', 'GET', "/v1/remediations/gpu'7", undefined, /params\.node/],
+      ['an unknown phase', 'GET', '/v1/remediations?phase=sleeping', undefined, /query\.phase/],
+      [
+        'an unknown query parameter',
+        'GET',
+        '/v1/remediations?sort=age',
+        undefined,
+        /query: Unrecognized key/,
+      ],
+      ['a bad limit', 'GET', '/v1/remediations?limit=0', undefined, /query\.limit/],
+    ];
+    for (const [what, method, url, options, message] of cases) {
+      const res = await request(method, url, options);
+      assert.equal(res.status, 400, `${what}: ${JSON.stringify(res.body)}`);
+      assert.match(String(res.body.error), message, what);
+    }
+    assert.deepEqual(operator.calls, []);
+    const unknown = await request('POST', '/v1/remediations/gpu-node-2/explode', json({}));
+    assert.equal(unknown.status, 404);
+    await app.close();
+  });
+
+  it('maps refusals, missing remediations and an unreachable Temporal to 409, 404 and 503', async () => {
+    const { app, operator, request } = await setup();
+    for (const [kind, status] of [
+      ['refused', 409],
+      ['not-found', 404],
+      ['unavailable', 503],
+      ['invalid', 400],
+    ] as const) {
+      operator.fail = new OperatorError(kind, `the ${kind} message`);
+      const res = await request('POST', '/v1/remediations/gpu-node-2/reject');
+      assert.equal(res.status, status, kind);
+      assert.equal(res.body.error, `the ${kind} message`);
+    }
+    operator.fail = new Error('a bug');
+    const bug = await request('GET', '/v1/remediations/gpu-node-2');
+    assert.equal(bug.status, 500);
+    assert.equal(bug.body.error, 'internal error');
+    await app.close();
+  });
+
+  it('passes list filters through and answers without a body', async () => {
+    const { app, operator, request } = await setup();
+    const res = await request(
+      'GET',
+      '/v1/remediations?all=true&phase=awaiting-approval&node=gpu-node-2&limit=5',
+    );
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body, { remediations: [], budget: BUDGET });
+    assert.equal((await request('POST', '/v1/automation/resume')).status, 200);
+    assert.deepEqual(operator.calls, [
+      ['list', { all: true, phase: 'awaiting-approval', node: 'gpu-node-2', limit: 5 }],
+      ['budget'],
+      ['setPaused', false, { by: 'alertmanager' }],
+    ]);
+    await app.close();
+  });
+
+  it('refuses operator routes with 403 when no credential is configured', async () => {
+    const { app, operator } = await setup({ tokens: [], hmacKeys: [] });
+    const res = await app.inject({ method: 'POST', url: '/v1/automation/pause' });
+    assert.equal(res.statusCode, 403);
+    assert.match(res.body, /operator actions need a configured credential/);
+    assert.equal((await app.inject({ method: 'GET', url: '/v1/remediations' })).statusCode, 403);
+    assert.deepEqual(operator.calls, []);
+    await app.close();
+  });
+
+  it('has no operator routes when the server is built without an operator service', async () => {
+    const { app } = await harness();
+    const res = await app.inject({
+      method: 'GET',
+      url: '/v1/remediations',
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    assert.equal(res.statusCode, 404);
+    await app.close();
+  });
+});
