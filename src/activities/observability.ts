@@ -1,6 +1,6 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { EventsV1Api, type EventsV1Event, type KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, type CoreV1Event, type KubeConfig } from '@kubernetes/client-node';
 import os from 'node:os';
 import { apiErrorStatus } from '../k8s/api-errors.js';
 import type { NotificationInput } from '../notify/message.js';
@@ -39,7 +39,7 @@ export const ObservabilityFailureType = {
  * without waiting and gives notifications a bounded retry policy, then records the failure.
  */
 export function createObservabilityActivities(deps: ObservabilityDeps) {
-  const events = deps.kc.makeApiClient(EventsV1Api);
+  const core = deps.kc.makeApiClient(CoreV1Api);
   const instance = deps.reportingInstance ?? os.hostname();
 
   function assertCluster(activity: string, clusterId: string): void {
@@ -53,7 +53,7 @@ export function createObservabilityActivities(deps: ObservabilityDeps) {
 
   return {
     /**
-     * Records a phase change as an `events.k8s.io/v1` Event regarding the Node (idempotent: the name is
+     * Records a phase change as an Event about the Node (idempotent: the name is
      * derived from the run and sequence, a retry finds its own Event) and observes how long the
      * previous phase lasted (once, on the first attempt).
      */
@@ -65,10 +65,10 @@ export function createObservabilityActivities(deps: ObservabilityDeps) {
           deps.metrics.phaseDuration.observe({ phase: change.previousPhase }, seconds);
       }
       try {
-        await events.createNamespacedEvent({
+        await core.createNamespacedEvent({
           namespace: NODE_EVENT_NAMESPACE,
           // eventTime is a MicroTime string (six digits), which the generated Date type cannot express.
-          body: phaseEvent(change, instance) as unknown as EventsV1Event,
+          body: phaseEvent(change, instance) as unknown as CoreV1Event,
         });
         deps.metrics.phaseEvents.inc({ result: 'created' });
         return 'created';

@@ -4,9 +4,9 @@
  * and `kubectl events --for node/<name>` then tell the story without Temporal.
  */
 
-/** `reportingController` of every Event fleetmedic writes. */
+/** `reportingComponent` (events.k8s.io: `reportingController`) of every Event fleetmedic writes. */
 export const REPORTING_CONTROLLER = 'fleetmedic.io/remediation';
-/** `deprecatedSource.component` (what `kubectl get events` shows as the source). */
+/** `source.component` (what `kubectl get events` shows as the source). */
 export const SOURCE_COMPONENT = 'fleetmedic';
 /** Node Events live in this namespace (the kubelet's and node-problem-detector's convention). */
 export const NODE_EVENT_NAMESPACE = 'default';
@@ -95,10 +95,16 @@ export function phaseEventName(change: Pick<PhaseChange, 'node' | 'runId' | 'seq
   return `${change.node.slice(0, 200)}.fleetmedic-${run}-${change.sequence}`;
 }
 
-/** An `events.k8s.io/v1` Event regarding the Node, ready to create. */
+/**
+ * A core/v1 Event about the Node, ready to create. Core/v1 rather than events.k8s.io/v1: only the
+ * core API takes both the new-style fields (`eventTime`, `reportingComponent`, `action`) and the
+ * `source.component` that `kubectl get events` shows (events.k8s.io/v1 refuses a source on create).
+ * Either API lists it afterwards (events.k8s.io shows `note`, `regarding`, `reportingController`).
+ */
 export function phaseEvent(change: PhaseChange, reportingInstance: string) {
+  const at = new Date(change.at);
   return {
-    apiVersion: 'events.k8s.io/v1',
+    apiVersion: 'v1',
     kind: 'Event',
     metadata: {
       name: phaseEventName(change),
@@ -109,18 +115,20 @@ export function phaseEvent(change: PhaseChange, reportingInstance: string) {
         'fleetmedic.io/workflow-id': change.workflowId,
       },
     },
-    // MicroTime: the API server wants six fractional digits, a JavaScript Date has three.
-    eventTime: microTime(change.at),
-    reportingController: REPORTING_CONTROLLER,
+    // The kubelet's convention for Node events: uid = node name, which `kubectl describe node` searches.
+    involvedObject: { kind: 'Node', apiVersion: 'v1', name: change.node, uid: change.node },
+    reason: phaseReason(change.phase),
+    message: phaseNote(change),
+    type: phaseEventType(change.phase, change.outcome),
+    source: { component: SOURCE_COMPONENT },
+    reportingComponent: REPORTING_CONTROLLER,
     reportingInstance: reportingInstance.slice(0, 128),
     action: `Phase${phaseReason(change.phase).slice('Fleetmedic'.length)}`.slice(0, 128),
-    reason: phaseReason(change.phase),
-    // The kubelet's convention for Node events: uid = node name, which is what `kubectl describe node`
-    // searches for.
-    regarding: { kind: 'Node', apiVersion: 'v1', name: change.node, uid: change.node },
-    note: phaseNote(change),
-    type: phaseEventType(change.phase, change.outcome),
-    deprecatedSource: { component: SOURCE_COMPONENT },
+    // MicroTime: the API server wants six fractional digits, a JavaScript Date has three.
+    eventTime: microTime(change.at),
+    firstTimestamp: at,
+    lastTimestamp: at,
+    count: 1,
   };
 }
 

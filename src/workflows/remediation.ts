@@ -163,20 +163,27 @@ function failureMessage(err: unknown): string {
  * the remediation needs them (see docs/observability.md).
  */
 export async function gpuRemediationWorkflow(input: RemediationInput): Promise<RemediationStatus> {
-  const background: Promise<unknown>[] = [];
+  const run: RunContext = { background: [], status: undefined };
   try {
-    return await remediate(input, background);
-  } finally {
+    const result = await remediate(input, run);
     // Events and notifications run beside the remediation; let them end (their retries are bounded)
-    // before the run closes, or the last ones would be dropped with it.
-    await Promise.allSettled(background);
+    // before the run closes, or the last ones would be dropped with it. Their failures join `reasons`.
+    await Promise.allSettled(run.background);
+    return run.background.length > 0 && run.status ? run.status() : result;
+  } catch (err) {
+    await Promise.allSettled(run.background);
+    throw err;
   }
 }
 
-async function remediate(
-  input: RemediationInput,
-  background: Promise<unknown>[],
-): Promise<RemediationStatus> {
+/** What the remediation shares with its wrapper: work started beside it, and its status. */
+interface RunContext {
+  readonly background: Promise<unknown>[];
+  status: (() => RemediationStatus) | undefined;
+}
+
+async function remediate(input: RemediationInput, run: RunContext): Promise<RemediationStatus> {
+  const { background } = run;
   const policy: RemediationPolicy = { ...DEFAULT_REMEDIATION_POLICY, ...input.policy };
   const { clusterId, node } = input;
   const { workflowId, runId } = workflowInfo();
@@ -306,6 +313,7 @@ async function remediate(
   }
 
   setHandler(statusQuery, status);
+  run.status = status;
   setHandler(alertSignal, (alert) => {
     if (alert.status === 'resolved') {
       // A resolved alert is recorded; it never uncordons by itself (the fault may be masked, not fixed).
