@@ -1,0 +1,80 @@
+import { Client, Connection } from '@temporalio/client';
+import { execa } from 'execa';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { EPISODES_ANNOTATION } from '../../src/activities/remediation-support.js';
+import { REMEDIATIONS_ANNOTATION } from '../../src/k8s/remediation-labels.js';
+import { mergePatch } from '../../src/k8s/patch.js';
+import { fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
+import { clients, liftQuarantine } from '../helpers/k8s.js';
+import { useTestStack, type TestStack } from '../helpers/stack.js';
+
+const CLI = fileURLToPath(new URL('../../bin/fleetmedic.js', import.meta.url));
+
+// `fleetmedic demo` (what scripts/quickstart.sh ends with) runs end to end on the embedded stack:
+// its own control worker and simulated agents, two faults, both nodes back in service.
+describe('fleetmedic demo', () => {
+  let stack: TestStack;
+  let dir: string;
+  let nodes: string[] = [];
+
+  async function clearNodeHistory() {
+    for (const name of nodes) {
+      await liftQuarantine(stack.kc, name).catch(() => {});
+      await clients(stack.kc)
+        .core.patchNode(
+          {
+            name,
+            body: {
+              metadata: { annotations: { [REMEDIATIONS_ANNOTATION]: null, [EPISODES_ANNOTATION]: null } },
+            },
+          },
+          mergePatch,
+        )
+        .catch(() => {});
+    }
+  }
+
+  before(async () => {
+    stack = await useTestStack();
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fm-demo-'));
+    nodes = (await clients(stack.kc).core.listNode()).items.map((n) => n.metadata!.name!);
+    await clearNodeHistory();
+  });
+
+  after(async () => {
+    // The demo's fleet budget ran on the demo's own task queue, whose worker is gone: end it so the
+    // next test's workers start their own.
+    const connection = await Connection.connect({ address: stack.state.temporal.address });
+    await new Client({ connection }).workflow
+      .getHandle(fleetBudgetWorkflowId(stack.state.clusterId))
+      .terminate('demo test finished')
+      .catch(() => {});
+    await connection.close();
+    await clearNodeHistory();
+    if (dir) await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('remediates an XID 48 (reset) and an XID 79 (approved reboot) and returns both nodes to service', async () => {
+    const r = await execa(process.execPath, [CLI, 'demo'], {
+      env: {
+        FLEETMEDIC_STATE_DIR: dir,
+        FLEETMEDIC_TEMPORAL_ADDRESS: stack.state.temporal.address,
+        FLEETMEDIC_KUBECONFIG: stack.state.kube.kubeconfig,
+        FLEETMEDIC_CLUSTER_ID: stack.state.clusterId,
+        FLEETMEDIC_LOG_LEVEL: 'error',
+      },
+      extendEnv: true,
+      reject: false,
+      timeout: 300_000,
+    });
+    assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /injected on \S+ GPU 2: XID 48/);
+    assert.match(r.stdout, /the demo approves as "demo"/);
+    assert.equal(r.stdout.match(/: returned-to-service;/g)?.length, 2, r.stdout);
+  });
+});
