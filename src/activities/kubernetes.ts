@@ -1,6 +1,7 @@
-import { CoreV1Api, type KubeConfig, type V1Node, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, PolicyV1Api, type KubeConfig, type V1Node, type V1Pod } from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { makeApiClient } from '../k8s/api-client.js';
 import { apiErrorStatus, isApiError } from '../k8s/api-errors.js';
 import { apiErrorMessage } from '../k8s/api-status.js';
 import {
@@ -163,6 +164,11 @@ export interface DrainNodeResult {
   evicted: number;
   /** Pods that were gone (or replaced) before their eviction went through. */
   alreadyGone: number;
+  /**
+   * Pods whose eviction a PodDisruptionBudget had approved but the API server never carried out (the
+   * worker that sent it died mid-request); a retried attempt deleted them to finish those evictions.
+   */
+  completedInterrupted: number;
   skipped: { daemonSet: number; mirror: number; terminating: number; completed: number; filtered: number };
   refused429: number;
   /** Seconds since the first attempt started. */
@@ -229,6 +235,8 @@ const DEFAULT_CONCURRENCY = 5;
 const DEFAULT_DRAIN_DEADLINE_S = 1800;
 const DEFAULT_RESTART_DEADLINE_S = 300;
 const NODE_CHECK_INTERVAL_MS = 2_000;
+/** Clock difference tolerated between this worker and the API server when dating a PDB's records. */
+const CLOCK_SKEW_MS = 60_000;
 const LIST_PAGE = 500;
 
 function invalid(activity: string, message: string): ApplicationFailure {
@@ -414,7 +422,8 @@ function podName(ref: PodRef): string {
  * await activities.quarantineNode({ node: 'gpu-node-7', workflowId, reason: 'XID 79' });
  */
 export function createKubernetesActivities(deps: KubernetesActivityDeps) {
-  const core = deps.kc.makeApiClient(CoreV1Api);
+  const core = makeApiClient(deps.kc, CoreV1Api);
+  const policyApi = makeApiClient(deps.kc, PolicyV1Api);
   const now = deps.now ?? (() => new Date());
   const pollMs = deps.pollIntervalMs ?? 1_000;
   const { clusterId } = deps;
@@ -603,6 +612,35 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
     };
   }
 
+  /**
+   * The pods among `refs` whose eviction the API server approved after `since` but never carried
+   * out: a PodDisruptionBudget lists them in `status.disruptedPods` while they are not terminating.
+   * That happens when the client dies in the middle of an eviction request (a SIGKILLed worker): the
+   * API server has already charged the budget when the cancelled request stops it from deleting the
+   * pod. The budget then counts the pod as disrupted and refuses every other eviction until the
+   * entry expires, two minutes later.
+   */
+  async function interruptedEvictions(refs: readonly PodRef[], since: number): Promise<PodRef[]> {
+    const found: PodRef[] = [];
+    for (const namespace of new Set(refs.map((r) => r.namespace))) {
+      let charged: Set<string>;
+      try {
+        const pdbs = await policyApi.listNamespacedPodDisruptionBudget({ namespace });
+        charged = new Set(
+          pdbs.items.flatMap((pdb) =>
+            Object.entries(pdb.status?.disruptedPods ?? {})
+              .filter(([, at]) => new Date(at).getTime() >= since)
+              .map(([pod]) => pod),
+          ),
+        );
+      } catch (err) {
+        fail(err, `listing PodDisruptionBudgets in namespace ${namespace}`);
+      }
+      found.push(...refs.filter((r) => r.namespace === namespace && charged.has(r.name)));
+    }
+    return found;
+  }
+
   return {
     /**
      * Takes a node out of service: the `fleetmedic.io/quarantined` label, a `fleetmedic.io/quarantine`
@@ -701,6 +739,7 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
       const pending = new Map<string, PodRef>();
       let refused429 = resumed?.refused429 ?? 0;
       let alreadyGone = 0;
+      let completedInterrupted = 0;
       const skipped = { daemonSet: 0, mirror: 0, terminating: 0, completed: 0, filtered: 0 };
       const heartbeat = () =>
         ctx?.heartbeat({
@@ -713,6 +752,7 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
         nodeGone,
         evicted: evicted.size - alreadyGone,
         alreadyGone,
+        completedInterrupted,
         skipped,
         refused429,
         seconds: Math.round((now().getTime() - Date.parse(startedAt)) / 100) / 10,
@@ -767,14 +807,34 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
         heartbeat,
         nodeGone: () => watch.check(),
       };
-      await runPool(plan.toEvict, concurrency, stop, async (ref) => {
-        const outcome = await evictPod(ref, ctl);
-        if (outcome === 'stopped') return;
+      const done = (ref: PodRef, outcome: 'evicted' | 'gone') => {
         pending.delete(ref.uid);
         evicted.add(ref.uid);
         if (outcome === 'gone') alreadyGone++;
         else waitFor.set(ref.uid, ref);
         heartbeat();
+      };
+      let toEvict = plan.toEvict;
+      if (resumed) {
+        // An eviction the killed attempt had in flight may have been approved (charged to its PDB)
+        // and then dropped: finish it by deleting that pod, as the API server would have, instead of
+        // waiting two minutes for the budget's record to expire while the node stays half drained.
+        const since = Date.parse(startedAt) - CLOCK_SKEW_MS;
+        const interrupted = await interruptedEvictions(
+          toEvict.filter((r) => resumed.pending.includes(r.uid)),
+          since,
+        );
+        for (const ref of interrupted) {
+          const outcome = await evictPod(ref, { ...ctl, method: 'delete' });
+          if (outcome === 'stopped') break;
+          if (outcome === 'evicted') completedInterrupted++;
+          done(ref, outcome);
+        }
+        toEvict = toEvict.filter((r) => pending.has(r.uid));
+      }
+      await runPool(toEvict, concurrency, stop, async (ref) => {
+        const outcome = await evictPod(ref, ctl);
+        if (outcome !== 'stopped') done(ref, outcome);
       });
       if (watch.gone) return result(true);
 

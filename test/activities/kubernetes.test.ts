@@ -773,6 +773,66 @@ describe('Kubernetes activities against the embedded cluster', () => {
     }
   });
 
+  it('finishes an eviction that a killed attempt left charged to the PDB but not carried out', async () => {
+    // A worker killed in the middle of an eviction request: the API server charged the PDB
+    // (status.disruptedPods) and then dropped the deletion with the cancelled request. Until that
+    // record expires (2 minutes) the PDB refuses every other eviction. The budget record is written
+    // here as the API server writes it; the retried attempt must delete that pod and carry on.
+    const ns = await tempNamespace(stack.kc, 'fmcharged');
+    const target = nodes[2]!;
+    const others = [nodes[0]!, nodes[1]!];
+    const snaps = new Map(
+      await Promise.all([target, ...others].map(async (n) => [n, await snapshot(n)] as const)),
+    );
+    try {
+      const { policy } = clients(stack.kc);
+      const w = await workloadOn(ns.name, target, 'api', 3, { maxUnavailable: 1 });
+      await w.spread(others);
+      await acts.quarantineNode({ node: target, workflowId: 'wf-charged', reason: 'XID 79' });
+      const charged = w.pods[0]!;
+      const startedAt = new Date(Date.now() - 5_000).toISOString();
+      await policy.patchNamespacedPodDisruptionBudgetStatus(
+        {
+          name: 'api',
+          namespace: ns.name,
+          body: {
+            status: { disruptedPods: { [charged.metadata!.name!]: new Date() }, disruptionsAllowed: 0 },
+          },
+        },
+        mergePatch,
+      );
+      await eventually('the PDB to count the charged pod as disrupted', async () => {
+        const p = await policy.readNamespacedPodDisruptionBudget({ name: 'api', namespace: ns.name });
+        return p.status?.disruptedPods?.[charged.metadata!.name!] && p.status.disruptionsAllowed === 0
+          ? p
+          : undefined;
+      });
+      const evictionsBefore = rkc.evictionCalls().length;
+
+      const result = await drain(
+        { node: target, workflowId: 'wf-charged', deadlineSeconds: 60, podFilter: { namespaces: [ns.name] } },
+        { evicted: [], pending: w.pods.map((p) => p.metadata!.uid!), refused429: 0, startedAt },
+      ).result;
+      assert.equal(result.completedInterrupted, 1);
+      assert.equal(result.evicted, 3);
+      const attempts = rkc.evictionCalls().slice(evictionsBefore);
+      assert.equal(
+        attempts.filter((c) => c.uid === charged.metadata!.uid).length,
+        0,
+        'the charged pod is deleted, not evicted a second time',
+      );
+      await eventually('3 Ready replicas elsewhere', async () => {
+        const pods = await livePods(stack.kc, ns.name, 'api');
+        return pods.length === 3 && pods.every((p) => isReady(p) && p.spec?.nodeName !== target)
+          ? true
+          : undefined;
+      });
+    } finally {
+      for (const [n, s] of snaps) await restore(n, s);
+      await dropNamespace(ns);
+    }
+  });
+
   it('refuses to drain a node with an unmanaged pod, evicting nothing', async () => {
     const ns = await tempNamespace(stack.kc, 'fmbare');
     const target = nodes[2]!;
