@@ -80,7 +80,7 @@ function causeMessage(err: unknown): string {
 }
 
 /** Outcome of one sink for one notification, for metrics. */
-export type SendResult = 'sent' | 'failed' | 'already-sent';
+export type SendResult = 'sent' | 'failed' | 'already-sent' | 'suppressed';
 
 export interface NotifierOptions {
   readonly sinks: readonly NotificationSink[];
@@ -91,6 +91,14 @@ export interface NotifierOptions {
   readonly onResult?: (sink: string, kind: NotificationKind, result: SendResult) => void;
   /** Where delivery problems are written (one line each); default stderr as a JSON line. */
   readonly log?: (entry: Record<string, unknown>) => void;
+  /**
+   * A fleet-wide notification (breaker tripped, automation blocked) that a sink got for the cluster
+   * within this time is not sent again (default 10 min): when the breaker trips under an alert storm,
+   * every refused remediation would otherwise post the same message.
+   */
+  readonly fleetWideRepeatMs?: number;
+  /** The clock, for tests. */
+  readonly now?: () => number;
 }
 
 /** The result of {@link Notifier.send}. */
@@ -102,13 +110,20 @@ export interface Delivery {
 /** How many notification IDs the notifier remembers as delivered (per sink), for retries. */
 const REMEMBERED = 2000;
 
+/** Kinds about the whole fleet rather than one node: repeats within a window are suppressed. */
+const FLEET_WIDE: ReadonlySet<NotificationKind> = new Set(['breaker-tripped', 'automation-blocked']);
+
 /**
  * Sends each notification to every sink that accepts its kind, in parallel. A sink that already
  * delivered a notification (same `id`) is skipped when the activity retries, so only the failed sinks
  * are tried again; receivers can also deduplicate on `id` (a retry on another worker resends).
+ * Fleet-wide kinds (`breaker-tripped`, `automation-blocked`) go to each sink at most once per
+ * `fleetWideRepeatMs` and cluster; the rest are counted as `suppressed` (and logged).
  */
 export class Notifier {
   private readonly delivered = new Set<string>();
+  /** Last delivery of a fleet-wide kind, by sink, kind and cluster. */
+  private readonly fleetWideSent = new Map<string, number>();
 
   constructor(private readonly options: NotifierOptions) {}
 
@@ -143,9 +158,20 @@ export class Notifier {
           this.options.onResult?.(sink.name, n.kind, 'already-sent');
           return { sink: sink.name, ok: true as const };
         }
+        const fleetKey = FLEET_WIDE.has(n.kind) ? `${sink.name}\u0000${n.kind}\u0000${n.cluster}` : undefined;
+        const now = (this.options.now ?? Date.now)();
+        const lastFleetWide = fleetKey === undefined ? undefined : this.fleetWideSent.get(fleetKey);
+        if (
+          lastFleetWide !== undefined &&
+          now - lastFleetWide < (this.options.fleetWideRepeatMs ?? 600_000)
+        ) {
+          this.options.onResult?.(sink.name, n.kind, 'suppressed');
+          return { sink: sink.name, ok: true as const };
+        }
         try {
           await sink.send(n, link);
           this.remember(key);
+          if (fleetKey !== undefined) this.fleetWideSent.set(fleetKey, now);
           this.options.onResult?.(sink.name, n.kind, 'sent');
           return { sink: sink.name, ok: true as const };
         } catch (err) {

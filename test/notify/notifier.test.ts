@@ -130,4 +130,26 @@ describe('notifier against a local receiver', () => {
         /POST to http:\/\/127\.0\.0\.1:1 failed/.test(err.message),
     );
   });
+
+  it('fleet-wide notifications reach a sink once per window, however many remediations are refused', async () => {
+    let now = 1_000_000;
+    const results: SendResult[] = [];
+    const notifier = new Notifier({
+      sinks: sinks({ sinks: [{ name: 'fw', type: 'json', url: `${receiver.url}/fleet-wide` }] }),
+      fleetWideRepeatMs: 60_000,
+      now: () => now,
+      onResult: (_sink, _kind, result) => results.push(result),
+      log: () => {},
+    });
+    for (const id of ['d/1', 'd/2', 'd/3']) await notifier.send(n(id, 'breaker-tripped'));
+    now += 60_000;
+    await notifier.send(n('d/4', 'breaker-tripped'));
+    await notifier.send(n('d/5', 'needs-operator'));
+    await notifier.send(n('d/6', 'needs-operator'));
+    assert.deepEqual(results, ['sent', 'suppressed', 'suppressed', 'sent', 'sent', 'sent']);
+    assert.deepEqual(
+      receiver.bodies<JsonNotification>('/fleet-wide').map((b) => b.id),
+      ['d/1', 'd/4', 'd/5', 'd/6'],
+    );
+  });
 });
