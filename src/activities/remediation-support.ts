@@ -190,7 +190,11 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
       return { fits: check.fits, unplaced: check.unplaced.slice(0, 20) };
     },
 
-    /** Tells operators a remediation needs them (notification sinks come with the webhook issue). */
+    /**
+     * Logs that a remediation needs an operator. Only remediations recorded before the `notify-sinks`
+     * patch call it; newer ones use the `notify` activity (activities/observability.ts), which sends to
+     * the configured sinks.
+     */
     notifyOperator(input: {
       node: string;
       workflowId: string;
