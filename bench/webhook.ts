@@ -24,6 +24,7 @@
  *    round first sends BENCH_RAMP_SECONDS at its rate without measuring latency (a new rate's ramp;
  *    its answers must still all be 2xx), then measures the steady state. These alerts repeat the main
  *    run's, so they measure intake of a storm's repeats.
+ * 4. Node cache A/B (BENCH_AB_ROUNDS, 0 skips it): refresh-ahead off and on, interleaved, medians.
  * Cleans up (terminates the workflows, stops the stack). Last line: key=value pairs.
  */
 import { Client, Connection } from '@temporalio/client';
@@ -56,6 +57,9 @@ const STEP_RATES = (process.env.BENCH_STEP_RATES ?? '250,500,750,1000,1250,1500,
 const RAMP_SECONDS = Number(process.env.BENCH_RAMP_SECONDS ?? 1);
 const COLD_SECONDS = Number(process.env.BENCH_COLD_SECONDS ?? 2);
 const SETTLE_MS = Number(process.env.BENCH_SETTLE_MS ?? 10_000);
+const AB_ROUNDS = Number(process.env.BENCH_AB_ROUNDS ?? 3);
+const AB_RATE = Number(process.env.BENCH_AB_RATE ?? 500);
+const AB_TTL_MS = Number(process.env.BENCH_AB_TTL_MS ?? 2_000);
 const DEDUPE_MS = Number(process.env.BENCH_DEDUPE_MS ?? DEFAULT_DEDUPE_WINDOW_MS);
 const P99_LIMIT_MS = 25;
 const TOKEN = 'bench-token-0123456789abcdef';
@@ -303,16 +307,83 @@ async function startStack(nodes: number) {
   }
 }
 
+/**
+ * The node cache's refresh-ahead against none, interleaved (A B A B ...) on two webhooks that differ
+ * only in it, in front of the same Temporal starter, at AB_RATE/s with a short node TTL (AB_TTL_MS) so
+ * that every round crosses expiries. The alerts repeat the main run's (answered from each server's
+ * dedupe memory after its ramp), so what differs is who waits for node reads. Prints per-round p99
+ * and the medians; not part of the last line.
+ */
+async function nodeCacheAB(clusterId: string, starter: RemediationStarter): Promise<void> {
+  const variants = [
+    { name: 'refresh-ahead off', refreshAhead: 1 },
+    { name: 'refresh-ahead on', refreshAhead: 0.5 },
+  ];
+  const servers = await Promise.all(
+    variants.map(async (v) => {
+      const reads = new TimedNodeLookup(new KubernetesNodeLookup(kc));
+      const server = await startWebhookServer({
+        clusterId,
+        taskQueue: `bench-webhook-no-worker-${process.pid}`,
+        rules: parseRules({
+          rules: [{ name: 'gpu-faults', match: { alertname: 'GpuXidCritical' }, action: 'remediate' }],
+        }),
+        starter,
+        nodes: new CachedNodeLookup(reads, { ttlMs: AB_TTL_MS, refreshAhead: v.refreshAhead }),
+        auth: { tokens: [{ caller: 'bench', token: TOKEN }], hmacKeys: [] },
+        limits: { rateLimitMax: 1_000_000_000 },
+        dedupeWindowMs: DEDUPE_MS,
+        logger: pino({ level: 'warn' }, pino.destination(2)),
+        metrics: createWebhookMetrics({ defaultMetrics: false }),
+      });
+      return { ...v, reads, server, generator: new Generator(new URL(server.url)), p99: [] as number[] };
+    }),
+  );
+  try {
+    // Each new server first learns the 200 alerts (its own dedupe memory: one Temporal call each,
+    // joins of the running workflows) and reads its nodes; not measured.
+    for (const v of servers) {
+      const count = Math.round(AB_RATE * 2);
+      const w = await v.generator.step(AB_RATE, count, { skip: count });
+      console.log(
+        `node cache A/B warm-up ${v.name} (not measured): n=${w.count} statuses=${JSON.stringify(w.statuses)}`,
+      );
+    }
+    for (let round = 1; round <= AB_ROUNDS; round++) {
+      for (const v of servers) {
+        const ramp = Math.round(AB_RATE * RAMP_SECONDS);
+        const readsBefore = v.reads.timings.count;
+        const r = await v.generator.step(AB_RATE, ramp + Math.round(AB_RATE * STEP_SECONDS), { skip: ramp });
+        v.p99.push(ok2xx(r) ? r.p99 : Number.POSITIVE_INFINITY);
+        console.log(
+          `node cache A/B round ${round} ${v.name}: ${describeStep(r)}; node reads ${v.reads.timings.describe(readsBefore)}`,
+        );
+      }
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    console.log(
+      `node cache A/B (node TTL ${AB_TTL_MS} ms, ${AB_RATE}/s, ${AB_ROUNDS} interleaved rounds, medians of p99): ` +
+        servers.map((v) => `${v.name} ${fmt(median(v.p99))}ms [${v.p99.map(fmt).join(' ')}]`).join('; '),
+    );
+  } finally {
+    for (const v of servers) {
+      v.generator.stop();
+      await v.server.close();
+    }
+  }
+}
+
 console.log(
   `parameters: alerts=${ALERTS} nodes=${NODES} rate=${RATE}/s (open loop, 1 alert per request, 2 variants per node), ` +
     `step-up rates=${STEP_RATES.join(',')} (rounds of ${RAMP_SECONDS}s ramp, not measured, + ${STEP_SECONDS}s measured; 2 of 3 must pass), ` +
-    `p99 limit ${P99_LIMIT_MS} ms, ` +
+    `p99 limit ${P99_LIMIT_MS} ms, node-cache A/B ${AB_ROUNDS} rounds at ${AB_RATE}/s with a ${AB_TTL_MS} ms node TTL, ` +
     `cpus=${os.cpus().length} loadavg=${os.loadavg()[0]!.toFixed(1)}; load generator in a child process; ` +
     'workflows on a task queue without workers',
 );
 const t0 = performance.now();
 // The stack's own simulated nodes (kwok keeps them Ready), so the node lookups read real Node objects.
 const { stack, stop } = await startStack(NODES);
+const kc = stack.kc;
 console.log(`stack with ${NODES} simulated nodes ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 // Let the control plane finish its start-up work (node controllers, leases) before measuring.
 await sleep(SETTLE_MS);
@@ -423,8 +494,11 @@ try {
       if (passes < 2) break;
       best = rate;
     }
+    if (AB_ROUNDS > 0) await nodeCacheAB(clusterId, starter);
     const after = (await client.workflow.count(query)).count;
-    console.log(`workflows after the step-up: ${after}; loadavg=${os.loadavg()[0]!.toFixed(1)}`);
+    console.log(
+      `workflows after the step-up${AB_ROUNDS > 0 ? ' and the A/B' : ''}: ${after}; loadavg=${os.loadavg()[0]!.toFixed(1)}`,
+    );
     if (after !== NODES) exitCode = 1;
     summary =
       `alerts=${main.count} workflows=${workflows} webhook_p50_ms=${fmt(main.p50)} webhook_p99_ms=${fmt(main.p99)} ` +
