@@ -7,8 +7,9 @@
  *    reboot-node class, which quarantines and then waits for approval). The clock starts just before
  *    each signal-with-start (`startOrJoinRemediation`, the call the webhook makes) and stops when one
  *    watch on /api/v1/nodes first delivers the node with `spec.unschedulable: true`. One control worker
- *    and the node agents of all N nodes (one Worker per node task queue) run in this process; its RSS
- *    is reported. Between rounds the round's workflows are terminated and its nodes restored.
+ *    runs in this process, the node agents of all N nodes (one Worker per node task queue) in one child
+ *    process (bench/remediation-agents.ts); the RSS of both is reported. Between rounds the round's
+ *    workflows are terminated and its nodes restored.
  * 2. Drain vs `kubectl drain --ignore-daemonsets --delete-emptydir-data` (the toolchain's cached kubectl,
  *    with the stack's kubeconfig) on identical nodes in the same run, interleaved: 100 pods without a
  *    PDB, and 10 Deployments x 10 pods each with a PDB of maxUnavailable 1. Eviction and 429 counts of
@@ -33,18 +34,21 @@ import {
 } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { MockActivityEnvironment } from '@temporalio/testing';
+import type { Worker } from '@temporalio/worker';
 import {
   bundleWorkflowCode,
   DefaultLogger,
   makeTelemetryFilterString,
   NativeConnection,
   Runtime,
-  Worker,
 } from '@temporalio/worker';
 import { execa } from 'execa';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { createKubernetesActivities, type DrainNodeResult } from '../src/activities/kubernetes.js';
@@ -60,8 +64,7 @@ import {
   QUARANTINED_LABEL,
   REMEDIATIONS_ANNOTATION,
 } from '../src/k8s/remediation-labels.js';
-import { healthyGpuState, MemoryGpuStateStore, withFault } from '../src/sim/gpu-state.js';
-import { simulatedRunner } from '../src/sim/sim-runner.js';
+import { FileGpuStateStore, healthyGpuState, withFault } from '../src/sim/gpu-state.js';
 import { pickFreePorts, startDetached, stopProcess } from '../src/stack/processes.js';
 import { readySimNodes } from '../src/stack/sim-cluster.js';
 import { down, pickStackPorts, up } from '../src/stack/stack.js';
@@ -70,7 +73,6 @@ import type { StackState } from '../src/stack/state.js';
 import { temporalHealthy, temporalServerArgs } from '../src/stack/temporal-server.js';
 import { resolveTool } from '../src/toolchain/toolchain.js';
 import { createControlWorker, workflowsPath } from '../src/workers/control-worker.js';
-import { createNodeAgentWorkers } from '../src/workers/node-agent-host.js';
 import {
   fleetBudgetWorkflow,
   fleetBudgetWorkflowId,
@@ -477,6 +479,70 @@ async function whereStuck(client: Client, clusterId: string, nodes: readonly str
     .join('; ');
 }
 
+/** Resident memory of a process, from /proc (0 when it is gone). */
+async function rssOf(pid: number): Promise<number> {
+  const status = await fs.readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
+}
+
+interface AgentHost {
+  readonly pid: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts bench/remediation-agents.ts in a child process and waits until its Workers run. Its stdin
+ * stays with us: the child ends if this process dies; `stop` asks it to shut down, then kills it.
+ */
+async function startAgentHost(args: {
+  address: string;
+  namespace: string;
+  clusterId: string;
+  nodes: number;
+  gpuDir: string;
+  agentPolls: 'sdk' | number;
+}): Promise<AgentHost> {
+  const script = fileURLToPath(new URL('./remediation-agents.ts', import.meta.url));
+  const child = spawn(process.execPath, ['--import', 'tsx', script, JSON.stringify(args)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async () => {
+    cleanups.delete(stop);
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    if (await Promise.race([exited.then(() => true), sleep(40_000, false)])) return;
+    child.kill('SIGKILL');
+    await exited;
+  };
+  cleanups.add(stop);
+  const lines = readline.createInterface({ input: child.stdout });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error('the node agents did not start within 180 s')),
+        180_000,
+      );
+      lines.on('line', (line) => {
+        if (line.startsWith('ready ')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(
+          new Error(`the node agents' process exited before it was ready (${signal ?? `exit ${code}`})`),
+        );
+      });
+    });
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { pid: child.pid!, stop };
+}
+
 /** A Temporal dev server like the stack's, with a higher concurrent-poller limit per namespace. */
 async function startTemporalWithPollerLimit(
   stack: BenchStack,
@@ -540,8 +606,7 @@ async function latencyPart(): Promise<LatencyResult> {
   log(`\n== part 1: alert-to-cordon latency (${FAILING} of ${NODES} nodes failing at once) ==`);
   const upStarted = performance.now();
   const stack = await startStack(NODES, `fmbench-${process.pid}`);
-  let agents: Worker[] = [];
-  let agentsRunning: Promise<unknown> | undefined;
+  let agentHost: AgentHost | undefined;
   let control: { worker: Worker; running: Promise<void> } | undefined;
   const samples: number[] = [];
   let censored = 0;
@@ -588,32 +653,24 @@ async function latencyPart(): Promise<LatencyResult> {
     const client = new Client({ connection: clientConnection });
     const taskQueue = `fleetmedic-bench-remediation-${process.pid}`;
     const workflowBundle = await bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: silent });
-    const rss0 = process.memoryUsage().rss;
-    const gpus = new MemoryGpuStateStore();
-    // The proposed fix of node-agent-host.ts, tried from here: the same createNodeAgentWorkers, each
-    // Worker.create call given an activityTaskPollerBehavior (Worker.create is restored right after).
-    const create = Worker.create.bind(Worker);
-    if (AGENT_POLLS !== 'sdk') {
-      const maximum = AGENT_POLLS;
-      Worker.create = (options) =>
-        create({ ...options, activityTaskPollerBehavior: { type: 'simple-maximum', maximum } });
-    }
+    const gpuDir = path.join(stack.config.stateDir, 'bench-gpus');
+    const gpus = new FileGpuStateStore(gpuDir);
     const agentsStarted = performance.now();
-    agents = await createNodeAgentWorkers({
-      connection,
+    agentHost = await startAgentHost({
+      address,
+      namespace: stack.state.temporal.namespace,
       clusterId,
-      nodes,
-      runnerFor: (n) => simulatedRunner(gpus, n),
-    }).finally(() => {
-      Worker.create = create;
+      nodes: NODES,
+      gpuDir,
+      agentPolls: AGENT_POLLS,
     });
     const agentsSeconds = (performance.now() - agentsStarted) / 1000;
-    agentsRunning = Promise.all(agents.map((w) => w.run()));
     await sleep(5_000);
-    const rssAgents = process.memoryUsage().rss;
+    const rssAgents = await rssOf(agentHost.pid);
     log(
-      `node agents: ${NODES} Workers (createNodeAgentWorkers: one per node task queue) in this process, ` +
-        `created in ${agentsSeconds.toFixed(1)} s`,
+      `node agents: ${NODES} Workers (createNodeAgentWorkers: one per node task queue) in a child process ` +
+        `(pid ${agentHost.pid}, bench/remediation-agents.ts), running after ${agentsSeconds.toFixed(1)} s; ` +
+        `its RSS ${mib(rssAgents)} (${(rssAgents / NODES / 1024).toFixed(0)} KiB per agent)`,
     );
     if (ownTemporal) {
       const polls = await pendingPolls(ownTemporal.metricsPort);
@@ -762,25 +819,23 @@ async function latencyPart(): Promise<LatencyResult> {
     }
 
     await sleep(1_000);
-    const rssControl = process.memoryUsage().rss;
     log(
-      `control worker (one, in this process too): task queue ${taskQueue}, budgetConfig ` +
+      `control worker (one, in this process): task queue ${taskQueue}, budgetConfig ` +
         `${JSON.stringify(BUDGET)} (breaker and healthy-fraction guard disabled so the budget does not stop ` +
         `the storm); workflow policy: defaults; budgetReportFailure's fleet view: ` +
         (FLEET_VIEW === 'list'
           ? `a listNode of every node per failure (remediation-support.ts as it is)`
           : `a watch-fed node cache (FLEETMEDIC_BENCH_FLEET_VIEW=watch, the proposed fix)`),
     );
-    log(
-      `memory of this process (RSS): before workers ${mib(rss0)}; + ${NODES} node agents running ` +
-        `${mib(rssAgents)} (agents ~${mib(rssAgents - rss0)}, ${((rssAgents - rss0) / NODES / 1024).toFixed(0)} ` +
-        `KiB per agent); + control worker ${mib(rssControl)}; heapUsed ${mib(process.memoryUsage().heapUsed)}`,
-    );
+    log(`RSS of this process (control worker, node watch, client): ${mib(process.memoryUsage().rss)}`);
 
-    let peakRss = rssControl;
+    let peakAgents = rssAgents;
+    let peakSelf = process.memoryUsage().rss;
+    const host = agentHost;
     const sampler = setInterval(() => {
-      peakRss = Math.max(peakRss, process.memoryUsage().rss);
-    }, 250);
+      peakSelf = Math.max(peakSelf, process.memoryUsage().rss);
+      void rssOf(host.pid).then((r) => (peakAgents = Math.max(peakAgents, r)));
+    }, 500);
     sampler.unref();
 
     const acks: number[] = [];
@@ -919,7 +974,10 @@ async function latencyPart(): Promise<LatencyResult> {
         `episode: episodeHandled (reads the node); breaker: budgetReportFailure (lists every node, then an ` +
         `update on the fleet budget workflow); quarantineQueue/Run: quarantineNode waiting / running (the cordon patch)`,
     );
-    log(`peak RSS of this process during the storms: ${mib(peakRss)}; watch reconnects: ${watch.restarts}`);
+    log(
+      `peak RSS during the storms: node agents' process ${mib(peakAgents)}, this process ${mib(peakSelf)}; ` +
+        `node watch reconnects: ${watch.restarts}`,
+    );
     const warnings = [...sdkWarnings.entries()].sort((a, b) => b[1] - a[1]);
     log(
       `Temporal SDK warnings so far (counted, not printed; activities failing with WorkflowNotFoundError or ` +
@@ -936,8 +994,7 @@ async function latencyPart(): Promise<LatencyResult> {
       control.worker.shutdown();
       await Promise.race([control.running.catch(() => {}), sleep(60_000)]);
     }
-    for (const w of agents) if (w.getState() === 'RUNNING') w.shutdown();
-    await Promise.race([agentsRunning, sleep(60_000)]).catch(() => {});
+    await agentHost?.stop();
     await connection?.close().catch(() => {});
     // The client connection stays open: closing it while an activity's client call waits to retry (an
     // interrupted round) throws "Channel has been shut down" from a timer. The process exits soon.
