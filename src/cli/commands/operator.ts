@@ -6,6 +6,7 @@ import {
   OperatorError,
   REMEDIATION_PHASES,
   type BudgetView,
+  type DecisionName,
   type NodeRemediation,
   type RemediationRow,
 } from '../../client/operator-client.js';
@@ -203,6 +204,35 @@ export function registerOperatorCommands(program: Command): void {
           `automation ${paused ? 'paused' : 'resumed'} by ${answer.by}` +
             `${answer.reason ? ` (${answer.reason})` : ''}\n${answer.effect}\n${budgetLine(answer.budget)}`,
         );
+      });
+  }
+
+  const decisions: [DecisionName, string][] = [
+    ['approve', 'authorize the repair a remediation proposes'],
+    ['reject', 'reject the repair: the node stays cordoned with the reason'],
+    ['mark-repaired', 'after an out-of-band fix: validate and return the node to service'],
+  ];
+  for (const [name, help] of decisions) {
+    program
+      .command(`${name} <node>`)
+      .description(help)
+      .option('--by <identity>', 'who decides (recorded in the history)', loginName())
+      .option('--reason <text>', 'why (recorded in the history)')
+      .action(async (node: string, opts: { by: string; reason?: string }) => {
+        const answer = await withOperator(program, async (operator) => {
+          try {
+            return await operator.decide(node, name, {
+              by: opts.by,
+              ...(opts.reason !== undefined && { reason: opts.reason }),
+            });
+          } catch (err) {
+            if (err instanceof OperatorError && err.kind === 'refused') {
+              throw new OperatorError('refused', `${name} refused: ${err.message}`, { cause: err });
+            }
+            throw err;
+          }
+        });
+        out(`${answer}\n`);
       });
   }
 

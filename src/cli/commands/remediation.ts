@@ -1,4 +1,4 @@
-import { Client, Connection, WorkflowUpdateFailedError } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import os from 'node:os';
@@ -24,13 +24,6 @@ import {
 } from '../../observability/setup.js';
 import { readWebhookEndpoint } from '../../webhook/endpoint-record.js';
 import { ROUTES, type WebhookAnswer } from '../../webhook/server.js';
-import { remediationWorkflowId } from '../../workflows/ids.js';
-import {
-  approveUpdate,
-  markRepairedUpdate,
-  rejectUpdate,
-  type OperatorDecision,
-} from '../../workflows/remediation.js';
 import { configFrom, resolveTargets } from '../context.js';
 import { CoreV1Api } from '@kubernetes/client-node';
 
@@ -154,44 +147,7 @@ export function registerRemediationCommands(program: Command): void {
       await connection.close();
     });
 
-  const decision = (name: string, update: typeof approveUpdate, help: string) =>
-    program
-      .command(`${name} <node>`)
-      .description(help)
-      .option('--by <identity>', 'who decides (recorded in the history)', os.userInfo().username)
-      .option('--reason <text>', 'why (recorded in the history)')
-      .action(async (node: string, opts: { by: string; reason?: string }) => {
-        const { targets, connection, client: c } = await client(program);
-        try {
-          const handle = c.workflow.getHandle(remediationWorkflowId(targets.clusterId, node));
-          const args: [OperatorDecision] = [
-            { by: opts.by, ...(opts.reason !== undefined && { reason: opts.reason }) },
-          ];
-          process.stdout.write(`${await handle.executeUpdate(update, { args })}\n`);
-        } catch (err) {
-          if (err instanceof WorkflowUpdateFailedError) {
-            throw new FleetmedicError('REFUSED', `${name} refused: ${err.cause?.message ?? err.message}`);
-          }
-          if (err instanceof Error && err.name === 'WorkflowNotFoundError') {
-            throw new FleetmedicError(
-              'NOT_FOUND',
-              `no remediation of node ${node} in cluster ${targets.clusterId}`,
-            );
-          }
-          throw err;
-        } finally {
-          await connection.close();
-        }
-      });
-  decision('approve', approveUpdate, 'authorize the repair a remediation proposes');
-  decision('reject', rejectUpdate, 'reject the repair: the node stays cordoned with the reason');
-  decision(
-    'mark-repaired',
-    markRepairedUpdate,
-    'after an out-of-band fix: validate and return the node to service',
-  );
-
-  // `show <node>` lives with the operator commands (operator.ts), as an alias of `status <node>`.
+  // approve / reject / mark-repaired and `show <node>` live with the operator commands (operator.ts).
 
   const sim = program
     .command('sim')
