@@ -6,7 +6,12 @@ import { fileURLToPath } from 'node:url';
 import { createKubernetesActivities } from '../activities/kubernetes.js';
 import { createObservabilityActivities } from '../activities/observability.js';
 import { createRemediationSupportActivities } from '../activities/remediation-support.js';
-import type { FleetBudgetConfig } from '../domain/fleet-budget.js';
+import {
+  DEFAULT_FLEET_BUDGET,
+  validateFleetBudgetConfig,
+  type FleetBudgetConfig,
+} from '../domain/fleet-budget.js';
+import { ConfigError } from '../errors.js';
 import { Notifier } from '../notify/notifier.js';
 import { createControlMetrics, type ControlMetrics } from '../observability/metrics.js';
 
@@ -41,6 +46,10 @@ export function workflowsPath(): string {
  * episode memory, node Events and notifications) on the `fleetmedic` task queue. Node-local steps run on the node agents' own queues.
  */
 export async function createControlWorker(options: ControlWorkerOptions): Promise<Worker> {
+  // A budget the budget workflow would refuse must stop the worker now: started with it, the budget
+  // workflow fails at once and every remediation's budget call would retry against a closed workflow.
+  const invalidBudget = validateFleetBudgetConfig({ ...DEFAULT_FLEET_BUDGET, ...options.budgetConfig });
+  if (invalidBudget) throw new ConfigError(`invalid fleet budget for the control worker: ${invalidBudget}`);
   const activities = {
     ...createKubernetesActivities({ kc: options.kc, clusterId: options.clusterId }),
     ...createRemediationSupportActivities({
