@@ -29,7 +29,7 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -401,17 +401,25 @@ try {
   // Event-loop delay in the webhook's process: CPU starvation or blocking shows up here.
   const loopDelay = monitorEventLoopDelay({ resolution: 10 });
   loopDelay.enable();
+  // Garbage-collection pauses in the webhook's process (they stop the event loop too).
+  const gcPauses: number[] = [];
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcPauses.push(e.duration);
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
   /** Where the time of one step went, in the webhook's process. */
   const whereTimeGoes = async <T extends StepResult>(what: string, run: () => Promise<T>): Promise<T> => {
     const calls = starter.calls;
     const reads = nodeReads.timings.count;
     loopDelay.reset();
+    gcPauses.length = 0;
     const cpu = process.cpuUsage();
     const result = await run();
     const used = process.cpuUsage(cpu);
     console.log(
       `  ${what}, webhook process: cpu=${((used.user + used.system) / 1000 / result.count).toFixed(2)}ms/request ` +
         `event-loop delay p99=${fmt(loopDelay.percentile(99) / 1e6)}ms max=${fmt(loopDelay.max / 1e6)}ms; ` +
+        `GC pauses n=${gcPauses.length} total=${fmt(gcPauses.reduce((a, b) => a + b, 0))}ms max=${fmt(Math.max(0, ...gcPauses))}ms; ` +
         `Temporal signal-with-start ${starter.timings.describe(calls)}; ` +
         `Kubernetes node reads ${nodeReads.timings.describe(reads)}`,
     );
@@ -506,6 +514,7 @@ try {
   } finally {
     clearInterval(rssTimer);
     loopDelay.disable();
+    gcObserver.disconnect();
     generator.stop();
     await webhook.close();
   }
