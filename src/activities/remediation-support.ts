@@ -4,6 +4,7 @@ import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Admission, FleetBudgetConfig, QuarantineVerdict } from '../domain/fleet-budget.js';
 import { podsFitElsewhere, type CapacityCheck } from '../domain/capacity.js';
 import { isNodeHealthy } from '../domain/node-health.js';
+import { makeApiClient } from '../k8s/api-client.js';
 import { isApiError } from '../k8s/api-errors.js';
 import { GPU_RESOURCE } from '../k8s/labels.js';
 import { mergePatch } from '../k8s/patch.js';
@@ -42,7 +43,7 @@ export interface RemediationSupportDeps {
  * updates, called through the client so that the caller learns at once whether it got a slot.
  */
 export function createRemediationSupportActivities(deps: RemediationSupportDeps) {
-  const core = deps.kc.makeApiClient(CoreV1Api);
+  const core = makeApiClient(deps.kc, CoreV1Api);
 
   async function readEpisodes(node: string): Promise<Episode[] | undefined> {
     try {
