@@ -215,11 +215,13 @@ describe('GPU remediation end to end', () => {
       [['approve', 'alice']],
     );
 
+    // Recorded now: after the re-send below, the workflow ID's latest run is the duplicate's.
+    await record('xid79-approve', handle);
+
     // Alertmanager re-sends the same firing alert (same fingerprint and start): no new quarantine.
     const resent = await start(target, { ...first });
     const dup = await resent.result();
     assert.equal(dup.outcome, 'duplicate-episode');
-    await record('xid79-approve', handle);
     assert.notEqual((await node(target)).spec?.unschedulable, true);
   });
 
