@@ -2,6 +2,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { CoreV1Api, type CoreV1Event, type KubeConfig } from '@kubernetes/client-node';
 import os from 'node:os';
+import { makeApiClient } from '../k8s/api-client.js';
 import { apiErrorStatus } from '../k8s/api-errors.js';
 import type { NotificationInput } from '../notify/message.js';
 import type { Notifier } from '../notify/notifier.js';
@@ -39,7 +40,7 @@ export const ObservabilityFailureType = {
  * without waiting and gives notifications a bounded retry policy, then records the failure.
  */
 export function createObservabilityActivities(deps: ObservabilityDeps) {
-  const core = deps.kc.makeApiClient(CoreV1Api);
+  const core = makeApiClient(deps.kc, CoreV1Api);
   const instance = deps.reportingInstance ?? os.hostname();
 
   function assertCluster(activity: string, clusterId: string): void {

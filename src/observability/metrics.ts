@@ -2,6 +2,7 @@ import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import type { Client } from '@temporalio/client';
 import { optionalTsToMs } from '@temporalio/common/lib/time.js';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { makeApiClient } from '../k8s/api-client.js';
 import { GPU_RESOURCE } from '../k8s/labels.js';
 import { QUARANTINED_LABEL } from '../k8s/remediation-labels.js';
 import type { FleetState } from '../domain/fleet-budget.js';
@@ -102,7 +103,7 @@ function cached<T>(ttlMs: number, compute: () => Promise<T>): () => Promise<T> {
 
 function registerScrapeGauges(metrics: ControlMetrics, sources: ScrapeSources): void {
   const { registry, scrapeErrors } = metrics;
-  const core = sources.kc.makeApiClient(CoreV1Api);
+  const core = makeApiClient(sources.kc, CoreV1Api, 10_000);
   const namespace = sources.namespace ?? 'default';
 
   const budget = cached<FleetState | null>(sources.budgetCacheMs ?? 5_000, async () => {
