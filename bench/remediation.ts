@@ -119,6 +119,14 @@ const KNOBS = z.object({
    * is: one listNode of every node per failure) or `watch` (the proposed fix: a watch-fed cache).
    */
   FLEETMEDIC_BENCH_FLEET_VIEW: z.enum(['list', 'watch']).default('list'),
+  /**
+   * More `--dynamic-config-value KEY=VALUE` settings for part 1's dev server, comma-separated (e.g.
+   * `history.maxInFlightUpdates=200`, to see how much the per-workflow update limit costs).
+   */
+  FLEETMEDIC_BENCH_TEMPORAL_DYNAMIC_CONFIG: z
+    .string()
+    .regex(/^[A-Za-z0-9.]+=[^,\s]+(,[A-Za-z0-9.]+=[^,\s]+)*$/, 'KEY=VALUE pairs separated by commas')
+    .optional(),
   FLEETMEDIC_BENCH_SKIP: z.enum(['latency', 'drain']).optional(),
   FLEETMEDIC_BENCH_KUBECTL_LOG: z.string().min(1).optional(),
   FLEETMEDIC_BENCH_DEBUG_WARNINGS: z.enum(['0', '1']).optional(),
@@ -161,6 +169,7 @@ const SKIP_DRAIN = knobs.FLEETMEDIC_BENCH_SKIP === 'drain';
 const POLLER_LIMIT = knobs.FLEETMEDIC_BENCH_TEMPORAL_POLLER_LIMIT;
 const AGENT_POLLS = knobs.FLEETMEDIC_BENCH_AGENT_POLLS;
 const FLEET_VIEW = knobs.FLEETMEDIC_BENCH_FLEET_VIEW;
+const EXTRA_DYNAMIC_CONFIG = knobs.FLEETMEDIC_BENCH_TEMPORAL_DYNAMIC_CONFIG?.split(',') ?? [];
 /**
  * Breaker and healthy-fraction guard opened wide so that every failing node is quarantined: the
  * breaker is consulted before quarantine (budgetReportFailure). Drains keep the default of one at a time.
@@ -566,6 +575,7 @@ async function startTemporalWithPollerLimit(
   // (the default) x 1,500 queues costs the dev server twice the CPU and memory while idle.
   args.push('--dynamic-config-value', 'matching.numTaskqueueReadPartitions=1');
   args.push('--dynamic-config-value', 'matching.numTaskqueueWritePartitions=1');
+  for (const kv of EXTRA_DYNAMIC_CONFIG) args.push('--dynamic-config-value', kv);
   const proc = startDetached(binary, args, { logFile: path.join(dataDir, 'temporal.log') });
   const stop = async () => {
     cleanups.delete(stop);
@@ -641,7 +651,8 @@ async function latencyPart(): Promise<LatencyResult> {
         `temporal: a dev server like the stack's (same CLI and arguments) plus --dynamic-config-value ` +
           `frontend.namespaceCount=${POLLER_LIMIT} (with the default, 1200 concurrent long polls per namespace ` +
           `and API, ${NODES} agents' polls fail with ResourceExhausted "namespace concurrent poller limit ` +
-          `exceeded" and retry without end) and matching.numTaskqueue{Read,Write}Partitions=1`,
+          `exceeded" and retry without end) and matching.numTaskqueue{Read,Write}Partitions=1` +
+          (EXTRA_DYNAMIC_CONFIG.length ? `, plus ${EXTRA_DYNAMIC_CONFIG.join(' ')}` : ''),
       );
     } else {
       log(
@@ -839,7 +850,7 @@ async function latencyPart(): Promise<LatencyResult> {
     sampler.unref();
 
     const acks: number[] = [];
-    let breakdown: Steps[] = [];
+    const breakdown: Steps[] = [];
     // Nodes spread over the fleet: a fixed shuffle of the node list, taken in turn (round after round
     // wraps around; the nodes are restored between rounds).
     const order = [...nodes];
@@ -852,6 +863,17 @@ async function latencyPart(): Promise<LatencyResult> {
     let cursor = 0;
     const take = (count: number): string[] =>
       Array.from({ length: count }, () => order[cursor++ % order.length]!);
+    /** Adds where the alert-to-cordon time of `cordoned` went, from their histories, to `breakdown`. */
+    async function collectBreakdown(cordoned: readonly string[], t0Wall: Map<string, number>): Promise<void> {
+      await pool(cordoned, 16, async (n) => {
+        const h = await c.workflow
+          .getHandle(remediationWorkflowId(clusterId, n))
+          .fetchHistory()
+          .catch(() => undefined);
+        const steps = h && stepsOf(h, t0Wall.get(n)!);
+        if (steps) breakdown.push(steps);
+      });
+    }
     const totalRounds = ROUNDS + (WARMUP > 0 ? 1 : 0);
     for (let r = 0; r < totalRounds; r++) {
       const warm = WARMUP > 0 && r === 0;
@@ -924,6 +946,11 @@ async function latencyPart(): Promise<LatencyResult> {
         if (!warm) {
           samples.push(...done);
           censored += missing.length;
+          acks.push(...ack.values());
+          await collectBreakdown(
+            round.filter((n) => w.seen.has(n)),
+            t0Wall,
+          );
         }
         break;
       }
@@ -936,15 +963,7 @@ async function latencyPart(): Promise<LatencyResult> {
       if (!warm) {
         samples.push(...lat);
         acks.push(...ack.values());
-        const histories: (Steps | undefined)[] = [];
-        await pool(round, 16, async (n) => {
-          const h = await c.workflow
-            .getHandle(remediationWorkflowId(clusterId, n))
-            .fetchHistory()
-            .catch(() => undefined);
-          histories.push(h && stepsOf(h, t0Wall.get(n)!));
-        });
-        breakdown = breakdown.concat(histories.filter((h): h is Steps => h !== undefined));
+        await collectBreakdown(round, t0Wall);
       }
       const roundS = (performance.now() - roundStart) / 1000;
       await describeBudget();
