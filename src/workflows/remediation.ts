@@ -386,11 +386,13 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
     setPhase('restarting-pods', 'restarting only the pods using the faulty GPU');
     const pods = alerts.flatMap((a) => a.pods ?? []);
     for (const ns of [...new Set(pods.map((p) => p.namespace))]) {
-      await k8s.restartPods({
-        node,
-        namespace: ns,
-        podNames: pods.filter((p) => p.namespace === ns).map((p) => p.name),
-      });
+      await k8s.restartPods.executeWithOptions({ summary: `restart pods in ${ns} on ${node}` }, [
+        {
+          node,
+          namespace: ns,
+          podNames: pods.filter((p) => p.namespace === ns).map((p) => p.name),
+        },
+      ]);
     }
     await support.recordEpisode({ node, key: first.episodeKey });
     return finish('pods-restarted', `${pods.length} pod(s) restarted, no quarantine`);
@@ -407,13 +409,18 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
     return finish('automation-blocked', breaker.detail);
   }
   setPhase('quarantining');
-  const quarantine = await k8s.quarantineNode({ node, workflowId, reason: `${cls}: ${initial.reason}` });
+  const quarantine = await k8s.quarantineNode.executeWithOptions({ summary: `quarantine ${node} (${cls})` }, [
+    { node, workflowId, reason: `${cls}: ${initial.reason}` },
+  ]);
   quarantineReason = `remediation in progress (${cls})`;
 
   // Triage on the node: evidence may escalate the class, never lower it.
   setPhase('triage', 'dcgmi health and nvidia-smi on the node');
   try {
-    const evidence: TriageEvidence = await nodeAgent.agentTriage({ clusterId, node, expectedGpuCount: 8 });
+    const evidence: TriageEvidence = await nodeAgent.agentTriage.executeWithOptions(
+      { summary: `triage ${node}: dcgmi health, nvidia-smi` },
+      [{ clusterId, node, expectedGpuCount: 8 }],
+    );
     const refined = refineWithEvidence(cls, evidence, policy);
     reasons.push(...refined.reasons.slice(1));
     cls = refined.class;
@@ -438,7 +445,10 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
     if (!view.exists) return finish('node-gone', `node ${node} was deleted`);
     const timestamps = view.remediations.map((t) => Date.parse(t));
     for (let attempt = 0; ; attempt++) {
-      const admission = await support.budgetAcquire({ node, remediationTimestamps: timestamps });
+      const admission = await support.budgetAcquire.executeWithOptions(
+        { summary: `drain slot for ${node}` },
+        [{ node, remediationTimestamps: timestamps }],
+      );
       if (admission.admitted) {
         slotHeld = true;
         if (admission.escalateTo) {
@@ -456,7 +466,10 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
     // Check the pods fit elsewhere before evicting any: otherwise wait, or let an operator decide.
     // patched(): remediations that started before this check existed replay without it.
     while (patched('capacity-check-before-drain')) {
-      const capacity = await support.checkCapacity({ node });
+      const capacity = await support.checkCapacity.executeWithOptions(
+        { summary: `capacity check before draining ${node}` },
+        [{ node }],
+      );
       if (capacity.fits) break;
       const detail = capacity.unplaced.map((u) => `${u.pod}: ${u.summary}`).join('; ');
       waitingFor = `capacity for the pods to evict (${detail}); approve to drain anyway, reject to stop`;
@@ -557,7 +570,7 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
 
     setPhase('releasing', 'checking DaemonSets and GPU allocatable, then uncordoning');
     await k8s.recordRemediation({ node, at: new Date().toISOString() });
-    await k8s.releaseNode({ node, workflowId });
+    await k8s.releaseNode.executeWithOptions({ summary: `release ${node}` }, [{ node, workflowId }]);
     quarantineReason = null;
     await support.recordEpisode({ node, key: first.episodeKey });
     if (quarantine.record.preexistingCordon)
@@ -573,7 +586,11 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
 
   async function resetGpus(gpus: number[]): Promise<boolean> {
     try {
-      for (const gpu of gpus) await nodeAgent.agentResetGpu({ clusterId, node, gpu });
+      for (const gpu of gpus) {
+        await nodeAgent.agentResetGpu.executeWithOptions({ summary: `reset GPU ${gpu} on ${node}` }, [
+          { clusterId, node, gpu },
+        ]);
+      }
       return true;
     } catch (err) {
       const type = failureType(err);
@@ -593,7 +610,9 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
     if (kind === 'reset') return resetGpus(gpus);
     if (kind === 'reboot') {
       try {
-        await nodeAgent.agentRebootNode({ clusterId, node });
+        await nodeAgent.agentRebootNode.executeWithOptions({ summary: `reboot ${node}` }, [
+          { clusterId, node },
+        ]);
         return true;
       } catch (err) {
         reasons.push(
