@@ -1,7 +1,7 @@
 import { CoreV1Api, PolicyV1Api, type KubeConfig, type V1Node, type V1Pod } from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { makeApiClient } from '../k8s/api-client.js';
+import { makeApiClient, type ApiClientFactory } from '../k8s/api-client.js';
 import { apiErrorStatus, isApiError } from '../k8s/api-errors.js';
 import { apiErrorMessage } from '../k8s/api-status.js';
 import {
@@ -90,6 +90,8 @@ export interface KubernetesActivityDeps {
   now?: () => Date;
   /** How often waits re-check the cluster (pods gone, node present). Default 1000 ms. */
   pollIntervalMs?: number;
+  /** How API clients are made; default {@link makeApiClient} on `kc`, with its request timeout. */
+  apiClient?: ApiClientFactory;
 }
 
 export interface QuarantineNodeInput {
@@ -422,8 +424,9 @@ function podName(ref: PodRef): string {
  * await activities.quarantineNode({ node: 'gpu-node-7', workflowId, reason: 'XID 79' });
  */
 export function createKubernetesActivities(deps: KubernetesActivityDeps) {
-  const core = makeApiClient(deps.kc, CoreV1Api);
-  const policyApi = makeApiClient(deps.kc, PolicyV1Api);
+  const apiClient: ApiClientFactory = deps.apiClient ?? ((api) => makeApiClient(deps.kc, api));
+  const core = apiClient(CoreV1Api);
+  const policyApi = apiClient(PolicyV1Api);
   const now = deps.now ?? (() => new Date());
   const pollMs = deps.pollIntervalMs ?? 1_000;
   const { clusterId } = deps;

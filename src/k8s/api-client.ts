@@ -1,7 +1,8 @@
 import {
   createConfiguration,
   ServerConfiguration,
-  type Configuration,
+  type ApiConstructor,
+  type ApiType,
   type KubeConfig,
   type Middleware,
 } from '@kubernetes/client-node';
@@ -14,6 +15,9 @@ import { ConfigError } from '../errors.js';
  */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
+/** Makes an API client of the given type (tests pass one that records the calls). */
+export type ApiClientFactory = <T extends ApiType>(api: ApiConstructor<T>) => T;
+
 /**
  * `kc.makeApiClient(Api)` with a per-request timeout. Per-call options that add middleware (the
  * patch content types of `k8s/patch.ts`) append to it, so every call keeps the limit.
@@ -21,9 +25,9 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
  * @example
  * const core = makeApiClient(kc, CoreV1Api);
  */
-export function makeApiClient<T>(
+export function makeApiClient<T extends ApiType>(
   kc: KubeConfig,
-  api: new (configuration: Configuration) => T,
+  api: ApiConstructor<T>,
   timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS,
 ): T {
   const cluster = kc.getCurrentCluster();

@@ -152,7 +152,12 @@ describe('Kubernetes activities against the embedded cluster', () => {
       stopStack = started.stop;
     }
     rkc = new RecordingKubeConfig(stack.kc);
-    acts = createKubernetesActivities({ kc: rkc, clusterId: stack.state.clusterId, pollIntervalMs: 250 });
+    acts = createKubernetesActivities({
+      kc: rkc,
+      clusterId: stack.state.clusterId,
+      pollIntervalMs: 250,
+      apiClient: (api) => rkc.makeApiClient(api),
+    });
     const { core } = clients(stack.kc);
     nodes = (await core.listNode({ labelSelector: `${SIMULATED_LABEL}=true` })).items
       .map((n) => n.metadata!.name!)
