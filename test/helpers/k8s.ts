@@ -7,7 +7,9 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { EPISODES_ANNOTATION } from '../../src/activities/remediation-support.js';
 import { mergePatch } from '../../src/k8s/patch.js';
+import { REMEDIATIONS_ANNOTATION } from '../../src/k8s/remediation-labels.js';
 
 /** Clients for the test cluster. */
 export function clients(kc: KubeConfig) {
@@ -148,4 +150,21 @@ export async function liftQuarantine(kc: KubeConfig, name: string): Promise<void
     },
     mergePatch,
   );
+}
+
+/**
+ * Forgets the nodes' remediation history (the repeat guard's record and the handled fault episodes).
+ * Test files share the stack: without this, a node remediated by an earlier file would count as
+ * remediated twice in 7 days (replace hardware) or see its alert as already handled.
+ */
+export async function clearRemediationHistory(kc: KubeConfig, names: readonly string[]): Promise<void> {
+  for (const name of names) {
+    await clients(kc).core.patchNode(
+      {
+        name,
+        body: { metadata: { annotations: { [REMEDIATIONS_ANNOTATION]: null, [EPISODES_ANNOTATION]: null } } },
+      },
+      mergePatch,
+    );
+  }
 }

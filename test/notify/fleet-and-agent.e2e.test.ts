@@ -13,7 +13,8 @@ import { eventually } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 import { startReceiver } from './receiver.js';
-import { startObservedWorkers } from './workers.js';
+import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
+import { clearRemediationHistory } from '../helpers/k8s.js';
 
 installQuietRuntime();
 
@@ -45,14 +46,14 @@ function setup(budgetConfig: Partial<FleetBudgetConfig>) {
   const ctx = {} as {
     stack: TestStack;
     receiver: Awaited<ReturnType<typeof startReceiver>>;
-    workers: Awaited<ReturnType<typeof startObservedWorkers>>;
+    workers: RemediationWorkers;
     taskQueue: string;
   };
   before(async () => {
     ctx.stack = await useTestStack();
     ctx.receiver = await startReceiver();
     ctx.taskQueue = `fleetmedic-fleet-${process.pid}-${seq++}`;
-    ctx.workers = await startObservedWorkers(ctx.stack, {
+    ctx.workers = await startRemediationWorkers(ctx.stack, {
       taskQueue: ctx.taskQueue,
       gpus: new MemoryGpuStateStore(),
       budgetConfig,
@@ -60,6 +61,7 @@ function setup(budgetConfig: Partial<FleetBudgetConfig>) {
         sinks: [{ name: 'json', type: 'json', url: `${ctx.receiver.url}/json` }],
       }),
     });
+    await clearRemediationHistory(ctx.stack.kc, ctx.workers.nodes);
   });
   after(async () => {
     await ctx.workers?.stop();

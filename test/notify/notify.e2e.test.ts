@@ -11,7 +11,8 @@ import { clients, eventually } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 import { startReceiver } from './receiver.js';
-import { startObservedWorkers } from './workers.js';
+import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
+import { clearRemediationHistory } from '../helpers/k8s.js';
 
 installQuietRuntime();
 
@@ -42,7 +43,7 @@ function alert(xid: number, gpu = 3): AlertSignal {
 describe('notifications end to end', () => {
   let stack: TestStack;
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
-  let workers: Awaited<ReturnType<typeof startObservedWorkers>> | undefined;
+  let workers: RemediationWorkers | undefined;
   const gpus = new MemoryGpuStateStore();
   const taskQueue = `fleetmedic-notify-${process.pid}`;
   let gate: Promise<void> = Promise.resolve();
@@ -54,7 +55,7 @@ describe('notifications end to end', () => {
       respond: (path) => (path === '/down' || path === '/gated' ? 503 : 200),
       hold: (path) => (path === '/gated' ? gate : undefined),
     });
-    workers = await startObservedWorkers(stack, {
+    workers = await startRemediationWorkers(stack, {
       taskQueue,
       gpus,
       budgetConfig: { breakerThreshold: 1, minHealthyFraction: 0, maxConcurrentDrains: 2 },
@@ -84,6 +85,7 @@ describe('notifications end to end', () => {
         ],
       }),
     });
+    await clearRemediationHistory(stack.kc, workers.nodes);
   });
 
   after(async () => {

@@ -15,7 +15,8 @@ import { approveUpdate, statusQuery } from '../../src/workflows/remediation.js';
 import { eventually } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
-import { startObservedWorkers } from '../notify/workers.js';
+import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
+import { clearRemediationHistory } from '../helpers/k8s.js';
 
 installQuietRuntime();
 
@@ -52,18 +53,19 @@ function sample(text: string, name: string): number | undefined {
 // the control worker's /metrics, on the test stack with real remediations.
 describe('node Events and metrics end to end', () => {
   let stack: TestStack;
-  let workers: Awaited<ReturnType<typeof startObservedWorkers>> | undefined;
+  let workers: RemediationWorkers | undefined;
   const gpus = new MemoryGpuStateStore();
   const taskQueue = `fleetmedic-obs-${process.pid}`;
 
   before(async () => {
     stack = await useTestStack();
-    workers = await startObservedWorkers(stack, {
+    workers = await startRemediationWorkers(stack, {
       taskQueue,
       gpus,
       budgetConfig: { breakerThreshold: 1, minHealthyFraction: 0, maxConcurrentDrains: 1 },
       metricsPort: 0,
     });
+    await clearRemediationHistory(stack.kc, workers.nodes);
   });
 
   after(async () => {

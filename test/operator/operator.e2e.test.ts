@@ -5,12 +5,9 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { after, before, describe, it } from 'node:test';
-import { EPISODES_ANNOTATION } from '../../src/activities/remediation-support.js';
 import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
 import { OperatorClient, type RemediationRow } from '../../src/client/operator-client.js';
 import type { AlertSignal, RemediationPolicy } from '../../src/domain/remediation-plan.js';
-import { mergePatch } from '../../src/k8s/patch.js';
-import { REMEDIATIONS_ANNOTATION } from '../../src/k8s/remediation-labels.js';
 import { healthyGpuState, MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
 import { KubernetesNodeLookup } from '../../src/webhook/node-lookup.js';
 import { parseRules } from '../../src/webhook/rules.js';
@@ -23,7 +20,7 @@ import {
   type gpuRemediationWorkflow,
   type RemediationStatus,
 } from '../../src/workflows/remediation.js';
-import { clients, eventually, liftQuarantine } from '../helpers/k8s.js';
+import { clearRemediationHistory, eventually, liftQuarantine } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
@@ -120,15 +117,7 @@ describe('operator CLI and HTTP actions', () => {
   async function cleanNodes() {
     for (const name of nodes) {
       await liftQuarantine(stack.kc, name).catch(() => {});
-      await clients(stack.kc).core.patchNode(
-        {
-          name,
-          body: {
-            metadata: { annotations: { [REMEDIATIONS_ANNOTATION]: null, [EPISODES_ANNOTATION]: null } },
-          },
-        },
-        mergePatch,
-      );
+      await clearRemediationHistory(stack.kc, [name]);
       await gpus.set(name, healthyGpuState(name));
     }
   }

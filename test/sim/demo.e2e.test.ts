@@ -6,11 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { EPISODES_ANNOTATION } from '../../src/activities/remediation-support.js';
-import { REMEDIATIONS_ANNOTATION } from '../../src/k8s/remediation-labels.js';
-import { mergePatch } from '../../src/k8s/patch.js';
 import { fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
-import { clients, liftQuarantine } from '../helpers/k8s.js';
+import { clearRemediationHistory, clients, liftQuarantine } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 
 const CLI = fileURLToPath(new URL('../../bin/fleetmedic.js', import.meta.url));
@@ -25,17 +22,7 @@ describe('fleetmedic demo', () => {
   async function clearNodeHistory() {
     for (const name of nodes) {
       await liftQuarantine(stack.kc, name).catch(() => {});
-      await clients(stack.kc)
-        .core.patchNode(
-          {
-            name,
-            body: {
-              metadata: { annotations: { [REMEDIATIONS_ANNOTATION]: null, [EPISODES_ANNOTATION]: null } },
-            },
-          },
-          mergePatch,
-        )
-        .catch(() => {});
+      await clearRemediationHistory(stack.kc, [name]).catch(() => {});
     }
   }
 

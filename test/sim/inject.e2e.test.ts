@@ -6,16 +6,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { EPISODES_ANNOTATION } from '../../src/activities/remediation-support.js';
-import { REMEDIATIONS_ANNOTATION } from '../../src/k8s/remediation-labels.js';
-import { mergePatch } from '../../src/k8s/patch.js';
 import { FileGpuStateStore, healthyGpuState, simGpuStateDir } from '../../src/sim/gpu-state.js';
 import { pickFreePorts } from '../../src/stack/processes.js';
 import { readWebhookEndpoint } from '../../src/webhook/endpoint-record.js';
 import { remediationWorkflowId } from '../../src/workflows/ids.js';
 import { approveUpdate, statusQuery } from '../../src/workflows/remediation.js';
 import { ALERT, NODE } from '../../src/workflows/search-attributes.js';
-import { clients, eventually, liftQuarantine } from '../helpers/k8s.js';
+import { clearRemediationHistory, eventually, liftQuarantine } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
@@ -41,13 +38,7 @@ describe('fleetmedic sim inject -> webhook -> remediation', () => {
   const target = 'gpu-node-1';
 
   async function clearNodeHistory(name: string) {
-    await clients(stack.kc).core.patchNode(
-      {
-        name,
-        body: { metadata: { annotations: { [REMEDIATIONS_ANNOTATION]: null, [EPISODES_ANNOTATION]: null } } },
-      },
-      mergePatch,
-    );
+    await clearRemediationHistory(stack.kc, [name]);
   }
 
   function cli(...args: string[]) {

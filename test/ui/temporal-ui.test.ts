@@ -6,14 +6,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { EPISODES_ANNOTATION } from '../../src/activities/remediation-support.js';
 import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
-import { REMEDIATIONS_ANNOTATION } from '../../src/k8s/remediation-labels.js';
-import { mergePatch } from '../../src/k8s/patch.js';
 import { healthyGpuState, MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
 import { approveUpdate, statusQuery } from '../../src/workflows/remediation.js';
 import { NODE } from '../../src/workflows/search-attributes.js';
-import { clients, eventually, liftQuarantine } from '../helpers/k8s.js';
+import { clearRemediationHistory, eventually, liftQuarantine } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
@@ -37,13 +34,7 @@ describe('Temporal UI shows a remediation by node', () => {
   const target = 'gpu-node-2';
 
   async function clearNodeHistory(name: string) {
-    await clients(stack.kc).core.patchNode(
-      {
-        name,
-        body: { metadata: { annotations: { [REMEDIATIONS_ANNOTATION]: null, [EPISODES_ANNOTATION]: null } } },
-      },
-      mergePatch,
-    );
+    await clearRemediationHistory(stack.kc, [name]);
   }
 
   before(async () => {

@@ -2,13 +2,10 @@ import { KubeConfig } from '@kubernetes/client-node';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { EPISODES_ANNOTATION } from '../../src/activities/remediation-support.js';
 import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
 import { apiServerUrl } from '../../src/k8s/kubeconfig.js';
-import { mergePatch } from '../../src/k8s/patch.js';
-import { REMEDIATIONS_ANNOTATION } from '../../src/k8s/remediation-labels.js';
 import { MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
-import { clients, eventually, liftQuarantine } from '../helpers/k8s.js';
+import { clearRemediationHistory, clients, eventually, liftQuarantine } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
@@ -79,15 +76,7 @@ describe('API server briefly unreachable', () => {
     const server = new URL(apiServerUrl(stack.kc));
     server.port = String(relay.port);
     kc.clusters = kc.clusters.map((c) => ({ ...c, server: server.origin }));
-    await clients(stack.kc).core.patchNode(
-      {
-        name: target,
-        body: {
-          metadata: { annotations: { [REMEDIATIONS_ANNOTATION]: null, [EPISODES_ANNOTATION]: null } },
-        },
-      },
-      mergePatch,
-    );
+    await clearRemediationHistory(stack.kc, [target]);
     workers = await startRemediationWorkers(
       { ...stack, kc },
       {

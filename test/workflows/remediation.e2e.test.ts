@@ -4,9 +4,7 @@ import fs from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { after, before, describe, it } from 'node:test';
-import { EPISODES_ANNOTATION } from '../../src/activities/remediation-support.js';
 import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
-import { REMEDIATIONS_ANNOTATION } from '../../src/k8s/remediation-labels.js';
 import type { AlertSignal, RemediationPolicy } from '../../src/domain/remediation-plan.js';
 import { mergePatch } from '../../src/k8s/patch.js';
 import { healthyGpuState, MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
@@ -22,6 +20,7 @@ import {
   type RemediationStatus,
 } from '../../src/workflows/remediation.js';
 import {
+  clearRemediationHistory,
   clients,
   deployment,
   eventually,
@@ -84,17 +83,7 @@ describe('GPU remediation end to end', () => {
     ns = await tempNamespace(stack.kc, 'fmrem');
     // A reused stack keeps the nodes' remediation history; start from none, or the repeat guard
     // (twice in 7 days -> replace hardware) would change these scenarios.
-    for (const name of nodes) {
-      await clients(stack.kc).core.patchNode(
-        {
-          name,
-          body: {
-            metadata: { annotations: { [REMEDIATIONS_ANNOTATION]: null, [EPISODES_ANNOTATION]: null } },
-          },
-        },
-        mergePatch,
-      );
-    }
+    await clearRemediationHistory(stack.kc, nodes);
   });
 
   after(async () => {

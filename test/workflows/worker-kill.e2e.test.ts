@@ -5,16 +5,21 @@ import { execa, type ResultPromise } from 'execa';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { EPISODES_ANNOTATION } from '../../src/activities/remediation-support.js';
 import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
-import { mergePatch } from '../../src/k8s/patch.js';
-import { REMEDIATIONS_ANNOTATION } from '../../src/k8s/remediation-labels.js';
 import { MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
 import { simulatedRunner } from '../../src/sim/sim-runner.js';
 import { createNodeAgentWorkers } from '../../src/workers/node-agent-host.js';
 import { fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
 import { statusQuery } from '../../src/workflows/remediation.js';
-import { clients, deployment, eventually, isReady, livePods, tempNamespace } from '../helpers/k8s.js';
+import {
+  clearRemediationHistory,
+  clients,
+  deployment,
+  eventually,
+  isReady,
+  livePods,
+  tempNamespace,
+} from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 
@@ -82,15 +87,7 @@ describe('control worker killed mid-drain', () => {
     const target = 'gpu-node-3';
     // Earlier files may have remediated this node: clear its history, or the repeat guard (twice in
     // 7 days -> replace hardware) would rightly park this remediation for an operator.
-    await clients(stack.kc).core.patchNode(
-      {
-        name: target,
-        body: {
-          metadata: { annotations: { [REMEDIATIONS_ANNOTATION]: null, [EPISODES_ANNOTATION]: null } },
-        },
-      },
-      mergePatch,
-    );
+    await clearRemediationHistory(stack.kc, [target]);
     const gpus = new MemoryGpuStateStore();
     await gpus.set(target, withFault(await gpus.get(target), { gpu: 5, xid: 48 }));
     agents = await createNodeAgentWorkers({
