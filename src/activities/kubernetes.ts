@@ -1,4 +1,11 @@
-import { CoreV1Api, PolicyV1Api, type KubeConfig, type V1Node, type V1Pod } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  PolicyV1Api,
+  type KubeConfig,
+  type V1Node,
+  type V1Pod,
+  type V1PodDisruptionBudget,
+} from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { makeApiClient, type ApiClientFactory } from '../k8s/api-client.js';
@@ -27,6 +34,7 @@ import {
   type NodeMergePatch,
 } from '../k8s/node-ownership.js';
 import { mergePatch } from '../k8s/patch.js';
+import { coveringPdbs } from '../k8s/pdb.js';
 import { REMEDIATIONS_ANNOTATION } from '../k8s/remediation-labels.js';
 import {
   nodeSummary,
@@ -240,6 +248,10 @@ const NODE_CHECK_INTERVAL_MS = 2_000;
 /** Clock difference tolerated between this worker and the API server when dating a PDB's records. */
 const CLOCK_SKEW_MS = 60_000;
 const LIST_PAGE = 500;
+/** How often a drain waiting on a PodDisruptionBudget re-reads its status. */
+const PDB_POLL_MS = 300;
+/** PodDisruptionBudget groups evicting at once, per unit of `concurrency` (see drainNode). */
+const PDB_GROUPS_PER_WORKER = 4;
 
 function invalid(activity: string, message: string): ApplicationFailure {
   return ApplicationFailure.nonRetryable(`${activity}: ${message}`, KubernetesFailureType.InvalidInput);
@@ -527,6 +539,55 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
   }
 
   /**
+   * One eviction (or deletion) of exactly the pod `ref` names, by UID precondition. 404 and a failed
+   * UID precondition (409) for a pod that is gone or replaced mean it is already gone: done.
+   *
+   * @returns 'refused' on 429 (a PodDisruptionBudget allows no disruption now), 'retry' on a 409 for
+   *   a pod still there; throws `MultiplePodDisruptionBudgets` on the API server's 500 for a pod that
+   *   several budgets cover, and other API errors through {@link fail}.
+   */
+  async function evictOnce(
+    ref: PodRef,
+    method: 'evict' | 'delete',
+  ): Promise<'evicted' | 'gone' | 'refused' | 'retry'> {
+    try {
+      if (method === 'evict') {
+        await core.createNamespacedPodEviction({
+          name: ref.name,
+          namespace: ref.namespace,
+          body: {
+            apiVersion: 'policy/v1',
+            kind: 'Eviction',
+            metadata: { name: ref.name, namespace: ref.namespace },
+            deleteOptions: { preconditions: { uid: ref.uid } },
+          },
+        });
+      } else {
+        await core.deleteNamespacedPod({
+          name: ref.name,
+          namespace: ref.namespace,
+          body: { preconditions: { uid: ref.uid } },
+        });
+      }
+      return 'evicted';
+    } catch (err) {
+      if (isApiError(err, 404)) return 'gone';
+      if (isApiError(err, 409)) {
+        // Conflict on the UID precondition: the name belongs to a new pod now. Anything else, retry.
+        return (await goneOrReplaced(ref)) ? 'gone' : 'retry';
+      }
+      if (isApiError(err, 429)) return 'refused';
+      if (isApiError(err, 500) && /more than one PodDisruptionBudget/i.test(apiErrorMessage(err))) {
+        throw ApplicationFailure.nonRetryable(
+          `cannot evict pod ${podName(ref)}: ${apiErrorMessage(err)}`,
+          KubernetesFailureType.MultiplePodDisruptionBudgets,
+        );
+      }
+      fail(err, `evicting pod ${podName(ref)}`);
+    }
+  }
+
+  /**
    * Evicts (or deletes) exactly the pod `ref` names, by UID precondition. 404 and a failed UID
    * precondition (409) mean it is already gone or replaced: done. 429 means a PodDisruptionBudget
    * allows no disruption now: wait with backoff and try the same pod again, until the deadline.
@@ -537,42 +598,9 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
     for (let retry = 0; ;) {
       throwIfCancelled(ctl.cancel);
       if (ctl.stop.aborted || now().getTime() >= ctl.deadlineMs) return 'stopped';
-      try {
-        if (ctl.method === 'evict') {
-          await core.createNamespacedPodEviction({
-            name: ref.name,
-            namespace: ref.namespace,
-            body: {
-              apiVersion: 'policy/v1',
-              kind: 'Eviction',
-              metadata: { name: ref.name, namespace: ref.namespace },
-              deleteOptions: { preconditions: { uid: ref.uid } },
-            },
-          });
-        } else {
-          await core.deleteNamespacedPod({
-            name: ref.name,
-            namespace: ref.namespace,
-            body: { preconditions: { uid: ref.uid } },
-          });
-        }
-        return 'evicted';
-      } catch (err) {
-        if (isApiError(err, 404)) return 'gone';
-        if (isApiError(err, 409)) {
-          // Conflict on the UID precondition: the name belongs to a new pod now. Anything else, retry.
-          if (await goneOrReplaced(ref)) return 'gone';
-        } else if (isApiError(err, 429)) {
-          ctl.on429();
-        } else if (isApiError(err, 500) && /more than one PodDisruptionBudget/i.test(apiErrorMessage(err))) {
-          throw ApplicationFailure.nonRetryable(
-            `cannot evict pod ${podName(ref)}: ${apiErrorMessage(err)}`,
-            KubernetesFailureType.MultiplePodDisruptionBudgets,
-          );
-        } else {
-          fail(err, `evicting pod ${podName(ref)}`);
-        }
-      }
+      const outcome = await evictOnce(ref, ctl.method);
+      if (outcome === 'evicted' || outcome === 'gone') return outcome;
+      if (outcome === 'refused') ctl.on429();
       if (await ctl.nodeGone()) return 'stopped';
       ctl.heartbeat();
       const left = ctl.deadlineMs - now().getTime();
@@ -584,6 +612,80 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
         await pause(slice, ctl.cancel, ctl.stop);
         wait -= slice;
         ctl.heartbeat();
+      }
+    }
+  }
+
+  /**
+   * Evicts the pods one PodDisruptionBudget (and only it) covers, never more at once than its
+   * `status.disruptionsAllowed` (and `ctl` concurrency): while it allows none, re-reads the budget
+   * every {@link PDB_POLL_MS} instead of sending evictions it would refuse with 429. A 429 that still
+   * comes (the disruption controller not caught up, another client evicting) waits for the budget the
+   * same way, not with a per-pod backoff. A budget deleted meanwhile leaves its pods to
+   * {@link evictPod}.
+   *
+   * @param blocked called with true while the budget allows no disruption (for the deadline message).
+   * @returns when every pod is done, or early when the deadline passed, the node vanished or another
+   *   task failed (the pods not done stay pending).
+   */
+  async function evictPdbGroup(
+    pdb: { namespace: string; name: string },
+    refs: readonly PodRef[],
+    ctl: EvictionControl & { concurrency: number; done: (ref: PodRef, outcome: 'evicted' | 'gone') => void },
+    blocked: (waiting: boolean) => void,
+  ): Promise<void> {
+    const todo = [...refs];
+    const pdbName = `${pdb.namespace}/${pdb.name}`;
+    while (todo.length > 0) {
+      throwIfCancelled(ctl.cancel);
+      if (ctl.stop.aborted || now().getTime() >= ctl.deadlineMs) return;
+      let allowed: number;
+      try {
+        const read = await policyApi.readNamespacedPodDisruptionBudget(pdb);
+        // A budget whose spec changed since its status was computed refuses every eviction (429).
+        const stale = (read.status?.observedGeneration ?? 0) < (read.metadata?.generation ?? 0);
+        allowed = stale ? 0 : (read.status?.disruptionsAllowed ?? 0);
+      } catch (err) {
+        if (!isApiError(err, 404)) fail(err, `reading PodDisruptionBudget ${pdbName}`);
+        blocked(false);
+        for (const ref of todo) {
+          const outcome = await evictPod(ref, ctl);
+          if (outcome === 'stopped') return;
+          ctl.done(ref, outcome);
+        }
+        return;
+      }
+      blocked(allowed <= 0);
+      let progressed = false;
+      if (allowed > 0) {
+        const batch = todo.splice(0, Math.min(allowed, ctl.concurrency));
+        const outcomes = await Promise.allSettled(batch.map((ref) => evictOnce(ref, ctl.method)));
+        let failure: { error: unknown } | undefined;
+        outcomes.forEach((o, k) => {
+          const ref = batch[k]!;
+          if (o.status === 'rejected') {
+            failure ??= { error: o.reason };
+          } else if (o.value === 'evicted' || o.value === 'gone') {
+            ctl.done(ref, o.value);
+            progressed = true;
+          } else {
+            if (o.value === 'refused') ctl.on429();
+            todo.push(ref);
+          }
+        });
+        if (failure) throw failure.error;
+      }
+      if (todo.length === 0) return;
+      if (await ctl.nodeGone()) return;
+      ctl.heartbeat();
+      // After evictions that went through, read the budget again at once: the Eviction API has
+      // already charged it, so the new status says whether more may go now.
+      if (!progressed) {
+        await pause(
+          Math.min(PDB_POLL_MS, Math.max(ctl.deadlineMs - now().getTime(), 0)),
+          ctl.cancel,
+          ctl.stop,
+        );
       }
     }
   }
@@ -613,6 +715,19 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
         return gone;
       },
     };
+  }
+
+  /** The PodDisruptionBudgets of `namespaces`. */
+  async function listPdbs(namespaces: ReadonlySet<string>): Promise<V1PodDisruptionBudget[]> {
+    const found: V1PodDisruptionBudget[] = [];
+    for (const namespace of namespaces) {
+      try {
+        found.push(...(await policyApi.listNamespacedPodDisruptionBudget({ namespace })).items);
+      } catch (err) {
+        fail(err, `listing PodDisruptionBudgets in namespace ${namespace}`);
+      }
+    }
+    return found;
   }
 
   /**
@@ -713,7 +828,9 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
 
     /**
      * Drains a cordoned node through the Eviction API with `kubectl drain` semantics (see
-     * `planDrain`): PDB-aware (429 -> backoff and retry that pod), bounded concurrency, UID
+     * `planDrain`): PDB-aware (the pods of each PodDisruptionBudget are evicted no faster than its
+     * `status.disruptionsAllowed`, budgets side by side, at most `concurrency` x 4 of them at once; pods
+     * without a budget go through a pool of `concurrency`, with backoff on 429), UID
      * preconditions, per-pod heartbeats `{ evicted, pending, refused429, startedAt }` from which a
      * retried attempt resumes without evicting any pod twice, and a deadline that fails with
      * `DrainDeadlineExceeded` (listing the pods left) instead of waiting forever. Waits until every
@@ -835,17 +952,54 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
         }
         toEvict = toEvict.filter((r) => pending.has(r.uid));
       }
-      await runPool(toEvict, concurrency, stop, async (ref) => {
-        const outcome = await evictPod(ref, ctl);
-        if (outcome !== 'stopped') done(ref, outcome);
-      });
+      // Pods of one Deployment sit together in the list: a plain pool would send most evictions to
+      // the same budget and back off on its 429s. Each budget's pods form a group instead, evicted
+      // at the pace its status allows; the groups run side by side, the rest of the pods in the pool.
+      const labels = new Map(pods.map((p) => [p.metadata?.uid ?? '', p.metadata?.labels] as const));
+      const pdbs = await listPdbs(new Set(toEvict.map((r) => r.namespace)));
+      const free: PodRef[] = [];
+      const groups = new Map<string, { pdb: { namespace: string; name: string }; refs: PodRef[] }>();
+      const groupOf = new Map<string, string>();
+      for (const ref of toEvict) {
+        const covering = coveringPdbs({ namespace: ref.namespace, labels: labels.get(ref.uid) }, pdbs);
+        // Several budgets: the Eviction API refuses the pod (MultiplePodDisruptionBudgets), as before.
+        if (covering.length !== 1) {
+          free.push(ref);
+          continue;
+        }
+        const pdb = { namespace: ref.namespace, name: covering[0]!.metadata?.name ?? '' };
+        const key = `${pdb.namespace}/${pdb.name}`;
+        const group = groups.get(key) ?? { pdb, refs: [] };
+        group.refs.push(ref);
+        groups.set(key, group);
+        groupOf.set(ref.uid, key);
+      }
+      const blockedPdbs = new Set<string>();
+      const settled = await Promise.allSettled([
+        runPool(free, concurrency, stop, async (ref) => {
+          const outcome = await evictPod(ref, ctl);
+          if (outcome !== 'stopped') done(ref, outcome);
+        }),
+        runPool([...groups.entries()], concurrency * PDB_GROUPS_PER_WORKER, stop, async ([key, g]) =>
+          evictPdbGroup(g.pdb, g.refs, { ...ctl, concurrency, done }, (waiting) => {
+            if (waiting) blockedPdbs.add(key);
+            else blockedPdbs.delete(key);
+          }),
+        ),
+      ]);
+      for (const s of settled) if (s.status === 'rejected') throw s.reason;
       if (watch.gone) return result(true);
 
       const deadlineFailure = async (): Promise<ApplicationFailure> => {
         const present = new Set((await listPodsOnNode(name)).map((p) => p.metadata?.uid ?? ''));
         const left = [...pending.values(), ...waitFor.values()].filter((r) => present.has(r.uid));
-        const describe = (r: PodRef) =>
-          `${podName(r)} (${pending.has(r.uid) ? 'not evicted' : 'still terminating'})`;
+        const describe = (r: PodRef) => {
+          const key = groupOf.get(r.uid);
+          if (!pending.has(r.uid)) return `${podName(r)} (still terminating)`;
+          return key !== undefined && blockedPdbs.has(key)
+            ? `${podName(r)} (not evicted: PodDisruptionBudget ${key} allows no disruption)`
+            : `${podName(r)} (not evicted)`;
+        };
         return ApplicationFailure.create({
           message:
             `drain of node ${name} did not finish within ${deadlineSeconds ?? DEFAULT_DRAIN_DEADLINE_S}s ` +

@@ -647,6 +647,7 @@ describe('Kubernetes activities against the embedded cluster', () => {
     const snaps = new Map(
       await Promise.all([target, ...others].map(async (n) => [n, await snapshot(n)] as const)),
     );
+    const { policy } = clients(stack.kc);
     try {
       const w = await workloadOn(ns.name, target, 'web', 2, { maxUnavailable: 1 });
       await acts.quarantineNode({ node: target, workflowId: 'wf-drain', reason: 'XID 79' });
@@ -673,11 +674,16 @@ describe('Kubernetes activities against the embedded cluster', () => {
       let result: DrainNodeResult;
       try {
         // kwok makes pods Ready at once, so a replacement would satisfy the PDB before the second
-        // eviction is tried. Give replacements a place to go only once the PDB has refused one: the
-        // capacity of the other nodes "arrives" mid-drain, as on a cluster that is scaling up.
-        await eventually('the PDB to refuse an eviction', () =>
-          Promise.resolve(run.beats.some((b) => b.refused429 > 0) ? true : undefined),
-        );
+        // eviction is tried. Give replacements a place to go only once the drain is waiting on the
+        // PDB (one pod evicted, its replacement Pending, no disruption allowed): the capacity of the
+        // other nodes "arrives" mid-drain, as on a cluster that is scaling up.
+        await eventually('the drain to wait on the PDB after one eviction', async () => {
+          if (!run.beats.some((b) => b.evicted.length === 1)) return undefined;
+          const p = await policy.readNamespacedPodDisruptionBudget({ name: 'web', namespace: ns.name });
+          return p.status?.disruptionsAllowed === 0 ? true : undefined;
+        });
+        await sleep(1_000); // several PDB polls while nothing is allowed
+        assert.equal(run.beats.at(-1)!.evicted.length, 1, 'no second eviction while the PDB allows none');
         await w.spread(others);
         result = await run.result;
       } finally {
@@ -687,8 +693,8 @@ describe('Kubernetes activities against the embedded cluster', () => {
       assert.equal(result.nodeGone, false);
       assert.equal(result.evicted, 2);
       assert.ok(
-        result.refused429 >= 1,
-        `the PDB should have refused the second eviction at least once (${result.refused429})`,
+        result.refused429 <= 1,
+        `the drain waits for the PDB instead of sending evictions it refuses (${result.refused429} refused)`,
       );
       assert.ok(samples >= 5, `sampled ${samples} times`);
       assert.ok(minReady >= 1, `at some point ${2 - minReady} replicas were unavailable`);
@@ -705,6 +711,78 @@ describe('Kubernetes activities against the embedded cluster', () => {
         return pods.length === 2 && pods.every(isReady) ? pods : undefined;
       });
       assert.ok(live.every((p) => p.spec?.nodeName !== target && !originals.has(p.metadata!.uid!)));
+    } finally {
+      for (const [n, s] of snaps) await restore(n, s);
+      await dropNamespace(ns);
+    }
+  });
+
+  it('drains several Deployments, each under its own PDB (maxUnavailable 1), pacing each by its PDB', async () => {
+    const ns = await tempNamespace(stack.kc, 'fmpdbs');
+    const target = nodes[2]!;
+    const others = [nodes[0]!, nodes[1]!];
+    const snaps = new Map(
+      await Promise.all([target, ...others].map(async (n) => [n, await snapshot(n)] as const)),
+    );
+    const apps = ['alpha', 'beta', 'gamma', 'delta'];
+    const replicas = 3;
+    try {
+      const originals = new Set<string>();
+      let w: Awaited<ReturnType<typeof workloadOn>> | undefined;
+      for (const app of apps) {
+        w = await workloadOn(ns.name, target, app, replicas, { maxUnavailable: 1 });
+        for (const p of w.pods) originals.add(p.metadata!.uid!);
+      }
+      await w!.spread(others);
+      await acts.quarantineNode({ node: target, workflowId: 'wf-pdbs', reason: 'XID 79' });
+
+      // Sample availability per Deployment while the drain runs: Ready, non-terminating replicas.
+      const minReady = new Map(apps.map((app) => [app, Infinity]));
+      let samples = 0;
+      let sampling = true;
+      const sampler = (async () => {
+        while (sampling) {
+          const { core } = clients(stack.kc);
+          const live = (await core.listNamespacedPod({ namespace: ns.name })).items.filter(
+            (p) => !p.metadata?.deletionTimestamp && isReady(p),
+          );
+          for (const app of apps) {
+            const ready = live.filter((p) => p.metadata?.labels?.app === app).length;
+            minReady.set(app, Math.min(minReady.get(app)!, ready));
+          }
+          samples++;
+          await sleep(50);
+        }
+      })();
+      const evictionsBefore = rkc.evictionCalls().length;
+      let result: DrainNodeResult;
+      try {
+        result = await drain({
+          node: target,
+          workflowId: 'wf-pdbs',
+          deadlineSeconds: 90,
+          podFilter: { namespaces: [ns.name] },
+        }).result;
+      } finally {
+        sampling = false;
+        await sampler;
+      }
+      assert.equal(result.nodeGone, false);
+      assert.equal(result.evicted, apps.length * replicas);
+      assert.ok(samples >= 5, `sampled ${samples} times`);
+      for (const [app, ready] of minReady)
+        assert.ok(
+          ready >= replicas - 1,
+          `${app}: at some point ${replicas - ready} replicas were unavailable`,
+        );
+      const calls = rkc.evictionCalls().slice(evictionsBefore);
+      assert.equal(calls.filter((c) => c.status === 429).length, result.refused429);
+      assert.ok(
+        result.refused429 <= apps.length,
+        `the drain waits for each PDB instead of sending evictions it refuses (${result.refused429} refused)`,
+      );
+      assert.deepEqual(new Set(calls.filter((c) => c.status < 300).map((c) => c.uid)), originals);
+      assert.equal(calls.filter((c) => c.status < 300).length, originals.size, 'each pod evicted once');
     } finally {
       for (const [n, s] of snaps) await restore(n, s);
       await dropNamespace(ns);
@@ -891,11 +969,19 @@ describe('Kubernetes activities against the embedded cluster', () => {
         (err: unknown) => {
           isFailure('DrainDeadlineExceeded')(err);
           const message = (err as Error).message;
-          for (const pod of w.pods)
-            assert.ok(message.includes(`${ns.name}/${pod.metadata!.name} (not evicted)`), message);
-          assert.match(message, /[1-9]\d* eviction\(s\) refused by PodDisruptionBudgets/);
+          for (const pod of w.pods) {
+            const why = `not evicted: PodDisruptionBudget ${ns.name}/pinned allows no disruption`;
+            assert.ok(message.includes(`${ns.name}/${pod.metadata!.name} (${why})`), message);
+          }
+          assert.match(message, /\d+ eviction\(s\) refused by PodDisruptionBudgets/);
           return true;
         },
+      );
+      const uids = new Set(w.pods.map((p) => p.metadata!.uid!));
+      assert.equal(
+        rkc.evictionCalls().filter((c) => uids.has(c.uid)).length,
+        0,
+        'no eviction is sent while the PDB allows no disruption',
       );
       const elapsed = (Date.now() - started) / 1000;
       assert.ok(elapsed >= 3 && elapsed < 15, `gave up after ${elapsed}s`);
@@ -928,8 +1014,9 @@ describe('Kubernetes activities against the embedded cluster', () => {
       await workloadOn(ns.name, name, 'stuck', 1, { minAvailable: 1 });
       await acts.quarantineNode({ node: name, workflowId: 'wf-gone', reason: 'XID 79' });
       const run = drain({ node: name, workflowId: 'wf-gone', deadlineSeconds: 45 });
-      await eventually('a refused eviction', () =>
-        Promise.resolve(run.beats.some((b) => b.refused429 > 0) ? true : undefined),
+      // The first heartbeat comes with the plan; later ones from the wait on the PDB.
+      await eventually('the drain waiting on the PDB', () =>
+        Promise.resolve(run.beats.length >= 3 && run.beats.at(-1)!.pending.length === 1 ? true : undefined),
       );
       await core.deleteNode({ name });
       const result = await run.result;
