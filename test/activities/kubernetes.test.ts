@@ -777,8 +777,9 @@ describe('Kubernetes activities against the embedded cluster', () => {
         );
       const calls = rkc.evictionCalls().slice(evictionsBefore);
       assert.equal(calls.filter((c) => c.status === 429).length, result.refused429);
+      // A plain pool over the same pods (the drain before PDB grouping) gets 5 or more 429s here.
       assert.ok(
-        result.refused429 <= apps.length,
+        result.refused429 <= 1,
         `the drain waits for each PDB instead of sending evictions it refuses (${result.refused429} refused)`,
       );
       assert.deepEqual(new Set(calls.filter((c) => c.status < 300).map((c) => c.uid)), originals);
