@@ -29,7 +29,10 @@ export async function createNodeAgentWorkers(options: NodeAgentHostOptions): Pro
           node,
           runner: options.runnerFor(node),
         }),
-        maxConcurrentActivityTaskPolls: 1,
+        // One long poll per agent. @temporalio/worker 1.24 ignores `maxConcurrentActivityTaskPolls`
+        // (its default poller behaviour keeps several polls open per queue: 4 per agent, thousands
+        // for a simulated fleet); the poller behaviour is what it honours.
+        activityTaskPollerBehavior: { type: 'simple-maximum', maximum: 1 },
         maxConcurrentActivityTaskExecutions: 4,
       }),
     );
