@@ -1,6 +1,6 @@
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { Admission, FleetBudgetConfig, QuarantineVerdict } from '../domain/fleet-budget.js';
 import { podsFitElsewhere, type CapacityCheck } from '../domain/capacity.js';
 import { isNodeHealthy } from '../domain/node-health.js';
@@ -14,13 +14,63 @@ import {
   fleetBudgetWorkflow,
   fleetBudgetWorkflowId,
   releaseDrainSlot,
-  reportNodeFailure,
+  reportNodeFailures,
 } from '../workflows/fleet-budget.js';
 import { remediationWorkflowId } from '../workflows/ids.js';
 
 /** Annotation on a node: the fault episodes fleetmedic already handled there, with when. */
 export const EPISODES_ANNOTATION = 'fleetmedic.io/handled-episodes';
 const MAX_EPISODES = 50;
+
+/** How old a shared fleet view may be when a failure report uses it (see `fleetView`). */
+const FLEET_VIEW_MAX_AGE_MS = 1000;
+/** Most failures one `reportNodeFailures` update carries. */
+const MAX_FAILURE_BATCH = 500;
+
+interface FleetView {
+  readonly gpuNodeCount: number;
+  readonly healthyNodes: string[];
+  /** Names of all GPU nodes in the view (not sent to the budget). */
+  readonly gpuNodes: ReadonlySet<string>;
+}
+
+/**
+ * Coalesces calls: the first call is sent alone; calls that arrive while a send is in flight wait
+ * and go together in the next one (at most `maxBatch` items each, one send in flight at a time).
+ * `send` answers one result per item, in order; a failed send fails every call in it.
+ */
+export function coalesce<T, R>(
+  send: (items: T[]) => Promise<R[]>,
+  maxBatch: number,
+): (item: T) => Promise<R> {
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) {
+    throw new RangeError(`maxBatch is ${String(maxBatch)}, expected an integer >= 1`);
+  }
+  const queue: { item: T; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
+  let sending = false;
+  function pump(): void {
+    if (sending || queue.length === 0) return;
+    sending = true;
+    const batch = queue.splice(0, maxBatch);
+    send(batch.map((b) => b.item))
+      .then((results) => {
+        if (results.length !== batch.length) {
+          throw new Error(`a batch of ${batch.length} was answered with ${results.length} result(s)`);
+        }
+        batch.forEach((b, i) => b.resolve(results[i] as R));
+      })
+      .catch((err: unknown) => batch.forEach((b) => b.reject(err)))
+      .finally(() => {
+        sending = false;
+        pump();
+      });
+  }
+  return (item) =>
+    new Promise<R>((resolve, reject) => {
+      queue.push({ item, resolve, reject });
+      pump();
+    });
+}
 
 export interface Episode {
   /** Alert fingerprint + startsAt: one fault episode, however often Alertmanager re-sends it. */
@@ -59,31 +109,94 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
     }
   }
 
-  async function fleetView(): Promise<{ gpuNodeCount: number; healthyNodes: string[] }> {
+  async function readFleetView(): Promise<FleetView> {
     const nodes = (await core.listNode()).items.filter(
       (n) => Number(n.status?.capacity?.[GPU_RESOURCE] ?? 0) > 0,
     );
     return {
       gpuNodeCount: nodes.length,
       healthyNodes: nodes.filter((n) => isNodeHealthy(n).healthy).map((n) => n.metadata?.name ?? ''),
+      gpuNodes: new Set(nodes.map((n) => n.metadata?.name ?? '')),
     };
   }
 
-  async function budget() {
-    // Start the cluster's budget workflow on first use; an existing one is reused.
-    try {
-      await deps.client.workflow.start(fleetBudgetWorkflow, {
+  /**
+   * The GPU nodes and which of them are healthy, shared by the callers of this activities instance:
+   * a read started less than `maxAgeMs` ago (in flight or done) is reused, so a storm of failure
+   * reports costs one listNode per second instead of one per failure (a list of 1,500 nodes takes
+   * 0.5-1.2 s). A failed read is not reused.
+   *
+   * Why a view up to 1 s old is safe for the breaker: it counts distinct failed nodes (from the
+   * reports themselves, not from the view) against `gpuNodeCount`, which changes only when nodes
+   * join or leave the cluster (a report for a node the view lacks reads afresh, see `reportFailure`);
+   * the healthy names only feed the check that the inputs agree. A fresh list is no more current
+   * anyway: nodes change between the list and the update. The min-healthy
+   * guard of a drain does depend on which nodes are healthy, so `budgetAcquire` reads a fresh view
+   * (`maxAgeMs` 0: it joins only a read that started in the same millisecond).
+   */
+  let shared: { startedAt: number; view: Promise<FleetView> } | undefined;
+  function fleetView(maxAgeMs: number): Promise<FleetView> {
+    const now = Date.now();
+    if (shared !== undefined && now - shared.startedAt <= maxAgeMs) return shared.view;
+    const entry = { startedAt: now, view: readFleetView() };
+    shared = entry;
+    entry.view.catch(() => {
+      if (shared === entry) shared = undefined;
+    });
+    return entry.view;
+  }
+
+  /**
+   * Starts the cluster's budget workflow (an existing one is reused) once per activities instance.
+   * The budget can still close later (terminated by an operator or a test): `withBudget` starts it
+   * again when an update finds it gone.
+   */
+  let started: Promise<void> | undefined;
+  function ensureBudget(): Promise<void> {
+    started ??= deps.client.workflow
+      .start(fleetBudgetWorkflow, {
         workflowId: fleetBudgetWorkflowId(deps.clusterId),
         taskQueue: deps.taskQueue,
         args: [{ clusterId: deps.clusterId, config: deps.budgetConfig }],
         workflowIdConflictPolicy: 'USE_EXISTING',
         staticSummary: `fleet budget of cluster ${deps.clusterId}`,
-      });
-    } catch (err) {
-      if (!(err instanceof Error && err.name === 'WorkflowExecutionAlreadyStartedError')) throw err;
-    }
-    return deps.client.workflow.getHandle(fleetBudgetWorkflowId(deps.clusterId));
+      })
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          if (err instanceof Error && err.name === 'WorkflowExecutionAlreadyStartedError') return;
+          started = undefined;
+          throw err;
+        },
+      );
+    return started;
   }
+
+  /** Runs `call` on the budget's handle; when the budget workflow is gone, starts it again and retries once. */
+  async function withBudget<R>(call: (handle: WorkflowHandle) => Promise<R>): Promise<R> {
+    await ensureBudget();
+    const handle = deps.client.workflow.getHandle(fleetBudgetWorkflowId(deps.clusterId));
+    try {
+      return await call(handle);
+    } catch (err) {
+      if (!(err instanceof WorkflowNotFoundError)) throw err;
+      started = undefined;
+      await ensureBudget();
+      return call(handle);
+    }
+  }
+
+  /** Failure reports of concurrent remediations, coalesced into one update per batch (see `coalesce`). */
+  const reportFailure = coalesce<string, QuarantineVerdict>(async (nodes) => {
+    let view = await fleetView(FLEET_VIEW_MAX_AGE_MS);
+    // A node that joined after the shared view was read would count as a failure but not as a GPU
+    // node (a breaker tripped by "5 of 4 nodes failed"): read afresh when a reported node is missing.
+    if (nodes.some((n) => !view.gpuNodes.has(n))) view = await fleetView(0);
+    const { gpuNodeCount, healthyNodes } = view;
+    return withBudget((handle) =>
+      handle.executeUpdate(reportNodeFailures, { args: [{ nodes, gpuNodeCount, healthyNodes }] }),
+    );
+  }, MAX_FAILURE_BATCH);
 
   return {
     /** Whether this fault episode was handled within `cooldownMs` (a re-sent alert for a repaired node). */
@@ -132,10 +245,9 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
 
     /** Records a failure with the fleet's circuit breaker; says whether automatic quarantine may go on. */
     async budgetReportFailure(input: { node: string }): Promise<QuarantineVerdict> {
-      const handle = await budget();
-      return handle.executeUpdate(reportNodeFailure, {
-        args: [{ node: input.node, ...(await fleetView()) }],
-      });
+      if (!input.node)
+        throw ApplicationFailure.nonRetryable('budgetReportFailure needs a node name', 'InvalidInput');
+      return reportFailure(input.node);
     },
 
     /**
@@ -143,8 +255,10 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
      * (terminated, timed out) are recovered first, so a slot can never leak.
      */
     async budgetAcquire(input: { node: string; remediationTimestamps: number[] }): Promise<Admission> {
-      const handle = await budget();
-      const state = await handle.query(fleetBudgetState);
+      await ensureBudget();
+      const state = await deps.client.workflow
+        .getHandle(fleetBudgetWorkflowId(deps.clusterId))
+        .query(fleetBudgetState);
       const staleHolders: string[] = [];
       for (const holder of state.draining) {
         if (holder === input.node) continue;
@@ -158,21 +272,24 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
           else throw err;
         }
       }
-      return handle.executeUpdate(acquireDrainSlot, {
-        args: [
-          {
-            node: input.node,
-            remediationTimestamps: input.remediationTimestamps,
-            staleHolders,
-            ...(await fleetView()),
-          },
-        ],
-      });
+      const { gpuNodeCount, healthyNodes } = await fleetView(0);
+      return withBudget((handle) =>
+        handle.executeUpdate(acquireDrainSlot, {
+          args: [
+            {
+              node: input.node,
+              remediationTimestamps: input.remediationTimestamps,
+              staleHolders,
+              gpuNodeCount,
+              healthyNodes,
+            },
+          ],
+        }),
+      );
     },
 
     async budgetRelease(input: { node: string }): Promise<void> {
-      const handle = await budget();
-      await handle.executeUpdate(releaseDrainSlot, { args: [{ node: input.node }] });
+      await withBudget((handle) => handle.executeUpdate(releaseDrainSlot, { args: [{ node: input.node }] }));
     },
 
     /**

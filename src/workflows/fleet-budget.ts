@@ -56,6 +56,15 @@ export const reportNodeFailure = defineUpdate<
   QuarantineVerdict,
   [{ node: string; gpuNodeCount: number; healthyNodes: readonly string[] }]
 >('reportNodeFailure');
+/**
+ * Records the failures of several nodes at once (a worker coalesces the reports that arrive while
+ * one is in flight). The answer has one verdict per node, in order, each exactly what
+ * `reportNodeFailure` would have answered had the nodes been reported one after another.
+ */
+export const reportNodeFailures = defineUpdate<
+  QuarantineVerdict[],
+  [{ nodes: readonly string[]; gpuNodeCount: number; healthyNodes: readonly string[] }]
+>('reportNodeFailures');
 export const pauseAutomation = defineUpdate<void, [OperatorAction]>('pauseAutomation');
 export const resumeAutomation = defineUpdate<void, [OperatorAction]>('resumeAutomation');
 export const resetFleetBreaker = defineUpdate<void, [OperatorAction]>('resetFleetBreaker');
@@ -98,6 +107,26 @@ export async function fleetBudgetWorkflow(input: FleetBudgetInput): Promise<void
     state = recordFailure({ ...state, gpuNodeCount, healthyNodes: [...healthyNodes] }, node, Date.now());
     return allowsAutomaticQuarantine(state, Date.now());
   });
+  setHandler(
+    reportNodeFailures,
+    ({ nodes, gpuNodeCount, healthyNodes }) => {
+      state = { ...state, gpuNodeCount, healthyNodes: [...healthyNodes] };
+      return nodes.map((node) => {
+        state = recordFailure(state, node, Date.now());
+        return allowsAutomaticQuarantine(state, Date.now());
+      });
+    },
+    {
+      // Rejected before it is recorded: a batch with a nameless failure would count a node that is none.
+      validator: ({ nodes }) => {
+        if (!Array.isArray(nodes) || nodes.some((n) => typeof n !== 'string' || n === '')) {
+          throw new Error(
+            `reportNodeFailures: nodes must be a list of node names, got ${JSON.stringify(nodes)}`,
+          );
+        }
+      },
+    },
+  );
   setHandler(pauseAutomation, () => {
     state = { ...state, paused: true };
   });

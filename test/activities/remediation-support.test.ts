@@ -1,0 +1,188 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { Client, Connection } from '@temporalio/client';
+import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
+import {
+  coalesce,
+  createRemediationSupportActivities,
+  type RemediationSupportActivities,
+} from '../../src/activities/remediation-support.js';
+import { GPU_RESOURCE } from '../../src/k8s/labels.js';
+import { workflowsPath } from '../../src/workers/control-worker.js';
+import { fleetBudgetState, fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
+import { clients } from '../helpers/k8s.js';
+import { installQuietRuntime } from '../helpers/temporal.js';
+import { useTestStack } from '../helpers/stack.js';
+
+/** A promise with its resolve/reject, to hold a send in flight. */
+function deferred<T>() {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+describe('coalesce', () => {
+  it('sends the first call alone and the calls that arrive meanwhile together, answering each its own result', async () => {
+    const sends: { items: number[]; done: ReturnType<typeof deferred<string[]>> }[] = [];
+    const call = coalesce<number, string>((items) => {
+      const done = deferred<string[]>();
+      sends.push({ items, done });
+      return done.promise;
+    }, 3);
+    const results = [1, 2, 3, 4, 5, 6].map((n) => call(n));
+    assert.deepEqual(
+      sends.map((s) => s.items),
+      [[1]],
+    );
+    sends[0]!.done.resolve(['r1']);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(
+      sends.map((s) => s.items),
+      [[1], [2, 3, 4]],
+      'at most maxBatch items per send, one send in flight',
+    );
+    sends[1]!.done.resolve(['r2', 'r3', 'r4']);
+    await new Promise((r) => setImmediate(r));
+    sends[2]!.done.resolve(['r5', 'r6']);
+    assert.deepEqual(await Promise.all(results), ['r1', 'r2', 'r3', 'r4', 'r5', 'r6']);
+  });
+
+  it('fails every call of a failed send (and only those), then goes on with the next batch', async () => {
+    let n = 0;
+    const call = coalesce<string, string>((items) => {
+      n += 1;
+      return n === 2
+        ? Promise.reject(new Error('update refused'))
+        : Promise.resolve(items.map((i) => `ok ${i}`));
+    }, 10);
+    const [a, b, c] = [call('a'), call('b'), call('c')];
+    assert.equal(await a, 'ok a');
+    await assert.rejects(b, /update refused/);
+    await assert.rejects(c, /update refused/);
+    assert.equal(await call('d'), 'ok d');
+  });
+
+  it('fails the calls of a send answered with the wrong number of results', async () => {
+    const call = coalesce<string, string>(() => Promise.resolve([]), 10);
+    await assert.rejects(call('a'), /a batch of 1 was answered with 0 result\(s\)/);
+  });
+
+  it('refuses a batch size that is not a positive integer', () => {
+    assert.throws(() => coalesce(() => Promise.resolve([]), 0), /maxBatch is 0, expected an integer >= 1/);
+  });
+});
+
+// Against the real stack: the fleet budget workflow runs on a worker of this file (its own cluster ID,
+// so its budget is its own), the fleet view is read from the stack's kube-apiserver.
+describe('budgetReportFailure under a storm', () => {
+  const clusterId = `rs-${randomUUID().slice(0, 8)}`;
+  const taskQueue = `remediation-support-${clusterId}`;
+  let connection: NativeConnection;
+  let clientConnection: Connection;
+  let client: Client;
+  let worker: Worker;
+  let running: Promise<void>;
+  let activities: RemediationSupportActivities;
+  let gpuNodes: number;
+  let listNodeCalls = 0;
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- called below with the instance as `this`
+  const listNode = CoreV1Api.prototype.listNode;
+
+  before(async () => {
+    installQuietRuntime();
+    const stack = await useTestStack();
+    gpuNodes = (await clients(stack.kc).core.listNode()).items.filter(
+      (n) => Number(n.status?.capacity?.[GPU_RESOURCE] ?? 0) > 0,
+    ).length;
+    assert.ok(gpuNodes > 0, 'the test stack has GPU nodes');
+    connection = await NativeConnection.connect({ address: stack.state.temporal.address });
+    clientConnection = await Connection.connect({ address: stack.state.temporal.address });
+    client = new Client({ connection: clientConnection });
+    worker = await Worker.create({
+      connection,
+      taskQueue,
+      workflowBundle: await bundleWorkflowCode({
+        workflowsPath: workflowsPath(),
+        logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} },
+      }),
+    });
+    running = worker.run();
+    // Counts the fleet views the activities read (each is one listNode).
+    CoreV1Api.prototype.listNode = function (this: CoreV1Api, ...args: Parameters<typeof listNode>) {
+      listNodeCalls += 1;
+      return listNode.apply(this, args);
+    };
+    activities = createRemediationSupportActivities({
+      kc: stack.kc,
+      client,
+      clusterId,
+      taskQueue,
+      // The breaker opens when more than half of the GPU nodes failed within the window.
+      budgetConfig: { breakerThreshold: 0.5 },
+    });
+  });
+
+  after(async () => {
+    CoreV1Api.prototype.listNode = listNode;
+    await client?.workflow
+      .getHandle(fleetBudgetWorkflowId(clusterId))
+      .terminate('test finished')
+      .catch(() => {});
+    worker?.shutdown();
+    await running;
+    await connection?.close();
+    await clientConnection?.close();
+  });
+
+  it('gives each concurrent report the verdict it would get alone, with far fewer updates and fleet views than reports', async () => {
+    const reports = 3 * gpuNodes + 4;
+    const nodes = Array.from({ length: reports }, (_, i) => `storm-node-${i}`);
+    listNodeCalls = 0;
+    const verdicts = await Promise.all(nodes.map((node) => activities.budgetReportFailure({ node })));
+
+    // Reported one after another, the first floor(gpuNodes / 2) failures keep the fraction at or
+    // below one half; every later one finds the breaker open.
+    const allowedAlone = Math.floor(gpuNodes / 2);
+    assert.equal(verdicts.filter((v) => v.allowed).length, allowedAlone);
+    assert.ok(
+      verdicts.slice(allowedAlone).every((v) => !v.allowed && v.reason === 'breaker-open'),
+      JSON.stringify(verdicts),
+    );
+    assert.ok(listNodeCalls < reports / 2, `${listNodeCalls} fleet views for ${reports} reports`);
+
+    const handle = client.workflow.getHandle(fleetBudgetWorkflowId(clusterId));
+    const state = await handle.query(fleetBudgetState);
+    assert.deepEqual(
+      new Set(state.failures.map((f) => f.node)),
+      new Set(nodes),
+      'every failure was recorded once',
+    );
+    assert.equal(state.failures.length, reports);
+    const history = await handle.fetchHistory();
+    const updates = (history.events ?? []).filter(
+      (e) => e.workflowExecutionUpdateAcceptedEventAttributes,
+    ).length;
+    assert.ok(updates > 0 && updates < reports, `${updates} updates for ${reports} reports`);
+  });
+
+  it('starts the budget again when it was terminated, and reports to the new run', async () => {
+    const handle = client.workflow.getHandle(fleetBudgetWorkflowId(clusterId));
+    const before = (await handle.describe()).runId;
+    await handle.terminate('an operator ended the budget');
+    const verdict = await activities.budgetReportFailure({ node: 'after-restart' });
+    assert.equal(verdict.allowed, true, verdict.detail);
+    const now = await handle.describe();
+    assert.notEqual(now.runId, before);
+    assert.equal(now.status.name, 'RUNNING');
+    assert.deepEqual(
+      (await handle.query(fleetBudgetState)).failures.map((f) => f.node),
+      ['after-restart'],
+    );
+  });
+});
