@@ -34,7 +34,7 @@ import {
   type NodeMergePatch,
 } from '../k8s/node-ownership.js';
 import { mergePatch } from '../k8s/patch.js';
-import { coveringPdbs } from '../k8s/pdb.js';
+import { coveringPdbs, pdbAllowance, type PdbAllowance } from '../k8s/pdb.js';
 import { REMEDIATIONS_ANNOTATION } from '../k8s/remediation-labels.js';
 import {
   nodeSummary,
@@ -618,7 +618,8 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
 
   /**
    * Evicts the pods one PodDisruptionBudget (and only it) covers, never more at once than its
-   * `status.disruptionsAllowed` (and `ctl` concurrency): while it allows none, re-reads the budget
+   * `status.disruptionsAllowed` (and `ctl` concurrency), besides the pods in `unready` (UIDs of pods
+   * not Ready when listed) the budget lets go uncharged (see {@link pdbAllowance}): while it allows none, re-reads the budget
    * every {@link PDB_POLL_MS} instead of sending evictions it would refuse with 429. A 429 that still
    * comes (the disruption controller not caught up, another client evicting) waits for the budget the
    * same way, not with a per-pod backoff. A budget deleted meanwhile leaves its pods to
@@ -632,6 +633,7 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
     pdb: { namespace: string; name: string },
     refs: readonly PodRef[],
     ctl: EvictionControl & { concurrency: number; done: (ref: PodRef, outcome: 'evicted' | 'gone') => void },
+    unready: Set<string>,
     blocked: (waiting: boolean) => void,
   ): Promise<void> {
     const todo = [...refs];
@@ -639,12 +641,9 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
     while (todo.length > 0) {
       throwIfCancelled(ctl.cancel);
       if (ctl.stop.aborted || now().getTime() >= ctl.deadlineMs) return;
-      let allowed: number;
+      let allowance: PdbAllowance;
       try {
-        const read = await policyApi.readNamespacedPodDisruptionBudget(pdb);
-        // A budget whose spec changed since its status was computed refuses every eviction (429).
-        const stale = (read.status?.observedGeneration ?? 0) < (read.metadata?.generation ?? 0);
-        allowed = stale ? 0 : (read.status?.disruptionsAllowed ?? 0);
+        allowance = pdbAllowance(await policyApi.readNamespacedPodDisruptionBudget(pdb));
       } catch (err) {
         if (!isApiError(err, 404)) fail(err, `reading PodDisruptionBudget ${pdbName}`);
         blocked(false);
@@ -655,10 +654,20 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
         }
         return;
       }
-      blocked(allowed <= 0);
+      // Pods that are not Ready (a workload on a failing GPU, often) may go while the budget allows
+      // no disruption of Ready ones: the Eviction API lets them go without charging it.
+      const batch: PodRef[] = [];
+      const take = (ok: (ref: PodRef) => boolean, most: number) => {
+        for (let k = 0; k < todo.length && batch.length < most;) {
+          if (ok(todo[k]!)) batch.push(...todo.splice(k, 1));
+          else k++;
+        }
+      };
+      if (allowance.unhealthy) take((ref) => unready.has(ref.uid), ctl.concurrency);
+      take(() => true, Math.min(batch.length + allowance.disruptions, ctl.concurrency));
+      blocked(batch.length === 0);
       let progressed = false;
-      if (allowed > 0) {
-        const batch = todo.splice(0, Math.min(allowed, ctl.concurrency));
+      if (batch.length > 0) {
         const outcomes = await Promise.allSettled(batch.map((ref) => evictOnce(ref, ctl.method)));
         let failure: { error: unknown } | undefined;
         outcomes.forEach((o, k) => {
@@ -670,6 +679,8 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
             progressed = true;
           } else {
             if (o.value === 'refused') ctl.on429();
+            // Refused while thought not Ready: it is Ready now, and waits for the budget.
+            if (o.value === 'refused') unready.delete(ref.uid);
             todo.push(ref);
           }
         });
@@ -956,6 +967,11 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
       // the same budget and back off on its 429s. Each budget's pods form a group instead, evicted
       // at the pace its status allows; the groups run side by side, the rest of the pods in the pool.
       const labels = new Map(pods.map((p) => [p.metadata?.uid ?? '', p.metadata?.labels] as const));
+      const unready = new Set(
+        pods
+          .filter((p) => !p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
+          .map((p) => p.metadata?.uid ?? ''),
+      );
       const pdbs = await listPdbs(new Set(toEvict.map((r) => r.namespace)));
       const free: PodRef[] = [];
       const groups = new Map<string, { pdb: { namespace: string; name: string }; refs: PodRef[] }>();
@@ -981,7 +997,7 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
           if (outcome !== 'stopped') done(ref, outcome);
         }),
         runPool([...groups.entries()], concurrency * PDB_GROUPS_PER_WORKER, stop, async ([key, g]) =>
-          evictPdbGroup(g.pdb, g.refs, { ...ctl, concurrency, done }, (waiting) => {
+          evictPdbGroup(g.pdb, g.refs, { ...ctl, concurrency, done }, unready, (waiting) => {
             if (waiting) blockedPdbs.add(key);
             else blockedPdbs.delete(key);
           }),

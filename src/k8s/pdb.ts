@@ -57,3 +57,35 @@ export function coveringPdbs(
     (pdb) => pdb.metadata?.namespace === pod.namespace && selectorMatches(pdb.spec?.selector, pod.labels),
   );
 }
+
+/** What a PodDisruptionBudget lets the Eviction API do right now, from its spec and status. */
+export interface PdbAllowance {
+  /** Evictions of Ready pods it allows now (0 while its status is older than its spec). */
+  disruptions: number;
+  /**
+   * True when it lets pods that are not Ready go whatever `disruptions` says, as the Eviction API
+   * does: always under `unhealthyPodEvictionPolicy: AlwaysAllow`, otherwise (IfHealthyBudget, the
+   * default) while `currentHealthy >= desiredHealthy > 0`.
+   */
+  unhealthy: boolean;
+}
+
+/**
+ * Reads a budget as the Eviction API will judge an eviction against it, so a drain sends only
+ * evictions it will accept (pkg/registry/core/pod/storage/eviction.go: a pod that is not Ready is let
+ * go before the budget is charged; a status with `observedGeneration` behind the spec refuses all).
+ *
+ * @example
+ * pdbAllowance(pdb).disruptions; // 0: wait, and read the budget again
+ */
+export function pdbAllowance(pdb: V1PodDisruptionBudget): PdbAllowance {
+  const status = pdb.status;
+  const stale = (status?.observedGeneration ?? 0) < (pdb.metadata?.generation ?? 0);
+  const desired = status?.desiredHealthy ?? 0;
+  return {
+    disruptions: stale ? 0 : Math.max(status?.disruptionsAllowed ?? 0, 0),
+    unhealthy:
+      pdb.spec?.unhealthyPodEvictionPolicy === 'AlwaysAllow' ||
+      (desired > 0 && (status?.currentHealthy ?? 0) >= desired),
+  };
+}

@@ -790,6 +790,53 @@ describe('Kubernetes activities against the embedded cluster', () => {
     }
   });
 
+  it('evicts a pod that is not Ready while its PDB allows no disruption of Ready ones, as the Eviction API lets it', async () => {
+    const ns = await tempNamespace(stack.kc, 'fmunready');
+    const target = nodes[2]!;
+    const others = [nodes[0]!, nodes[1]!];
+    const snaps = new Map(
+      await Promise.all([target, ...others].map(async (n) => [n, await snapshot(n)] as const)),
+    );
+    const { core, policy } = clients(stack.kc);
+    try {
+      const w = await workloadOn(ns.name, target, 'job', 3, { minAvailable: 2 });
+      await w.spread(others);
+      // A workload on a failing GPU: one replica not Ready. 2 healthy = 2 desired: no disruption of a
+      // Ready pod is allowed, but the not-Ready one may go (IfHealthyBudget, the default).
+      const sick = w.pods[0]!;
+      await core.patchNamespacedPodStatus(
+        {
+          name: sick.metadata!.name!,
+          namespace: ns.name,
+          body: { status: { conditions: [{ type: 'Ready', status: 'False' }] } },
+        },
+        mergePatch,
+      );
+      await eventually('the PDB to count 2 healthy and allow no disruption', async () => {
+        const p = await policy.readNamespacedPodDisruptionBudget({ name: 'job', namespace: ns.name });
+        return p.status?.currentHealthy === 2 && p.status.disruptionsAllowed === 0 ? p : undefined;
+      });
+      await acts.quarantineNode({ node: target, workflowId: 'wf-unready', reason: 'XID 79' });
+      const evictionsBefore = rkc.evictionCalls().length;
+      const result = await drain({
+        node: target,
+        workflowId: 'wf-unready',
+        deadlineSeconds: 40,
+        podFilter: { namespaces: [ns.name] },
+      }).result;
+      assert.equal(result.evicted, 3);
+      const accepted = rkc
+        .evictionCalls()
+        .slice(evictionsBefore)
+        .filter((c) => c.status < 300);
+      assert.equal(accepted[0]?.uid, sick.metadata!.uid, 'the pod that is not Ready goes first');
+      assert.ok(result.refused429 <= 1, `${result.refused429} evictions refused`);
+    } finally {
+      for (const [n, s] of snaps) await restore(n, s);
+      await dropNamespace(ns);
+    }
+  });
+
   it('resumes an interrupted drain from its heartbeat without evicting any pod twice', async () => {
     const ns = await tempNamespace(stack.kc, 'fmresume');
     const target = nodes[2]!;

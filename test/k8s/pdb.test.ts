@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { V1LabelSelector, V1PodDisruptionBudget } from '@kubernetes/client-node';
-import { coveringPdbs, selectorMatches } from '../../src/k8s/pdb.js';
+import { coveringPdbs, pdbAllowance, selectorMatches } from '../../src/k8s/pdb.js';
 
 describe('selectorMatches', () => {
   const labels = { app: 'web', tier: 'front' };
@@ -95,4 +95,67 @@ describe('coveringPdbs', () => {
     assert.deepEqual(names(coveringPdbs({ namespace: 'b', labels: { app: 'web' } }, pdbs)), ['b/web']);
     assert.deepEqual(names(coveringPdbs({ namespace: 'c', labels: { app: 'web' } }, pdbs)), []);
   });
+});
+
+describe('pdbAllowance', () => {
+  const pdb = (
+    status: {
+      disruptionsAllowed?: number;
+      currentHealthy?: number;
+      desiredHealthy?: number;
+      observedGeneration?: number;
+    },
+    options: { generation?: number; policy?: string } = {},
+  ): V1PodDisruptionBudget => ({
+    metadata: { name: 'p', namespace: 'a', generation: options.generation ?? 1 },
+    spec: { unhealthyPodEvictionPolicy: options.policy },
+    status: {
+      observedGeneration: 1,
+      currentHealthy: 0,
+      desiredHealthy: 0,
+      disruptionsAllowed: 0,
+      expectedPods: 0,
+      ...status,
+    },
+  });
+  const table: [string, V1PodDisruptionBudget, { disruptions: number; unhealthy: boolean }][] = [
+    [
+      'allows what the status allows',
+      pdb({ disruptionsAllowed: 2, currentHealthy: 5, desiredHealthy: 3 }),
+      { disruptions: 2, unhealthy: true },
+    ],
+    [
+      'a status behind the spec allows no disruption',
+      pdb({ disruptionsAllowed: 2, currentHealthy: 5, desiredHealthy: 3 }, { generation: 2 }),
+      { disruptions: 0, unhealthy: true },
+    ],
+    [
+      'IfHealthyBudget: unhealthy pods go while the healthy ones suffice',
+      pdb({ currentHealthy: 2, desiredHealthy: 2 }),
+      { disruptions: 0, unhealthy: true },
+    ],
+    [
+      'IfHealthyBudget: not while fewer are healthy than desired',
+      pdb({ currentHealthy: 1, desiredHealthy: 2 }),
+      { disruptions: 0, unhealthy: false },
+    ],
+    [
+      'IfHealthyBudget: not when nothing is desired (no status yet)',
+      pdb({}),
+      { disruptions: 0, unhealthy: false },
+    ],
+    [
+      'AlwaysAllow: unhealthy pods always go',
+      pdb({ currentHealthy: 0, desiredHealthy: 2 }, { policy: 'AlwaysAllow' }),
+      { disruptions: 0, unhealthy: true },
+    ],
+    [
+      'a negative status counts as none',
+      pdb({ disruptionsAllowed: -1 }),
+      { disruptions: 0, unhealthy: false },
+    ],
+  ];
+  for (const [name, budget, expected] of table) {
+    it(name, () => assert.deepEqual(pdbAllowance(budget), expected));
+  }
 });
