@@ -172,14 +172,23 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
     return started;
   }
 
-  /** Runs `call` on the budget's handle; when the budget workflow is gone, starts it again and retries once. */
+  /**
+   * Runs `call` on the budget's handle; when it fails because the budget workflow is gone (an update
+   * answers not found; a query of a closed run fails), starts the budget again and retries once.
+   */
   async function withBudget<R>(call: (handle: WorkflowHandle) => Promise<R>): Promise<R> {
     await ensureBudget();
     const handle = deps.client.workflow.getHandle(fleetBudgetWorkflowId(deps.clusterId));
     try {
       return await call(handle);
     } catch (err) {
-      if (!(err instanceof WorkflowNotFoundError)) throw err;
+      const gone =
+        err instanceof WorkflowNotFoundError ||
+        (await handle.describe().then(
+          (d) => d.status.name !== 'RUNNING',
+          (e: unknown) => e instanceof WorkflowNotFoundError,
+        ));
+      if (!gone) throw err;
       started = undefined;
       await ensureBudget();
       return call(handle);
@@ -255,26 +264,23 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
      * (terminated, timed out) are recovered first, so a slot can never leak.
      */
     async budgetAcquire(input: { node: string; remediationTimestamps: number[] }): Promise<Admission> {
-      await ensureBudget();
-      const state = await deps.client.workflow
-        .getHandle(fleetBudgetWorkflowId(deps.clusterId))
-        .query(fleetBudgetState);
-      const staleHolders: string[] = [];
-      for (const holder of state.draining) {
-        if (holder === input.node) continue;
-        try {
-          const desc = await deps.client.workflow
-            .getHandle(remediationWorkflowId(deps.clusterId, holder))
-            .describe();
-          if (desc.status.name !== 'RUNNING') staleHolders.push(holder);
-        } catch (err) {
-          if (err instanceof WorkflowNotFoundError) staleHolders.push(holder);
-          else throw err;
+      return withBudget(async (handle) => {
+        const state = await handle.query(fleetBudgetState);
+        const staleHolders: string[] = [];
+        for (const holder of state.draining) {
+          if (holder === input.node) continue;
+          try {
+            const desc = await deps.client.workflow
+              .getHandle(remediationWorkflowId(deps.clusterId, holder))
+              .describe();
+            if (desc.status.name !== 'RUNNING') staleHolders.push(holder);
+          } catch (err) {
+            if (err instanceof WorkflowNotFoundError) staleHolders.push(holder);
+            else throw err;
+          }
         }
-      }
-      const { gpuNodeCount, healthyNodes } = await fleetView(0);
-      return withBudget((handle) =>
-        handle.executeUpdate(acquireDrainSlot, {
+        const { gpuNodeCount, healthyNodes } = await fleetView(0);
+        return handle.executeUpdate(acquireDrainSlot, {
           args: [
             {
               node: input.node,
@@ -284,8 +290,8 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
               healthyNodes,
             },
           ],
-        }),
-      );
+        });
+      });
     },
 
     async budgetRelease(input: { node: string }): Promise<void> {

@@ -185,4 +185,18 @@ describe('budgetReportFailure under a storm', () => {
       ['after-restart'],
     );
   });
+
+  it('asks the budget started again for a drain slot when it was terminated', async () => {
+    const handle = client.workflow.getHandle(fleetBudgetWorkflowId(clusterId));
+    const before = (await handle.describe()).runId;
+    await handle.terminate('an operator ended the budget');
+    const admission = await activities.budgetAcquire({ node: 'acquire-node', remediationTimestamps: [] });
+    const now = await handle.describe();
+    assert.notEqual(now.runId, before);
+    assert.equal(now.status.name, 'RUNNING');
+    const state = await handle.query(fleetBudgetState);
+    assert.equal(state.draining.includes('acquire-node'), admission.admitted, admission.detail);
+    await activities.budgetRelease({ node: 'acquire-node' });
+    assert.deepEqual((await handle.query(fleetBudgetState)).draining, []);
+  });
 });
