@@ -249,7 +249,7 @@ const NODE_CHECK_INTERVAL_MS = 2_000;
 const CLOCK_SKEW_MS = 60_000;
 const LIST_PAGE = 500;
 /** How often a drain waiting on a PodDisruptionBudget re-reads its status. */
-const PDB_POLL_MS = 300;
+const PDB_POLL_MS = 250;
 /** PodDisruptionBudget groups evicting at once, per unit of `concurrency` (see drainNode). */
 const PDB_GROUPS_PER_WORKER = 4;
 
