@@ -100,10 +100,9 @@ const KNOBS = z.object({
    */
   FLEETMEDIC_BENCH_TEMPORAL_POLLER_LIMIT: z.coerce.number().int().min(0).default(10_000),
   /**
-   * Activity polls per node agent Worker. `sdk` (the default) runs `createNodeAgentWorkers` as it is:
-   * it passes `maxConcurrentActivityTaskPolls: 1`, which @temporalio/worker 1.24 ignores (it polls
-   * min(10, maxConcurrentActivityTaskExecutions) = 4). A number gives the agents
-   * `activityTaskPollerBehavior: { type: 'simple-maximum', maximum: N }` (the proposed fix).
+   * Activity polls per node agent Worker. `sdk` (the default) runs `createNodeAgentWorkers` as it is
+   * (`activityTaskPollerBehavior: { type: 'simple-maximum', maximum: 1 }`); a number overrides that
+   * maximum.
    */
   FLEETMEDIC_BENCH_AGENT_POLLS: z
     .union([z.literal('sdk'), z.coerce.number().int().min(1).max(10)])
@@ -116,7 +115,7 @@ const KNOBS = z.object({
   FLEETMEDIC_BENCH_DRAIN_CONCURRENCY: z.coerce.number().int().min(1).max(100).optional(),
   /**
    * Where budgetReportFailure gets the fleet view: `list` (the default, remediation-support.ts as it
-   * is: one listNode of every node per failure) or `watch` (the proposed fix: a watch-fed cache).
+   * is: one listNode shared by the failure reports of a second) or `watch` (a watch-fed cache).
    */
   FLEETMEDIC_BENCH_FLEET_VIEW: z.enum(['list', 'watch']).default('list'),
   /**
@@ -630,7 +629,7 @@ async function latencyPart(): Promise<LatencyResult> {
     log(`stack: ${ready.length}/${NODES} simulated nodes Ready; up took ${upSeconds.toFixed(1)} s`);
     if (ready.length < NODES) throw new Error(`only ${ready.length} of ${NODES} nodes Ready`);
     {
-      // budgetReportFailure lists every node for each failure (fleetView): what one such list costs.
+      // budgetReportFailure's fleet view is a list of every node (shared, at most one a second): its cost.
       const core = stack.kc.makeApiClient(CoreV1Api);
       const times: number[] = [];
       for (let i = 0; i < 3; i++) {
@@ -689,10 +688,9 @@ async function latencyPart(): Promise<LatencyResult> {
         `activity long polls held by the Temporal frontend with the ${NODES} node agents running: ` +
           `${polls ?? '?'} (~${polls ? (polls / NODES).toFixed(1) : '?'} per agent). ` +
           (AGENT_POLLS === 'sdk'
-            ? `createNodeAgentWorkers as it is: it passes maxConcurrentActivityTaskPolls: 1, which ` +
-              `@temporalio/worker 1.24 ignores (it polls min(10, maxConcurrentActivityTaskExecutions 4) = 4)`
+            ? `createNodeAgentWorkers as it is (activityTaskPollerBehavior simple-maximum 1)`
             : `agents given activityTaskPollerBehavior simple-maximum ${AGENT_POLLS} ` +
-              `(FLEETMEDIC_BENCH_AGENT_POLLS=${AGENT_POLLS}, the proposed fix of node-agent-host.ts)`),
+              `(FLEETMEDIC_BENCH_AGENT_POLLS=${AGENT_POLLS})`),
       );
     }
 
@@ -835,8 +833,8 @@ async function latencyPart(): Promise<LatencyResult> {
         `${JSON.stringify(BUDGET)} (breaker and healthy-fraction guard disabled so the budget does not stop ` +
         `the storm); workflow policy: defaults; budgetReportFailure's fleet view: ` +
         (FLEET_VIEW === 'list'
-          ? `a listNode of every node per failure (remediation-support.ts as it is)`
-          : `a watch-fed node cache (FLEETMEDIC_BENCH_FLEET_VIEW=watch, the proposed fix)`),
+          ? `one listNode shared by the failure reports of a second (remediation-support.ts as it is)`
+          : `a watch-fed node cache (FLEETMEDIC_BENCH_FLEET_VIEW=watch)`),
     );
     log(`RSS of this process (control worker, node watch, client): ${mib(process.memoryUsage().rss)}`);
 
@@ -990,8 +988,8 @@ async function latencyPart(): Promise<LatencyResult> {
     );
     log(
       `  accept: signal-with-start -> WorkflowExecutionStarted; wft1..3: workflow tasks before each activity; ` +
-        `episode: episodeHandled (reads the node); breaker: budgetReportFailure (lists every node, then an ` +
-        `update on the fleet budget workflow); quarantineQueue/Run: quarantineNode waiting / running (the cordon patch)`,
+        `episode: episodeHandled (reads the node); breaker: budgetReportFailure (the shared fleet view, then ` +
+        `a batched update on the fleet budget workflow); quarantineQueue/Run: quarantineNode waiting / running (the cordon patch)`,
     );
     log(
       `peak RSS during the storms: node agents' process ${mib(peakAgents)}, this process ${mib(peakSelf)}; ` +
