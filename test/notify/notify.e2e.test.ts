@@ -13,17 +13,11 @@ import { installQuietRuntime } from '../helpers/temporal.js';
 import { startReceiver } from './receiver.js';
 import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
 import { clearRemediationHistory } from '../helpers/k8s.js';
+import { FAST_POLICY } from '../helpers/policy.js';
 
 installQuietRuntime();
 
-const basePolicy: Partial<RemediationPolicy> = {
-  budgetRetryMs: 500,
-  agentScheduleToStartMs: 15_000,
-  diagLevel: 1,
-  drainDeadlineSeconds: 120,
-  drainHeartbeatTimeoutMs: 5_000,
-  capacityRetryMs: 1_000,
-};
+const basePolicy: Partial<RemediationPolicy> = { ...FAST_POLICY };
 
 let seq = 0;
 function alert(xid: number, gpu = 3): AlertSignal {

@@ -17,18 +17,11 @@ import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
 import { clearRemediationHistory } from '../helpers/k8s.js';
+import { FAST_POLICY } from '../helpers/policy.js';
 
 installQuietRuntime();
 
-const policy: Partial<RemediationPolicy> = {
-  approvalReminderMs: 600_000,
-  budgetRetryMs: 500,
-  agentScheduleToStartMs: 15_000,
-  diagLevel: 1,
-  drainDeadlineSeconds: 120,
-  drainHeartbeatTimeoutMs: 5_000,
-  capacityRetryMs: 1_000,
-};
+const policy: Partial<RemediationPolicy> = { ...FAST_POLICY, approvalReminderMs: 600_000 };
 
 let seq = 0;
 function alert(xid: number, gpu = 3): AlertSignal {

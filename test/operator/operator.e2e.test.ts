@@ -24,6 +24,7 @@ import { clearRemediationHistory, eventually, liftQuarantine } from '../helpers/
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
+import { FAST_POLICY } from '../helpers/policy.js';
 
 installQuietRuntime();
 
@@ -34,15 +35,7 @@ const RULES = parseRules({
   rules: [{ name: 'gpu', match: { alertname: 'GpuXidError' }, action: 'remediate' }],
 });
 
-const policy: Partial<RemediationPolicy> = {
-  approvalReminderMs: 60_000,
-  budgetRetryMs: 500,
-  agentScheduleToStartMs: 15_000,
-  diagLevel: 1,
-  drainDeadlineSeconds: 120,
-  drainHeartbeatTimeoutMs: 5_000,
-  capacityRetryMs: 1_000,
-};
+const policy: Partial<RemediationPolicy> = { ...FAST_POLICY, approvalReminderMs: 60_000 };
 
 let seq = 0;
 function xid79(): AlertSignal {

@@ -31,18 +31,11 @@ import {
 } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime, temporalBinary } from '../helpers/temporal.js';
+import { FAST_POLICY } from '../helpers/policy.js';
 
 installQuietRuntime();
 
-const policy: Partial<RemediationPolicy> = {
-  approvalReminderMs: 3_000,
-  budgetRetryMs: 500,
-  agentScheduleToStartMs: 15_000,
-  diagLevel: 1,
-  drainDeadlineSeconds: 120,
-  drainHeartbeatTimeoutMs: 5_000,
-  capacityRetryMs: 1_000,
-};
+const policy: Partial<RemediationPolicy> = { ...FAST_POLICY, approvalReminderMs: 3_000 };
 
 let alertSeq = 0;
 function alert(xid: number, extra: Partial<AlertSignal> = {}): AlertSignal {
