@@ -48,20 +48,8 @@ export interface NotificationInput {
 }
 
 /** The JSON object a `json` sink receives (version 1; new fields may be added, none removed). */
-export interface JsonNotification {
+export interface JsonNotification extends NotificationInput {
   readonly version: 1;
-  readonly id: string;
-  readonly kind: NotificationKind;
-  readonly cluster: string;
-  readonly node: string;
-  readonly workflowId: string;
-  readonly runId: string;
-  readonly phase: string;
-  readonly class: string | null;
-  readonly message: string;
-  readonly reminder: number;
-  readonly escalated: boolean;
-  readonly at: string;
   /** The workflow's page in the Temporal UI, when the UI address is known. */
   readonly url: string | null;
 }
