@@ -267,6 +267,32 @@ describe('Kubernetes activities against the embedded cluster', () => {
     );
   }
 
+  /**
+   * Runs `fn` with a fresh namespace, `nodes[2]` as the node to drain and `nodes[0..1]` as spares,
+   * then restores the three nodes and drops the namespace, whatever `fn` did.
+   */
+  async function drainScene(
+    prefix: string,
+    fn: (scene: {
+      ns: { name: string; remove: () => Promise<void> };
+      target: string;
+      others: string[];
+    }) => Promise<void>,
+  ): Promise<void> {
+    const ns = await tempNamespace(stack.kc, prefix);
+    const target = nodes[2]!;
+    const others = [nodes[0]!, nodes[1]!];
+    const snaps = new Map(
+      await Promise.all([target, ...others].map(async (n) => [n, await snapshot(n)] as const)),
+    );
+    try {
+      await fn({ ns, target, others });
+    } finally {
+      for (const [n, snap] of snaps) await restore(n, snap);
+      await dropNamespace(ns);
+    }
+  }
+
   /** Runs a drain in a fresh mock activity context, collecting its heartbeats. */
   function drain(input: DrainNodeInput, heartbeatDetails?: DrainProgress) {
     const env = new MockActivityEnvironment(heartbeatDetails ? { heartbeatDetails } : {});
@@ -641,14 +667,8 @@ describe('Kubernetes activities against the embedded cluster', () => {
   });
 
   it('drains a node with a 2-replica Deployment under a PDB (maxUnavailable 1) without ever losing more than 1 replica', async () => {
-    const ns = await tempNamespace(stack.kc, 'fmdrain');
-    const target = nodes[2]!;
-    const others = [nodes[0]!, nodes[1]!];
-    const snaps = new Map(
-      await Promise.all([target, ...others].map(async (n) => [n, await snapshot(n)] as const)),
-    );
-    const { policy } = clients(stack.kc);
-    try {
+    await drainScene('fmdrain', async ({ ns, target, others }) => {
+      const { policy } = clients(stack.kc);
       const w = await workloadOn(ns.name, target, 'web', 2, { maxUnavailable: 1 });
       await acts.quarantineNode({ node: target, workflowId: 'wf-drain', reason: 'XID 79' });
 
@@ -711,22 +731,13 @@ describe('Kubernetes activities against the embedded cluster', () => {
         return pods.length === 2 && pods.every(isReady) ? pods : undefined;
       });
       assert.ok(live.every((p) => p.spec?.nodeName !== target && !originals.has(p.metadata!.uid!)));
-    } finally {
-      for (const [n, s] of snaps) await restore(n, s);
-      await dropNamespace(ns);
-    }
+    });
   });
 
   it('drains several Deployments, each under its own PDB (maxUnavailable 1), pacing each by its PDB', async () => {
-    const ns = await tempNamespace(stack.kc, 'fmpdbs');
-    const target = nodes[2]!;
-    const others = [nodes[0]!, nodes[1]!];
-    const snaps = new Map(
-      await Promise.all([target, ...others].map(async (n) => [n, await snapshot(n)] as const)),
-    );
-    const apps = ['alpha', 'beta', 'gamma', 'delta'];
-    const replicas = 3;
-    try {
+    await drainScene('fmpdbs', async ({ ns, target, others }) => {
+      const apps = ['alpha', 'beta', 'gamma', 'delta'];
+      const replicas = 3;
       const originals = new Set<string>();
       let w: Awaited<ReturnType<typeof workloadOn>> | undefined;
       for (const app of apps) {
@@ -784,21 +795,12 @@ describe('Kubernetes activities against the embedded cluster', () => {
       );
       assert.deepEqual(new Set(calls.filter((c) => c.status < 300).map((c) => c.uid)), originals);
       assert.equal(calls.filter((c) => c.status < 300).length, originals.size, 'each pod evicted once');
-    } finally {
-      for (const [n, s] of snaps) await restore(n, s);
-      await dropNamespace(ns);
-    }
+    });
   });
 
   it('evicts a pod that is not Ready while its PDB allows no disruption of Ready ones, as the Eviction API lets it', async () => {
-    const ns = await tempNamespace(stack.kc, 'fmunready');
-    const target = nodes[2]!;
-    const others = [nodes[0]!, nodes[1]!];
-    const snaps = new Map(
-      await Promise.all([target, ...others].map(async (n) => [n, await snapshot(n)] as const)),
-    );
-    const { core, policy } = clients(stack.kc);
-    try {
+    await drainScene('fmunready', async ({ ns, target, others }) => {
+      const { core, policy } = clients(stack.kc);
       const w = await workloadOn(ns.name, target, 'job', 3, { minAvailable: 2 });
       await w.spread(others);
       // A workload on a failing GPU: one replica not Ready. 2 healthy = 2 desired: no disruption of a
@@ -831,20 +833,11 @@ describe('Kubernetes activities against the embedded cluster', () => {
         .filter((c) => c.status < 300);
       assert.equal(accepted[0]?.uid, sick.metadata!.uid, 'the pod that is not Ready goes first');
       assert.ok(result.refused429 <= 1, `${result.refused429} evictions refused`);
-    } finally {
-      for (const [n, s] of snaps) await restore(n, s);
-      await dropNamespace(ns);
-    }
+    });
   });
 
   it('resumes an interrupted drain from its heartbeat without evicting any pod twice', async () => {
-    const ns = await tempNamespace(stack.kc, 'fmresume');
-    const target = nodes[2]!;
-    const others = [nodes[0]!, nodes[1]!];
-    const snaps = new Map(
-      await Promise.all([target, ...others].map(async (n) => [n, await snapshot(n)] as const)),
-    );
-    try {
+    await drainScene('fmresume', async ({ ns, target, others }) => {
       const w = await workloadOn(ns.name, target, 'api', 3, { maxUnavailable: 1 });
       await w.spread(others);
       await acts.quarantineNode({ node: target, workflowId: 'wf-resume', reason: 'XID 79' });
@@ -898,10 +891,7 @@ describe('Kubernetes activities against the embedded cluster', () => {
           ? true
           : undefined;
       });
-    } finally {
-      for (const [n, s] of snaps) await restore(n, s);
-      await dropNamespace(ns);
-    }
+    });
   });
 
   it('finishes an eviction that a killed attempt left charged to the PDB but not carried out', async () => {
@@ -909,13 +899,7 @@ describe('Kubernetes activities against the embedded cluster', () => {
     // (status.disruptedPods) and then dropped the deletion with the cancelled request. Until that
     // record expires (2 minutes) the PDB refuses every other eviction. The budget record is written
     // here as the API server writes it; the retried attempt must delete that pod and carry on.
-    const ns = await tempNamespace(stack.kc, 'fmcharged');
-    const target = nodes[2]!;
-    const others = [nodes[0]!, nodes[1]!];
-    const snaps = new Map(
-      await Promise.all([target, ...others].map(async (n) => [n, await snapshot(n)] as const)),
-    );
-    try {
+    await drainScene('fmcharged', async ({ ns, target, others }) => {
       const { policy } = clients(stack.kc);
       const w = await workloadOn(ns.name, target, 'api', 3, { maxUnavailable: 1 });
       await w.spread(others);
@@ -958,10 +942,7 @@ describe('Kubernetes activities against the embedded cluster', () => {
           ? true
           : undefined;
       });
-    } finally {
-      for (const [n, s] of snaps) await restore(n, s);
-      await dropNamespace(ns);
-    }
+    });
   });
 
   it('refuses to drain a node with an unmanaged pod, evicting nothing', async () => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
 import type { FleetBudgetConfig } from '../../src/domain/fleet-budget.js';
-import type { AlertSignal, RemediationPolicy } from '../../src/domain/remediation-plan.js';
+import type { RemediationPolicy } from '../../src/domain/remediation-plan.js';
 import { parseNotifyConfig } from '../../src/notify/config.js';
 import type { JsonNotification } from '../../src/notify/message.js';
 import { MemoryGpuStateStore } from '../../src/sim/gpu-state.js';
@@ -15,6 +15,7 @@ import { installQuietRuntime } from '../helpers/temporal.js';
 import { startReceiver } from './receiver.js';
 import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
 import { clearRemediationHistory } from '../helpers/k8s.js';
+import { xidAlert } from '../helpers/remediation-inputs.js';
 
 installQuietRuntime();
 
@@ -28,18 +29,7 @@ const policy: Partial<RemediationPolicy> = {
   capacityRetryMs: 1_000,
 };
 
-let seq = 0;
-function alert(xid: number): AlertSignal {
-  seq++;
-  return {
-    alertName: 'GpuXidError',
-    status: 'firing',
-    episodeKey: `fleet-${seq}-${Date.now()}@2026-11-27T00:00:00Z`,
-    xid,
-    gpu: 0,
-    source: 'test',
-  };
-}
+let setups = 0;
 
 /** A receiver and workers whose fleet budget has `budgetConfig`, for one describe block. */
 function setup(budgetConfig: Partial<FleetBudgetConfig>) {
@@ -52,7 +42,7 @@ function setup(budgetConfig: Partial<FleetBudgetConfig>) {
   before(async () => {
     ctx.stack = await useTestStack();
     ctx.receiver = await startReceiver();
-    ctx.taskQueue = `fleetmedic-fleet-${process.pid}-${seq++}`;
+    ctx.taskQueue = `fleetmedic-fleet-${process.pid}-${setups++}`;
     ctx.workers = await startRemediationWorkers(ctx.stack, {
       taskQueue: ctx.taskQueue,
       gpus: new MemoryGpuStateStore(),
@@ -80,7 +70,7 @@ describe('notification when the fleet breaker refuses automatic quarantine', () 
       clusterId: ctx.stack.state.clusterId,
       node: target,
       taskQueue: ctx.taskQueue,
-      alert: alert(79),
+      alert: xidAlert(79, { gpu: 0 }),
       policy,
     });
     const result = await handle.result();
@@ -110,7 +100,7 @@ describe('notification when a node agent is unreachable', () => {
         clusterId: ctx.stack.state.clusterId,
         node: name,
         taskQueue: ctx.taskQueue,
-        alert: alert(48),
+        alert: xidAlert(48, { gpu: 0 }),
         policy,
       });
       const kinds = await eventually(

@@ -13,24 +13,11 @@ import { installQuietRuntime } from '../helpers/temporal.js';
 import { startReceiver } from './receiver.js';
 import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
 import { clearRemediationHistory } from '../helpers/k8s.js';
-import { FAST_POLICY } from '../helpers/policy.js';
+import { FAST_POLICY, xidAlert } from '../helpers/remediation-inputs.js';
 
 installQuietRuntime();
 
 const basePolicy: Partial<RemediationPolicy> = { ...FAST_POLICY };
-
-let seq = 0;
-function alert(xid: number, gpu = 3): AlertSignal {
-  seq++;
-  return {
-    alertName: 'GpuXidError',
-    status: 'firing',
-    episodeKey: `notify-${seq}-${Date.now()}@2026-11-27T00:00:00Z`,
-    xid,
-    gpu,
-    source: 'test',
-  };
-}
 
 // Notifications through the real path: the remediation workflow on the test stack calls the notify
 // activity of a control worker whose sinks POST to a receiver on 127.0.0.1.
@@ -106,7 +93,7 @@ describe('notifications end to end', () => {
   it('tells the sinks a node needs an operator, reminds while it waits, escalates, and says when it is back', async () => {
     const target = 'gpu-node-2';
     await gpus.set(target, withFault(await gpus.get(target), { gpu: 3, xid: 79 }));
-    const handle = await start(target, alert(79), { approvalReminderMs: 1_000, escalateAfterMs: 2_500 });
+    const handle = await start(target, xidAlert(79), { approvalReminderMs: 1_000, escalateAfterMs: 2_500 });
     const runId = runIdOf(handle);
 
     // Wait for an escalation and one reminder after it, all while the workflow waits for approval.
@@ -187,7 +174,7 @@ describe('notifications end to end', () => {
     gate = new Promise((resolve) => (open = resolve));
     try {
       await gpus.set(target, withFault(await gpus.get(target), { gpu: 1, xid: 79 }));
-      const handle = await start(target, alert(79, 1), { approvalReminderMs: 600_000 });
+      const handle = await start(target, xidAlert(79, { gpu: 1 }), { approvalReminderMs: 600_000 });
       const runId = runIdOf(handle);
       await eventually(
         'awaiting approval',

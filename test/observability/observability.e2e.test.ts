@@ -17,24 +17,11 @@ import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
 import { clearRemediationHistory } from '../helpers/k8s.js';
-import { FAST_POLICY } from '../helpers/policy.js';
+import { FAST_POLICY, xidAlert } from '../helpers/remediation-inputs.js';
 
 installQuietRuntime();
 
 const policy: Partial<RemediationPolicy> = { ...FAST_POLICY, approvalReminderMs: 600_000 };
-
-let seq = 0;
-function alert(xid: number, gpu = 3): AlertSignal {
-  seq++;
-  return {
-    alertName: 'GpuXidError',
-    status: 'firing',
-    episodeKey: `obs-${seq}-${Date.now()}@2026-11-27T00:00:00Z`,
-    xid,
-    gpu,
-    source: 'test',
-  };
-}
 
 /** `name value` lines of a Prometheus scrape, for metrics without labels. */
 function sample(text: string, name: string): number | undefined {
@@ -86,7 +73,7 @@ describe('node Events and metrics end to end', () => {
   it('an automatic GPU reset leaves one Event per phase on the Node, in order, and phase durations', async () => {
     const target = 'gpu-node-3';
     await gpus.set(target, withFault(await gpus.get(target), { gpu: 3, xid: 48, eccUncorrected: 2 }));
-    const handle = await start(target, alert(48));
+    const handle = await start(target, xidAlert(48));
     const result = await handle.result();
     assert.equal(result.outcome, 'returned-to-service', result.reasons.join('\n'));
 
@@ -166,7 +153,7 @@ describe('node Events and metrics end to end', () => {
     const before = sample(await scrape(), 'fleetmedic_nodes_quarantined');
     assert.equal(typeof before, 'number');
     await gpus.set(target, withFault(await gpus.get(target), { gpu: 3, xid: 79 }));
-    const handle = await start(target, alert(79));
+    const handle = await start(target, xidAlert(79));
     await eventually(
       'awaiting approval',
       async () => ((await handle.query(statusQuery)).phase === 'awaiting-approval' ? true : undefined),

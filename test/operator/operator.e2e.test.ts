@@ -7,7 +7,7 @@ import { execa } from 'execa';
 import { after, before, describe, it } from 'node:test';
 import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
 import { OperatorClient, type RemediationRow } from '../../src/client/operator-client.js';
-import type { AlertSignal, RemediationPolicy } from '../../src/domain/remediation-plan.js';
+import type { RemediationPolicy } from '../../src/domain/remediation-plan.js';
 import { healthyGpuState, MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
 import { KubernetesNodeLookup } from '../../src/webhook/node-lookup.js';
 import { parseRules } from '../../src/webhook/rules.js';
@@ -24,7 +24,7 @@ import { clearRemediationHistory, eventually, liftQuarantine } from '../helpers/
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
-import { FAST_POLICY } from '../helpers/policy.js';
+import { FAST_POLICY, xidAlert } from '../helpers/remediation-inputs.js';
 
 installQuietRuntime();
 
@@ -36,19 +36,6 @@ const RULES = parseRules({
 });
 
 const policy: Partial<RemediationPolicy> = { ...FAST_POLICY, approvalReminderMs: 60_000 };
-
-let seq = 0;
-function xid79(): AlertSignal {
-  seq++;
-  return {
-    alertName: 'GpuXidError',
-    status: 'firing',
-    episodeKey: `operator-${seq}-${Date.now()}`,
-    xid: 79,
-    gpu: 3,
-    source: 'operator test',
-  };
-}
 
 /** The identities recorded in the history's accepted updates, as [update name, by, reason]. */
 async function acceptedUpdates(handle: WorkflowHandle): Promise<[string, string, string | undefined][]> {
@@ -218,7 +205,7 @@ describe('operator CLI and HTTP actions', () => {
         clusterId: stack.state.clusterId,
         node,
         taskQueue,
-        alert: xid79(),
+        alert: xidAlert(79),
         policy,
       });
     const phaseOf = (handle: WorkflowHandle<typeof gpuRemediationWorkflow>, phase: string) =>

@@ -31,25 +31,11 @@ import {
 } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime, temporalBinary } from '../helpers/temporal.js';
-import { FAST_POLICY } from '../helpers/policy.js';
+import { FAST_POLICY, xidAlert } from '../helpers/remediation-inputs.js';
 
 installQuietRuntime();
 
 const policy: Partial<RemediationPolicy> = { ...FAST_POLICY, approvalReminderMs: 3_000 };
-
-let alertSeq = 0;
-function alert(xid: number, extra: Partial<AlertSignal> = {}): AlertSignal {
-  alertSeq++;
-  return {
-    alertName: 'GpuXidError',
-    status: 'firing',
-    episodeKey: `fp-${alertSeq}-${Date.now()}@2026-11-26T00:00:00Z`,
-    xid,
-    gpu: 3,
-    source: 'test',
-    ...extra,
-  };
-}
 
 // The whole remediation on the embedded stack: real Temporal dev server, real control plane (kwok
 // nodes), the real Kubernetes activities, node agents whose dcgmi / nvidia-smi are the simulated
@@ -157,7 +143,7 @@ describe('GPU remediation end to end', () => {
     });
 
     await inject(target, { gpu: 3, xid: 79 });
-    const first = alert(79);
+    const first = xidAlert(79);
     const handle = await start(target, first);
     const waiting = await phaseOf(handle, 'awaiting-approval');
     assert.equal(waiting.class, 'reboot-node');
@@ -210,7 +196,7 @@ describe('GPU remediation end to end', () => {
   it('XID 48: resets the GPU without approval and returns the node to service', async () => {
     const target = 'gpu-node-3';
     await inject(target, { gpu: 3, xid: 48, eccUncorrected: 2 });
-    const handle = await start(target, alert(48));
+    const handle = await start(target, xidAlert(48));
     const result = await handle.result();
     assert.equal(result.outcome, 'returned-to-service', result.reasons.join('\n'));
     assert.equal(result.class, 'reset-gpu');
@@ -246,7 +232,7 @@ describe('GPU remediation end to end', () => {
     const [victim, bystander] = before as [(typeof before)[0], (typeof before)[0]];
     const handle = await start(
       target,
-      alert(13, { pods: [{ namespace: ns.name, name: victim.metadata!.name! }] }),
+      xidAlert(13, { pods: [{ namespace: ns.name, name: victim.metadata!.name! }] }),
     );
     const result = await handle.result();
     assert.equal(result.outcome, 'pods-restarted');
@@ -266,7 +252,7 @@ describe('GPU remediation end to end', () => {
   it('failed validation keeps the node quarantined with its reason; reject leaves it cordoned', async () => {
     const target = 'gpu-node-1';
     await inject(target, { gpu: 3, xid: 48, remappedRowsFailure: true });
-    const handle = await start(target, alert(48));
+    const handle = await start(target, xidAlert(48));
     const waiting = await phaseOf(handle, 'awaiting-approval');
     assert.equal(waiting.class, 'replace-hardware', waiting.reasons.join('\n'));
 
@@ -303,7 +289,7 @@ describe('GPU remediation end to end', () => {
     await core.patchNode({ name: target, body: { spec: { unschedulable: true } } }, mergePatch);
     try {
       await inject(target, { gpu: 1, xid: 48 });
-      const handle = await start(target, alert(48, { gpu: 1 }));
+      const handle = await start(target, xidAlert(48, { gpu: 1 }));
       const result = await handle.result();
       assert.equal(result.outcome, 'returned-to-service', result.reasons.join('\n'));
       const n = await node(target);
@@ -320,7 +306,7 @@ describe('GPU remediation end to end', () => {
   it('with a budget of one drain, three failing nodes are drained one at a time', async () => {
     const targets = ['gpu-node-1', 'gpu-node-2', 'gpu-node-4'];
     for (const t of targets) await inject(t, { gpu: 0, xid: 79 });
-    const handles = await Promise.all(targets.map((t) => start(t, alert(79, { gpu: 0 }))));
+    const handles = await Promise.all(targets.map((t) => start(t, xidAlert(79, { gpu: 0 }))));
     const budget = client.workflow.getHandle(fleetBudgetWorkflowId(stack.state.clusterId));
     const done = new Set<number>();
     let maxInFlight = 0;
@@ -375,7 +361,7 @@ describe('GPU remediation end to end', () => {
       return pods.length === 1 && pods.every(isReady) ? pods : undefined;
     });
     await inject(target, { gpu: 2, xid: 48 });
-    const handle = await start(target, alert(48, { gpu: 2 }));
+    const handle = await start(target, xidAlert(48, { gpu: 2 }));
     const waiting = await phaseOf(handle, 'waiting-for-capacity');
     assert.match(waiting.waitingFor ?? '', /capacity/);
     // Nothing was evicted while waiting.
@@ -406,7 +392,7 @@ describe('GPU remediation end to end', () => {
         clusterId: stack.state.clusterId,
         node: name,
         taskQueue,
-        alert: alert(48),
+        alert: xidAlert(48),
         policy: { ...policy, agentScheduleToStartMs: 2_000 },
       });
       const waiting = await phaseOf(handle, 'awaiting-approval');
@@ -424,7 +410,7 @@ describe('GPU remediation end to end', () => {
       await core.deleteNode({ name });
     }
     // A later alert for the deleted node (the autoscaler removed it) ends at once.
-    const gone = await start(name, alert(48));
+    const gone = await start(name, xidAlert(48));
     assert.equal((await gone.result()).outcome, 'node-gone');
   });
 });
