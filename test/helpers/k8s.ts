@@ -2,12 +2,14 @@ import {
   AppsV1Api,
   CoreV1Api,
   PolicyV1Api,
-  type KubeConfig,
+  KubeConfig,
   type V1Deployment,
   type V1Pod,
 } from '@kubernetes/client-node';
+import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EPISODES_ANNOTATION } from '../../src/activities/remediation-support.js';
+import { apiServerUrl } from '../../src/k8s/kubeconfig.js';
 import { mergePatch } from '../../src/k8s/patch.js';
 import { REMEDIATIONS_ANNOTATION } from '../../src/k8s/remediation-labels.js';
 
@@ -167,4 +169,65 @@ export async function clearRemediationHistory(kc: KubeConfig, names: readonly st
       mergePatch,
     );
   }
+}
+
+/**
+ * A TCP relay on 127.0.0.1 in front of the API server that can be switched off (connections refused,
+ * open ones cut) and on again: the workers reach the API server only through it. TLS passes through
+ * untouched, so the API server's certificate for 127.0.0.1 still verifies.
+ */
+export async function apiServerRelay(target: URL) {
+  let connections = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    connections++;
+    const upstream = net.connect(Number(target.port), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => s.destroy());
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  let port = 0;
+  const listen = () =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => {
+        server.off('error', reject);
+        port = (server.address() as net.AddressInfo).port;
+        resolve();
+      });
+    });
+  await listen();
+  return {
+    get port() {
+      return port;
+    },
+    /** Connections accepted so far. */
+    get connections() {
+      return connections;
+    },
+    /** Refuses new connections and cuts the open ones, like an API server that went away. */
+    async down() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
+    up: listen,
+    async close() {
+      for (const s of sockets) s.destroy();
+      if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** A copy of `kc` whose API server is reached through a relay on 127.0.0.1 at `port`. */
+export function kubeconfigVia(kc: KubeConfig, port: number): KubeConfig {
+  const copy = new KubeConfig();
+  copy.loadFromString(kc.exportConfig());
+  const server = new URL(apiServerUrl(kc));
+  server.port = String(port);
+  copy.clusters = copy.clusters.map((c) => ({ ...c, server: server.origin }));
+  return copy;
 }
