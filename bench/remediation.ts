@@ -72,7 +72,7 @@ import { MAX_SIM_NODES } from '../src/stack/sim-nodes.js';
 import type { StackState } from '../src/stack/state.js';
 import { temporalHealthy, temporalServerArgs } from '../src/stack/temporal-server.js';
 import { resolveTool } from '../src/toolchain/toolchain.js';
-import { createControlWorker, workflowsPath } from '../src/workers/control-worker.js';
+import { createControlWorkers, workflowsPath } from '../src/workers/control-worker.js';
 import {
   fleetBudgetWorkflow,
   fleetBudgetWorkflowId,
@@ -80,7 +80,8 @@ import {
 } from '../src/workflows/fleet-budget.js';
 import { isNodeHealthy } from '../src/domain/node-health.js';
 import { GPU_RESOURCE } from '../src/k8s/labels.js';
-import { remediationWorkflowId } from '../src/workflows/ids.js';
+import { localActivityMarkers } from '../src/client/local-activities.js';
+import { budgetTaskQueue, remediationWorkflowId } from '../src/workflows/ids.js';
 
 const env = process.env;
 
@@ -385,37 +386,24 @@ class CordonWatch {
 }
 
 /**
- * Where a remediation's alert-to-cordon time goes, in ms, from its history (server event times): a
- * partition of t0 -> quarantineNode completed. The cordon patch happens inside `quarantineRun`.
+ * Where a remediation's alert-to-cordon time goes, in ms: a partition of t0 -> quarantineNode
+ * completed. The steps from the alert to the cordon are local activities of the first workflow task
+ * (`local-quarantine-steps`), so their times come from the local-activity markers (completion times
+ * taken by the worker); the others are server event times. The cordon patch happens in `quarantine`.
  */
 interface Steps {
   /** t0 -> WorkflowExecutionStarted (the signal-with-start RPC). */
   accept: number;
-  /** -> episodeHandled scheduled (first workflow task: queue wait + replay). */
-  wft1: number;
-  /** episodeHandled scheduled -> completed (reads the node). */
+  /** -> first WorkflowTaskStarted (queue wait for a poller and a slot of the control worker). */
+  wftQueue: number;
+  /** -> episodeHandled completed (workflow code up to it, then the node read). */
   episode: number;
-  /** -> budgetReportFailure scheduled (a workflow task). */
-  wft2: number;
-  /** budgetReportFailure scheduled -> completed (lists all nodes, update on the fleet budget workflow). */
+  /** -> budgetReportFailure completed (the shared fleet view, then a batched update on the budget). */
   breaker: number;
-  /** -> quarantineNode scheduled (a workflow task). */
-  wft3: number;
-  /** quarantineNode scheduled -> started (activity queue wait). */
-  quarantineQueue: number;
-  /** quarantineNode started -> completed (read node, patch: the cordon). */
-  quarantineRun: number;
+  /** -> quarantineNode completed (read node, patch: the cordon). */
+  quarantine: number;
 }
-const STEP_KEYS: (keyof Steps)[] = [
-  'accept',
-  'wft1',
-  'episode',
-  'wft2',
-  'breaker',
-  'wft3',
-  'quarantineQueue',
-  'quarantineRun',
-];
+const STEP_KEYS: (keyof Steps)[] = ['accept', 'wftQueue', 'episode', 'breaker', 'quarantine'];
 
 type History = Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>;
 
@@ -427,31 +415,19 @@ function stepsOf(history: History, t0Wall: number): Steps | undefined {
   const events = history.events ?? [];
   const at = (i: number) => (i < 0 ? NaN : eventMs(events[i]?.eventTime));
   const started = events.findIndex((e) => e.workflowExecutionStartedEventAttributes);
-  const activity = (name: string) => {
-    const sched = events.findIndex(
-      (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === name,
-    );
-    if (sched < 0) return undefined;
-    const id = Number(events[sched]!.eventId);
-    const st = events.findIndex((e) => Number(e.activityTaskStartedEventAttributes?.scheduledEventId) === id);
-    const done = events.findIndex(
-      (e) => Number(e.activityTaskCompletedEventAttributes?.scheduledEventId) === id,
-    );
-    return { sched: at(sched), started: at(st), done: at(done) };
-  };
-  const ep = activity('episodeHandled');
-  const br = activity('budgetReportFailure');
-  const q = activity('quarantineNode');
-  if (started < 0 || !ep || !br || !q) return undefined;
+  const wftStarted = events.findIndex((e) => e.workflowTaskStartedEventAttributes);
+  const la = localActivityMarkers(history);
+  const [ep, br, q] = ['episodeHandled', 'budgetReportFailure', 'quarantineNode'].map(
+    (n) => la.find((m) => m.activityType === n)?.completedAt,
+  );
+  if (started < 0 || wftStarted < 0 || ep === undefined || br === undefined || q === undefined)
+    return undefined;
   return {
     accept: at(started) - t0Wall,
-    wft1: ep.sched - at(started),
-    episode: ep.done - ep.sched,
-    wft2: br.sched - ep.done,
-    breaker: br.done - br.sched,
-    wft3: q.sched - br.done,
-    quarantineQueue: q.started - q.sched,
-    quarantineRun: q.done - q.started,
+    wftQueue: at(wftStarted) - at(started),
+    episode: ep - at(wftStarted),
+    breaker: br - ep,
+    quarantine: q - br,
   };
 }
 
@@ -491,6 +467,40 @@ async function whereStuck(client: Client, clusterId: string, nodes: readonly str
 async function rssOf(pid: number): Promise<number> {
   const status = await fs.readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
+}
+
+/** CPU seconds used so far by every process on the machine, by pid, with its command name. */
+async function cpuByProcess(): Promise<Map<number, { comm: string; cpuS: number }>> {
+  const out = new Map<number, { comm: string; cpuS: number }>();
+  const ticks = 100; // USER_HZ on Linux
+  for (const entry of await fs.readdir('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid)) continue;
+    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    const close = stat.lastIndexOf(')');
+    if (close < 0) continue;
+    const comm = stat.slice(stat.indexOf('(') + 1, close);
+    const fields = stat.slice(close + 2).split(' ');
+    // fields[11], fields[12]: utime, stime (fields 14 and 15 of proc(5), counted from the state).
+    out.set(pid, { comm, cpuS: (Number(fields[11]) + Number(fields[12])) / ticks });
+  }
+  return out;
+}
+
+/** The processes that used the most CPU between two `cpuByProcess` samples, as "name pid: N s". */
+function topCpu(
+  before: Map<number, { comm: string; cpuS: number }>,
+  after: Map<number, { comm: string; cpuS: number }>,
+  names: ReadonlyMap<number, string>,
+  count: number,
+): string {
+  return [...after.entries()]
+    .map(([pid, a]) => ({ pid, name: names.get(pid) ?? a.comm, used: a.cpuS - (before.get(pid)?.cpuS ?? 0) }))
+    .filter((x) => x.used > 0.05)
+    .sort((x, y) => y.used - x.used)
+    .slice(0, count)
+    .map((x) => `${x.name} ${x.used.toFixed(1)} s`)
+    .join(', ');
 }
 
 interface AgentHost {
@@ -616,7 +626,7 @@ async function latencyPart(): Promise<LatencyResult> {
   const upStarted = performance.now();
   const stack = await startStack(NODES, `fmbench-${process.pid}`);
   let agentHost: AgentHost | undefined;
-  let control: { worker: Worker; running: Promise<void> } | undefined;
+  let control: { workers: Worker[]; running: Promise<unknown> } | undefined;
   const samples: number[] = [];
   let censored = 0;
   let incomplete: string | undefined;
@@ -702,7 +712,7 @@ async function latencyPart(): Promise<LatencyResult> {
     watch = new CordonWatch(stack.kc);
     await watch.start();
     const nodeCache = watch.nodes;
-    const controlWorker = await createControlWorker({
+    const controlWorkers = await createControlWorkers({
       connection,
       client: c,
       kc: stack.kc,
@@ -723,7 +733,7 @@ async function latencyPart(): Promise<LatencyResult> {
       await c.workflow
         .start(fleetBudgetWorkflow, {
           workflowId: fleetBudgetWorkflowId(clusterId),
-          taskQueue,
+          taskQueue: budgetTaskQueue(taskQueue),
           args: [{ clusterId, config: BUDGET }],
           workflowIdConflictPolicy: 'USE_EXISTING',
         })
@@ -743,7 +753,7 @@ async function latencyPart(): Promise<LatencyResult> {
         ],
       });
     }
-    control = { worker: controlWorker, running: controlWorker.run() };
+    control = { workers: controlWorkers, running: Promise.all(controlWorkers.map((w) => w.run())) };
     async function endRound(round: readonly string[]): Promise<number> {
       await pool([...round, '__budget__'], 32, async (n) => {
         const id =
@@ -757,10 +767,11 @@ async function latencyPart(): Promise<LatencyResult> {
       await until(
         'the control worker idle',
         () => {
-          const st = controlWorker.getStatus();
-          return Promise.resolve(
-            st.numInFlightActivities === 0 && st.numInFlightWorkflowActivations === 0 ? true : undefined,
-          );
+          const idle = controlWorkers.every((w) => {
+            const st = w.getStatus();
+            return st.numInFlightActivities === 0 && st.numInFlightWorkflowActivations === 0;
+          });
+          return Promise.resolve(idle ? true : undefined);
         },
         120_000,
         250,
@@ -849,6 +860,7 @@ async function latencyPart(): Promise<LatencyResult> {
 
     const acks: number[] = [];
     const breakdown: Steps[] = [];
+    const taskTrouble = { timedOut: 0, failed: 0 };
     // Nodes spread over the fleet: a fixed shuffle of the node list, taken in turn (round after round
     // wraps around; the nodes are restored between rounds).
     const order = [...nodes];
@@ -870,6 +882,12 @@ async function latencyPart(): Promise<LatencyResult> {
           .catch(() => undefined);
         const steps = h && stepsOf(h, t0Wall.get(n)!);
         if (steps) breakdown.push(steps);
+        // Workflow tasks that timed out or failed before the cordon (each costs a retry of the task).
+        for (const e of h?.events ?? []) {
+          if (localActivityMarkers({ events: [e] }).some((m) => m.activityType === 'quarantineNode')) break;
+          if (e.workflowTaskTimedOutEventAttributes) taskTrouble.timedOut++;
+          if (e.workflowTaskFailedEventAttributes) taskTrouble.failed++;
+        }
       });
     }
     const totalRounds = ROUNDS + (WARMUP > 0 ? 1 : 0);
@@ -888,6 +906,7 @@ async function latencyPart(): Promise<LatencyResult> {
       const failures: string[] = [];
       let retries = 0;
       const roundStart = performance.now();
+      const cpuBefore = await cpuByProcess();
       await Promise.all(
         round.map(async (node) => {
           t0Wall.set(node, Date.now());
@@ -953,10 +972,19 @@ async function latencyPart(): Promise<LatencyResult> {
         break;
       }
       const lat = round.map((n) => w.seen.get(n)! - t0.get(n)!);
+      const cpuAfter = await cpuByProcess();
+      const cpuNames = new Map<number, string>([
+        [process.pid, 'bench+control worker'],
+        [host.pid, 'node agents'],
+      ]);
       log(
         `${label}: ${round.length} alerts fired in ${ms(fired - roundStart)} ms (signal-with-start ack ` +
           `p50 ${ms(pct([...ack.values()], 50))} ms, max ${ms(Math.max(...ack.values()))} ms); alert->cordon ` +
           `${stats(lat)}`,
+      );
+      log(
+        `  CPU used from the first alert to the last cordon (${((performance.now() - roundStart) / 1000).toFixed(1)} s ` +
+          `on ${os.cpus().length} cores), top processes: ${topCpu(cpuBefore, cpuAfter, cpuNames, 6)}`,
       );
       if (!warm) {
         samples.push(...lat);
@@ -984,12 +1012,14 @@ async function latencyPart(): Promise<LatencyResult> {
     };
     log(
       `where the time goes (median/p99 ms over ${breakdown.length} cordoned nodes' histories, server event ` +
-        `times, consecutive steps from t0 to quarantineNode completed): ${STEP_KEYS.map(col).join(' ')}`,
+        `times, consecutive steps from t0 to quarantineNode completed): ${STEP_KEYS.map(col).join(' ')}` +
+        ` (workflow tasks before the cordon that timed out: ${taskTrouble.timedOut}, failed: ${taskTrouble.failed})`,
     );
     log(
-      `  accept: signal-with-start -> WorkflowExecutionStarted; wft1..3: workflow tasks before each activity; ` +
-        `episode: episodeHandled (reads the node); breaker: budgetReportFailure (the shared fleet view, then ` +
-        `a batched update on the fleet budget workflow); quarantineQueue/Run: quarantineNode waiting / running (the cordon patch)`,
+      `  accept: signal-with-start -> WorkflowExecutionStarted; wftQueue: -> first workflow task started ` +
+        `(a poller and a slot of the control worker); then the local activities of that task, each to its ` +
+        `completion: episode (episodeHandled: reads the node), breaker (budgetReportFailure: the shared fleet ` +
+        `view, then a batched update on the fleet budget workflow), quarantine (quarantineNode: the cordon patch)`,
     );
     log(
       `peak RSS during the storms: node agents' process ${mib(peakAgents)}, this process ${mib(peakSelf)}; ` +
@@ -1008,7 +1038,7 @@ async function latencyPart(): Promise<LatencyResult> {
   } finally {
     watch?.stop();
     if (control) {
-      control.worker.shutdown();
+      for (const w of control.workers) w.shutdown();
       await Promise.race([control.running.catch(() => {}), sleep(60_000)]);
     }
     await agentHost?.stop();

@@ -428,6 +428,9 @@ function podName(ref: PodRef): string {
   return `${ref.namespace}/${ref.name}`;
 }
 
+/** Attempts of `quarantineNode`'s read-plan-patch before a 409 is left to Temporal's retry. */
+const QUARANTINE_CONFLICT_ATTEMPTS = 5;
+
 /**
  * Creates the Kubernetes activities bound to one cluster.
  *
@@ -778,7 +781,8 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
      * `preexistingCordon: true`, so release never uncordons it.
      *
      * @throws non-retryable `NodeNotFound`, `Forbidden`, `QuarantinedByOther`, `InvalidAnnotation`,
-     *   `WrongCluster`, `InvalidInput`; 409 (the node changed meanwhile) is retried.
+     *   `WrongCluster`, `InvalidInput`; 409 (the node changed meanwhile) is retried at once, then by
+     *   Temporal.
      */
     quarantineNode: async (input: QuarantineNodeInput): Promise<QuarantineNodeResult> => {
       const a = 'quarantineNode';
@@ -786,11 +790,22 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
       const name = requireName(a, 'node', i.node);
       const workflowId = requireText(a, 'workflowId', i.workflowId, 1000);
       const reason = requireText(a, 'reason', i.reason, 1024);
-      const node = await requireNode(name);
-      const plan = planQuarantine(node, { workflowId, reason, now: now().toISOString() });
-      if (plan.action === 'refuse') throw ApplicationFailure.nonRetryable(plan.message, plan.reason);
-      if (plan.action === 'patch') await patchNode(name, plan.patch);
-      return { node: name, changed: plan.action === 'patch', record: plan.record };
+      // Nodes change all the time (status, leases, other controllers): a 409 reads and plans again at
+      // once, a few times, instead of waiting for Temporal's retry backoff with the node still schedulable.
+      for (let attempt = 1; ; attempt++) {
+        const node = await requireNode(name);
+        const plan = planQuarantine(node, { workflowId, reason, now: now().toISOString() });
+        if (plan.action === 'refuse') throw ApplicationFailure.nonRetryable(plan.message, plan.reason);
+        if (plan.action === 'patch') {
+          try {
+            await patchNode(name, plan.patch);
+          } catch (err) {
+            if (isApiError(err, 409) && attempt < QUARANTINE_CONFLICT_ATTEMPTS) continue;
+            throw err;
+          }
+        }
+        return { node: name, changed: plan.action === 'patch', record: plan.record };
+      }
     },
 
     /**

@@ -1,7 +1,14 @@
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
-import type { Admission, FleetBudgetConfig, QuarantineVerdict } from '../domain/fleet-budget.js';
+import {
+  admitDrain,
+  releaseSlot,
+  type Admission,
+  type DenialReason,
+  type FleetBudgetConfig,
+  type QuarantineVerdict,
+} from '../domain/fleet-budget.js';
 import { podsFitElsewhere, type CapacityCheck } from '../domain/capacity.js';
 import { isNodeHealthy } from '../domain/node-health.js';
 import { makeApiClient } from '../k8s/api-client.js';
@@ -23,7 +30,13 @@ export const EPISODES_ANNOTATION = 'fleetmedic.io/handled-episodes';
 const MAX_EPISODES = 50;
 
 /** How old a shared fleet view may be when a failure report uses it (see `fleetView`). */
-const FLEET_VIEW_MAX_AGE_MS = 1000;
+const FLEET_VIEW_MAX_AGE_MS = 30_000;
+/** Admission refusals decided by the budget's own state alone (see `budgetAcquire`). */
+const FLEET_INDEPENDENT_REFUSALS: ReadonlySet<DenialReason> = new Set<DenialReason>([
+  'paused',
+  'breaker-open',
+  'max-concurrent',
+]);
 /** Most failures one `reportNodeFailures` update carries. */
 const MAX_FAILURE_BATCH = 500;
 
@@ -123,14 +136,15 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
   /**
    * The GPU nodes and which of them are healthy, shared by the callers of this activities instance:
    * a read started less than `maxAgeMs` ago (in flight or done) is reused, so a storm of failure
-   * reports costs one listNode per second instead of one per failure (a list of 1,500 nodes takes
-   * 0.5-1.2 s). A failed read is not reused.
+   * reports costs one listNode instead of one per failure (a list of 1,500 nodes takes 0.5-1.2 s of
+   * the control worker's one thread, which the storm's cordons need). A failed read is not reused.
    *
-   * Why a view up to 1 s old is safe for the breaker: it counts distinct failed nodes (from the
+   * Why a view up to 30 s old is safe for the breaker: it counts distinct failed nodes (from the
    * reports themselves, not from the view) against `gpuNodeCount`, which changes only when nodes
-   * join or leave the cluster (a report for a node the view lacks reads afresh, see `reportFailure`);
-   * the healthy names only feed the check that the inputs agree. A fresh list is no more current
-   * anyway: nodes change between the list and the update. The min-healthy
+   * join or leave the cluster. A report for a node the view lacks reads afresh (see `reportFailure`),
+   * so a joined node is never a failure outside the count; nodes deleted within the last 30 s still
+   * count, which makes the breaker at most that much less sensitive. The healthy names only feed the
+   * check that the inputs agree. The min-healthy
    * guard of a drain does depend on which nodes are healthy, so `budgetAcquire` reads a fresh view
    * (`maxAgeMs` 0: it joins only a read that started in the same millisecond).
    */
@@ -279,6 +293,13 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
             else throw err;
           }
         }
+        // Refusals that do not depend on the fleet (paused, breaker open, every slot taken) are
+        // answered from the budget's state, without listing every node: in a storm, each remediation
+        // waiting for a slot asks again every budgetRetryMs, and a list of 1,500 nodes costs a second.
+        let current = state;
+        for (const stale of staleHolders) current = releaseSlot(current, stale);
+        const early = admitDrain(current, input, Date.now());
+        if (!early.admitted && FLEET_INDEPENDENT_REFUSALS.has(early.reason)) return early;
         const { gpuNodeCount, healthyNodes } = await fleetView(0);
         return handle.executeUpdate(acquireDrainSlot, {
           args: [

@@ -21,7 +21,7 @@ import {
   resumeAutomation,
   type OperatorAction,
 } from '../workflows/fleet-budget.js';
-import { remediationWorkflowId } from '../workflows/ids.js';
+import { budgetTaskQueue, remediationWorkflowId } from '../workflows/ids.js';
 import {
   approveUpdate,
   gpuRemediationWorkflow,
@@ -254,7 +254,7 @@ export class OperatorClient implements OperatorService {
     const workflowId = fleetBudgetWorkflowId(this.options.clusterId);
     const startWorkflowOperation = new WithStartWorkflowOperation(fleetBudgetWorkflow, {
       workflowId,
-      taskQueue: this.options.taskQueue,
+      taskQueue: budgetTaskQueue(this.options.taskQueue),
       args: [{ clusterId: this.options.clusterId }],
       workflowIdConflictPolicy: 'USE_EXISTING',
       staticSummary: `fleet budget of cluster ${this.options.clusterId}`,

@@ -1,6 +1,12 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Client } from '@temporalio/client';
-import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
+import {
+  Runtime,
+  Worker,
+  bundleWorkflowCode,
+  type NativeConnection,
+  type WorkerOptions,
+} from '@temporalio/worker';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createKubernetesActivities } from '../activities/kubernetes.js';
@@ -14,6 +20,7 @@ import {
 import { ConfigError } from '../errors.js';
 import { Notifier } from '../notify/notifier.js';
 import { createControlMetrics, type ControlMetrics } from '../observability/metrics.js';
+import { budgetTaskQueue } from '../workflows/ids.js';
 
 export interface ControlWorkerOptions {
   readonly connection: NativeConnection;
@@ -33,7 +40,32 @@ export interface ControlWorkerOptions {
   readonly observability?: { readonly notifier: Notifier; readonly metrics: ControlMetrics };
   /** Extra activities (checkpointing, drills) registered beside the cluster ones. */
   readonly extraActivities?: Record<string, (...args: never[]) => Promise<unknown>>;
+  /** Overrides of the control worker's slot and poller settings (`CONTROL_WORKER_TUNING`); benchmarks only. */
+  readonly tuning?: Partial<ControlWorkerTuning>;
 }
+
+export type ControlWorkerTuning = Pick<
+  WorkerOptions,
+  | 'maxConcurrentWorkflowTaskExecutions'
+  | 'maxConcurrentLocalActivityExecutions'
+  | 'maxConcurrentActivityTaskExecutions'
+  | 'workflowTaskPollerBehavior'
+  | 'nonStickyToStickyPollRatio'
+>;
+
+/**
+ * Slots and pollers of the control worker. A remediation holds its first workflow task open while
+ * its local activities run (episode check, breaker report, cordon: mostly waiting on the API server
+ * and the budget), so a storm needs more workflow task slots than the SDK's 40, and more pollers on
+ * the shared (non-sticky) queue, where new workflows arrive, than the SDK's 2 of 10.
+ */
+export const CONTROL_WORKER_TUNING: ControlWorkerTuning = {
+  maxConcurrentWorkflowTaskExecutions: 100,
+  maxConcurrentLocalActivityExecutions: 200,
+  maxConcurrentActivityTaskExecutions: 100,
+  workflowTaskPollerBehavior: { type: 'simple-maximum', maximum: 16 },
+  nonStickyToStickyPollRatio: 0.5,
+};
 
 /** Path of the workflows entry for the bundler, whether running from src (tsx) or dist (compiled). */
 export function workflowsPath(): string {
@@ -42,10 +74,13 @@ export function workflowsPath(): string {
 }
 
 /**
- * The control worker: every workflow plus the cluster activities (Kubernetes API, fleet budget,
- * episode memory, node Events and notifications) on the `fleetmedic` task queue. Node-local steps run on the node agents' own queues.
+ * The control workers, both on `options.taskQueue`'s connection: the control worker (every workflow
+ * plus the cluster activities: Kubernetes API, fleet budget, episode memory, node Events and
+ * notifications) on the `fleetmedic` task queue, and the fleet budget's own worker on
+ * `budgetTaskQueue(taskQueue)`. Node-local steps run on the node agents' own queues. Run (and shut
+ * down) all of them; the control worker is the first.
  */
-export async function createControlWorker(options: ControlWorkerOptions): Promise<Worker> {
+export async function createControlWorkers(options: ControlWorkerOptions): Promise<Worker[]> {
   // A budget the budget workflow would refuse must stop the worker now: started with it, the budget
   // workflow fails at once and every remediation's budget call would retry against a closed workflow.
   const invalidBudget = validateFleetBudgetConfig({ ...DEFAULT_FLEET_BUDGET, ...options.budgetConfig });
@@ -56,7 +91,7 @@ export async function createControlWorker(options: ControlWorkerOptions): Promis
       kc: options.kc,
       client: options.client,
       clusterId: options.clusterId,
-      taskQueue: options.taskQueue,
+      taskQueue: budgetTaskQueue(options.taskQueue),
       budgetConfig: options.budgetConfig,
     }),
     ...createObservabilityActivities({
@@ -67,13 +102,28 @@ export async function createControlWorker(options: ControlWorkerOptions): Promis
     }),
     ...options.extraActivities,
   };
-  return Worker.create({
+  const workflowBundle =
+    options.workflowBundle ??
+    (await bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: Runtime.instance().logger }));
+  const namespace = options.namespace ?? 'default';
+  const control = await Worker.create({
     connection: options.connection,
-    namespace: options.namespace ?? 'default',
+    namespace,
     taskQueue: options.taskQueue,
     activities,
-    ...(options.workflowBundle
-      ? { workflowBundle: options.workflowBundle }
-      : { workflowsPath: workflowsPath() }),
+    workflowBundle,
+    ...CONTROL_WORKER_TUNING,
+    ...options.tuning,
   });
+  // One long-lived workflow per cluster: a few slots, no activities.
+  const budget = await Worker.create({
+    connection: options.connection,
+    namespace,
+    taskQueue: budgetTaskQueue(options.taskQueue),
+    workflowBundle,
+    maxConcurrentWorkflowTaskExecutions: 4,
+    maxCachedWorkflows: 8,
+    workflowTaskPollerBehavior: { type: 'simple-maximum', maximum: 4 },
+  });
+  return [control, budget];
 }

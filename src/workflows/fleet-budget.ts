@@ -2,8 +2,8 @@ import {
   ApplicationFailure,
   allHandlersFinished,
   condition,
-  continueAsNew,
   defineQuery,
+  makeContinueAsNewFunc,
   defineUpdate,
   setHandler,
   upsertSearchAttributes,
@@ -24,6 +24,7 @@ import {
   type FleetState,
   type QuarantineVerdict,
 } from '../domain/fleet-budget.js';
+import { budgetTaskQueue } from './ids.js';
 import { CLUSTER_ID } from './search-attributes.js';
 
 export interface FleetBudgetInput {
@@ -140,5 +141,9 @@ export async function fleetBudgetWorkflow(input: FleetBudgetInput): Promise<void
   // Keep the history short: continue as new once it grows, after in-flight handlers finish.
   await condition(() => workflowInfo().continueAsNewSuggested);
   await condition(allHandlersFinished);
-  await continueAsNew<typeof fleetBudgetWorkflow>({ clusterId: input.clusterId, config, state });
+  // A budget started on the control task queue (by a version without a budget queue) moves to its own.
+  const next = makeContinueAsNewFunc<typeof fleetBudgetWorkflow>({
+    taskQueue: budgetTaskQueue(workflowInfo().taskQueue),
+  });
+  await next({ clusterId: input.clusterId, config, state });
 }

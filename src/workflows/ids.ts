@@ -12,3 +12,15 @@ export function remediationWorkflowId(clusterId: string, node: string): string {
 export function nodeTaskQueue(clusterId: string, node: string): string {
   return `fleetmedic-node-${clusterId}-${node}`;
 }
+
+/**
+ * The task queue of the fleet budget workflow: its own, served by a worker of its own in the control
+ * worker process, so that its updates are never queued behind a storm of remediation workflow tasks
+ * (whose alert-to-cordon steps wait on those very updates).
+ */
+export function budgetTaskQueue(controlTaskQueue: string): string {
+  return controlTaskQueue.endsWith(BUDGET_QUEUE_SUFFIX)
+    ? controlTaskQueue
+    : `${controlTaskQueue}${BUDGET_QUEUE_SUFFIX}`;
+}
+const BUDGET_QUEUE_SUFFIX = '-fleet-budget';

@@ -9,6 +9,7 @@ import {
   log,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
@@ -106,6 +107,24 @@ const support = proxyActivities<RemediationSupportActivities>({
   retry: { initialInterval: '1s', maximumInterval: '30s' },
 });
 
+/**
+ * The steps from the alert to the cordon (episode check, breaker report, quarantine) as local
+ * activities: they run in the control worker inside the remediation's first workflow task, without
+ * a round trip through the Temporal server per step, so a node that fails in a storm of 150 is
+ * cordoned within seconds (see docs/remediation.md, "Benchmark"). Same timeouts and retries as the
+ * remote ones; a retry that would wait longer than `localRetryThreshold` becomes a durable timer.
+ */
+const localK8s = proxyLocalActivities<KubernetesActivities>({
+  startToCloseTimeout: '2 minutes',
+  localRetryThreshold: '10 seconds',
+  retry: { initialInterval: '1s', maximumInterval: '30s', backoffCoefficient: 2 },
+});
+const localSupport = proxyLocalActivities<RemediationSupportActivities>({
+  startToCloseTimeout: '1 minute',
+  localRetryThreshold: '10 seconds',
+  retry: { initialInterval: '1s', maximumInterval: '30s' },
+});
+
 // Events and notifications must never hold a remediation up: bounded retries, failures recorded.
 const observe = proxyActivities<ObservabilityActivities>({
   startToCloseTimeout: '90 seconds',
@@ -116,6 +135,8 @@ const observe = proxyActivities<ObservabilityActivities>({
 /** patched() IDs: histories recorded before these steps existed replay without them. */
 const PHASE_EVENTS_PATCH = 'node-phase-events';
 const NOTIFY_PATCH = 'notify-sinks';
+/** The alert-to-cordon steps as local activities (before: three activities, each its own round trip). */
+const LOCAL_QUARANTINE_PATCH = 'local-quarantine-steps';
 
 function agent(clusterId: string, node: string, policy: RemediationPolicy) {
   return proxyActivities<NodeAgentActivities>({
@@ -370,11 +391,15 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
     return status();
   };
 
-  const handled = await support.episodeHandled({
-    node,
-    key: first.episodeKey,
-    cooldownMs: policy.episodeCooldownMs,
-  });
+  // patched() here, before the first step: histories recorded before it replay the remote steps.
+  const local = patched(LOCAL_QUARANTINE_PATCH);
+  const episodeInput = { node, key: first.episodeKey, cooldownMs: policy.episodeCooldownMs };
+  const handled = local
+    ? await localSupport.episodeHandled.executeWithOptions(
+        { summary: `episode ${first.episodeKey} handled before on ${node}?` },
+        [episodeInput],
+      )
+    : await support.episodeHandled(episodeInput);
   if (handled === 'node-gone') return finish('node-gone', `node ${node} does not exist`);
   if (handled) return finish('duplicate-episode', `episode ${first.episodeKey} was already handled`);
 
@@ -399,7 +424,12 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
   }
 
   // Quarantine at once: a cordon is cheap and reversible, a faulty node accepting pods is not.
-  const breaker = await support.budgetReportFailure({ node });
+  const breaker = local
+    ? await localSupport.budgetReportFailure.executeWithOptions(
+        { summary: `report ${node} to the fleet breaker` },
+        [{ node }],
+      )
+    : await support.budgetReportFailure({ node });
   if (!breaker.allowed) {
     reasons.push(`automatic quarantine blocked: ${breaker.detail}`);
     notify(
@@ -409,9 +439,10 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
     return finish('automation-blocked', breaker.detail);
   }
   setPhase('quarantining');
-  const quarantine = await k8s.quarantineNode.executeWithOptions({ summary: `quarantine ${node} (${cls})` }, [
-    { node, workflowId, reason: `${cls}: ${initial.reason}` },
-  ]);
+  const quarantine = await (local ? localK8s : k8s).quarantineNode.executeWithOptions(
+    { summary: `quarantine ${node} (${cls})` },
+    [{ node, workflowId, reason: `${cls}: ${initial.reason}` }],
+  );
   quarantineReason = `remediation in progress (${cls})`;
 
   // Triage on the node: evidence may escalate the class, never lower it.

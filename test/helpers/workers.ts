@@ -5,7 +5,7 @@ import type { NotifyConfig } from '../../src/notify/config.js';
 import { setupControlObservability, type ControlObservability } from '../../src/observability/setup.js';
 import type { GpuStateStore } from '../../src/sim/gpu-state.js';
 import { simulatedRunner } from '../../src/sim/sim-runner.js';
-import { createControlWorker, workflowsPath } from '../../src/workers/control-worker.js';
+import { createControlWorkers, workflowsPath } from '../../src/workers/control-worker.js';
 import { createNodeAgentWorkers } from '../../src/workers/node-agent-host.js';
 import { fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
 import { clients } from './k8s.js';
@@ -52,7 +52,7 @@ export async function startRemediationWorkers(
     defaultMetrics: false,
   });
   const workers: Worker[] = [
-    await createControlWorker({
+    ...(await createControlWorkers({
       connection,
       client,
       kc: stack.kc,
@@ -61,7 +61,7 @@ export async function startRemediationWorkers(
       workflowBundle: await bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: silent }),
       budgetConfig: options.budgetConfig,
       observability,
-    }),
+    })),
     ...(await createNodeAgentWorkers({
       connection,
       clusterId,

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError } from '../../src/errors.js';
-import { createControlWorker } from '../../src/workers/control-worker.js';
+import { createControlWorkers } from '../../src/workers/control-worker.js';
 
 describe('control worker', () => {
   it('refuses an invalid fleet budget before connecting anything, naming the field', async () => {
     await assert.rejects(
-      createControlWorker({
+      createControlWorkers({
         // Never reached: the budget is checked first.
         connection: undefined as never,
         client: undefined as never,

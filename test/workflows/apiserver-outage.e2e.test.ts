@@ -1,61 +1,22 @@
-import { KubeConfig } from '@kubernetes/client-node';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { localActivityMarkers } from '../../src/client/local-activities.js';
 import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
 import { apiServerUrl } from '../../src/k8s/kubeconfig.js';
 import { MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
-import { clearRemediationHistory, clients, eventually, liftQuarantine } from '../helpers/k8s.js';
+import {
+  apiServerRelay,
+  clearRemediationHistory,
+  clients,
+  eventually,
+  kubeconfigVia,
+  liftQuarantine,
+} from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
 
 installQuietRuntime();
-
-/**
- * A TCP relay on 127.0.0.1 in front of the API server that can be switched off (connections refused,
- * open ones cut) and on again: the workers reach the API server only through it. TLS passes through
- * untouched, so the API server's certificate for 127.0.0.1 still verifies.
- */
-async function apiServerRelay(target: URL) {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(Number(target.port), target.hostname);
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => s.destroy());
-    }
-    client.pipe(upstream).pipe(client);
-  });
-  let port = 0;
-  const listen = () =>
-    new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => {
-        server.off('error', reject);
-        port = (server.address() as net.AddressInfo).port;
-        resolve();
-      });
-    });
-  await listen();
-  return {
-    get port() {
-      return port;
-    },
-    /** Refuses new connections and cuts the open ones, like an API server that went away. */
-    async down() {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const s of sockets) s.destroy();
-      await closed;
-    },
-    up: listen,
-    async close() {
-      for (const s of sockets) s.destroy();
-      if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 // Issue #3, "API server briefly unreachable -> retried": a transient outage makes the Kubernetes
 // activities fail with a connection error, which Temporal retries; the remediation finishes once the
@@ -71,11 +32,7 @@ describe('API server briefly unreachable', () => {
   before(async () => {
     stack = await useTestStack();
     relay = await apiServerRelay(new URL(apiServerUrl(stack.kc)));
-    const kc = new KubeConfig();
-    kc.loadFromString(stack.kc.exportConfig());
-    const server = new URL(apiServerUrl(stack.kc));
-    server.port = String(relay.port);
-    kc.clusters = kc.clusters.map((c) => ({ ...c, server: server.origin }));
+    const kc = kubeconfigVia(stack.kc, relay.port);
     await clearRemediationHistory(stack.kc, [target]);
     workers = await startRemediationWorkers(
       { ...stack, kc },
@@ -111,20 +68,25 @@ describe('API server briefly unreachable', () => {
       policy: { diagLevel: 1, agentScheduleToStartMs: 20_000 },
     });
 
-    // Wait until an activity has failed on the outage and is waiting for its next attempt.
-    const failedAttempt = await eventually('an activity attempt failed on the outage', async () => {
-      const pending = (await handle.describe()).raw.pendingActivities ?? [];
-      return pending.find((a) => (a.attempt ?? 0) >= 2 && a.lastFailure?.message);
+    // The first steps (episode check, breaker, cordon) are local activities: their attempts run in
+    // the worker and reach the history only when one succeeds. While they fail, the worker keeps the
+    // workflow task alive by completing it before its 10 s timeout: wait for that heartbeat.
+    await eventually('the workflow task kept alive while the API server is away', async () => {
+      const events = (await handle.fetchHistory()).events ?? [];
+      return events.some((e) => e.workflowTaskCompletedEventAttributes) ? true : undefined;
     });
-    assert.match(
-      failedAttempt.lastFailure?.message ?? '',
-      /ECONNREFUSED|ECONNRESET|socket hang up|fetch failed|connect/i,
-    );
     const n = await clients(stack.kc).core.readNode({ name: target });
     assert.notEqual(n.spec?.unschedulable, true, 'nothing may change while the API server is away');
 
     await relay.up();
     const result = await handle.result();
+    const episode = localActivityMarkers(await handle.fetchHistory()).find(
+      (m) => m.activityType === 'episodeHandled',
+    );
+    assert.ok(
+      (episode?.attempt ?? 0) >= 2,
+      `episodeHandled succeeded on attempt ${episode?.attempt}: it failed on the outage first`,
+    );
     assert.equal(result.outcome, 'returned-to-service', result.reasons.join('\n'));
     const released = await clients(stack.kc).core.readNode({ name: target });
     assert.notEqual(released.spec?.unschedulable, true);

@@ -10,7 +10,7 @@ import { FileGpuStateStore, healthyGpuState, simGpuStateDir, withFault } from '.
 import { simulatedRunner } from '../../sim/sim-runner.js';
 import { assertSimulatedCluster } from '../../stack/sim-cluster.js';
 import { readStackState } from '../../stack/state.js';
-import { createControlWorker } from '../../workers/control-worker.js';
+import { createControlWorkers } from '../../workers/control-worker.js';
 import { createNodeAgentWorkers } from '../../workers/node-agent-host.js';
 import { installRuntime } from '../../workers/runtime.js';
 import { approveUpdate, statusQuery } from '../../workflows/remediation.js';
@@ -44,14 +44,14 @@ export function registerDemoCommand(program: Command): void {
       const client = new Client({ connection: clientConnection, namespace: targets.namespace });
       const taskQueue = `${targets.taskQueue}-demo`;
       const workers = [
-        await createControlWorker({
+        ...(await createControlWorkers({
           connection,
           client,
           kc,
           clusterId: targets.clusterId,
           taskQueue,
           namespace: targets.namespace,
-        }),
+        })),
         ...(await createNodeAgentWorkers({
           connection,
           clusterId: targets.clusterId,

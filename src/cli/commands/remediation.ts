@@ -14,7 +14,8 @@ import { simulatedXidNotification } from '../../sim/alertmanager-alert.js';
 import { FileGpuStateStore, simGpuStateDir, withFault } from '../../sim/gpu-state.js';
 import { simulatedRunner } from '../../sim/sim-runner.js';
 import { assertSimulatedCluster, assertSimulatedNode } from '../../stack/sim-cluster.js';
-import { createControlWorker } from '../../workers/control-worker.js';
+import { createControlWorkers } from '../../workers/control-worker.js';
+import { budgetTaskQueue } from '../../workflows/ids.js';
 import { createNodeAgentWorkers, runWorkers } from '../../workers/node-agent-host.js';
 import { installRuntime } from '../../workers/runtime.js';
 import {
@@ -67,7 +68,7 @@ export function registerRemediationCommands(program: Command): void {
       const client = new Client({ connection: clientConnection, namespace: targets.namespace });
       const kc = loadKubeConfig(targets.kubeconfig);
       const observability = await workerObservability({ config, flags, kc, client, ...targets });
-      const worker = await createControlWorker({
+      const workers = await createControlWorkers({
         connection,
         client,
         kc,
@@ -81,11 +82,12 @@ export function registerRemediationCommands(program: Command): void {
         }),
       });
       process.stderr.write(
-        `control worker for cluster ${targets.clusterId} on task queue ${targets.taskQueue}` +
+        `control worker for cluster ${targets.clusterId} on task queue ${targets.taskQueue} ` +
+          `(fleet budget on ${budgetTaskQueue(targets.taskQueue)})` +
           `${observability.server ? `; metrics on ${observability.server.url}/metrics` : ''}` +
           `; notification sinks: ${observability.notifier.sinkNames.join(', ') || 'none (logged only)'}\n`,
       );
-      await runWorkers([worker], untilSignal());
+      await runWorkers(workers, untilSignal());
       await observability.close();
       await clientConnection.close();
       await connection.close();
