@@ -19,7 +19,8 @@
  * FLEETMEDIC_BENCH_FAILING, FLEETMEDIC_BENCH_ROUNDS, FLEETMEDIC_BENCH_WARMUP,
  * FLEETMEDIC_BENCH_CORDON_TIMEOUT_S, FLEETMEDIC_BENCH_TEMPORAL_POLLER_LIMIT,
  * FLEETMEDIC_BENCH_AGENT_POLLS, FLEETMEDIC_BENCH_DRAIN_NODES, FLEETMEDIC_BENCH_DRAIN_ROUNDS,
- * FLEETMEDIC_BENCH_PDB_ROUNDS, FLEETMEDIC_BENCH_DRAIN_CONCURRENCY, FLEETMEDIC_BENCH_SKIP=latency|drain;
+ * FLEETMEDIC_BENCH_PDB_ROUNDS, FLEETMEDIC_BENCH_DRAIN_CONCURRENCY, FLEETMEDIC_BENCH_CONTROL_TUNING,
+ * FLEETMEDIC_BENCH_SKIP=latency|drain;
  * diagnostics: FLEETMEDIC_BENCH_KUBECTL_LOG=<path prefix> keeps kubectl's -v=6 output,
  * FLEETMEDIC_BENCH_DEBUG_WARNINGS=1 prints the first SDK warning of each kind.
  */
@@ -27,10 +28,8 @@ import {
   AppsV1Api,
   CoreV1Api,
   PolicyV1Api,
-  Watch,
   type KubeConfig,
   type V1Deployment,
-  type V1Node,
 } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -72,16 +71,15 @@ import { MAX_SIM_NODES } from '../src/stack/sim-nodes.js';
 import type { StackState } from '../src/stack/state.js';
 import { temporalHealthy, temporalServerArgs } from '../src/stack/temporal-server.js';
 import { resolveTool } from '../src/toolchain/toolchain.js';
-import { createControlWorkers, workflowsPath } from '../src/workers/control-worker.js';
 import {
-  fleetBudgetWorkflow,
-  fleetBudgetWorkflowId,
-  reportNodeFailure,
-} from '../src/workflows/fleet-budget.js';
-import { isNodeHealthy } from '../src/domain/node-health.js';
-import { GPU_RESOURCE } from '../src/k8s/labels.js';
+  CONTROL_WORKER_TUNING,
+  createControlWorkers,
+  workflowsPath,
+  type ControlWorkerTuning,
+} from '../src/workers/control-worker.js';
+import { fleetBudgetWorkflowId } from '../src/workflows/fleet-budget.js';
 import { localActivityMarkers } from '../src/client/local-activities.js';
-import { budgetTaskQueue, remediationWorkflowId } from '../src/workflows/ids.js';
+import { remediationWorkflowId } from '../src/workflows/ids.js';
 
 const env = process.env;
 
@@ -114,11 +112,18 @@ const KNOBS = z.object({
   FLEETMEDIC_BENCH_PDB_ROUNDS: z.coerce.number().int().min(1).max(20).default(2),
   /** drainNode's `concurrency`; unset: the remediation workflow's default (the activity's, 5). */
   FLEETMEDIC_BENCH_DRAIN_CONCURRENCY: z.coerce.number().int().min(1).max(100).optional(),
-  /**
-   * Where budgetReportFailure gets the fleet view: `list` (the default, remediation-support.ts as it
-   * is: one listNode shared by the failure reports of a second) or `watch` (a watch-fed cache).
-   */
-  FLEETMEDIC_BENCH_FLEET_VIEW: z.enum(['list', 'watch']).default('list'),
+  /** Overrides of the control worker's CONTROL_WORKER_TUNING, as JSON (e.g. `{"nonStickyToStickyPollRatio":0.8}`). */
+  FLEETMEDIC_BENCH_CONTROL_TUNING: z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as Partial<ControlWorkerTuning>;
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: `not JSON: ${(err as Error).message}` });
+        return z.NEVER;
+      }
+    })
+    .optional(),
   /**
    * More `--dynamic-config-value KEY=VALUE` settings for part 1's dev server, comma-separated (e.g.
    * `history.maxInFlightUpdates=200`, to see how much the per-workflow update limit costs).
@@ -168,7 +173,7 @@ const SKIP_LATENCY = knobs.FLEETMEDIC_BENCH_SKIP === 'latency';
 const SKIP_DRAIN = knobs.FLEETMEDIC_BENCH_SKIP === 'drain';
 const POLLER_LIMIT = knobs.FLEETMEDIC_BENCH_TEMPORAL_POLLER_LIMIT;
 const AGENT_POLLS = knobs.FLEETMEDIC_BENCH_AGENT_POLLS;
-const FLEET_VIEW = knobs.FLEETMEDIC_BENCH_FLEET_VIEW;
+const CONTROL_TUNING = knobs.FLEETMEDIC_BENCH_CONTROL_TUNING;
 const EXTRA_DYNAMIC_CONFIG = knobs.FLEETMEDIC_BENCH_TEMPORAL_DYNAMIC_CONFIG?.split(',') ?? [];
 /**
  * Breaker and healthy-fraction guard opened wide so that every failing node is quarantined: the
@@ -306,29 +311,48 @@ interface LatencyResult {
 }
 
 /**
- * One watch on all nodes. For the nodes of the current round ({@link arm}) it records the first
- * arrival (performance.now()) of a watch event showing `spec.unschedulable: true`; for every node it
- * keeps whether the last event showed it cordoned (to check a restore reached the watch).
+ * The cordon observer: bench/remediation-watch.ts in a child process holds one watch on all nodes
+ * and times its events there (Date.now()), away from this process's event loop, which the control
+ * worker keeps busy during a storm. For the nodes of the current round ({@link arm}) it records the
+ * first arrival of an event showing `spec.unschedulable: true` (as performance.now() of this process);
+ * for every node, whether the last event showed it cordoned (to check a restore reached the watch).
  */
 class CordonWatch {
   readonly seen = new Map<string, number>();
   readonly cordoned = new Map<string, boolean>();
-  /** The newest version of every node (for the cached fleet view experiment). */
-  readonly nodes = new Map<string, V1Node>();
   private readonly armed = new Set<string>();
-  private abort: AbortController | undefined;
-  private stopped = false;
-  private resourceVersion: string | undefined;
+  private child: ReturnType<typeof spawn> | undefined;
   restarts = 0;
 
-  constructor(private readonly kc: KubeConfig) {}
+  constructor(private readonly kubeconfigPath: string) {}
 
   async start(): Promise<void> {
-    const core = this.kc.makeApiClient(CoreV1Api);
-    const list = await core.listNode();
-    for (const n of list.items) this.record(n);
-    this.resourceVersion = list.metadata?.resourceVersion;
-    await this.open();
+    const script = fileURLToPath(new URL('./remediation-watch.ts', import.meta.url));
+    const child = spawn(process.execPath, ['--import', 'tsx', script, this.kubeconfigPath], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    this.child = child;
+    const lines = readline.createInterface({ input: child.stdout });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the node watch did not start within 60 s')), 60_000);
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`the node watch exited (${signal ?? `exit ${code}`})`));
+      });
+      lines.on('line', (line) => {
+        if (line === 'ready') {
+          clearTimeout(timer);
+          resolve();
+          return;
+        }
+        const e = JSON.parse(line) as { node?: string; cordoned?: boolean; at?: number; restart?: boolean };
+        if (e.restart) this.restarts++;
+        if (e.node === undefined || e.at === undefined) return;
+        this.cordoned.set(e.node, e.cordoned === true);
+        if (e.cordoned && this.armed.has(e.node) && !this.seen.has(e.node))
+          this.seen.set(e.node, e.at - performance.timeOrigin);
+      });
+    });
   }
 
   /** Starts a round: `nodes` are measured from now on (they must be uncordoned already). */
@@ -340,48 +364,9 @@ class CordonWatch {
     }
   }
 
-  private record(n: V1Node): void {
-    const name = n.metadata?.name;
-    if (!name) return;
-    const unschedulable = n.spec?.unschedulable === true;
-    this.cordoned.set(name, unschedulable);
-    this.nodes.set(name, n);
-    if (unschedulable && this.armed.has(name) && !this.seen.has(name)) this.seen.set(name, performance.now());
-    if (n.metadata?.resourceVersion) this.resourceVersion = n.metadata.resourceVersion;
-  }
-
-  private async open(): Promise<void> {
-    this.abort = await new Watch(this.kc).watch(
-      '/api/v1/nodes',
-      { resourceVersion: this.resourceVersion, allowWatchBookmarks: true },
-      (phase, obj: V1Node) => {
-        if (phase === 'ADDED' || phase === 'MODIFIED') this.record(obj);
-        else if (phase === 'BOOKMARK' && obj.metadata?.resourceVersion)
-          this.resourceVersion = obj.metadata.resourceVersion;
-        // An ERROR event (410 Gone: the version is too old) ends the watch: the reopen re-lists.
-        else if (phase === 'ERROR') this.resourceVersion = undefined;
-      },
-      () => {
-        // The server closes watches after a while: reopen from the last version seen.
-        if (this.stopped) return;
-        this.restarts++;
-        this.reopen().catch((err: Error) => log(`  node watch: reopening failed: ${err.message}`));
-      },
-    );
-  }
-
-  private async reopen(): Promise<void> {
-    if (this.resourceVersion === undefined) return this.start();
-    try {
-      await this.open();
-    } catch {
-      await this.start();
-    }
-  }
-
   stop(): void {
-    this.stopped = true;
-    this.abort?.abort();
+    this.child?.stdin?.end();
+    this.child?.kill('SIGTERM');
   }
 }
 
@@ -402,8 +387,10 @@ interface Steps {
   breaker: number;
   /** -> quarantineNode completed (read node, patch: the cordon). */
   quarantine: number;
+  /** -> the watch process saw the node cordoned (watch delivery; may be negative by clock jitter). */
+  observed: number;
 }
-const STEP_KEYS: (keyof Steps)[] = ['accept', 'wftQueue', 'episode', 'breaker', 'quarantine'];
+const STEP_KEYS: (keyof Steps)[] = ['accept', 'wftQueue', 'episode', 'breaker', 'quarantine', 'observed'];
 
 type History = Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>;
 
@@ -411,7 +398,7 @@ function eventMs(t: { seconds?: unknown; nanos?: number | null } | null | undefi
   return t ? Number(t.seconds ?? 0) * 1000 + (t.nanos ?? 0) / 1e6 : NaN;
 }
 
-function stepsOf(history: History, t0Wall: number): Steps | undefined {
+function stepsOf(history: History, t0Wall: number, seenWall: number): Steps | undefined {
   const events = history.events ?? [];
   const at = (i: number) => (i < 0 ? NaN : eventMs(events[i]?.eventTime));
   const started = events.findIndex((e) => e.workflowExecutionStartedEventAttributes);
@@ -428,6 +415,7 @@ function stepsOf(history: History, t0Wall: number): Steps | undefined {
     episode: ep - at(wftStarted),
     breaker: br - ep,
     quarantine: q - br,
+    observed: seenWall - q,
   };
 }
 
@@ -709,9 +697,8 @@ async function latencyPart(): Promise<LatencyResult> {
     // a backlog (the next round starts a fresh budget workflow).
     const c = client;
     const core = stack.kc.makeApiClient(CoreV1Api);
-    watch = new CordonWatch(stack.kc);
+    watch = new CordonWatch(stack.state.kube.kubeconfig);
     await watch.start();
-    const nodeCache = watch.nodes;
     const controlWorkers = await createControlWorkers({
       connection,
       client: c,
@@ -720,39 +707,8 @@ async function latencyPart(): Promise<LatencyResult> {
       taskQueue,
       workflowBundle,
       budgetConfig: BUDGET,
-      extraActivities: FLEET_VIEW === 'watch' ? { budgetReportFailure: cachedReportFailure } : {},
+      ...(CONTROL_TUNING && { tuning: CONTROL_TUNING }),
     });
-    /**
-     * The proposed fix of remediation-support.ts's budgetReportFailure, tried from here (extra
-     * activities replace the built-in ones of the same name): the same update, with the fleet view
-     * taken from a watch-fed node cache instead of listing every node for each failure.
-     */
-    async function cachedReportFailure(input: {
-      node: string;
-    }): Promise<{ allowed: boolean; detail: string }> {
-      await c.workflow
-        .start(fleetBudgetWorkflow, {
-          workflowId: fleetBudgetWorkflowId(clusterId),
-          taskQueue: budgetTaskQueue(taskQueue),
-          args: [{ clusterId, config: BUDGET }],
-          workflowIdConflictPolicy: 'USE_EXISTING',
-        })
-        .catch((err: unknown) => {
-          if (!(err instanceof Error && err.name === 'WorkflowExecutionAlreadyStartedError')) throw err;
-        });
-      const gpuNodes = [...nodeCache.values()].filter(
-        (n) => Number(n.status?.capacity?.[GPU_RESOURCE] ?? 0) > 0,
-      );
-      return c.workflow.getHandle(fleetBudgetWorkflowId(clusterId)).executeUpdate(reportNodeFailure, {
-        args: [
-          {
-            node: input.node,
-            gpuNodeCount: gpuNodes.length,
-            healthyNodes: gpuNodes.filter((n) => isNodeHealthy(n).healthy).map((n) => n.metadata?.name ?? ''),
-          },
-        ],
-      });
-    }
     control = { workers: controlWorkers, running: Promise.all(controlWorkers.map((w) => w.run())) };
     async function endRound(round: readonly string[]): Promise<number> {
       await pool([...round, '__budget__'], 32, async (n) => {
@@ -842,10 +798,9 @@ async function latencyPart(): Promise<LatencyResult> {
     log(
       `control worker (one, in this process): task queue ${taskQueue}, budgetConfig ` +
         `${JSON.stringify(BUDGET)} (breaker and healthy-fraction guard disabled so the budget does not stop ` +
-        `the storm); workflow policy: defaults; budgetReportFailure's fleet view: ` +
-        (FLEET_VIEW === 'list'
-          ? `one listNode shared by the failure reports of a second (remediation-support.ts as it is)`
-          : `a watch-fed node cache (FLEETMEDIC_BENCH_FLEET_VIEW=watch)`),
+        `the storm); workflow policy: defaults; control worker slots and pollers: ` +
+        `${JSON.stringify({ ...CONTROL_WORKER_TUNING, ...CONTROL_TUNING })}` +
+        (CONTROL_TUNING ? ' (FLEETMEDIC_BENCH_CONTROL_TUNING)' : ' (CONTROL_WORKER_TUNING as it is)'),
     );
     log(`RSS of this process (control worker, node watch, client): ${mib(process.memoryUsage().rss)}`);
 
@@ -880,7 +835,8 @@ async function latencyPart(): Promise<LatencyResult> {
           .getHandle(remediationWorkflowId(clusterId, n))
           .fetchHistory()
           .catch(() => undefined);
-        const steps = h && stepsOf(h, t0Wall.get(n)!);
+        const seen = watch!.seen.get(n);
+        const steps = h && seen !== undefined && stepsOf(h, t0Wall.get(n)!, performance.timeOrigin + seen);
         if (steps) breakdown.push(steps);
         // Workflow tasks that timed out or failed before the cordon (each costs a retry of the task).
         for (const e of h?.events ?? []) {
@@ -972,6 +928,13 @@ async function latencyPart(): Promise<LatencyResult> {
         break;
       }
       const lat = round.map((n) => w.seen.get(n)! - t0.get(n)!);
+      // When the cordons arrived, per second from the first alert: a stall shows as a run of zeros.
+      const perSecond: number[] = [];
+      for (const n of round) {
+        const sec = Math.floor((w.seen.get(n)! - roundStart) / 1000);
+        while (perSecond.length <= sec) perSecond.push(0);
+        perSecond[sec]!++;
+      }
       const cpuAfter = await cpuByProcess();
       const cpuNames = new Map<number, string>([
         [process.pid, 'bench+control worker'],
@@ -982,6 +945,7 @@ async function latencyPart(): Promise<LatencyResult> {
           `p50 ${ms(pct([...ack.values()], 50))} ms, max ${ms(Math.max(...ack.values()))} ms); alert->cordon ` +
           `${stats(lat)}`,
       );
+      log(`  cordons per second since the first alert: ${perSecond.join(' ')}`);
       log(
         `  CPU used from the first alert to the last cordon (${((performance.now() - roundStart) / 1000).toFixed(1)} s ` +
           `on ${os.cpus().length} cores), top processes: ${topCpu(cpuBefore, cpuAfter, cpuNames, 6)}`,

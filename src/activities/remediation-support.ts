@@ -29,16 +29,22 @@ import { remediationWorkflowId } from '../workflows/ids.js';
 export const EPISODES_ANNOTATION = 'fleetmedic.io/handled-episodes';
 const MAX_EPISODES = 50;
 
-/** How old a shared fleet view may be when a failure report uses it (see `fleetView`). */
-const FLEET_VIEW_MAX_AGE_MS = 30_000;
+/**
+ * The breaker's fleet view: read again (in the background) once older than this, used as it is up to
+ * `BREAKER_VIEW_MAX_STALE_MS` (see `breakerView`).
+ */
+const BREAKER_VIEW_REFRESH_MS = 30_000;
+const BREAKER_VIEW_MAX_STALE_MS = 10 * 60_000;
+/** Most failures one `reportNodeFailures` update carries. */
+const MAX_FAILURE_BATCH = 500;
+/** `reportNodeFailures` updates of one worker in flight at once (the server allows 10 per workflow). */
+const MAX_FAILURE_UPDATES_IN_FLIGHT = 3;
 /** Admission refusals decided by the budget's own state alone (see `budgetAcquire`). */
 const FLEET_INDEPENDENT_REFUSALS: ReadonlySet<DenialReason> = new Set<DenialReason>([
   'paused',
   'breaker-open',
   'max-concurrent',
 ]);
-/** Most failures one `reportNodeFailures` update carries. */
-const MAX_FAILURE_BATCH = 500;
 
 interface FleetView {
   readonly gpuNodeCount: number;
@@ -48,22 +54,27 @@ interface FleetView {
 }
 
 /**
- * Coalesces calls: the first call is sent alone; calls that arrive while a send is in flight wait
- * and go together in the next one (at most `maxBatch` items each, one send in flight at a time).
- * `send` answers one result per item, in order; a failed send fails every call in it.
+ * Coalesces calls: while fewer than `maxInFlight` sends are in flight, a call is sent at once (with
+ * whatever else waits, at most `maxBatch` items); calls that arrive while `maxInFlight` sends are in
+ * flight wait and go together in the next one. `send` answers one result per item, in order; a
+ * failed send fails every call in it.
  */
 export function coalesce<T, R>(
   send: (items: T[]) => Promise<R[]>,
   maxBatch: number,
+  maxInFlight = 1,
 ): (item: T) => Promise<R> {
   if (!Number.isInteger(maxBatch) || maxBatch < 1) {
     throw new RangeError(`maxBatch is ${String(maxBatch)}, expected an integer >= 1`);
   }
+  if (!Number.isInteger(maxInFlight) || maxInFlight < 1) {
+    throw new RangeError(`maxInFlight is ${String(maxInFlight)}, expected an integer >= 1`);
+  }
   const queue: { item: T; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
-  let sending = false;
+  let inFlight = 0;
   function pump(): void {
-    if (sending || queue.length === 0) return;
-    sending = true;
+    if (inFlight >= maxInFlight || queue.length === 0) return;
+    inFlight++;
     const batch = queue.splice(0, maxBatch);
     send(batch.map((b) => b.item))
       .then((results) => {
@@ -74,7 +85,7 @@ export function coalesce<T, R>(
       })
       .catch((err: unknown) => batch.forEach((b) => b.reject(err)))
       .finally(() => {
-        sending = false;
+        inFlight--;
         pump();
       });
   }
@@ -134,19 +145,8 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
   }
 
   /**
-   * The GPU nodes and which of them are healthy, shared by the callers of this activities instance:
-   * a read started less than `maxAgeMs` ago (in flight or done) is reused, so a storm of failure
-   * reports costs one listNode instead of one per failure (a list of 1,500 nodes takes 0.5-1.2 s of
-   * the control worker's one thread, which the storm's cordons need). A failed read is not reused.
-   *
-   * Why a view up to 30 s old is safe for the breaker: it counts distinct failed nodes (from the
-   * reports themselves, not from the view) against `gpuNodeCount`, which changes only when nodes
-   * join or leave the cluster. A report for a node the view lacks reads afresh (see `reportFailure`),
-   * so a joined node is never a failure outside the count; nodes deleted within the last 30 s still
-   * count, which makes the breaker at most that much less sensitive. The healthy names only feed the
-   * check that the inputs agree. The min-healthy
-   * guard of a drain does depend on which nodes are healthy, so `budgetAcquire` reads a fresh view
-   * (`maxAgeMs` 0: it joins only a read that started in the same millisecond).
+   * The GPU nodes and which of them are healthy, read afresh: a read started in the same
+   * millisecond (in flight or done) is shared. A failed read is not reused.
    */
   let shared: { startedAt: number; view: Promise<FleetView> } | undefined;
   function fleetView(maxAgeMs: number): Promise<FleetView> {
@@ -154,10 +154,38 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
     if (shared !== undefined && now - shared.startedAt <= maxAgeMs) return shared.view;
     const entry = { startedAt: now, view: readFleetView() };
     shared = entry;
-    entry.view.catch(() => {
-      if (shared === entry) shared = undefined;
-    });
+    entry.view.then(
+      (view) => {
+        latest = { at: entry.startedAt, view };
+      },
+      () => {
+        if (shared === entry) shared = undefined;
+      },
+    );
     return entry.view;
+  }
+  /** The newest view read successfully, with when its read started. */
+  let latest: { at: number; view: FleetView } | undefined;
+
+  /**
+   * The fleet view of the breaker's failure reports. A storm of reports must not wait for a list of
+   * every node (0.5-2 s for 1,500 nodes under load, on the control worker's one thread, with every
+   * report queued behind it), so the last view is used while it is younger than 10 minutes, and read
+   * again in the background once older than 30 s. Only a worker with no view yet waits for a read.
+   *
+   * Why a view that old is safe for the breaker: it counts distinct failed nodes (from the reports
+   * themselves, not from the view) against `gpuNodeCount`, which changes only when nodes join or leave
+   * the cluster. A report for a node the view lacks waits for a fresh read (see `reportFailure`), so
+   * a joined node is never a failure outside the count; nodes deleted since the view still count,
+   * which makes the breaker that much less sensitive until the next read. The healthy names only feed
+   * the check that the inputs agree. The min-healthy guard of a drain does depend on which nodes are
+   * healthy, so `budgetAcquire` reads a fresh view.
+   */
+  function breakerView(): Promise<FleetView> {
+    const now = Date.now();
+    if (latest === undefined || now - latest.at > BREAKER_VIEW_MAX_STALE_MS) return fleetView(0);
+    if (now - latest.at > BREAKER_VIEW_REFRESH_MS) fleetView(BREAKER_VIEW_REFRESH_MS).catch(() => {});
+    return Promise.resolve(latest.view);
   }
 
   /**
@@ -209,17 +237,24 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
     }
   }
 
-  /** Failure reports of concurrent remediations, coalesced into one update per batch (see `coalesce`). */
-  const reportFailure = coalesce<string, QuarantineVerdict>(async (nodes) => {
-    let view = await fleetView(FLEET_VIEW_MAX_AGE_MS);
-    // A node that joined after the shared view was read would count as a failure but not as a GPU
-    // node (a breaker tripped by "5 of 4 nodes failed"): read afresh when a reported node is missing.
-    if (nodes.some((n) => !view.gpuNodes.has(n))) view = await fleetView(0);
-    const { gpuNodeCount, healthyNodes } = view;
-    return withBudget((handle) =>
-      handle.executeUpdate(reportNodeFailures, { args: [{ nodes, gpuNodeCount, healthyNodes }] }),
-    );
-  }, MAX_FAILURE_BATCH);
+  /**
+   * Failure reports of concurrent remediations, coalesced into one update per batch, a few batches
+   * in flight at once (see `coalesce`); the budget workflow applies them one after another.
+   */
+  const reportFailure = coalesce<string, QuarantineVerdict>(
+    async (nodes) => {
+      let view = await breakerView();
+      // A node that joined after the shared view was read would count as a failure but not as a GPU
+      // node (a breaker tripped by "5 of 4 nodes failed"): read afresh when a reported node is missing.
+      if (nodes.some((n) => !view.gpuNodes.has(n))) view = await fleetView(0);
+      const { gpuNodeCount, healthyNodes } = view;
+      return withBudget((handle) =>
+        handle.executeUpdate(reportNodeFailures, { args: [{ nodes, gpuNodeCount, healthyNodes }] }),
+      );
+    },
+    MAX_FAILURE_BATCH,
+    MAX_FAILURE_UPDATES_IN_FLIGHT,
+  );
 
   return {
     /** Whether this fault episode was handled within `cooldownMs` (a re-sent alert for a repaired node). */

@@ -9,6 +9,7 @@ import {
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
+import tls from 'node:tls';
 import { ConfigError } from '../errors.js';
 
 /**
@@ -59,7 +60,20 @@ export function keepAliveAgent(agent: http.Agent | https.Agent | undefined): htt
   let shared = KEEP_ALIVE_AGENTS.get(key);
   if (!shared) {
     const keep = { ...options, keepAlive: true, scheduling: 'lifo' as const };
-    shared = isHttps ? new https.Agent(keep) : new http.Agent(keep);
+    // One TLS context for every connection of the agent: built per connection, it parses the CA,
+    // the client certificate and the key again each time (a storm opens many connections at once).
+    shared = isHttps
+      ? new https.Agent({
+          ...keep,
+          secureContext: tls.createSecureContext({
+            ca: options.ca,
+            cert: options.cert,
+            key: options.key,
+            pfx: options.pfx,
+            passphrase: options.passphrase,
+          }),
+        })
+      : new http.Agent(keep);
     KEEP_ALIVE_AGENTS.set(key, shared);
   }
   return shared;
