@@ -78,8 +78,9 @@ import {
   type ControlWorkerTuning,
 } from '../src/workers/control-worker.js';
 import { fleetBudgetWorkflowId } from '../src/workflows/fleet-budget.js';
-import { localActivityMarkers } from '../src/client/local-activities.js';
-import { remediationWorkflowId } from '../src/workflows/ids.js';
+import { budgetTaskQueue, remediationWorkflowId } from '../src/workflows/ids.js';
+import { createRemediationSupportActivities } from '../src/activities/remediation-support.js';
+import { createQuarantineActivities, type QuarantineFailedNodeInput } from '../src/activities/quarantine.js';
 
 const env = process.env;
 
@@ -371,26 +372,39 @@ class CordonWatch {
 }
 
 /**
- * Where a remediation's alert-to-cordon time goes, in ms: a partition of t0 -> quarantineNode
- * completed. The steps from the alert to the cordon are local activities of the first workflow task
- * (`local-quarantine-steps`), so their times come from the local-activity markers (completion times
- * taken by the worker); the others are server event times. The cordon patch happens in `quarantine`.
+ * Where a remediation's alert-to-cordon time goes, in ms: a partition of t0 -> the watch seeing the
+ * cordon. Server event times for the start and the first workflow task; the local activities'
+ * spans as this process timed them (wrappers around the activities the control worker runs; the
+ * local-activity markers' own completion times are not usable: they run up to seconds early).
  */
 interface Steps {
   /** t0 -> WorkflowExecutionStarted (the signal-with-start RPC). */
   accept: number;
   /** -> first WorkflowTaskStarted (queue wait for a poller and a slot of the control worker). */
   wftQueue: number;
-  /** -> episodeHandled completed (workflow code up to it, then the node read). */
+  /** -> quarantineFailedNode started (the workflow code up to it, the local activity dispatched). */
+  dispatch: number;
+  /** its episode check (reads the node). */
   episode: number;
-  /** -> budgetReportFailure completed (the shared fleet view, then a batched update on the budget). */
+  /** its breaker report (the shared fleet view, then a batched update on the fleet budget). */
   breaker: number;
-  /** -> quarantineNode completed (read node, patch: the cordon). */
+  /** its quarantineNode (reads the node, the cordon patch). */
   quarantine: number;
-  /** -> the watch process saw the node cordoned (watch delivery; may be negative by clock jitter). */
+  /** the patch acknowledged -> the watch process saw the node cordoned. */
   observed: number;
 }
-const STEP_KEYS: (keyof Steps)[] = ['accept', 'wftQueue', 'episode', 'breaker', 'quarantine', 'observed'];
+const STEP_KEYS: (keyof Steps)[] = [
+  'accept',
+  'wftQueue',
+  'dispatch',
+  'episode',
+  'breaker',
+  'quarantine',
+  'observed',
+];
+
+/** Wall-clock spans (Date.now()) of a node's first run of each local activity, by activity. */
+type Spans = Map<string, { start: number; end: number }>;
 
 type History = Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>;
 
@@ -398,24 +412,29 @@ function eventMs(t: { seconds?: unknown; nanos?: number | null } | null | undefi
   return t ? Number(t.seconds ?? 0) * 1000 + (t.nanos ?? 0) / 1e6 : NaN;
 }
 
-function stepsOf(history: History, t0Wall: number, seenWall: number): Steps | undefined {
+function stepsOf(
+  history: History,
+  spans: Spans | undefined,
+  t0Wall: number,
+  seenWall: number,
+): Steps | undefined {
   const events = history.events ?? [];
   const at = (i: number) => (i < 0 ? NaN : eventMs(events[i]?.eventTime));
   const started = events.findIndex((e) => e.workflowExecutionStartedEventAttributes);
   const wftStarted = events.findIndex((e) => e.workflowTaskStartedEventAttributes);
-  const la = localActivityMarkers(history);
-  const [ep, br, q] = ['episodeHandled', 'budgetReportFailure', 'quarantineNode'].map(
-    (n) => la.find((m) => m.activityType === n)?.completedAt,
-  );
-  if (started < 0 || wftStarted < 0 || ep === undefined || br === undefined || q === undefined)
-    return undefined;
+  const all = spans?.get('quarantineFailedNode');
+  const ep = spans?.get('episodeHandled');
+  const br = spans?.get('budgetReportFailure');
+  const q = spans?.get('quarantineNode');
+  if (started < 0 || wftStarted < 0 || !all || !ep || !br || !q) return undefined;
   return {
     accept: at(started) - t0Wall,
     wftQueue: at(wftStarted) - at(started),
-    episode: ep - at(wftStarted),
-    breaker: br - ep,
-    quarantine: q - br,
-    observed: seenWall - q,
+    dispatch: all.start - at(wftStarted),
+    episode: br.start - all.start,
+    breaker: q.start - br.start,
+    quarantine: q.end - q.start,
+    observed: seenWall - q.end,
   };
 }
 
@@ -616,6 +635,8 @@ async function latencyPart(): Promise<LatencyResult> {
   let agentHost: AgentHost | undefined;
   let control: { workers: Worker[]; running: Promise<unknown> } | undefined;
   const samples: number[] = [];
+  /** Alert-to-cordon by the patch's acknowledgement (the watch's samples are the headline). */
+  const ackSamples: number[] = [];
   let censored = 0;
   let incomplete: string | undefined;
   let connection: NativeConnection | undefined;
@@ -699,6 +720,50 @@ async function latencyPart(): Promise<LatencyResult> {
     const core = stack.kc.makeApiClient(CoreV1Api);
     watch = new CordonWatch(stack.state.kube.kubeconfig);
     await watch.start();
+    // The alert-to-cordon activities as they are, timed: when each ran for each node, and when the
+    // API server acknowledged each node's cordon patch (the moment the node is cordoned; the watch
+    // then shows it to observers). One support instance replaces the worker's for these two.
+    const acked = new Map<string, number>();
+    const spans = new Map<string, Spans>();
+    const k8sActivities = createKubernetesActivities({ kc: stack.kc, clusterId });
+    const supportActivities = createRemediationSupportActivities({
+      kc: stack.kc,
+      client: c,
+      clusterId,
+      taskQueue: budgetTaskQueue(taskQueue),
+      budgetConfig: BUDGET,
+    });
+    function timed<I extends { node: string }, R>(name: string, run: (input: I) => Promise<R>) {
+      return async (input: I): Promise<R> => {
+        const start = Date.now();
+        const result = await run(input);
+        const node = spans.get(input.node) ?? (new Map() as Spans);
+        if (!node.has(name)) node.set(name, { start, end: Date.now() });
+        spans.set(input.node, node);
+        if (name === 'quarantineNode' && !acked.has(input.node)) acked.set(input.node, performance.now());
+        return result;
+      };
+    }
+    const timedQuarantine = createQuarantineActivities({
+      support: {
+        episodeHandled: timed('episodeHandled', (i: { node: string; key: string; cooldownMs: number }) =>
+          supportActivities.episodeHandled(i),
+        ),
+        budgetReportFailure: timed('budgetReportFailure', (i: { node: string }) =>
+          supportActivities.budgetReportFailure(i),
+        ),
+      },
+      kubernetes: {
+        quarantineNode: timed('quarantineNode', (i: Parameters<typeof k8sActivities.quarantineNode>[0]) =>
+          k8sActivities.quarantineNode(i),
+        ),
+      },
+    });
+    const timedActivities = {
+      quarantineFailedNode: timed('quarantineFailedNode', (i: QuarantineFailedNodeInput) =>
+        timedQuarantine.quarantineFailedNode(i),
+      ),
+    };
     const controlWorkers = await createControlWorkers({
       connection,
       client: c,
@@ -708,6 +773,7 @@ async function latencyPart(): Promise<LatencyResult> {
       workflowBundle,
       budgetConfig: BUDGET,
       ...(CONTROL_TUNING && { tuning: CONTROL_TUNING }),
+      extraActivities: timedActivities,
     });
     control = { workers: controlWorkers, running: Promise.all(controlWorkers.map((w) => w.run())) };
     async function endRound(round: readonly string[]): Promise<number> {
@@ -836,11 +902,12 @@ async function latencyPart(): Promise<LatencyResult> {
           .fetchHistory()
           .catch(() => undefined);
         const seen = watch!.seen.get(n);
-        const steps = h && seen !== undefined && stepsOf(h, t0Wall.get(n)!, performance.timeOrigin + seen);
+        const steps =
+          h && seen !== undefined && stepsOf(h, spans.get(n), t0Wall.get(n)!, performance.timeOrigin + seen);
         if (steps) breakdown.push(steps);
         // Workflow tasks that timed out or failed before the cordon (each costs a retry of the task).
         for (const e of h?.events ?? []) {
-          if (localActivityMarkers({ events: [e] }).some((m) => m.activityType === 'quarantineNode')) break;
+          if (e.activityTaskScheduledEventAttributes) break; // the first one comes after the cordon
           if (e.workflowTaskTimedOutEventAttributes) taskTrouble.timedOut++;
           if (e.workflowTaskFailedEventAttributes) taskTrouble.failed++;
         }
@@ -856,6 +923,10 @@ async function latencyPart(): Promise<LatencyResult> {
       if (notReady.length > 0)
         throw new Error(`node ${notReady[0]} is cordoned (or unknown to the watch) before its round started`);
       watch.arm(round);
+      for (const n of round) {
+        acked.delete(n);
+        spans.delete(n);
+      }
       const t0 = new Map<string, number>();
       const t0Wall = new Map<string, number>();
       const ack = new Map<string, number>();
@@ -928,7 +999,7 @@ async function latencyPart(): Promise<LatencyResult> {
         break;
       }
       const lat = round.map((n) => w.seen.get(n)! - t0.get(n)!);
-      // When the cordons arrived, per second from the first alert: a stall shows as a run of zeros.
+      // When the watch saw the cordons, per second from the first alert: a stall shows as a run of zeros.
       const perSecond: number[] = [];
       for (const n of round) {
         const sec = Math.floor((w.seen.get(n)! - roundStart) / 1000);
@@ -945,6 +1016,10 @@ async function latencyPart(): Promise<LatencyResult> {
           `p50 ${ms(pct([...ack.values()], 50))} ms, max ${ms(Math.max(...ack.values()))} ms); alert->cordon ` +
           `${stats(lat)}`,
       );
+      const ackLat = round.filter((n) => acked.has(n)).map((n) => acked.get(n)! - t0.get(n)!);
+      log(
+        `  alert->cordon patch acknowledged by the API server (quarantineNode's patch returned): ${stats(ackLat)}`,
+      );
       log(`  cordons per second since the first alert: ${perSecond.join(' ')}`);
       log(
         `  CPU used from the first alert to the last cordon (${((performance.now() - roundStart) / 1000).toFixed(1)} s ` +
@@ -952,6 +1027,7 @@ async function latencyPart(): Promise<LatencyResult> {
       );
       if (!warm) {
         samples.push(...lat);
+        ackSamples.push(...ackLat);
         acks.push(...ack.values());
         await collectBreakdown(round, t0Wall);
       }
@@ -969,21 +1045,27 @@ async function latencyPart(): Promise<LatencyResult> {
       `overall (${ROUNDS} rounds${incomplete ? `, stopped early: ${incomplete}` : ''}): alert->cordon ` +
         `${stats(samples)}${censored ? ` cordoned, ${censored} not cordoned within the timeout` : ''}`,
     );
+    log(
+      `overall, by the API server's acknowledgement of the cordon patch instead of the watch: alert->cordon ` +
+        `${stats(ackSamples)}`,
+    );
     log(`signal-with-start ack: p50 ${ms(pct(acks, 50))} ms, p99 ${ms(pct(acks, 99))} ms`);
     const col = (k: keyof Steps) => {
       const xs = breakdown.map((b) => b[k]).filter((x) => Number.isFinite(x));
       return `${k}=${ms(median(xs))}/${ms(pct(xs, 99))}`;
     };
     log(
-      `where the time goes (median/p99 ms over ${breakdown.length} cordoned nodes' histories, server event ` +
-        `times, consecutive steps from t0 to quarantineNode completed): ${STEP_KEYS.map(col).join(' ')}` +
+      `where the time goes (median/p99 ms over ${breakdown.length} cordoned nodes, consecutive steps from t0 to ` +
+        `the watch seeing the cordon): ${STEP_KEYS.map(col).join(' ')}` +
         ` (workflow tasks before the cordon that timed out: ${taskTrouble.timedOut}, failed: ${taskTrouble.failed})`,
     );
     log(
       `  accept: signal-with-start -> WorkflowExecutionStarted; wftQueue: -> first workflow task started ` +
-        `(a poller and a slot of the control worker); then the local activities of that task, each to its ` +
-        `completion: episode (episodeHandled: reads the node), breaker (budgetReportFailure: the shared fleet ` +
-        `view, then a batched update on the fleet budget workflow), quarantine (quarantineNode: the cordon patch)`,
+        `(a poller and a slot of the control worker; server times); then its one local activity, ` +
+        `quarantineFailedNode (this process's clock): dispatch (the workflow code and the dispatch before ` +
+        `it), episode (episodeHandled: reads the node), breaker (budgetReportFailure: the shared fleet view, ` +
+        `then a batched update on the fleet budget workflow), quarantine (quarantineNode: the cordon patch); ` +
+        `observed: the patch acknowledged -> the watch process saw it`,
     );
     log(
       `peak RSS during the storms: node agents' process ${mib(peakAgents)}, this process ${mib(peakSelf)}; ` +

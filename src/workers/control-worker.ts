@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createKubernetesActivities } from '../activities/kubernetes.js';
 import { createObservabilityActivities } from '../activities/observability.js';
+import { createQuarantineActivities } from '../activities/quarantine.js';
 import { createRemediationSupportActivities } from '../activities/remediation-support.js';
 import {
   DEFAULT_FLEET_BUDGET,
@@ -87,15 +88,18 @@ export async function createControlWorkers(options: ControlWorkerOptions): Promi
   // workflow fails at once and every remediation's budget call would retry against a closed workflow.
   const invalidBudget = validateFleetBudgetConfig({ ...DEFAULT_FLEET_BUDGET, ...options.budgetConfig });
   if (invalidBudget) throw new ConfigError(`invalid fleet budget for the control worker: ${invalidBudget}`);
+  const kubernetes = createKubernetesActivities({ kc: options.kc, clusterId: options.clusterId });
+  const support = createRemediationSupportActivities({
+    kc: options.kc,
+    client: options.client,
+    clusterId: options.clusterId,
+    taskQueue: budgetTaskQueue(options.taskQueue),
+    budgetConfig: options.budgetConfig,
+  });
   const activities = {
-    ...createKubernetesActivities({ kc: options.kc, clusterId: options.clusterId }),
-    ...createRemediationSupportActivities({
-      kc: options.kc,
-      client: options.client,
-      clusterId: options.clusterId,
-      taskQueue: budgetTaskQueue(options.taskQueue),
-      budgetConfig: options.budgetConfig,
-    }),
+    ...kubernetes,
+    ...support,
+    ...createQuarantineActivities({ support, kubernetes }),
     ...createObservabilityActivities({
       kc: options.kc,
       clusterId: options.clusterId,

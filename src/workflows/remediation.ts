@@ -16,9 +16,10 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { TimeoutType } from '@temporalio/common';
-import type { KubernetesActivities } from '../activities/kubernetes.js';
+import type { KubernetesActivities, QuarantineNodeResult } from '../activities/kubernetes.js';
 import type { NodeAgentActivities } from '../activities/node-agent.js';
 import type { NotificationInput, ObservabilityActivities, PhaseChange } from '../activities/observability.js';
+import type { QuarantineActivities } from '../activities/quarantine.js';
 import type { RemediationSupportActivities } from '../activities/remediation-support.js';
 import {
   classifyAlert,
@@ -28,6 +29,7 @@ import {
   type AlertSignal,
   type RemediationPolicy,
 } from '../domain/remediation-plan.js';
+import type { QuarantineVerdict } from '../domain/fleet-budget.js';
 import { maxClass, type RemediationClass } from '../domain/remediation-class.js';
 import { refineWithEvidence, type TriageEvidence } from '../domain/xid-classification.js';
 import { nodeTaskQueue } from './ids.js';
@@ -108,13 +110,14 @@ const support = proxyActivities<RemediationSupportActivities>({
 });
 
 /**
- * The steps from the alert to the cordon (episode check, breaker report, quarantine) as local
- * activities: they run in the control worker inside the remediation's first workflow task, without
- * a round trip through the Temporal server per step, so a node that fails in a storm of 150 is
- * cordoned within seconds (see docs/remediation.md, "Benchmark"). Same timeouts and retries as the
- * remote ones; a retry that would wait longer than `localRetryThreshold` becomes a durable timer.
+ * The way from the alert to the cordon (episode check, breaker report, quarantine) as one local
+ * activity: it runs in the control worker inside the remediation's first workflow task, without a
+ * round trip through the Temporal server, so a node that fails in a storm of 150 is cordoned within
+ * seconds (see docs/remediation.md, "Benchmark"). A retry that would wait longer than
+ * `localRetryThreshold` becomes a durable timer. The ignore and restart-app classes check the
+ * episode with a local activity of its own.
  */
-const localK8s = proxyLocalActivities<KubernetesActivities>({
+const localQuarantine = proxyLocalActivities<QuarantineActivities>({
   startToCloseTimeout: '2 minutes',
   localRetryThreshold: '10 seconds',
   retry: { initialInterval: '1s', maximumInterval: '30s', backoffCoefficient: 2 },
@@ -135,7 +138,7 @@ const observe = proxyActivities<ObservabilityActivities>({
 /** patched() IDs: histories recorded before these steps existed replay without them. */
 const PHASE_EVENTS_PATCH = 'node-phase-events';
 const NOTIFY_PATCH = 'notify-sinks';
-/** The alert-to-cordon steps as local activities (before: three activities, each its own round trip). */
+/** The alert-to-cordon steps as one local activity (before: three activities, each a round trip). */
 const LOCAL_QUARANTINE_PATCH = 'local-quarantine-steps';
 
 function agent(clusterId: string, node: string, policy: RemediationPolicy) {
@@ -391,58 +394,78 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
     return status();
   };
 
+  const blocked = (verdict: QuarantineVerdict): RemediationStatus => {
+    reasons.push(`automatic quarantine blocked: ${verdict.detail}`);
+    notify(
+      verdict.reason === 'breaker-open' ? 'breaker-tripped' : 'automation-blocked',
+      `automatic quarantine of ${node} refused (${cls}: ${initial.reason}): ${verdict.detail}`,
+    );
+    return finish('automation-blocked', verdict.detail);
+  };
+
   // patched() here, before the first step: histories recorded before it replay the remote steps.
   const local = patched(LOCAL_QUARANTINE_PATCH);
-  const episodeInput = { node, key: first.episodeKey, cooldownMs: policy.episodeCooldownMs };
-  const handled = local
-    ? await localSupport.episodeHandled.executeWithOptions(
-        { summary: `episode ${first.episodeKey} handled before on ${node}?` },
-        [episodeInput],
-      )
-    : await support.episodeHandled(episodeInput);
-  if (handled === 'node-gone') return finish('node-gone', `node ${node} does not exist`);
-  if (handled) return finish('duplicate-episode', `episode ${first.episodeKey} was already handled`);
-
-  if (cls === 'ignore') {
-    await support.recordEpisode({ node, key: first.episodeKey });
-    return finish('ignored', initial.reason);
-  }
-  if (cls === 'restart-app') {
-    setPhase('restarting-pods', 'restarting only the pods using the faulty GPU');
-    const pods = alerts.flatMap((a) => a.pods ?? []);
-    for (const ns of [...new Set(pods.map((p) => p.namespace))]) {
-      await k8s.restartPods.executeWithOptions({ summary: `restart pods in ${ns} on ${node}` }, [
+  let quarantine: QuarantineNodeResult;
+  if (local && cls !== 'ignore' && cls !== 'restart-app') {
+    // Quarantine at once: a cordon is cheap and reversible, a faulty node accepting pods is not.
+    // Episode check, breaker and cordon as one local activity of this first workflow task.
+    const done = await localQuarantine.quarantineFailedNode.executeWithOptions(
+      { summary: `quarantine ${node} (${cls}) unless handled before or refused by the breaker` },
+      [
         {
           node,
-          namespace: ns,
-          podNames: pods.filter((p) => p.namespace === ns).map((p) => p.name),
+          episodeKey: first.episodeKey,
+          cooldownMs: policy.episodeCooldownMs,
+          workflowId,
+          reason: `${cls}: ${initial.reason}`,
         },
-      ]);
-    }
-    await support.recordEpisode({ node, key: first.episodeKey });
-    return finish('pods-restarted', `${pods.length} pod(s) restarted, no quarantine`);
-  }
-
-  // Quarantine at once: a cordon is cheap and reversible, a faulty node accepting pods is not.
-  const breaker = local
-    ? await localSupport.budgetReportFailure.executeWithOptions(
-        { summary: `report ${node} to the fleet breaker` },
-        [{ node }],
-      )
-    : await support.budgetReportFailure({ node });
-  if (!breaker.allowed) {
-    reasons.push(`automatic quarantine blocked: ${breaker.detail}`);
-    notify(
-      breaker.reason === 'breaker-open' ? 'breaker-tripped' : 'automation-blocked',
-      `automatic quarantine of ${node} refused (${cls}: ${initial.reason}): ${breaker.detail}`,
+      ],
     );
-    return finish('automation-blocked', breaker.detail);
+    if (done.kind === 'node-gone') return finish('node-gone', `node ${node} does not exist`);
+    if (done.kind === 'duplicate-episode')
+      return finish('duplicate-episode', `episode ${first.episodeKey} was already handled`);
+    if (done.kind === 'blocked') return blocked(done.verdict);
+    setPhase('quarantining', 'label, NoSchedule taint and cordon set');
+    quarantine = done.result;
+  } else {
+    const episodeInput = { node, key: first.episodeKey, cooldownMs: policy.episodeCooldownMs };
+    const handled = local
+      ? await localSupport.episodeHandled.executeWithOptions(
+          { summary: `episode ${first.episodeKey} handled before on ${node}?` },
+          [episodeInput],
+        )
+      : await support.episodeHandled(episodeInput);
+    if (handled === 'node-gone') return finish('node-gone', `node ${node} does not exist`);
+    if (handled) return finish('duplicate-episode', `episode ${first.episodeKey} was already handled`);
+
+    if (cls === 'ignore') {
+      await support.recordEpisode({ node, key: first.episodeKey });
+      return finish('ignored', initial.reason);
+    }
+    if (cls === 'restart-app') {
+      setPhase('restarting-pods', 'restarting only the pods using the faulty GPU');
+      const pods = alerts.flatMap((a) => a.pods ?? []);
+      for (const ns of [...new Set(pods.map((p) => p.namespace))]) {
+        await k8s.restartPods.executeWithOptions({ summary: `restart pods in ${ns} on ${node}` }, [
+          {
+            node,
+            namespace: ns,
+            podNames: pods.filter((p) => p.namespace === ns).map((p) => p.name),
+          },
+        ]);
+      }
+      await support.recordEpisode({ node, key: first.episodeKey });
+      return finish('pods-restarted', `${pods.length} pod(s) restarted, no quarantine`);
+    }
+
+    // Histories from before the patch: the same steps, each an activity of its own.
+    const breaker = await support.budgetReportFailure({ node });
+    if (!breaker.allowed) return blocked(breaker);
+    setPhase('quarantining');
+    quarantine = await k8s.quarantineNode.executeWithOptions({ summary: `quarantine ${node} (${cls})` }, [
+      { node, workflowId, reason: `${cls}: ${initial.reason}` },
+    ]);
   }
-  setPhase('quarantining');
-  const quarantine = await (local ? localK8s : k8s).quarantineNode.executeWithOptions(
-    { summary: `quarantine ${node} (${cls})` },
-    [{ node, workflowId, reason: `${cls}: ${initial.reason}` }],
-  );
   quarantineReason = `remediation in progress (${cls})`;
 
   // Triage on the node: evidence may escalate the class, never lower it.

@@ -68,7 +68,7 @@ describe('API server briefly unreachable', () => {
       policy: { diagLevel: 1, agentScheduleToStartMs: 20_000 },
     });
 
-    // The first steps (episode check, breaker, cordon) are local activities: their attempts run in
+    // The first step (episode check, breaker, cordon) is a local activity: its attempts run in
     // the worker and reach the history only when one succeeds. While they fail, the worker keeps the
     // workflow task alive by completing it before its 10 s timeout: wait for that heartbeat.
     await eventually('the workflow task kept alive while the API server is away', async () => {
@@ -80,12 +80,12 @@ describe('API server briefly unreachable', () => {
 
     await relay.up();
     const result = await handle.result();
-    const episode = localActivityMarkers(await handle.fetchHistory()).find(
-      (m) => m.activityType === 'episodeHandled',
+    const first = localActivityMarkers(await handle.fetchHistory()).find(
+      (m) => m.activityType === 'quarantineFailedNode',
     );
     assert.ok(
-      (episode?.attempt ?? 0) >= 2,
-      `episodeHandled succeeded on attempt ${episode?.attempt}: it failed on the outage first`,
+      (first?.attempt ?? 0) >= 2,
+      `quarantineFailedNode succeeded on attempt ${first?.attempt}: it failed on the outage first`,
     );
     assert.equal(result.outcome, 'returned-to-service', result.reasons.join('\n'));
     const released = await clients(stack.kc).core.readNode({ name: target });
