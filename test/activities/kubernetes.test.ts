@@ -500,21 +500,50 @@ describe('Kubernetes activities against the embedded cluster', () => {
     assert.deepEqual(await snapshot(name), before);
   });
 
-  it('throws a 409 for Temporal to retry when the node changes between read and write, then succeeds', async () => {
+  it('reads the node again at once when it changed between read and write (409), keeping the other write', async () => {
     const name = nodes[3]!;
     const before = await snapshot(name);
     const { core } = clients(stack.kc);
     try {
-      let armed = true;
+      let conflicts = 0;
       rkc.beforeSend = async (req) => {
         if (
-          armed &&
+          conflicts < 1 &&
           String(req.getHttpMethod()) === 'PATCH' &&
           new URL(req.getUrl()).pathname === `/api/v1/nodes/${name}`
         ) {
-          armed = false;
+          conflicts++;
           await core.patchNode(
             { name, body: { metadata: { labels: { 'fmtest/conflict': 'x' } } } },
+            mergePatch,
+          );
+        }
+      };
+      const result = await acts.quarantineNode({ node: name, workflowId: 'wf-409', reason: 'x' });
+      assert.equal(result.changed, true);
+      const after = await snapshot(name);
+      assert.equal(after.unschedulable, true);
+      assert.equal(after.labels['fmtest/conflict'], 'x', 'the concurrent write survived');
+    } finally {
+      rkc.beforeSend = undefined;
+      await restore(name, before);
+    }
+  });
+
+  it('throws the 409 for Temporal to retry when the node keeps changing (5 conflicts), writing nothing', async () => {
+    const name = nodes[3]!;
+    const before = await snapshot(name);
+    const { core } = clients(stack.kc);
+    try {
+      let conflicts = 0;
+      rkc.beforeSend = async (req) => {
+        if (
+          String(req.getHttpMethod()) === 'PATCH' &&
+          new URL(req.getUrl()).pathname === `/api/v1/nodes/${name}`
+        ) {
+          conflicts++;
+          await core.patchNode(
+            { name, body: { metadata: { labels: { 'fmtest/conflict': String(conflicts) } } } },
             mergePatch,
           );
         }
@@ -523,11 +552,10 @@ describe('Kubernetes activities against the embedded cluster', () => {
         acts.quarantineNode({ node: name, workflowId: 'wf-409', reason: 'x' }),
         (err: unknown) => isApiError(err, 409),
       );
+      assert.equal(conflicts, 5, 'five attempts, each refused');
       const after = await snapshot(name);
       assert.equal(after.labels[QUARANTINED_LABEL], undefined, 'nothing of the quarantine was written');
       assert.equal(after.unschedulable, false);
-      const retried = await acts.quarantineNode({ node: name, workflowId: 'wf-409', reason: 'x' });
-      assert.equal(retried.changed, true);
     } finally {
       rkc.beforeSend = undefined;
       await restore(name, before);

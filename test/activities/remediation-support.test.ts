@@ -11,7 +11,12 @@ import {
 } from '../../src/activities/remediation-support.js';
 import { GPU_RESOURCE } from '../../src/k8s/labels.js';
 import { workflowsPath } from '../../src/workers/control-worker.js';
-import { fleetBudgetState, fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
+import {
+  fleetBudgetState,
+  fleetBudgetWorkflowId,
+  pauseAutomation,
+  resumeAutomation,
+} from '../../src/workflows/fleet-budget.js';
 import { clients } from '../helpers/k8s.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 import { useTestStack } from '../helpers/stack.js';
@@ -218,6 +223,20 @@ describe('budgetReportFailure under a storm', () => {
       (await handle.query(fleetBudgetState)).failures.map((f) => f.node),
       ['after-restart'],
     );
+  });
+
+  it('refuses a drain slot while automation is paused without listing the nodes', async () => {
+    const handle = client.workflow.getHandle(fleetBudgetWorkflowId(clusterId));
+    await handle.executeUpdate(pauseAutomation, { args: [{ by: 'test' }] });
+    try {
+      listNodeCalls = 0;
+      const admission = await activities.budgetAcquire({ node: 'paused-node', remediationTimestamps: [] });
+      assert.equal(admission.admitted, false);
+      assert.equal(!admission.admitted && admission.reason, 'paused');
+      assert.equal(listNodeCalls, 0, 'a refusal that does not depend on the fleet needs no node list');
+    } finally {
+      await handle.executeUpdate(resumeAutomation, { args: [{ by: 'test' }] });
+    }
   });
 
   it('asks the budget started again for a drain slot when it was terminated', async () => {

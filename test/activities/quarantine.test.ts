@@ -1,0 +1,100 @@
+import { ApplicationFailure } from '@temporalio/common';
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { QuarantineNodeResult } from '../../src/activities/kubernetes.js';
+import { createQuarantineActivities, type QuarantineDeps } from '../../src/activities/quarantine.js';
+import type { QuarantineVerdict } from '../../src/domain/fleet-budget.js';
+
+const input = {
+  node: 'gpu-node-7',
+  episodeKey: 'fp@2026-11-27T00:00:00Z',
+  cooldownMs: 86_400_000,
+  workflowId: 'remediation/lab/gpu-node-7',
+  reason: 'reboot-node: XID 79',
+};
+
+const quarantined: QuarantineNodeResult = {
+  node: 'gpu-node-7',
+  changed: true,
+  record: {
+    workflowId: input.workflowId,
+    reason: input.reason,
+    at: '2026-11-27T00:00:01Z',
+    preexistingCordon: false,
+  },
+};
+
+/** Steps that record their calls, answering as told. */
+function steps(answers: { handled: boolean | 'node-gone'; verdict?: QuarantineVerdict }) {
+  const calls: string[] = [];
+  const deps: QuarantineDeps = {
+    support: {
+      episodeHandled: (i) => {
+        calls.push(`episodeHandled ${i.node} ${i.key} ${i.cooldownMs}`);
+        return Promise.resolve(answers.handled);
+      },
+      budgetReportFailure: (i) => {
+        calls.push(`budgetReportFailure ${i.node}`);
+        return Promise.resolve(answers.verdict ?? { allowed: true, detail: 'automation is running' });
+      },
+    },
+    kubernetes: {
+      quarantineNode: (i) => {
+        calls.push(`quarantineNode ${i.node} ${i.workflowId} ${i.reason}`);
+        return Promise.resolve(quarantined);
+      },
+    },
+  };
+  return { calls, activities: createQuarantineActivities(deps) };
+}
+
+describe('quarantineFailedNode', () => {
+  it('checks the episode, reports the failure, then quarantines', async () => {
+    const { calls, activities } = steps({ handled: false });
+    assert.deepEqual(await activities.quarantineFailedNode(input), {
+      kind: 'quarantined',
+      result: quarantined,
+    });
+    assert.deepEqual(calls, [
+      `episodeHandled gpu-node-7 ${input.episodeKey} 86400000`,
+      'budgetReportFailure gpu-node-7',
+      `quarantineNode gpu-node-7 ${input.workflowId} ${input.reason}`,
+    ]);
+  });
+
+  it('stops at a handled episode: no failure reported, nothing quarantined', async () => {
+    const { calls, activities } = steps({ handled: true });
+    assert.deepEqual(await activities.quarantineFailedNode(input), { kind: 'duplicate-episode' });
+    assert.equal(calls.length, 1);
+  });
+
+  it('stops at a node that is gone', async () => {
+    const { calls, activities } = steps({ handled: 'node-gone' });
+    assert.deepEqual(await activities.quarantineFailedNode(input), { kind: 'node-gone' });
+    assert.equal(calls.length, 1);
+  });
+
+  it('stops when the breaker refuses, with its verdict, and quarantines nothing', async () => {
+    const verdict: QuarantineVerdict = {
+      allowed: false,
+      reason: 'breaker-open',
+      detail: 'circuit breaker open: 9 of 10 GPU nodes failed within 5m (more than 50%)',
+    };
+    const { calls, activities } = steps({ handled: false, verdict });
+    assert.deepEqual(await activities.quarantineFailedNode(input), { kind: 'blocked', verdict });
+    assert.deepEqual(calls.at(-1), 'budgetReportFailure gpu-node-7');
+  });
+
+  it('refuses an input without a node, naming the field, before any step', async () => {
+    const { calls, activities } = steps({ handled: false });
+    await assert.rejects(
+      activities.quarantineFailedNode({ ...input, node: '' }),
+      (err: unknown) =>
+        err instanceof ApplicationFailure &&
+        err.nonRetryable &&
+        err.type === 'InvalidInput' &&
+        /node must be a non-empty string, got ""/.test(err.message),
+    );
+    assert.deepEqual(calls, []);
+  });
+});
