@@ -27,6 +27,8 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
  * server's side of each handshake.
  */
 const KEEP_ALIVE_AGENTS = new Map<string, http.Agent>();
+/** Connections per API server and identity (watches do not use these agents). */
+const MAX_SOCKETS = 32;
 const AGENT_IDENTITY_FIELDS = [
   'ca',
   'cert',
@@ -59,7 +61,10 @@ export function keepAliveAgent(agent: http.Agent | https.Agent | undefined): htt
   const key = hash.digest('hex');
   let shared = KEEP_ALIVE_AGENTS.get(key);
   if (!shared) {
-    const keep = { ...options, keepAlive: true, scheduling: 'lifo' as const };
+    // At most MAX_SOCKETS connections: in a storm, a hundred calls at once queue for a few kept-alive
+    // connections instead of each opening one (a TLS handshake on both sides, when the API server has
+    // the least CPU to spare).
+    const keep = { ...options, keepAlive: true, scheduling: 'lifo' as const, maxSockets: MAX_SOCKETS };
     // One TLS context for every connection of the agent: built per connection, it parses the CA,
     // the client certificate and the key again each time (a storm opens many connections at once).
     shared = isHttps
