@@ -1,5 +1,5 @@
 import { ApplicationFailure } from '@temporalio/common';
-import type { QuarantineVerdict } from '../domain/fleet-budget.js';
+import type { Admission, QuarantineVerdict } from '../domain/fleet-budget.js';
 import type { KubernetesActivities, QuarantineNodeResult } from './kubernetes.js';
 import type { RemediationSupportActivities } from './remediation-support.js';
 
@@ -20,16 +20,23 @@ export type QuarantineOutcome =
   | { readonly kind: 'blocked'; readonly verdict: QuarantineVerdict }
   | { readonly kind: 'quarantined'; readonly result: QuarantineNodeResult };
 
+/** How a request for a drain slot ended. */
+export type DrainSlotOutcome =
+  { readonly kind: 'node-gone' } | { readonly kind: 'answered'; readonly admission: Admission };
+
 export interface QuarantineDeps {
-  readonly support: Pick<RemediationSupportActivities, 'episodeHandled' | 'budgetReportFailure'>;
-  readonly kubernetes: Pick<KubernetesActivities, 'quarantineNode'>;
+  readonly support: Pick<
+    RemediationSupportActivities,
+    'episodeHandled' | 'budgetReportFailure' | 'budgetAcquire'
+  >;
+  readonly kubernetes: Pick<KubernetesActivities, 'quarantineNode' | 'getNode'>;
 }
 
 /**
- * The remediation's way from an alert to the cordon as one activity, which the workflow runs as a
- * local activity inside its first workflow task: in an alert storm every hand-over between steps
- * (a result back to the workflow, the next step dispatched) waits behind the other remediations'
- * work in the control worker, so one step instead of three cuts that waiting twice.
+ * Steps of the remediation that the workflow runs as local activities, each made of several of the
+ * control worker's activities: in an alert storm every hand-over between steps (a result back to the
+ * workflow, the next step dispatched, each remote activity a round trip through the server) waits
+ * behind the other remediations' work, so one step instead of several cuts that waiting.
  */
 export function createQuarantineActivities(deps: QuarantineDeps) {
   return {
@@ -62,6 +69,24 @@ export function createQuarantineActivities(deps: QuarantineDeps) {
         kind: 'quarantined',
         result: await deps.kubernetes.quarantineNode({ node, workflowId, reason }),
       };
+    },
+
+    /**
+     * Reads the node's remediation history (`getNode`) and asks the fleet budget for a drain slot
+     * with it (`budgetAcquire`), as one step: the workflow runs it as a local activity after triage,
+     * and again after each refusal, so that 150 remediations waiting for a slot do not each cost two
+     * activities and two workflow tasks per try.
+     *
+     * @throws what the steps throw (non-retryable `InvalidInput`, ...); the rest is retried.
+     */
+    async requestDrainSlot(input: { node: string }): Promise<DrainSlotOutcome> {
+      const view = await deps.kubernetes.getNode({ node: input?.node });
+      if (!view.exists) return { kind: 'node-gone' };
+      const admission = await deps.support.budgetAcquire({
+        node: view.name,
+        remediationTimestamps: view.remediations.map((t) => Date.parse(t)),
+      });
+      return { kind: 'answered', admission };
     },
   };
 }

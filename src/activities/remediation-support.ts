@@ -237,6 +237,9 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
     }
   }
 
+  /** The one request for a drain slot of this worker that is listing the fleet and updating the budget. */
+  let admitting: Promise<Admission> | undefined;
+
   /**
    * Failure reports of concurrent remediations, coalesced into one update per batch, a few batches
    * in flight at once (see `coalesce`); the budget workflow applies them one after another.
@@ -311,42 +314,60 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
     /**
      * Asks the fleet budget for a drain slot. Slots held by remediations whose workflow has closed
      * (terminated, timed out) are recovered first, so a slot can never leak.
+     *
+     * Refusals that do not depend on the fleet (paused, breaker open, every slot taken) are answered
+     * from the budget's state, without listing every node. A request the budget's state does not
+     * refuse needs a fresh fleet view (a list of every node) and an update; of those, one per worker
+     * runs at a time, and the others wait for it and look at the budget again: after a storm, 150
+     * remediations reach this point within seconds, all finding a free slot, and 150 lists of 1,500
+     * nodes at once starved the API server (lists cut off by the request timeout, retried, again).
      */
     async budgetAcquire(input: { node: string; remediationTimestamps: number[] }): Promise<Admission> {
       return withBudget(async (handle) => {
-        const state = await handle.query(fleetBudgetState);
-        const staleHolders: string[] = [];
-        for (const holder of state.draining) {
-          if (holder === input.node) continue;
+        for (;;) {
+          const state = await handle.query(fleetBudgetState);
+          const staleHolders: string[] = [];
+          for (const holder of state.draining) {
+            if (holder === input.node) continue;
+            try {
+              const desc = await deps.client.workflow
+                .getHandle(remediationWorkflowId(deps.clusterId, holder))
+                .describe();
+              if (desc.status.name !== 'RUNNING') staleHolders.push(holder);
+            } catch (err) {
+              if (err instanceof WorkflowNotFoundError) staleHolders.push(holder);
+              else throw err;
+            }
+          }
+          let current = state;
+          for (const stale of staleHolders) current = releaseSlot(current, stale);
+          const early = admitDrain(current, input, Date.now());
+          if (!early.admitted && FLEET_INDEPENDENT_REFUSALS.has(early.reason)) return early;
+          if (admitting) {
+            await admitting.catch(() => {});
+            continue;
+          }
+          const attempt = (async () => {
+            const { gpuNodeCount, healthyNodes } = await fleetView(0);
+            return handle.executeUpdate(acquireDrainSlot, {
+              args: [
+                {
+                  node: input.node,
+                  remediationTimestamps: input.remediationTimestamps,
+                  staleHolders,
+                  gpuNodeCount,
+                  healthyNodes,
+                },
+              ],
+            });
+          })();
+          admitting = attempt;
           try {
-            const desc = await deps.client.workflow
-              .getHandle(remediationWorkflowId(deps.clusterId, holder))
-              .describe();
-            if (desc.status.name !== 'RUNNING') staleHolders.push(holder);
-          } catch (err) {
-            if (err instanceof WorkflowNotFoundError) staleHolders.push(holder);
-            else throw err;
+            return await attempt;
+          } finally {
+            admitting = undefined;
           }
         }
-        // Refusals that do not depend on the fleet (paused, breaker open, every slot taken) are
-        // answered from the budget's state, without listing every node: in a storm, each remediation
-        // waiting for a slot asks again every budgetRetryMs, and a list of 1,500 nodes costs a second.
-        let current = state;
-        for (const stale of staleHolders) current = releaseSlot(current, stale);
-        const early = admitDrain(current, input, Date.now());
-        if (!early.admitted && FLEET_INDEPENDENT_REFUSALS.has(early.reason)) return early;
-        const { gpuNodeCount, healthyNodes } = await fleetView(0);
-        return handle.executeUpdate(acquireDrainSlot, {
-          args: [
-            {
-              node: input.node,
-              remediationTimestamps: input.remediationTimestamps,
-              staleHolders,
-              gpuNodeCount,
-              healthyNodes,
-            },
-          ],
-        });
       });
     },
 

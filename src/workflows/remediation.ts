@@ -29,7 +29,7 @@ import {
   type AlertSignal,
   type RemediationPolicy,
 } from '../domain/remediation-plan.js';
-import type { QuarantineVerdict } from '../domain/fleet-budget.js';
+import type { Admission, QuarantineVerdict } from '../domain/fleet-budget.js';
 import { maxClass, type RemediationClass } from '../domain/remediation-class.js';
 import { refineWithEvidence, type TriageEvidence } from '../domain/xid-classification.js';
 import { nodeTaskQueue } from './ids.js';
@@ -113,9 +113,9 @@ const support = proxyActivities<RemediationSupportActivities>({
  * The way from the alert to the cordon (episode check, breaker report, quarantine) as one local
  * activity: it runs in the control worker inside the remediation's first workflow task, without a
  * round trip through the Temporal server, so a node that fails in a storm of 150 is cordoned within
- * seconds (see docs/remediation.md, "Benchmark"). A retry that would wait longer than
- * `localRetryThreshold` becomes a durable timer. The ignore and restart-app classes check the
- * episode with a local activity of its own.
+ * seconds (see docs/remediation.md, "Benchmark"). Requests for a drain slot run the same way. A
+ * retry that would wait longer than `localRetryThreshold` becomes a durable timer. The ignore and
+ * restart-app classes check the episode with a local activity of its own.
  */
 const localQuarantine = proxyLocalActivities<QuarantineActivities>({
   startToCloseTimeout: '2 minutes',
@@ -128,6 +128,14 @@ const localSupport = proxyLocalActivities<RemediationSupportActivities>({
   retry: { initialInterval: '1s', maximumInterval: '30s' },
 });
 
+// Node Events as local activities (with the local steps): 30 s at most in all, see `setPhase`.
+const localObserve = proxyLocalActivities<ObservabilityActivities>({
+  startToCloseTimeout: '10 seconds',
+  scheduleToCloseTimeout: '30 seconds',
+  localRetryThreshold: '10 seconds',
+  retry: { initialInterval: '1s', maximumInterval: '5s', backoffCoefficient: 2, maximumAttempts: 3 },
+});
+
 // Events and notifications must never hold a remediation up: bounded retries, failures recorded.
 const observe = proxyActivities<ObservabilityActivities>({
   startToCloseTimeout: '90 seconds',
@@ -138,7 +146,11 @@ const observe = proxyActivities<ObservabilityActivities>({
 /** patched() IDs: histories recorded before these steps existed replay without them. */
 const PHASE_EVENTS_PATCH = 'node-phase-events';
 const NOTIFY_PATCH = 'notify-sinks';
-/** The alert-to-cordon steps as one local activity (before: three activities, each a round trip). */
+/**
+ * The alert-to-cordon steps as one local activity (before: three activities, each a round trip),
+ * each request for a drain slot as one (before: getNode once, then budgetAcquire per try), and the
+ * node Events of phase changes as local activities.
+ */
 const LOCAL_QUARANTINE_PATCH = 'local-quarantine-steps';
 
 function agent(clusterId: string, node: string, policy: RemediationPolicy) {
@@ -225,6 +237,8 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
   let pending: { action: 'approve' | 'reject' | 'markRepaired'; decision: OperatorDecision } | undefined;
   const decisions: (OperatorDecision & { action: string; at: string })[] = [];
   let phaseStartedAt = new Date().toISOString();
+  /** Whether this run takes the local steps (`LOCAL_QUARANTINE_PATCH`); set before the first phase. */
+  let localSteps = false;
   let phaseChanges = 0;
   let notices = 0;
 
@@ -270,10 +284,13 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
         outcome,
       };
       phaseStartedAt = at;
-      // Not awaited: an Event the API server refuses must not fail or slow the remediation.
-      background.push(
-        observe.recordPhaseEvent
-          .executeWithOptions(
+      // Not awaited: an Event the API server refuses must not fail or slow the remediation. With the
+      // local steps it is a local activity (no task and round trip through the server per Event,
+      // three per remediation within a storm's first seconds), bounded to 30 s in all, because the
+      // workflow task that started it completes only when it ends.
+      const event = localSteps
+        ? localObserve.recordPhaseEvent.executeWithOptions({ summary: `event ${next} on ${node}` }, [change])
+        : observe.recordPhaseEvent.executeWithOptions(
             {
               startToCloseTimeout: '30 seconds',
               scheduleToCloseTimeout: '2 minutes',
@@ -281,10 +298,11 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
               retry: { initialInterval: '1s', maximumInterval: '10s', maximumAttempts: 5 },
             },
             [change],
-          )
-          .catch((err: unknown) => {
-            log.warn('phase event not recorded', { node, phase: next, error: failureMessage(err) });
-          }),
+          );
+      background.push(
+        event.catch((err: unknown) => {
+          log.warn('phase event not recorded', { node, phase: next, error: failureMessage(err) });
+        }),
       );
     }
   }
@@ -405,6 +423,7 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
 
   // patched() here, before the first step: histories recorded before it replay the remote steps.
   const local = patched(LOCAL_QUARANTINE_PATCH);
+  localSteps = local;
   let quarantine: QuarantineNodeResult;
   if (local && cls !== 'ignore' && cls !== 'restart-app') {
     // Quarantine at once: a cordon is cheap and reversible, a faulty node accepting pods is not.
@@ -495,14 +514,27 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
   let askedForCapacity = false;
   try {
     // Take a drain slot from the fleet budget; wait (visibly) while the budget is exhausted.
-    const view = await k8s.getNode({ node });
-    if (!view.exists) return finish('node-gone', `node ${node} was deleted`);
-    const timestamps = view.remediations.map((t) => Date.parse(t));
+    // With the local steps, each try reads the node and asks the budget in one local activity.
+    let timestamps: number[] = [];
+    if (!local) {
+      const view = await k8s.getNode({ node });
+      if (!view.exists) return finish('node-gone', `node ${node} was deleted`);
+      timestamps = view.remediations.map((t) => Date.parse(t));
+    }
     for (let attempt = 0; ; attempt++) {
-      const admission = await support.budgetAcquire.executeWithOptions(
-        { summary: `drain slot for ${node}` },
-        [{ node, remediationTimestamps: timestamps }],
-      );
+      let admission: Admission;
+      if (local) {
+        const asked = await localQuarantine.requestDrainSlot.executeWithOptions(
+          { summary: `drain slot for ${node}` },
+          [{ node }],
+        );
+        if (asked.kind === 'node-gone') return finish('node-gone', `node ${node} was deleted`);
+        admission = asked.admission;
+      } else {
+        admission = await support.budgetAcquire.executeWithOptions({ summary: `drain slot for ${node}` }, [
+          { node, remediationTimestamps: timestamps },
+        ]);
+      }
       if (admission.admitted) {
         slotHeld = true;
         if (admission.escalateTo) {

@@ -2,6 +2,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { QuarantineNodeResult } from '../../src/activities/kubernetes.js';
+import type { NodeView } from '../../src/k8s/views.js';
 import { createQuarantineActivities, type QuarantineDeps } from '../../src/activities/quarantine.js';
 import type { QuarantineVerdict } from '../../src/domain/fleet-budget.js';
 
@@ -37,16 +38,55 @@ function steps(answers: { handled: boolean | 'node-gone'; verdict?: QuarantineVe
         calls.push(`budgetReportFailure ${i.node}`);
         return Promise.resolve(answers.verdict ?? { allowed: true, detail: 'automation is running' });
       },
+      budgetAcquire: (i) => {
+        calls.push(`budgetAcquire ${i.node} ${i.remediationTimestamps.join(',')}`);
+        return Promise.resolve({ admitted: true, escalateTo: null, detail: 'slot granted' });
+      },
     },
     kubernetes: {
       quarantineNode: (i) => {
         calls.push(`quarantineNode ${i.node} ${i.workflowId} ${i.reason}`);
         return Promise.resolve(quarantined);
       },
+      getNode: (i) => {
+        calls.push(`getNode ${i.node}`);
+        return Promise.resolve(
+          answers.handled === 'node-gone'
+            ? { name: i.node, exists: false as const }
+            : ({ ...nodeView, name: i.node } satisfies NodeView),
+        );
+      },
     },
   };
   return { calls, activities: createQuarantineActivities(deps) };
 }
+
+const nodeView: NodeView = {
+  name: 'gpu-node-7',
+  exists: true,
+  cordon: null,
+  remediations: ['2026-11-20T00:00:00Z', '2026-11-26T00:00:00Z'],
+} as NodeView;
+
+describe('requestDrainSlot', () => {
+  it('asks the budget with the remediation times read from the node', async () => {
+    const { calls, activities } = steps({ handled: false });
+    assert.deepEqual(await activities.requestDrainSlot({ node: 'gpu-node-7' }), {
+      kind: 'answered',
+      admission: { admitted: true, escalateTo: null, detail: 'slot granted' },
+    });
+    assert.deepEqual(calls, [
+      'getNode gpu-node-7',
+      `budgetAcquire gpu-node-7 ${Date.parse('2026-11-20T00:00:00Z')},${Date.parse('2026-11-26T00:00:00Z')}`,
+    ]);
+  });
+
+  it('asks nothing for a node that is gone', async () => {
+    const { calls, activities } = steps({ handled: 'node-gone' });
+    assert.deepEqual(await activities.requestDrainSlot({ node: 'gpu-node-7' }), { kind: 'node-gone' });
+    assert.deepEqual(calls, ['getNode gpu-node-7']);
+  });
+});
 
 describe('quarantineFailedNode', () => {
   it('checks the episode, reports the failure, then quarantines', async () => {
