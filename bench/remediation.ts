@@ -510,6 +510,27 @@ function topCpu(
     .join(', ');
 }
 
+/**
+ * Waits until the machine is quiet: every process together used less than a third of a core over
+ * two consecutive seconds (the terminated round's leftovers, the restored nodes' updates, the
+ * controllers reacting to them have settled), at most 30 s. Rounds are repetitions: each starts on a
+ * stack that is no longer busy with the one before. Returns the seconds waited.
+ */
+async function untilQuiet(): Promise<number> {
+  const started = performance.now();
+  let quiet = 0;
+  let before = await cpuByProcess();
+  while (performance.now() - started < 30_000 && quiet < 2) {
+    await sleep(1_000);
+    const after = await cpuByProcess();
+    let used = 0;
+    for (const [pid, a] of after) used += a.cpuS - (before.get(pid)?.cpuS ?? a.cpuS);
+    before = after;
+    quiet = used < 0.33 ? quiet + 1 : 0;
+  }
+  return (performance.now() - started) / 1000;
+}
+
 interface AgentHost {
   readonly pid: number;
   stop(): Promise<void>;
@@ -752,14 +773,17 @@ async function latencyPart(): Promise<LatencyResult> {
         budgetReportFailure: timed('budgetReportFailure', (i: { node: string }) =>
           supportActivities.budgetReportFailure(i),
         ),
+        budgetAcquire: (i) => supportActivities.budgetAcquire(i),
       },
       kubernetes: {
         quarantineNode: timed('quarantineNode', (i: Parameters<typeof k8sActivities.quarantineNode>[0]) =>
           k8sActivities.quarantineNode(i),
         ),
+        getNode: (i) => k8sActivities.getNode(i),
       },
     });
     const timedActivities = {
+      requestDrainSlot: (i: { node: string }) => timedQuarantine.requestDrainSlot(i),
       quarantineFailedNode: timed('quarantineFailedNode', (i: QuarantineFailedNodeInput) =>
         timedQuarantine.quarantineFailedNode(i),
       ),
@@ -1034,10 +1058,11 @@ async function latencyPart(): Promise<LatencyResult> {
       const roundS = (performance.now() - roundStart) / 1000;
       await describeBudget();
       const drainS = await endRound(round);
+      const quietS = await untilQuiet();
       log(
         `  round took ${roundS.toFixed(0)} s, then its workflows and the ` +
-          `budget were terminated and the control worker idle after ${drainS.toFixed(0)} s; RSS now ` +
-          `${mib(process.memoryUsage().rss)}`,
+          `budget were terminated and the control worker idle after ${drainS.toFixed(0)} s; the machine ` +
+          `quiet ${quietS.toFixed(0)} s later; RSS now ${mib(process.memoryUsage().rss)}`,
       );
     }
     clearInterval(sampler);
