@@ -59,8 +59,9 @@ export type ControlWorkerTuning = Pick<
  * its local activities run (episode check, breaker report, cordon: mostly waiting on the API server
  * and the budget), so a storm needs more workflow task slots than the SDK's 40; and new workflows
  * arrive on the shared (non-sticky) queue, which the SDK gives 2 of its 10 pollers. With these, the
- * first workflow task of 150 remediations started at once waited 1.0 s (median) and 1.7 s (p99) for
- * the worker, against 1.4 s and 7.4 s with 100 slots and 8 of 16 pollers (bench:remediation).
+ * first workflow task of 150 remediations started at once waited about 1 s (median) and 1.2-2.2 s
+ * (p99) for the worker, against 1.4 s and 6-7 s with 100 slots and 8 of 16 pollers
+ * (bench:remediation, several runs each).
  */
 export const CONTROL_WORKER_TUNING: ControlWorkerTuning = {
   maxConcurrentWorkflowTaskExecutions: 200,
@@ -77,7 +78,7 @@ export function workflowsPath(): string {
 }
 
 /**
- * The control workers, both on `options.taskQueue`'s connection: the control worker (every workflow
+ * The control workers, both on `options.connection`: the control worker (every workflow
  * plus the cluster activities: Kubernetes API, fleet budget, episode memory, node Events and
  * notifications) on the `fleetmedic` task queue, and the fleet budget's own worker on
  * `budgetTaskQueue(taskQueue)`. Node-local steps run on the node agents' own queues. Run (and shut
