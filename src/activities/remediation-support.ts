@@ -145,8 +145,9 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
   }
 
   /**
-   * The GPU nodes and which of them are healthy, read afresh: a read started in the same
-   * millisecond (in flight or done) is shared. A failed read is not reused.
+   * The GPU nodes and which of them are healthy: a read started at most `maxAgeMs` ago (in flight
+   * or done) is shared, so `fleetView(0)` joins only a read started in the same millisecond. A failed
+   * read is not reused.
    */
   let shared: { startedAt: number; view: Promise<FleetView> } | undefined;
   function fleetView(maxAgeMs: number): Promise<FleetView> {
@@ -156,7 +157,7 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
     shared = entry;
     entry.view.then(
       (view) => {
-        latest = { at: entry.startedAt, view };
+        if (latest === undefined || entry.startedAt >= latest.at) latest = { at: entry.startedAt, view };
       },
       () => {
         if (shared === entry) shared = undefined;
