@@ -500,30 +500,41 @@ describe('Kubernetes activities against the embedded cluster', () => {
     assert.deepEqual(await snapshot(name), before);
   });
 
+  /**
+   * Before each of the first `times` PATCHes of `name` the activities send, writes the node from
+   * another client (label `fmtest/conflict` = the conflict's number), so the PATCH, carrying the
+   * resourceVersion it read, is refused with 409. Counts the conflicts made.
+   */
+  function conflictBeforePatches(name: string, times: number): { count: number } {
+    const { core } = clients(stack.kc);
+    const conflicts = { count: 0 };
+    rkc.beforeSend = async (req) => {
+      if (
+        conflicts.count < times &&
+        String(req.getHttpMethod()) === 'PATCH' &&
+        new URL(req.getUrl()).pathname === `/api/v1/nodes/${name}`
+      ) {
+        conflicts.count++;
+        await core.patchNode(
+          { name, body: { metadata: { labels: { 'fmtest/conflict': String(conflicts.count) } } } },
+          mergePatch,
+        );
+      }
+    };
+    return conflicts;
+  }
+
   it('reads the node again at once when it changed between read and write (409), keeping the other write', async () => {
     const name = nodes[3]!;
     const before = await snapshot(name);
-    const { core } = clients(stack.kc);
     try {
-      let conflicts = 0;
-      rkc.beforeSend = async (req) => {
-        if (
-          conflicts < 1 &&
-          String(req.getHttpMethod()) === 'PATCH' &&
-          new URL(req.getUrl()).pathname === `/api/v1/nodes/${name}`
-        ) {
-          conflicts++;
-          await core.patchNode(
-            { name, body: { metadata: { labels: { 'fmtest/conflict': 'x' } } } },
-            mergePatch,
-          );
-        }
-      };
+      const conflicts = conflictBeforePatches(name, 1);
       const result = await acts.quarantineNode({ node: name, workflowId: 'wf-409', reason: 'x' });
       assert.equal(result.changed, true);
+      assert.equal(conflicts.count, 1, 'the first patch was refused');
       const after = await snapshot(name);
       assert.equal(after.unschedulable, true);
-      assert.equal(after.labels['fmtest/conflict'], 'x', 'the concurrent write survived');
+      assert.equal(after.labels['fmtest/conflict'], '1', 'the concurrent write survived');
     } finally {
       rkc.beforeSend = undefined;
       await restore(name, before);
@@ -533,26 +544,13 @@ describe('Kubernetes activities against the embedded cluster', () => {
   it('throws the 409 for Temporal to retry when the node keeps changing (5 conflicts), writing nothing', async () => {
     const name = nodes[3]!;
     const before = await snapshot(name);
-    const { core } = clients(stack.kc);
     try {
-      let conflicts = 0;
-      rkc.beforeSend = async (req) => {
-        if (
-          String(req.getHttpMethod()) === 'PATCH' &&
-          new URL(req.getUrl()).pathname === `/api/v1/nodes/${name}`
-        ) {
-          conflicts++;
-          await core.patchNode(
-            { name, body: { metadata: { labels: { 'fmtest/conflict': String(conflicts) } } } },
-            mergePatch,
-          );
-        }
-      };
+      const conflicts = conflictBeforePatches(name, Infinity);
       await assert.rejects(
         acts.quarantineNode({ node: name, workflowId: 'wf-409', reason: 'x' }),
         (err: unknown) => isApiError(err, 409),
       );
-      assert.equal(conflicts, 5, 'five attempts, each refused');
+      assert.equal(conflicts.count, 5, 'five attempts, each refused');
       const after = await snapshot(name);
       assert.equal(after.labels[QUARANTINED_LABEL], undefined, 'nothing of the quarantine was written');
       assert.equal(after.unschedulable, false);
