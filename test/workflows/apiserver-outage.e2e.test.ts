@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { localActivityMarkers } from '../../src/client/local-activities.js';
 import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
 import { apiServerUrl } from '../../src/k8s/kubeconfig.js';
 import { MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
@@ -12,8 +11,9 @@ import {
   kubeconfigVia,
   liftQuarantine,
 } from '../helpers/k8s.js';
+import { xidAlert } from '../helpers/remediation-inputs.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
-import { installQuietRuntime } from '../helpers/temporal.js';
+import { installQuietRuntime, localActivityMarkers } from '../helpers/temporal.js';
 import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
 
 installQuietRuntime();
@@ -57,14 +57,7 @@ describe('API server briefly unreachable', () => {
       clusterId: stack.state.clusterId,
       node: target,
       taskQueue,
-      alert: {
-        alertName: 'GpuXidError',
-        status: 'firing',
-        episodeKey: `outage-${Date.now()}`,
-        xid: 48,
-        gpu: 2,
-        source: 'test',
-      },
+      alert: xidAlert(48, { gpu: 2 }),
       policy: { diagLevel: 1, agentScheduleToStartMs: 20_000 },
     });
 

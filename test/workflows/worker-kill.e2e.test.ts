@@ -20,6 +20,7 @@ import {
   livePods,
   tempNamespace,
 } from '../helpers/k8s.js';
+import { xidAlert } from '../helpers/remediation-inputs.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 
@@ -145,14 +146,7 @@ describe('control worker killed mid-drain', () => {
         clusterId: stack.state.clusterId,
         node: target,
         taskQueue,
-        alert: {
-          alertName: 'GpuXidError',
-          status: 'firing',
-          episodeKey: `kill-${Date.now()}`,
-          xid: 48,
-          gpu: 5,
-          source: 'test',
-        },
+        alert: xidAlert(48, { gpu: 5 }),
         policy: { drainHeartbeatTimeoutMs: 3_000, agentScheduleToStartMs: 20_000, diagLevel: 1 },
       });
       await eventually(
