@@ -30,6 +30,7 @@ import {
   PolicyV1Api,
   type KubeConfig,
   type V1Deployment,
+  type V1Node,
 } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -50,7 +51,12 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { createKubernetesActivities, type DrainNodeResult } from '../src/activities/kubernetes.js';
+import {
+  createKubernetesActivities,
+  createQuarantineSteps,
+  type DrainNodeResult,
+  type QuarantineNodeInput,
+} from '../src/activities/kubernetes.js';
 import { EPISODES_ANNOTATION } from '../src/activities/remediation-support.js';
 import { startOrJoinRemediation } from '../src/client/remediation-client.js';
 import { loadConfig, type Config } from '../src/config/config.js';
@@ -91,8 +97,13 @@ const KNOBS = z.object({
   /** Nodes failing at once in each round. */
   FLEETMEDIC_BENCH_FAILING: z.coerce.number().int().min(1).default(150),
   FLEETMEDIC_BENCH_ROUNDS: z.coerce.number().int().min(1).max(100).default(3),
-  /** Nodes failing in an unmeasured warm-up round (0: none). */
-  FLEETMEDIC_BENCH_WARMUP: z.coerce.number().int().min(0).default(10),
+  /**
+   * Nodes failing in an unmeasured warm-up round (0: none); default FLEETMEDIC_BENCH_FAILING. A
+   * control worker in production has long run its code paths and opened its connections when a
+   * storm comes; a warm-up smaller than a round left round 1 paying for that (JIT, connection pool,
+   * heap growth: about 1.5 s more CPU of the control worker than rounds 2 and 3).
+   */
+  FLEETMEDIC_BENCH_WARMUP: z.coerce.number().int().min(0).optional(),
   FLEETMEDIC_BENCH_CORDON_TIMEOUT_S: z.coerce.number().int().min(1).max(3600).default(120),
   /**
    * Concurrent long polls the Temporal frontend admits per namespace and API (`frontend.namespaceCount`,
@@ -151,7 +162,7 @@ function readKnobs(): z.infer<typeof KNOBS> {
   const k = parsed.data;
   if (
     k.FLEETMEDIC_BENCH_FAILING > k.FLEETMEDIC_BENCH_NODES ||
-    k.FLEETMEDIC_BENCH_WARMUP > k.FLEETMEDIC_BENCH_NODES
+    (k.FLEETMEDIC_BENCH_WARMUP ?? 0) > k.FLEETMEDIC_BENCH_NODES
   ) {
     console.error(
       `bench:remediation: FLEETMEDIC_BENCH_FAILING=${k.FLEETMEDIC_BENCH_FAILING} and FLEETMEDIC_BENCH_WARMUP=` +
@@ -165,7 +176,7 @@ const knobs = readKnobs();
 const NODES = knobs.FLEETMEDIC_BENCH_NODES;
 const FAILING = knobs.FLEETMEDIC_BENCH_FAILING;
 const ROUNDS = knobs.FLEETMEDIC_BENCH_ROUNDS;
-const WARMUP = knobs.FLEETMEDIC_BENCH_WARMUP;
+const WARMUP = knobs.FLEETMEDIC_BENCH_WARMUP ?? FAILING;
 const DRAIN_NODES = knobs.FLEETMEDIC_BENCH_DRAIN_NODES;
 const DRAIN_ROUNDS = knobs.FLEETMEDIC_BENCH_DRAIN_ROUNDS;
 const PDB_ROUNDS = knobs.FLEETMEDIC_BENCH_PDB_ROUNDS;
@@ -384,11 +395,11 @@ interface Steps {
   wftQueue: number;
   /** -> quarantineFailedNode started (the workflow code up to it, the local activity dispatched). */
   dispatch: number;
-  /** its episode check (reads the node). */
-  episode: number;
+  /** its read of the node (for the episode check and the plan of the quarantine). */
+  read: number;
   /** its breaker report (the shared fleet view, then a batched update on the fleet budget). */
   breaker: number;
-  /** its quarantineNode (reads the node, the cordon patch). */
+  /** its quarantine (the cordon patch, planned from that read; a 409 reads again). */
   quarantine: number;
   /** the patch acknowledged -> the watch process saw the node cordoned. */
   observed: number;
@@ -397,7 +408,7 @@ const STEP_KEYS: (keyof Steps)[] = [
   'accept',
   'wftQueue',
   'dispatch',
-  'episode',
+  'read',
   'breaker',
   'quarantine',
   'observed',
@@ -407,6 +418,14 @@ const STEP_KEYS: (keyof Steps)[] = [
 type Spans = Map<string, { start: number; end: number }>;
 
 type History = Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>;
+
+/** `accept=340/641 wftQueue=...`: the median and p99 of each step over `rows`, in ms. */
+function stepColumns(rows: readonly Steps[]): string {
+  return STEP_KEYS.map((k) => {
+    const xs = rows.map((b) => b[k]).filter((x) => Number.isFinite(x));
+    return `${k}=${ms(median(xs))}/${ms(pct(xs, 99))}`;
+  }).join(' ');
+}
 
 function eventMs(t: { seconds?: unknown; nanos?: number | null } | null | undefined): number {
   return t ? Number(t.seconds ?? 0) * 1000 + (t.nanos ?? 0) / 1e6 : NaN;
@@ -423,15 +442,15 @@ function stepsOf(
   const started = events.findIndex((e) => e.workflowExecutionStartedEventAttributes);
   const wftStarted = events.findIndex((e) => e.workflowTaskStartedEventAttributes);
   const all = spans?.get('quarantineFailedNode');
-  const ep = spans?.get('episodeHandled');
+  const rd = spans?.get('read');
   const br = spans?.get('budgetReportFailure');
-  const q = spans?.get('quarantineNode');
-  if (started < 0 || wftStarted < 0 || !all || !ep || !br || !q) return undefined;
+  const q = spans?.get('quarantine');
+  if (started < 0 || wftStarted < 0 || !all || !rd || !br || !q) return undefined;
   return {
     accept: at(started) - t0Wall,
     wftQueue: at(wftStarted) - at(started),
     dispatch: all.start - at(wftStarted),
-    episode: br.start - all.start,
+    read: br.start - all.start,
     breaker: q.start - br.start,
     quarantine: q.end - q.start,
     observed: seenWall - q.end,
@@ -516,10 +535,11 @@ function topCpu(
  * controllers reacting to them have settled), at most 30 s. Rounds are repetitions: each starts on a
  * stack that is no longer busy with the one before. Returns the seconds waited.
  */
-async function untilQuiet(): Promise<number> {
+async function untilQuiet(names: ReadonlyMap<number, string>): Promise<{ seconds: number; busy?: string }> {
   const started = performance.now();
+  const first = await cpuByProcess();
   let quiet = 0;
-  let before = await cpuByProcess();
+  let before = first;
   while (performance.now() - started < 30_000 && quiet < 2) {
     await sleep(1_000);
     const after = await cpuByProcess();
@@ -528,7 +548,9 @@ async function untilQuiet(): Promise<number> {
     before = after;
     quiet = used < 0.33 ? quiet + 1 : 0;
   }
-  return (performance.now() - started) / 1000;
+  const seconds = (performance.now() - started) / 1000;
+  // Never quiet: who kept the machine busy.
+  return quiet < 2 ? { seconds, busy: topCpu(first, before, names, 4) } : { seconds };
 }
 
 interface AgentHost {
@@ -734,9 +756,10 @@ async function latencyPart(): Promise<LatencyResult> {
       );
     }
 
-    // One control worker for all rounds. Between rounds the round's remediations and the fleet budget
-    // are terminated and the worker is let drain its in-flight activities: rounds are repetitions, not
-    // a backlog (the next round starts a fresh budget workflow).
+    // One control worker for all rounds. Between rounds the round's remediations are terminated and
+    // the worker is let drain its in-flight activities: rounds are repetitions, not a backlog. The
+    // fleet budget runs on, as it does in production (the drain slot of a terminated remediation is
+    // recovered by the next request for one; the breaker is disabled, see BUDGET).
     const c = client;
     const core = stack.kc.makeApiClient(CoreV1Api);
     watch = new CordonWatch(stack.state.kube.kubeconfig);
@@ -754,38 +777,53 @@ async function latencyPart(): Promise<LatencyResult> {
       taskQueue: budgetTaskQueue(taskQueue),
       budgetConfig: BUDGET,
     });
-    function timed<I extends { node: string }, R>(name: string, run: (input: I) => Promise<R>) {
-      return async (input: I): Promise<R> => {
+    const quarantineSteps = createQuarantineSteps({ kc: stack.kc, clusterId });
+    /** `run`, recording the span of its first call for each node (`nodeOf` names the node). */
+    function timed<A extends unknown[], R>(
+      name: string,
+      nodeOf: (...args: A) => string,
+      run: (...args: A) => Promise<R>,
+    ) {
+      return async (...args: A): Promise<R> => {
         const start = Date.now();
-        const result = await run(input);
-        const node = spans.get(input.node) ?? (new Map() as Spans);
+        const result = await run(...args);
+        const key = nodeOf(...args);
+        const node = spans.get(key) ?? (new Map() as Spans);
         if (!node.has(name)) node.set(name, { start, end: Date.now() });
-        spans.set(input.node, node);
-        if (name === 'quarantineNode' && !acked.has(input.node)) acked.set(input.node, performance.now());
+        spans.set(key, node);
+        if (name === 'quarantine' && !acked.has(key)) acked.set(key, performance.now());
         return result;
       };
     }
     const timedQuarantine = createQuarantineActivities({
       support: {
-        episodeHandled: timed('episodeHandled', (i: { node: string; key: string; cooldownMs: number }) =>
-          supportActivities.episodeHandled(i),
-        ),
-        budgetReportFailure: timed('budgetReportFailure', (i: { node: string }) =>
-          supportActivities.budgetReportFailure(i),
+        budgetReportFailure: timed(
+          'budgetReportFailure',
+          (i: { node: string }) => i.node,
+          (i) => supportActivities.budgetReportFailure(i),
         ),
         budgetAcquire: (i) => supportActivities.budgetAcquire(i),
       },
-      kubernetes: {
-        quarantineNode: timed('quarantineNode', (i: Parameters<typeof k8sActivities.quarantineNode>[0]) =>
-          k8sActivities.quarantineNode(i),
+      kubernetes: { getNode: (i) => k8sActivities.getNode(i) },
+      steps: {
+        read: timed(
+          'read',
+          (name: string) => name,
+          (name) => quarantineSteps.read(name),
         ),
-        getNode: (i) => k8sActivities.getNode(i),
+        quarantine: timed(
+          'quarantine',
+          (i: QuarantineNodeInput) => i.node,
+          (i: QuarantineNodeInput, current?: V1Node) => quarantineSteps.quarantine(i, current),
+        ),
       },
     });
     const timedActivities = {
       requestDrainSlot: (i: { node: string }) => timedQuarantine.requestDrainSlot(i),
-      quarantineFailedNode: timed('quarantineFailedNode', (i: QuarantineFailedNodeInput) =>
-        timedQuarantine.quarantineFailedNode(i),
+      quarantineFailedNode: timed(
+        'quarantineFailedNode',
+        (i: QuarantineFailedNodeInput) => i.node,
+        (i) => timedQuarantine.quarantineFailedNode(i),
       ),
     };
     const controlWorkers = await createControlWorkers({
@@ -801,11 +839,9 @@ async function latencyPart(): Promise<LatencyResult> {
     });
     control = { workers: controlWorkers, running: Promise.all(controlWorkers.map((w) => w.run())) };
     async function endRound(round: readonly string[]): Promise<number> {
-      await pool([...round, '__budget__'], 32, async (n) => {
-        const id =
-          n === '__budget__' ? fleetBudgetWorkflowId(clusterId) : remediationWorkflowId(clusterId, n);
+      await pool(round, 32, async (n) => {
         await c.workflow
-          .getHandle(id)
+          .getHandle(remediationWorkflowId(clusterId, n))
           .terminate('benchmark round finished')
           .catch(() => {});
       });
@@ -1053,16 +1089,20 @@ async function latencyPart(): Promise<LatencyResult> {
         samples.push(...lat);
         ackSamples.push(...ackLat);
         acks.push(...ack.values());
+        const from = breakdown.length;
         await collectBreakdown(round, t0Wall);
+        log(`  where this round's time went (median/p99 ms): ${stepColumns(breakdown.slice(from))}`);
       }
       const roundS = (performance.now() - roundStart) / 1000;
       await describeBudget();
       const drainS = await endRound(round);
-      const quietS = await untilQuiet();
+      const quiet = await untilQuiet(cpuNames);
+      const quietS = quiet.seconds;
       log(
-        `  round took ${roundS.toFixed(0)} s, then its workflows and the ` +
-          `budget were terminated and the control worker idle after ${drainS.toFixed(0)} s; the machine ` +
-          `quiet ${quietS.toFixed(0)} s later; RSS now ${mib(process.memoryUsage().rss)}`,
+        `  round took ${roundS.toFixed(0)} s, then its workflows were terminated (the fleet budget runs ` +
+          `on) and the control worker idle after ${drainS.toFixed(0)} s; the machine ` +
+          `quiet ${quietS.toFixed(0)} s later${quiet.busy ? ` (not quiet yet; CPU over those 30 s: ${quiet.busy})` : ''}; ` +
+          `RSS now ${mib(process.memoryUsage().rss)}`,
       );
     }
     clearInterval(sampler);
@@ -1075,21 +1115,18 @@ async function latencyPart(): Promise<LatencyResult> {
         `${stats(ackSamples)}`,
     );
     log(`signal-with-start ack: p50 ${ms(pct(acks, 50))} ms, p99 ${ms(pct(acks, 99))} ms`);
-    const col = (k: keyof Steps) => {
-      const xs = breakdown.map((b) => b[k]).filter((x) => Number.isFinite(x));
-      return `${k}=${ms(median(xs))}/${ms(pct(xs, 99))}`;
-    };
     log(
       `where the time goes (median/p99 ms over ${breakdown.length} cordoned nodes, consecutive steps from t0 to ` +
-        `the watch seeing the cordon): ${STEP_KEYS.map(col).join(' ')}` +
+        `the watch seeing the cordon): ${stepColumns(breakdown)}` +
         ` (workflow tasks before the cordon that timed out: ${taskTrouble.timedOut}, failed: ${taskTrouble.failed})`,
     );
     log(
       `  accept: signal-with-start -> WorkflowExecutionStarted; wftQueue: -> first workflow task started ` +
         `(a poller and a slot of the control worker; server times); then its one local activity, ` +
         `quarantineFailedNode (this process's clock): dispatch (the workflow code and the dispatch before ` +
-        `it), episode (episodeHandled: reads the node), breaker (budgetReportFailure: the shared fleet view, ` +
-        `then a batched update on the fleet budget workflow), quarantine (quarantineNode: the cordon patch); ` +
+        `it), read (the node, for the episode check and the plan), breaker (budgetReportFailure: the shared ` +
+        `fleet view, then a batched update on the fleet budget workflow), quarantine (the cordon patch ` +
+        `planned from the read; a 409 reads again); ` +
         `observed: the patch acknowledged -> the watch process saw it`,
     );
     log(

@@ -432,18 +432,14 @@ function podName(ref: PodRef): string {
 const QUARANTINE_CONFLICT_ATTEMPTS = 5;
 
 /**
- * Creates the Kubernetes activities bound to one cluster.
- *
- * @example
- * const activities = createKubernetesActivities({ kc: loadKubeConfig(file), clusterId: 'lab-1' });
- * await activities.quarantineNode({ node: 'gpu-node-7', workflowId, reason: 'XID 79' });
+ * Reading and updating nodes of one cluster, shared by the activities and by `createQuarantineSteps`:
+ * API errors mapped to Temporal failures, nodes of another cluster refused.
  */
-export function createKubernetesActivities(deps: KubernetesActivityDeps) {
+function nodeAccess(deps: KubernetesActivityDeps) {
   const apiClient: ApiClientFactory = deps.apiClient ?? ((api) => makeApiClient(deps.kc, api));
   const core = apiClient(CoreV1Api);
   const policyApi = apiClient(PolicyV1Api);
   const now = deps.now ?? (() => new Date());
-  const pollMs = deps.pollIntervalMs ?? 1_000;
   const { clusterId } = deps;
 
   /** Turns permanent API errors into non-retryable failures; everything else is rethrown for a retry. */
@@ -498,6 +494,89 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
       fail(err, `updating node ${name}`);
     }
   }
+
+  /**
+   * The quarantine of `quarantineNode`. `current` is the node as the caller has just read it: the
+   * first plan is made from it instead of a fresh read (a stale one fails its patch's
+   * resourceVersion precondition with 409, and is read again).
+   */
+  async function quarantine(input: QuarantineNodeInput, current?: V1Node): Promise<QuarantineNodeResult> {
+    const a = 'quarantineNode';
+    const i = requireInput(a, input);
+    const name = requireName(a, 'node', i.node);
+    const workflowId = requireText(a, 'workflowId', i.workflowId, 1000);
+    const reason = requireText(a, 'reason', i.reason, 1024);
+    // Nodes change all the time (status, leases, other controllers): a 409 reads and plans again at
+    // once, a few times, instead of waiting for Temporal's retry backoff with the node still schedulable.
+    for (let attempt = 1; ; attempt++) {
+      let node: V1Node;
+      if (attempt === 1 && current !== undefined) {
+        assertOurCluster(current);
+        node = current;
+      } else {
+        node = await requireNode(name);
+      }
+      const plan = planQuarantine(node, { workflowId, reason, now: now().toISOString() });
+      if (plan.action === 'refuse') throw ApplicationFailure.nonRetryable(plan.message, plan.reason);
+      if (plan.action === 'patch') {
+        try {
+          await patchNode(name, plan.patch);
+        } catch (err) {
+          if (isApiError(err, 409) && attempt < QUARANTINE_CONFLICT_ATTEMPTS) continue;
+          throw err;
+        }
+      }
+      return { node: name, changed: plan.action === 'patch', record: plan.record };
+    }
+  }
+
+  return {
+    core,
+    policyApi,
+    now,
+    fail,
+    nodeNotFound,
+    readNode,
+    assertOurCluster,
+    requireNode,
+    patchNode,
+    quarantine,
+  };
+}
+
+/**
+ * The node steps of `quarantineFailedNode` (activities/quarantine.ts), which reads the node once for
+ * the episode check and the quarantine: `read` (undefined when the node does not exist; a node of
+ * another cluster is refused with non-retryable `WrongCluster`) and `quarantine` (as `quarantineNode`,
+ * planned first from the node the caller read).
+ */
+export function createQuarantineSteps(deps: KubernetesActivityDeps) {
+  const access = nodeAccess(deps);
+  return {
+    async read(name: string): Promise<V1Node | undefined> {
+      const node = await access.readNode(name);
+      if (node) access.assertOurCluster(node);
+      return node;
+    },
+    quarantine: access.quarantine,
+  };
+}
+
+export type QuarantineSteps = ReturnType<typeof createQuarantineSteps>;
+
+/**
+ * Creates the Kubernetes activities bound to one cluster.
+ *
+ * @example
+ * const activities = createKubernetesActivities({ kc: loadKubeConfig(file), clusterId: 'lab-1' });
+ * await activities.quarantineNode({ node: 'gpu-node-7', workflowId, reason: 'XID 79' });
+ */
+export function createKubernetesActivities(deps: KubernetesActivityDeps) {
+  const access = nodeAccess(deps);
+  const { core, policyApi, now, readNode, assertOurCluster, requireNode, patchNode } = access;
+  // Annotated, so that control flow knows a call never returns.
+  const fail: (err: unknown, doing: string) => never = access.fail;
+  const pollMs = deps.pollIntervalMs ?? 1_000;
 
   async function listPodsOnNode(name: string, labelSelector?: string): Promise<V1Pod[]> {
     const pods: V1Pod[] = [];
@@ -784,29 +863,7 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
      *   `WrongCluster`, `InvalidInput`; 409 (the node changed meanwhile) is retried at once, then by
      *   Temporal.
      */
-    quarantineNode: async (input: QuarantineNodeInput): Promise<QuarantineNodeResult> => {
-      const a = 'quarantineNode';
-      const i = requireInput(a, input);
-      const name = requireName(a, 'node', i.node);
-      const workflowId = requireText(a, 'workflowId', i.workflowId, 1000);
-      const reason = requireText(a, 'reason', i.reason, 1024);
-      // Nodes change all the time (status, leases, other controllers): a 409 reads and plans again at
-      // once, a few times, instead of waiting for Temporal's retry backoff with the node still schedulable.
-      for (let attempt = 1; ; attempt++) {
-        const node = await requireNode(name);
-        const plan = planQuarantine(node, { workflowId, reason, now: now().toISOString() });
-        if (plan.action === 'refuse') throw ApplicationFailure.nonRetryable(plan.message, plan.reason);
-        if (plan.action === 'patch') {
-          try {
-            await patchNode(name, plan.patch);
-          } catch (err) {
-            if (isApiError(err, 409) && attempt < QUARANTINE_CONFLICT_ATTEMPTS) continue;
-            throw err;
-          }
-        }
-        return { node: name, changed: plan.action === 'patch', record: plan.record };
-      }
-    },
+    quarantineNode: (input: QuarantineNodeInput): Promise<QuarantineNodeResult> => access.quarantine(input),
 
     /**
      * Returns a node to service, if this workflow owns its quarantine and the node can serve: the

@@ -1,4 +1,4 @@
-import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig, type V1Node } from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import {
@@ -7,6 +7,7 @@ import {
   type Admission,
   type DenialReason,
   type FleetBudgetConfig,
+  type FleetState,
   type QuarantineVerdict,
 } from '../domain/fleet-budget.js';
 import { podsFitElsewhere, type CapacityCheck } from '../domain/capacity.js';
@@ -45,6 +46,13 @@ const FLEET_INDEPENDENT_REFUSALS: ReadonlySet<DenialReason> = new Set<DenialReas
   'breaker-open',
   'max-concurrent',
 ]);
+
+/** What a request for a drain slot reads of the budget before asking it (see `budgetRead`). */
+interface BudgetRead {
+  readonly state: FleetState;
+  /** Holders of a drain slot whose remediation workflow has closed or is gone. */
+  readonly closedHolders: readonly string[];
+}
 
 interface FleetView {
   readonly gpuNodeCount: number;
@@ -102,6 +110,26 @@ export interface Episode {
   readonly handledAt: string;
 }
 
+/** The fault episodes recorded on `node`; a damaged annotation reads as none (it must not block remediation). */
+function handledEpisodes(node: V1Node): Episode[] {
+  const raw = node.metadata?.annotations?.[EPISODES_ANNOTATION];
+  if (!raw) return [];
+  try {
+    const parsed = JSON.parse(raw) as unknown;
+    return Array.isArray(parsed) ? (parsed as Episode[]) : [];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Whether the fault episode `key` was handled on `node` less than `cooldownMs` before `now` (a
+ * re-sent alert for a node already repaired), from the node's `fleetmedic.io/handled-episodes`.
+ */
+export function episodeHandledOn(node: V1Node, key: string, cooldownMs: number, now: number): boolean {
+  return handledEpisodes(node).some((e) => e.key === key && now - Date.parse(e.handledAt) < cooldownMs);
+}
+
 export interface RemediationSupportDeps {
   readonly kc: KubeConfig;
   readonly client: Client;
@@ -118,20 +146,6 @@ export interface RemediationSupportDeps {
  */
 export function createRemediationSupportActivities(deps: RemediationSupportDeps) {
   const core = makeApiClient(deps.kc, CoreV1Api);
-
-  async function readEpisodes(node: string): Promise<Episode[] | undefined> {
-    try {
-      const n = await core.readNode({ name: node });
-      const raw = n.metadata?.annotations?.[EPISODES_ANNOTATION];
-      if (!raw) return [];
-      const parsed = JSON.parse(raw) as unknown;
-      return Array.isArray(parsed) ? (parsed as Episode[]) : [];
-    } catch (err) {
-      if (isApiError(err, 404)) return undefined;
-      if (err instanceof SyntaxError) return []; // a damaged annotation must not block remediation
-      throw err;
-    }
-  }
 
   async function readFleetView(): Promise<FleetView> {
     const nodes = (await core.listNode()).items.filter(
@@ -240,6 +254,46 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
 
   /** The one request for a drain slot of this worker that is listing the fleet and updating the budget. */
   let admitting: Promise<Admission> | undefined;
+  /** Requests of this worker that listed the fleet and updated the budget, ended (see `budgetRead`). */
+  let admissions = 0;
+
+  /**
+   * The budget's state and which slot holders' remediations have closed (their slots are stale), as
+   * one read shared by the requests for a drain slot that arrive while it is in flight: in a storm
+   * 150 remediations ask within seconds, and each asking on its own cost a query of the budget
+   * workflow and a describe of each holder's remediation through the Temporal server. A read is
+   * shared only while in flight, and only among requests that came after the last admission ended
+   * (`generation`); a request whose read an admission overtook reads again.
+   */
+  let reading: { generation: number; view: Promise<BudgetRead> } | undefined;
+  function budgetRead(handle: WorkflowHandle): { generation: number; view: Promise<BudgetRead> } {
+    if (reading !== undefined && reading.generation === admissions) return reading;
+    const entry = {
+      generation: admissions,
+      view: (async (): Promise<BudgetRead> => {
+        const state = await handle.query(fleetBudgetState);
+        const closedHolders: string[] = [];
+        for (const holder of state.draining) {
+          try {
+            const desc = await deps.client.workflow
+              .getHandle(remediationWorkflowId(deps.clusterId, holder))
+              .describe();
+            if (desc.status.name !== 'RUNNING') closedHolders.push(holder);
+          } catch (err) {
+            if (err instanceof WorkflowNotFoundError) closedHolders.push(holder);
+            else throw err;
+          }
+        }
+        return { state, closedHolders };
+      })(),
+    };
+    reading = entry;
+    const done = () => {
+      if (reading === entry) reading = undefined;
+    };
+    entry.view.then(done, done);
+    return entry;
+  }
 
   /**
    * Failure reports of concurrent remediations, coalesced into one update per batch, a few batches
@@ -267,10 +321,12 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
       key: string;
       cooldownMs: number;
     }): Promise<boolean | 'node-gone'> {
-      const episodes = await readEpisodes(input.node);
-      if (episodes === undefined) return 'node-gone';
-      const now = Date.now();
-      return episodes.some((e) => e.key === input.key && now - Date.parse(e.handledAt) < input.cooldownMs);
+      const node = await core.readNode({ name: input.node }).catch((err: unknown) => {
+        if (isApiError(err, 404)) return undefined;
+        throw err;
+      });
+      if (node === undefined) return 'node-gone';
+      return episodeHandledOn(node, input.key, input.cooldownMs, Date.now());
     },
 
     /** Remembers a handled episode on the node (optimistic update; a conflict retries). */
@@ -280,15 +336,8 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
         throw err;
       });
       if (!node) return;
-      const raw = node.metadata?.annotations?.[EPISODES_ANNOTATION];
-      let episodes: Episode[] = [];
-      try {
-        episodes = raw ? (JSON.parse(raw) as Episode[]) : [];
-      } catch {
-        episodes = [];
-      }
-      episodes = [
-        ...episodes.filter((e) => e.key !== input.key),
+      const episodes = [
+        ...handledEpisodes(node).filter((e) => e.key !== input.key),
         { key: input.key, handledAt: new Date().toISOString() },
       ];
       await core.patchNode(
@@ -317,7 +366,8 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
      * (terminated, timed out) are recovered first, so a slot can never leak.
      *
      * Refusals that do not depend on the fleet (paused, breaker open, every slot taken) are answered
-     * from the budget's state, without listing every node. A request the budget's state does not
+     * from the budget's state (read once for all the requests in flight, see `budgetRead`), without
+     * listing every node. A request the budget's state does not
      * refuse needs a fresh fleet view (a list of every node) and an update; of those, one per worker
      * runs at a time, and the others wait for it and look at the budget again: after a storm, 150
      * remediations reach this point within seconds, all finding a free slot, and 150 lists of 1,500
@@ -326,20 +376,11 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
     async budgetAcquire(input: { node: string; remediationTimestamps: number[] }): Promise<Admission> {
       return withBudget(async (handle) => {
         for (;;) {
-          const state = await handle.query(fleetBudgetState);
-          const staleHolders: string[] = [];
-          for (const holder of state.draining) {
-            if (holder === input.node) continue;
-            try {
-              const desc = await deps.client.workflow
-                .getHandle(remediationWorkflowId(deps.clusterId, holder))
-                .describe();
-              if (desc.status.name !== 'RUNNING') staleHolders.push(holder);
-            } catch (err) {
-              if (err instanceof WorkflowNotFoundError) staleHolders.push(holder);
-              else throw err;
-            }
-          }
+          const read = budgetRead(handle);
+          const { state, closedHolders } = await read.view;
+          // An admission ended while this read was in flight: its slot may be missing, read again.
+          if (read.generation !== admissions) continue;
+          const staleHolders = closedHolders.filter((h) => h !== input.node);
           let current = state;
           for (const stale of staleHolders) current = releaseSlot(current, stale);
           const early = admitDrain(current, input, Date.now());
@@ -367,6 +408,7 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
             return await attempt;
           } finally {
             admitting = undefined;
+            admissions++;
           }
         }
       });

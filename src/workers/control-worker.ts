@@ -9,7 +9,7 @@ import {
 } from '@temporalio/worker';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createKubernetesActivities } from '../activities/kubernetes.js';
+import { createKubernetesActivities, createQuarantineSteps } from '../activities/kubernetes.js';
 import { createObservabilityActivities } from '../activities/observability.js';
 import { createQuarantineActivities } from '../activities/quarantine.js';
 import { createRemediationSupportActivities } from '../activities/remediation-support.js';
@@ -100,7 +100,11 @@ export async function createControlWorkers(options: ControlWorkerOptions): Promi
   const activities = {
     ...kubernetes,
     ...support,
-    ...createQuarantineActivities({ support, kubernetes }),
+    ...createQuarantineActivities({
+      support,
+      kubernetes,
+      steps: createQuarantineSteps({ kc: options.kc, clusterId: options.clusterId }),
+    }),
     ...createObservabilityActivities({
       kc: options.kc,
       clusterId: options.clusterId,

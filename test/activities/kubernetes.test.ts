@@ -15,6 +15,7 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import {
   createKubernetesActivities,
+  createQuarantineSteps,
   type DrainNodeInput,
   type DrainNodeResult,
   type DrainProgress,
@@ -558,6 +559,75 @@ describe('Kubernetes activities against the embedded cluster', () => {
       rkc.beforeSend = undefined;
       await restore(name, before);
     }
+  });
+
+  it('quarantines from the node its caller read: one PATCH, no second read', async () => {
+    const name = nodes[3]!;
+    const before = await snapshot(name);
+    const steps = createQuarantineSteps({
+      kc: rkc,
+      clusterId: stack.state.clusterId,
+      apiClient: (api) => rkc.makeApiClient(api),
+    });
+    try {
+      const read = await steps.read(name);
+      assert.ok(read, 'the node exists');
+      const from = rkc.calls.length;
+      const result = await steps.quarantine({ node: name, workflowId: 'wf-read-once', reason: 'x' }, read);
+      assert.equal(result.changed, true);
+      const sent = rkc.calls.slice(from).map((c) => `${c.method} ${new URL(c.url).pathname} ${c.status}`);
+      // Planned from the caller's read: the first call is the PATCH. (Should the node change in the
+      // milliseconds between read and write, a 409 and a second read follow; never a read first.)
+      assert.match(sent[0] ?? '', new RegExp(`^PATCH /api/v1/nodes/${name} (200|409)$`), sent.join(', '));
+      if (sent[0]!.endsWith(' 200')) assert.equal(sent.length, 1, sent.join(', '));
+      assert.equal((await snapshot(name)).unschedulable, true);
+    } finally {
+      await restore(name, before);
+    }
+  });
+
+  it('reads again when the node its caller read has changed since (409), keeping the other write', async () => {
+    const name = nodes[3]!;
+    const before = await snapshot(name);
+    const steps = createQuarantineSteps({
+      kc: rkc,
+      clusterId: stack.state.clusterId,
+      apiClient: (api) => rkc.makeApiClient(api),
+    });
+    const { core } = clients(stack.kc);
+    try {
+      const stale = await steps.read(name);
+      assert.ok(stale, 'the node exists');
+      await core.patchNode({ name, body: { metadata: { labels: { 'fmtest/changed': 'yes' } } } }, mergePatch);
+      const from = rkc.calls.length;
+      const result = await steps.quarantine({ node: name, workflowId: 'wf-stale', reason: 'x' }, stale);
+      assert.equal(result.changed, true);
+      const sent = rkc.calls.slice(from).map((c) => `${c.method} ${c.status}`);
+      assert.deepEqual(
+        [sent[0], sent[1], sent.at(-1)],
+        ['PATCH 409', 'GET 200', 'PATCH 200'],
+        sent.join(', '),
+      );
+      const after = await snapshot(name);
+      assert.equal(after.unschedulable, true);
+      assert.equal(after.labels['fmtest/changed'], 'yes', 'the concurrent write survived');
+    } finally {
+      await restore(name, before);
+    }
+  });
+
+  it('refuses a node of another cluster at the read, before anything is written', async () => {
+    const name = nodes[3]!;
+    const before = await snapshot(name);
+    const other = createQuarantineSteps({ kc: stack.kc, clusterId: 'another-cluster' });
+    await assert.rejects(other.read(name), isFailure('WrongCluster'));
+    const read = await createQuarantineSteps({ kc: stack.kc, clusterId: stack.state.clusterId }).read(name);
+    await assert.rejects(
+      other.quarantine({ node: name, workflowId: 'wf', reason: 'x' }, read),
+      isFailure('WrongCluster'),
+    );
+    assert.equal(await other.read('fmtest-no-such-node'), undefined, 'a missing node reads as undefined');
+    assert.deepEqual(await snapshot(name), before);
   });
 
   it('fails with a non-retryable Forbidden (the API message) for an identity without RBAC, leaving the node unchanged', async () => {

@@ -1,9 +1,11 @@
+import type { V1Node } from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { QuarantineNodeResult } from '../../src/activities/kubernetes.js';
 import type { NodeView } from '../../src/k8s/views.js';
 import { createQuarantineActivities, type QuarantineDeps } from '../../src/activities/quarantine.js';
+import { EPISODES_ANNOTATION } from '../../src/activities/remediation-support.js';
 import type { QuarantineVerdict } from '../../src/domain/fleet-budget.js';
 
 const input = {
@@ -25,15 +27,26 @@ const quarantined: QuarantineNodeResult = {
   },
 };
 
+/** The node as read: `handled` adds the alert's episode to its handled episodes, an hour ago. */
+function nodeAs(handled: boolean, annotation?: string): V1Node {
+  const episodes = handled
+    ? [{ key: input.episodeKey, handledAt: new Date(Date.now() - 3_600_000).toISOString() }]
+    : [];
+  return {
+    metadata: {
+      name: input.node,
+      resourceVersion: '42',
+      annotations: { [EPISODES_ANNOTATION]: annotation ?? JSON.stringify(episodes) },
+    },
+  };
+}
+
 /** Steps that record their calls, answering as told. */
-function steps(answers: { handled: boolean | 'node-gone'; verdict?: QuarantineVerdict }) {
+function steps(answers: { handled: boolean | 'node-gone'; verdict?: QuarantineVerdict; node?: V1Node }) {
   const calls: string[] = [];
+  const read = answers.handled === 'node-gone' ? undefined : (answers.node ?? nodeAs(answers.handled));
   const deps: QuarantineDeps = {
     support: {
-      episodeHandled: (i) => {
-        calls.push(`episodeHandled ${i.node} ${i.key} ${i.cooldownMs}`);
-        return Promise.resolve(answers.handled);
-      },
       budgetReportFailure: (i) => {
         calls.push(`budgetReportFailure ${i.node}`);
         return Promise.resolve(answers.verdict ?? { allowed: true, detail: 'automation is running' });
@@ -44,10 +57,6 @@ function steps(answers: { handled: boolean | 'node-gone'; verdict?: QuarantineVe
       },
     },
     kubernetes: {
-      quarantineNode: (i) => {
-        calls.push(`quarantineNode ${i.node} ${i.workflowId} ${i.reason}`);
-        return Promise.resolve(quarantined);
-      },
       getNode: (i) => {
         calls.push(`getNode ${i.node}`);
         return Promise.resolve(
@@ -55,6 +64,18 @@ function steps(answers: { handled: boolean | 'node-gone'; verdict?: QuarantineVe
             ? { name: i.node, exists: false as const }
             : ({ ...nodeView, name: i.node } satisfies NodeView),
         );
+      },
+    },
+    steps: {
+      read: (name) => {
+        calls.push(`read ${name}`);
+        return Promise.resolve(read);
+      },
+      quarantine: (i, current) => {
+        calls.push(
+          `quarantine ${i.node} ${i.workflowId} ${i.reason} from ${current === read ? 'the read' : 'elsewhere'}`,
+        );
+        return Promise.resolve(quarantined);
       },
     },
   };
@@ -96,10 +117,22 @@ describe('quarantineFailedNode', () => {
       result: quarantined,
     });
     assert.deepEqual(calls, [
-      `episodeHandled gpu-node-7 ${input.episodeKey} 86400000`,
+      'read gpu-node-7',
       'budgetReportFailure gpu-node-7',
-      `quarantineNode gpu-node-7 ${input.workflowId} ${input.reason}`,
+      `quarantine gpu-node-7 ${input.workflowId} ${input.reason} from the read`,
     ]);
+  });
+
+  it('quarantines again after the cooldown of a handled episode', async () => {
+    const { calls, activities } = steps({ handled: true });
+    const result = await activities.quarantineFailedNode({ ...input, cooldownMs: 60_000 });
+    assert.equal(result.kind, 'quarantined');
+    assert.equal(calls.length, 3);
+  });
+
+  it('reads a damaged episode annotation as no episode, and quarantines', async () => {
+    const { activities } = steps({ handled: false, node: nodeAs(false, '{not json') });
+    assert.equal((await activities.quarantineFailedNode(input)).kind, 'quarantined');
   });
 
   it('stops at a handled episode: no failure reported, nothing quarantined', async () => {
