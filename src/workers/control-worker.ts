@@ -4,6 +4,7 @@ import {
   Runtime,
   Worker,
   bundleWorkflowCode,
+  type InjectedSinks,
   type NativeConnection,
   type WorkerOptions,
 } from '@temporalio/worker';
@@ -21,6 +22,8 @@ import {
 import { ConfigError } from '../errors.js';
 import { Notifier } from '../notify/notifier.js';
 import { createControlMetrics, type ControlMetrics } from '../observability/metrics.js';
+import { createPhaseEventRecorder } from '../observability/phase-event-recorder.js';
+import type { PhaseEventSinks } from '../workflows/remediation.js';
 import { budgetTaskQueue } from '../workflows/ids.js';
 
 export interface ControlWorkerOptions {
@@ -97,6 +100,16 @@ export async function createControlWorkers(options: ControlWorkerOptions): Promi
     taskQueue: budgetTaskQueue(options.taskQueue),
     budgetConfig: options.budgetConfig,
   });
+  const metrics = options.observability?.metrics ?? createControlMetrics({ defaultMetrics: false });
+  const events = createPhaseEventRecorder({
+    kc: options.kc,
+    clusterId: options.clusterId,
+    metrics,
+    logger: Runtime.instance().logger,
+  });
+  const sinks: InjectedSinks<PhaseEventSinks> = {
+    phaseEvents: { record: { fn: (_info, change) => events.record(change), callDuringReplay: false } },
+  };
   const activities = {
     ...kubernetes,
     ...support,
@@ -109,7 +122,7 @@ export async function createControlWorkers(options: ControlWorkerOptions): Promi
       kc: options.kc,
       clusterId: options.clusterId,
       notifier: options.observability?.notifier ?? new Notifier({ sinks: [] }),
-      metrics: options.observability?.metrics ?? createControlMetrics({ defaultMetrics: false }),
+      metrics,
     }),
     ...options.extraActivities,
   };
@@ -123,6 +136,7 @@ export async function createControlWorkers(options: ControlWorkerOptions): Promi
     taskQueue: options.taskQueue,
     activities,
     workflowBundle,
+    sinks,
     ...CONTROL_WORKER_TUNING,
     ...options.tuning,
   });

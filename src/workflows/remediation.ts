@@ -10,10 +10,12 @@ import {
   patched,
   proxyActivities,
   proxyLocalActivities,
+  proxySinks,
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
+  type Sinks,
 } from '@temporalio/workflow';
 import { TimeoutType } from '@temporalio/common';
 import type { KubernetesActivities, QuarantineNodeResult } from '../activities/kubernetes.js';
@@ -152,6 +154,14 @@ const NOTIFY_PATCH = 'notify-sinks';
  * node Events of phase changes as local activities.
  */
 const LOCAL_QUARANTINE_PATCH = 'local-quarantine-steps';
+/** Phase Events through the control worker's Event recorder (a sink) instead of (local) activities. */
+const EVENT_RECORDER_PATCH = 'phase-event-recorder';
+
+/** Where phase Events go: the control worker's Event recorder (see `phaseEventSinks`). */
+export interface PhaseEventSinks extends Sinks {
+  readonly phaseEvents: { record(change: PhaseChange): void };
+}
+const { phaseEvents } = proxySinks<PhaseEventSinks>();
 
 function agent(clusterId: string, node: string, policy: RemediationPolicy) {
   return proxyActivities<NodeAgentActivities>({
@@ -284,10 +294,17 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
         outcome,
       };
       phaseStartedAt = at;
-      // Not awaited: an Event the API server refuses must not fail or slow the remediation. With the
-      // local steps it is a local activity (no task and round trip through the server per Event,
-      // three per remediation within a storm's first seconds), bounded to 30 s in all, because the
-      // workflow task that started it completes only when it ends.
+      // The control worker's Event recorder writes the Event in the background (a sink: no step of
+      // the workflow, nothing in its history, never called on replay), as client-go's recorder does
+      // for controllers: an alert storm's 450 Events are no local activities holding workflow tasks.
+      if (patched(EVENT_RECORDER_PATCH)) {
+        phaseEvents.record(change);
+        return;
+      }
+      // Histories from before the recorder: the Event as a step, not awaited (an Event the API
+      // server refuses must not fail or slow the remediation). With the local steps it is a local
+      // activity bounded to 30 s in all, because the workflow task that started it completes only
+      // when it ends.
       const event = localSteps
         ? localObserve.recordPhaseEvent.executeWithOptions({ summary: `event ${next} on ${node}` }, [change])
         : observe.recordPhaseEvent.executeWithOptions(

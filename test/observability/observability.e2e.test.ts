@@ -77,15 +77,18 @@ describe('node Events and metrics end to end', () => {
     const result = await handle.result();
     assert.equal(result.outcome, 'returned-to-service', result.reasons.join('\n'));
 
-    // events.k8s.io/v1, as `kubectl events --for node/<name>` reads them. The run waits for its Events
-    // before it closes, so they are all there now.
+    // events.k8s.io/v1, as `kubectl events --for node/<name>` reads them. The control worker's Event
+    // recorder writes them in the background: the last one may come just after the run closed.
     const prefix = phaseEventName({ node: target, runId: handle.signaledRunId, sequence: 0 }).replace(
       /0$/,
       '',
     );
-    const listed = await stack.kc.makeApiClient(EventsV1Api).listNamespacedEvent({
-      namespace: NODE_EVENT_NAMESPACE,
-      fieldSelector: `regarding.kind=Node,regarding.name=${target},reportingController=${REPORTING_CONTROLLER}`,
+    const listed = await eventually('the seven Events of the run', async () => {
+      const list = await stack.kc.makeApiClient(EventsV1Api).listNamespacedEvent({
+        namespace: NODE_EVENT_NAMESPACE,
+        fieldSelector: `regarding.kind=Node,regarding.name=${target},reportingController=${REPORTING_CONTROLLER}`,
+      });
+      return list.items.filter((e) => e.metadata?.name?.startsWith(prefix)).length >= 7 ? list : undefined;
     });
     const ours = listed.items
       .filter((e) => e.metadata?.name?.startsWith(prefix))
