@@ -239,6 +239,52 @@ describe('budgetReportFailure under a storm', () => {
     }
   });
 
+  it('answers concurrent drain-slot requests from one read of the budget', async () => {
+    // The same activities through a client that counts the budget queries it sends.
+    let queries = 0;
+    const counting = new Client({
+      connection: clientConnection,
+      interceptors: {
+        workflow: [
+          {
+            query: (input, next) => {
+              queries++;
+              return next(input);
+            },
+          },
+        ],
+      },
+    });
+    const stack = await useTestStack();
+    const shared = createRemediationSupportActivities({
+      kc: stack.kc,
+      client: counting,
+      clusterId,
+      taskQueue,
+      budgetConfig: { breakerThreshold: 0.5 },
+    });
+    const handle = client.workflow.getHandle(fleetBudgetWorkflowId(clusterId));
+    await handle.executeUpdate(pauseAutomation, { args: [{ by: 'test' }] });
+    try {
+      const requests = 20;
+      const admissions = await Promise.all(
+        Array.from({ length: requests }, (_, i) =>
+          shared.budgetAcquire({ node: `waiting-node-${i}`, remediationTimestamps: [] }),
+        ),
+      );
+      assert.ok(
+        admissions.every((a) => !a.admitted && a.reason === 'paused'),
+        JSON.stringify(admissions),
+      );
+      assert.equal(queries, 1, `${queries} queries of the budget for ${requests} concurrent requests`);
+      // A request after that read ended reads again: a shared read is never reused once done.
+      await shared.budgetAcquire({ node: 'later-node', remediationTimestamps: [] });
+      assert.equal(queries, 2);
+    } finally {
+      await handle.executeUpdate(resumeAutomation, { args: [{ by: 'test' }] });
+    }
+  });
+
   it('asks the budget started again for a drain slot when it was terminated', async () => {
     const handle = client.workflow.getHandle(fleetBudgetWorkflowId(clusterId));
     const before = (await handle.describe()).runId;
