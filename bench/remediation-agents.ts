@@ -12,6 +12,7 @@ import {
   Runtime,
   Worker,
 } from '@temporalio/worker';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { FileGpuStateStore } from '../src/sim/gpu-state.js';
 import { simulatedRunner } from '../src/sim/sim-runner.js';
@@ -28,6 +29,8 @@ const AgentHostArgs = z.object({
   gpuDir: z.string().min(1),
   /** 'sdk': createNodeAgentWorkers as it is; a number: that many activity pollers per agent. */
   agentPolls: z.union([z.literal('sdk'), z.number().int().min(1).max(10)]),
+  /** The agents start one after another over this many ms (0: all at once). */
+  spreadMs: z.number().int().min(0).max(600_000),
 });
 
 const parsed = AgentHostArgs.safeParse(JSON.parse(process.argv[2] ?? 'null'));
@@ -65,9 +68,19 @@ const workers = await createNodeAgentWorkers({
 }).finally(() => {
   Worker.create = create;
 });
-const running = Promise.all(workers.map((w) => w.run()));
-
+// Agents on real nodes start at different times, so their long polls (each renewed about once a
+// minute while idle) are spread out. Started together, all 1,500 would renew theirs in the same
+// second, minute after minute: a burst of work for the Temporal server that a storm round meets or
+// not, by chance.
 let stopping = false;
+const running = Promise.all(
+  workers.map(async (w, i) => {
+    await sleep((i * args.spreadMs) / workers.length);
+    if (!stopping) await w.run();
+  }),
+);
+await sleep(args.spreadMs);
+
 async function stop(): Promise<void> {
   if (stopping) return;
   stopping = true;

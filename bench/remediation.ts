@@ -18,7 +18,7 @@
  * Last line: key=value pairs. Knobs (environment, see `KNOBS`): FLEETMEDIC_BENCH_NODES,
  * FLEETMEDIC_BENCH_FAILING, FLEETMEDIC_BENCH_ROUNDS, FLEETMEDIC_BENCH_WARMUP,
  * FLEETMEDIC_BENCH_CORDON_TIMEOUT_S, FLEETMEDIC_BENCH_TEMPORAL_POLLER_LIMIT,
- * FLEETMEDIC_BENCH_AGENT_POLLS, FLEETMEDIC_BENCH_DRAIN_NODES, FLEETMEDIC_BENCH_DRAIN_ROUNDS,
+ * FLEETMEDIC_BENCH_AGENT_POLLS, FLEETMEDIC_BENCH_AGENT_SPREAD_S, FLEETMEDIC_BENCH_DRAIN_NODES, FLEETMEDIC_BENCH_DRAIN_ROUNDS,
  * FLEETMEDIC_BENCH_PDB_ROUNDS, FLEETMEDIC_BENCH_DRAIN_CONCURRENCY, FLEETMEDIC_BENCH_CONTROL_TUNING,
  * FLEETMEDIC_BENCH_SKIP=latency|drain;
  * diagnostics: FLEETMEDIC_BENCH_KUBECTL_LOG=<path prefix> keeps kubectl's -v=6 output,
@@ -115,6 +115,12 @@ const KNOBS = z.object({
    * (`activityTaskPollerBehavior: { type: 'simple-maximum', maximum: 1 }`); a number overrides that
    * maximum.
    */
+  /**
+   * Seconds over which the node agents start, one after another (0: all at once). Agents on real
+   * nodes start independently; 1,500 started in the same second renew their idle long polls in the
+   * same second, about every minute, and a round that met such a burst paid for it.
+   */
+  FLEETMEDIC_BENCH_AGENT_SPREAD_S: z.coerce.number().int().min(0).max(600).default(60),
   FLEETMEDIC_BENCH_AGENT_POLLS: z
     .union([z.literal('sdk'), z.coerce.number().int().min(1).max(10)])
     .default('sdk'),
@@ -185,6 +191,7 @@ const SKIP_LATENCY = knobs.FLEETMEDIC_BENCH_SKIP === 'latency';
 const SKIP_DRAIN = knobs.FLEETMEDIC_BENCH_SKIP === 'drain';
 const POLLER_LIMIT = knobs.FLEETMEDIC_BENCH_TEMPORAL_POLLER_LIMIT;
 const AGENT_POLLS = knobs.FLEETMEDIC_BENCH_AGENT_POLLS;
+const AGENT_SPREAD_S = knobs.FLEETMEDIC_BENCH_AGENT_SPREAD_S;
 const CONTROL_TUNING = knobs.FLEETMEDIC_BENCH_CONTROL_TUNING;
 const EXTRA_DYNAMIC_CONFIG = knobs.FLEETMEDIC_BENCH_TEMPORAL_DYNAMIC_CONFIG?.split(',') ?? [];
 /**
@@ -569,6 +576,7 @@ async function startAgentHost(args: {
   nodes: number;
   gpuDir: string;
   agentPolls: 'sdk' | number;
+  spreadMs: number;
 }): Promise<AgentHost> {
   const script = fileURLToPath(new URL('./remediation-agents.ts', import.meta.url));
   const child = spawn(process.execPath, ['--import', 'tsx', script, JSON.stringify(args)], {
@@ -735,13 +743,16 @@ async function latencyPart(): Promise<LatencyResult> {
       nodes: NODES,
       gpuDir,
       agentPolls: AGENT_POLLS,
+      spreadMs: AGENT_SPREAD_S * 1000,
     });
     const agentsSeconds = (performance.now() - agentsStarted) / 1000;
     await sleep(5_000);
     const rssAgents = await rssOf(agentHost.pid);
     log(
       `node agents: ${NODES} Workers (createNodeAgentWorkers: one per node task queue) in a child process ` +
-        `(pid ${agentHost.pid}, bench/remediation-agents.ts), running after ${agentsSeconds.toFixed(1)} s; ` +
+        `(pid ${agentHost.pid}, bench/remediation-agents.ts), running after ${agentsSeconds.toFixed(1)} s ` +
+        `(started one after another over ${AGENT_SPREAD_S} s, as agents on real nodes start independently: ` +
+        `FLEETMEDIC_BENCH_AGENT_SPREAD_S); ` +
         `its RSS ${mib(rssAgents)} (${(rssAgents / NODES / 1024).toFixed(0)} KiB per agent)`,
     );
     if (ownTemporal) {

@@ -112,6 +112,32 @@ describe('phase event recorder', () => {
     assert.deepEqual(logger.warnings, []);
   });
 
+  it('writes at most `perSecond` Events a second, each with the time of its phase change', async () => {
+    const metrics = createControlMetrics({ defaultMetrics: false });
+    const recorder = createPhaseEventRecorder({
+      kc: stack.kc,
+      clusterId: stack.state.clusterId,
+      metrics,
+      logger: recordingLogger(),
+      perSecond: 2,
+    });
+    const changes = Array.from({ length: 6 }, () => change());
+    const started = Date.now();
+    for (const c of changes) recorder.record(c);
+    await recorder.idle();
+    // Two in the first second, two in the second, two in the third: at least two seconds in all.
+    assert.ok(Date.now() - started >= 1_900, `6 Events at 2 a second took ${Date.now() - started} ms`);
+    assert.deepEqual(await counts(metrics), { created: 6 });
+    const core = stack.kc.makeApiClient(CoreV1Api);
+    for (const c of changes) {
+      const event = await core.readNamespacedEvent({
+        namespace: NODE_EVENT_NAMESPACE,
+        name: phaseEventName(c),
+      });
+      assert.equal(new Date(event.eventTime as unknown as string).toISOString(), c.at);
+    }
+  });
+
   it('drops an Event the API server refuses (403: no RBAC) at once, logging it, without retries', async () => {
     const ns = await tempNamespace(stack.kc, 'fmrec');
     after(() => ns.remove());
