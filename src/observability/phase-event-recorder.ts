@@ -44,15 +44,15 @@ export interface PhaseEventRecorder {
 
 /**
  * Writes the Kubernetes Event of each remediation phase change, the way client-go's event recorder
- * does for controllers: in the background, a few at a time and at most `perSecond`, a bounded queue
- * (a full one drops and counts), a few retries, and never a wait or a failure for the caller. The remediation workflow
- * hands each change over through a Temporal sink (see `phaseEventSinks`), so an Event is no step
- * of the workflow: nothing in its history, no local activity and no workflow task per Event. In an
- * alert storm of 150 nodes that was 450 local activities, each holding its remediation's workflow
- * task until the API server answered, on the same worker that cordons the other nodes; now those
- * Events reach the API server at `perSecond` (each keeps the time of its phase change), after the
- * cordons rather than among them: in bench:remediation, writing them at once cost the cordons about
- * 0.5 s at the median.
+ * does for controllers: in the background, a few at a time and at most `perSecond`, a bounded
+ * queue (a full one drops and counts), a few retries, and never a wait or a failure for the caller.
+ * The remediation workflow hands each change over through a Temporal sink (`PhaseEventSinks`,
+ * registered by `createControlWorkers`), so an Event is no step of the workflow: nothing in its
+ * history, no local activity and no workflow task per Event. In an alert storm of 150 nodes that
+ * was 450 local activities, each holding its remediation's workflow task until the API server
+ * answered, on the same worker that cordons the other nodes; now those Events reach the API server
+ * at `perSecond` (each keeps the time of its phase change), after the cordons rather than among
+ * them: in bench:remediation, writing them at once cost the cordons about 0.5 s at the median.
  *
  * Best effort, as Events are in Kubernetes: an Event the API server refuses (4xx other than 408 and
  * 429) is dropped at once, others after `attempts`; Events still queued when the worker process

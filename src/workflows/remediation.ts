@@ -162,7 +162,7 @@ const LOCAL_QUARANTINE_PATCH = 'local-quarantine-steps';
  */
 const LEAN_STEPS_PATCH = 'lean-first-task';
 
-/** Where phase Events go: the control worker's Event recorder (see `phaseEventSinks`). */
+/** Where phase Events go: the control worker's Event recorder (registered by `createControlWorkers`). */
 export interface PhaseEventSinks extends Sinks {
   readonly phaseEvents: { record(change: PhaseChange): void };
 }

@@ -561,14 +561,19 @@ describe('Kubernetes activities against the embedded cluster', () => {
     }
   });
 
-  it('quarantines from the node its caller read: one PATCH, no second read', async () => {
-    const name = nodes[3]!;
-    const before = await snapshot(name);
-    const steps = createQuarantineSteps({
+  /** The quarantine steps over the recording kubeconfig: the calls they send land in `rkc.calls`. */
+  function recordedSteps() {
+    return createQuarantineSteps({
       kc: rkc,
       clusterId: stack.state.clusterId,
       apiClient: (api) => rkc.makeApiClient(api),
     });
+  }
+
+  it('quarantines from the node its caller read: one PATCH, no second read', async () => {
+    const name = nodes[3]!;
+    const before = await snapshot(name);
+    const steps = recordedSteps();
     try {
       const read = await steps.read(name);
       assert.ok(read, 'the node exists');
@@ -589,11 +594,7 @@ describe('Kubernetes activities against the embedded cluster', () => {
   it('reads again when the node its caller read has changed since (409), keeping the other write', async () => {
     const name = nodes[3]!;
     const before = await snapshot(name);
-    const steps = createQuarantineSteps({
-      kc: rkc,
-      clusterId: stack.state.clusterId,
-      apiClient: (api) => rkc.makeApiClient(api),
-    });
+    const steps = recordedSteps();
     const { core } = clients(stack.kc);
     try {
       const stale = await steps.read(name);

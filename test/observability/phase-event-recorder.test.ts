@@ -4,7 +4,10 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createControlMetrics, type ControlMetrics } from '../../src/observability/metrics.js';
-import { createPhaseEventRecorder } from '../../src/observability/phase-event-recorder.js';
+import {
+  createPhaseEventRecorder,
+  type PhaseEventRecorderOptions,
+} from '../../src/observability/phase-event-recorder.js';
 import {
   NODE_EVENT_NAMESPACE,
   phaseEventName,
@@ -86,15 +89,22 @@ describe('phase event recorder', () => {
     stack = await useTestStack();
   });
 
-  it('writes the Event in the background, once even when handed the same change twice, and observes the phase', async () => {
+  /** A recorder on `kc` for this stack's cluster, with its own metrics and a logger that keeps warnings. */
+  function recorderFor(kc: KubeConfig, options: Partial<PhaseEventRecorderOptions> = {}) {
     const metrics = createControlMetrics({ defaultMetrics: false });
     const logger = recordingLogger();
     const recorder = createPhaseEventRecorder({
-      kc: stack.kc,
+      kc,
       clusterId: stack.state.clusterId,
       metrics,
       logger,
+      ...options,
     });
+    return { recorder, metrics, logger };
+  }
+
+  it('writes the Event in the background, once even when handed the same change twice, and observes the phase', async () => {
+    const { recorder, metrics, logger } = recorderFor(stack.kc);
     const c = change();
     assert.equal(recorder.record(c), undefined, 'record returns at once');
     recorder.record(c);
@@ -113,14 +123,7 @@ describe('phase event recorder', () => {
   });
 
   it('writes at most `perSecond` Events a second, each with the time of its phase change', async () => {
-    const metrics = createControlMetrics({ defaultMetrics: false });
-    const recorder = createPhaseEventRecorder({
-      kc: stack.kc,
-      clusterId: stack.state.clusterId,
-      metrics,
-      logger: recordingLogger(),
-      perSecond: 2,
-    });
+    const { recorder, metrics } = recorderFor(stack.kc, { perSecond: 2 });
     const changes = Array.from({ length: 6 }, () => change());
     const started = Date.now();
     for (const c of changes) recorder.record(c);
@@ -155,13 +158,7 @@ describe('phase event recorder', () => {
       contexts: [{ name: 'ctx', cluster: 'c', user: 'nobody' }],
       currentContext: 'ctx',
     });
-    const metrics = createControlMetrics({ defaultMetrics: false });
-    const logger = recordingLogger();
-    const recorder = createPhaseEventRecorder({
-      kc: nobody,
-      clusterId: stack.state.clusterId,
-      metrics,
-      logger,
+    const { recorder, metrics, logger } = recorderFor(nobody, {
       retryAfterMs: 5_000,
     });
     const started = Date.now();
@@ -174,14 +171,7 @@ describe('phase event recorder', () => {
   });
 
   it('drops a change for another cluster without writing anything', async () => {
-    const metrics = createControlMetrics({ defaultMetrics: false });
-    const logger = recordingLogger();
-    const recorder = createPhaseEventRecorder({
-      kc: stack.kc,
-      clusterId: stack.state.clusterId,
-      metrics,
-      logger,
-    });
+    const { recorder, metrics, logger } = recorderFor(stack.kc);
     const c = change({ clusterId: 'another-cluster' });
     recorder.record(c);
     await recorder.idle();
@@ -196,15 +186,9 @@ describe('phase event recorder', () => {
   });
 
   it('retries an unreachable API server `attempts` times, then gives up; a full queue drops and counts', async () => {
-    const metrics = createControlMetrics({ defaultMetrics: false });
-    const logger = recordingLogger();
     const server = await cuttingServer();
     after(() => server.close());
-    const recorder = createPhaseEventRecorder({
-      kc: server.kc,
-      clusterId: stack.state.clusterId,
-      metrics,
-      logger,
+    const { recorder, metrics, logger } = recorderFor(server.kc, {
       concurrency: 1,
       maxQueued: 1,
       attempts: 3,
