@@ -535,7 +535,6 @@ function nodeAccess(deps: KubernetesActivityDeps) {
     policyApi,
     now,
     fail,
-    nodeNotFound,
     readNode,
     assertOurCluster,
     requireNode,

@@ -130,7 +130,8 @@ const localSupport = proxyLocalActivities<RemediationSupportActivities>({
   retry: { initialInterval: '1s', maximumInterval: '30s' },
 });
 
-// Node Events as local activities (with the local steps): 30 s at most in all, see `setPhase`.
+// Node Events as local activities, for runs with the local steps recorded before `LEAN_STEPS_PATCH`
+// (newer runs hand Events to the control worker's recorder): 30 s at most in all, see `setPhase`.
 const localObserve = proxyLocalActivities<ObservabilityActivities>({
   startToCloseTimeout: '10 seconds',
   scheduleToCloseTimeout: '30 seconds',
