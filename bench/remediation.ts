@@ -59,6 +59,7 @@ import {
 } from '../src/activities/kubernetes.js';
 import { EPISODES_ANNOTATION } from '../src/activities/remediation-support.js';
 import { startOrJoinRemediation } from '../src/client/remediation-client.js';
+import { DEFAULT_REMEDIATION_POLICY } from '../src/domain/remediation-plan.js';
 import { loadConfig, type Config } from '../src/config/config.js';
 import { FleetmedicError } from '../src/errors.js';
 import { loadKubeConfig } from '../src/k8s/kubeconfig.js';
@@ -935,7 +936,10 @@ async function latencyPart(): Promise<LatencyResult> {
     log(
       `control worker (one, in this process): task queue ${taskQueue}, budgetConfig ` +
         `${JSON.stringify(BUDGET)} (breaker and healthy-fraction guard disabled so the budget does not stop ` +
-        `the storm); workflow policy: defaults; control worker slots and pollers: ` +
+        `the storm); workflow policy: defaults (storm damping: with ${DEFAULT_REMEDIATION_POLICY.stormFailures} ` +
+        `or more nodes failed within a minute, triage waits ${DEFAULT_REMEDIATION_POLICY.stormSettleMs} ms ` +
+        `after the cordon, so each round's workflows are terminated before their triage); control worker ` +
+        `slots and pollers: ` +
         `${JSON.stringify({ ...CONTROL_WORKER_TUNING, ...CONTROL_TUNING })}` +
         (CONTROL_TUNING ? ' (FLEETMEDIC_BENCH_CONTROL_TUNING)' : ' (CONTROL_WORKER_TUNING as it is)'),
     );

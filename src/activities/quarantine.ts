@@ -18,7 +18,12 @@ export type QuarantineOutcome =
   | { readonly kind: 'node-gone' }
   | { readonly kind: 'duplicate-episode' }
   | { readonly kind: 'blocked'; readonly verdict: QuarantineVerdict }
-  | { readonly kind: 'quarantined'; readonly result: QuarantineNodeResult };
+  | {
+      readonly kind: 'quarantined';
+      readonly result: QuarantineNodeResult;
+      /** The breaker's count of nodes failed within the last minute (see `QuarantineVerdict`). */
+      readonly recentFailures?: number;
+    };
 
 /** How a request for a drain slot ended. */
 export type DrainSlotOutcome =
@@ -71,6 +76,7 @@ export function createQuarantineActivities(deps: QuarantineDeps) {
       return {
         kind: 'quarantined',
         result: await deps.steps.quarantine({ node, workflowId, reason }, current),
+        ...(verdict.recentFailures !== undefined && { recentFailures: verdict.recentFailures }),
       };
     },
 

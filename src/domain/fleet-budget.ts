@@ -221,6 +221,25 @@ export interface QuarantineVerdict {
   readonly allowed: boolean;
   readonly detail: string;
   readonly reason?: Extract<DenialReason, 'cannot-evaluate' | 'paused' | 'breaker-open'>;
+  /**
+   * Distinct nodes whose failure was recorded within {@link BURST_WINDOW_MS} before the verdict, the
+   * reported node included (see {@link recentFailureCount}); set by the fleet budget's failure
+   * reports, absent in verdicts recorded before it existed.
+   */
+  readonly recentFailures?: number;
+}
+
+/** The window of {@link recentFailureCount}: failures this close together are one burst (a storm). */
+export const BURST_WINDOW_MS = 60_000;
+
+/**
+ * Distinct nodes whose failure was recorded within `windowMs` before `now` (failures stamped after
+ * `now`, clock skew, count). Only failures the breaker still keeps are seen, so a window longer
+ * than `breakerWindowMs` counts no further back than that.
+ */
+export function recentFailureCount(state: FleetState, now: number, windowMs = BURST_WINDOW_MS): number {
+  const since = now - windowMs;
+  return new Set(state.failures.filter((f) => f.at > since).map((f) => f.node)).size;
 }
 
 /**

@@ -34,6 +34,13 @@ export interface RemediationPolicy {
   readonly drainHeartbeatTimeoutMs: number;
   readonly deleteEmptyDirData: boolean;
   readonly budgetRetryMs: number;
+  /**
+   * Storm damping: when at least `stormFailures` nodes (this one included) failed within the last
+   * minute, a quarantined node waits `stormSettleMs` before triage, so that the cordons of the whole
+   * storm go before the diagnosis of any (0 turns it off).
+   */
+  readonly stormFailures: number;
+  readonly stormSettleMs: number;
   /** How often a drain waiting for capacity checks again. */
   readonly capacityRetryMs: number;
   readonly diagLevel: 1 | 2 | 3 | 4;
@@ -50,6 +57,8 @@ export const DEFAULT_REMEDIATION_POLICY: RemediationPolicy = Object.freeze({
   drainHeartbeatTimeoutMs: 30_000,
   deleteEmptyDirData: true,
   budgetRetryMs: 10_000,
+  stormFailures: 10,
+  stormSettleMs: 15_000,
   capacityRetryMs: 30_000,
   diagLevel: 2,
 });

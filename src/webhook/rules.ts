@@ -101,6 +101,8 @@ const policySchema = z.strictObject({
   drainDeadlineSeconds: z.number().int().min(1).optional(),
   deleteEmptyDirData: z.boolean().optional(),
   budgetRetryMs: z.number().int().min(100).optional(),
+  stormFailures: z.number().int().min(1).optional(),
+  stormSettleMs: z.number().int().min(0).max(600_000).optional(),
   diagLevel: z.union([z.literal(1), z.literal(2), z.literal(3), z.literal(4)]).optional(),
 });
 

@@ -15,6 +15,7 @@ import {
   allowsAutomaticQuarantine,
   DEFAULT_FLEET_BUDGET,
   initialFleetState,
+  recentFailureCount,
   recordFailure,
   releaseSlot,
   resetBreaker,
@@ -104,9 +105,14 @@ export async function fleetBudgetWorkflow(input: FleetBudgetInput): Promise<void
   setHandler(releaseDrainSlot, ({ node }) => {
     state = releaseSlot(state, node);
   });
+  /** The breaker's verdict after a recorded failure, with how many nodes failed in the last minute. */
+  const verdict = (now: number): QuarantineVerdict => ({
+    ...allowsAutomaticQuarantine(state, now),
+    recentFailures: recentFailureCount(state, now),
+  });
   setHandler(reportNodeFailure, ({ node, gpuNodeCount, healthyNodes }) => {
     state = recordFailure({ ...state, gpuNodeCount, healthyNodes: [...healthyNodes] }, node, Date.now());
-    return allowsAutomaticQuarantine(state, Date.now());
+    return verdict(Date.now());
   });
   setHandler(
     reportNodeFailures,
@@ -114,7 +120,7 @@ export async function fleetBudgetWorkflow(input: FleetBudgetInput): Promise<void
       state = { ...state, gpuNodeCount, healthyNodes: [...healthyNodes] };
       return nodes.map((node) => {
         state = recordFailure(state, node, Date.now());
-        return allowsAutomaticQuarantine(state, Date.now());
+        return verdict(Date.now());
       });
     },
     {

@@ -13,6 +13,7 @@ import {
   proxySinks,
   setCurrentDetails,
   setHandler,
+  sleep,
   upsertSearchAttributes,
   workflowInfo,
   type Sinks,
@@ -488,8 +489,21 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
     if (done.kind === 'duplicate-episode')
       return finish('duplicate-episode', `episode ${first.episodeKey} was already handled`);
     if (done.kind === 'blocked') return blocked(done.verdict);
-    setPhase('quarantining', 'label, NoSchedule taint and cordon set', true);
     quarantine = done.result;
+    // Storm damping: in a burst of failures, containment first. Triage (an agent round trip, then a
+    // request for a drain slot) waits until the burst's cordons are through; drains go one slot at a
+    // time anyway. Old histories replay unchanged: their results carry no `recentFailures`.
+    const burst = done.recentFailures ?? 0;
+    if (policy.stormSettleMs > 0 && burst >= policy.stormFailures) {
+      setPhase(
+        'quarantining',
+        `label, NoSchedule taint and cordon set; ${burst} nodes failed within a minute: triage in ` +
+          `${waitedFor(policy.stormSettleMs)}, once the storm's cordons are through`,
+      );
+      await sleep(policy.stormSettleMs);
+    } else {
+      setPhase('quarantining', 'label, NoSchedule taint and cordon set', true);
+    }
   } else {
     const episodeInput = { node, key: first.episodeKey, cooldownMs: policy.episodeCooldownMs };
     const handled = local

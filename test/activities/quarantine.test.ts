@@ -123,6 +123,16 @@ describe('quarantineFailedNode', () => {
     ]);
   });
 
+  it("passes on the breaker's count of recent failures, for the workflow's storm damping", async () => {
+    const verdict: QuarantineVerdict = { allowed: true, detail: 'automation is running', recentFailures: 37 };
+    const { activities } = steps({ handled: false, verdict });
+    assert.deepEqual(await activities.quarantineFailedNode(input), {
+      kind: 'quarantined',
+      result: quarantined,
+      recentFailures: 37,
+    });
+  });
+
   it('quarantines again after the cooldown of a handled episode', async () => {
     const { calls, activities } = steps({ handled: true });
     const result = await activities.quarantineFailedNode({ ...input, cooldownMs: 60_000 });

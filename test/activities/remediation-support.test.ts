@@ -194,6 +194,12 @@ describe('budgetReportFailure under a storm', () => {
       JSON.stringify(verdicts),
     );
     assert.ok(listNodeCalls < reports / 2, `${listNodeCalls} fleet views for ${reports} reports`);
+    // Each verdict counts the nodes failed within the last minute, its own included: in the order
+    // the budget applied the reports, 1, 2, ..., one count per report.
+    assert.deepEqual(
+      verdicts.map((v) => v.recentFailures).sort((a, b) => (a ?? 0) - (b ?? 0)),
+      Array.from({ length: reports }, (_, i) => i + 1),
+    );
 
     const handle = client.workflow.getHandle(fleetBudgetWorkflowId(clusterId));
     const state = await handle.query(fleetBudgetState);

@@ -7,6 +7,7 @@ import {
   allowsAutomaticQuarantine,
   evaluateBreaker,
   initialFleetState,
+  recentFailureCount,
   recordFailure,
   releaseSlot,
   repeatGuard,
@@ -245,6 +246,23 @@ describe('breaker and slots', () => {
     assert.equal(state.breaker.state, 'open');
     assert.ok(state.breaker.state === 'open' && state.breaker.openedAt === NOW + 2 * MINUTE);
     assert.equal(allowsAutomaticQuarantine(state, NOW + 3 * MINUTE).allowed, false);
+  });
+
+  it('recentFailureCount counts distinct nodes failed within the last minute', () => {
+    let state = fleet(100, {}, { breakerWindowMs: 5 * MINUTE });
+    state = recordFailure(state, 'gpu-0', NOW - 2 * MINUTE); // before the window
+    state = recordFailure(state, 'gpu-1', NOW - MINUTE); // on its edge: out
+    state = recordFailure(state, 'gpu-2', NOW - MINUTE + 1);
+    state = recordFailure(state, 'gpu-2', NOW - 1_000); // the same node again counts once
+    state = recordFailure(state, 'gpu-3', NOW + 5_000); // stamped ahead (clock skew) counts
+    assert.equal(recentFailureCount(state, NOW), 2);
+    assert.equal(recentFailureCount(state, NOW, 3 * MINUTE), 4);
+    assert.equal(recentFailureCount(fleet(10), NOW), 0);
+    // Only what the breaker keeps: with a 30-s window, older failures are gone.
+    let short = fleet(100, {}, { breakerWindowMs: 30_000 });
+    short = recordFailure(short, 'gpu-0', NOW - 40_000);
+    short = recordFailure(short, 'gpu-1', NOW);
+    assert.equal(recentFailureCount(short, NOW), 1);
   });
 
   it('spread-out failures never trip the breaker, and old ones are dropped', () => {

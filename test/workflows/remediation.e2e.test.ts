@@ -207,6 +207,35 @@ describe('GPU remediation end to end', () => {
     assert.notEqual((await node(target)).spec?.unschedulable, true);
   });
 
+  it('in an alert storm, cordons first and triages only after the settle time', async () => {
+    const target = 'gpu-node-3';
+    // The XID 48 test remediated this node: one more remediation on record would reach the repeat
+    // guard's limit in later tests.
+    await clearRemediationHistory(stack.kc, [target]);
+    await inject(target, { gpu: 3, xid: 48, eccUncorrected: 2 });
+    // With stormFailures 1 every failure is a storm: 3 s between the cordon and triage.
+    const handle = await startOrJoinRemediation(client, {
+      clusterId: stack.state.clusterId,
+      node: target,
+      taskQueue,
+      alert: xidAlert(48),
+      policy: { ...policy, stormFailures: 1, stormSettleMs: 3_000 },
+    });
+    await phaseOf(handle, 'quarantining');
+    assert.equal((await node(target)).spec?.unschedulable, true, 'settling before the cordon');
+    const result = await handle.result();
+    assert.equal(result.outcome, 'returned-to-service', result.reasons.join('\n'));
+
+    const events = (await handle.fetchHistory()).events ?? [];
+    const timer = events.findIndex((e) => e.timerStartedEventAttributes);
+    const triage = events.findIndex(
+      (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'agentTriage',
+    );
+    assert.ok(timer >= 0 && triage > timer, `timer at event ${timer}, triage scheduled at ${triage}`);
+    assert.equal(Number(events[timer]!.timerStartedEventAttributes!.startToFireTimeout?.seconds), 3);
+    await record('storm-settle', handle);
+  });
+
   it('XID 13: no quarantine, only the affected pod is restarted', async () => {
     const target = 'gpu-node-4';
     const { apps } = clients(stack.kc);
