@@ -163,6 +163,19 @@ const LOCAL_QUARANTINE_PATCH = 'local-quarantine-steps';
  * which is the very cost the second change saves.
  */
 const LEAN_STEPS_PATCH = 'lean-first-task';
+/**
+ * Every change above at once: a run started by this version or a later one asks for this patch
+ * alone, not for each of the five (see `has` in `remediate`). Changes after it get a patch of their
+ * own.
+ */
+const BASELINE_PATCH = 'baseline-2026-11';
+const PATCHES_IN_BASELINE: ReadonlySet<string> = new Set([
+  PHASE_EVENTS_PATCH,
+  NOTIFY_PATCH,
+  LOCAL_QUARANTINE_PATCH,
+  LEAN_STEPS_PATCH,
+  'capacity-check-before-drain',
+]);
 
 /** Where phase Events go: the control worker's Event recorder (registered by `createControlWorkers`). */
 export interface PhaseEventSinks extends Sinks {
@@ -275,6 +288,22 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
   });
 
   /**
+   * Whether this run takes the change `id`. A run with `BASELINE_PATCH` (every run started by this
+   * version or a later one) has all of them and records one patch marker in all: each patch a new
+   * run asks for costs a marker and an upsert of `TemporalChangeVersion` (the SDK's), and in an alert
+   * storm the first workflow task of each remediation carried three of each. Older runs ask for each
+   * patch where they did: the SDK refuses a history with a patch marker that no call asks for.
+   */
+  let baseline: boolean | undefined;
+  /** Whether this run takes `LEAN_STEPS_PATCH`; set before the first phase. */
+  let lean = false;
+  const has = (id: string): boolean => {
+    if (!PATCHES_IN_BASELINE.has(id)) throw new Error(`unknown patch ${id}`);
+    baseline ??= patched(BASELINE_PATCH);
+    return baseline || patched(id);
+  };
+
+  /**
    * Upserts the attributes whose value changes. With `LEAN_STEPS_PATCH`, an attribute that
    * already has the value (signal-with-start sets cluster, node, phase and alert at the start) is
    * left alone: each upsert costs the Temporal server a history event and a visibility write (in a
@@ -304,7 +333,7 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
     // ends at once because its episode was handled or its node is gone leaves nothing to tell.
     const nothingHappened =
       previous === 'received' && (outcome === 'duplicate-episode' || outcome === 'node-gone');
-    if (next !== previous && !nothingHappened && patched(PHASE_EVENTS_PATCH)) {
+    if (next !== previous && !nothingHappened && has(PHASE_EVENTS_PATCH)) {
       const at = new Date().toISOString();
       const change: PhaseChange = {
         clusterId,
@@ -324,7 +353,7 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
       // The control worker's Event recorder writes the Event in the background (a sink: no step of
       // the workflow, nothing in its history, never called on replay), as client-go's recorder does
       // for controllers: an alert storm's 450 Events are no local activities holding workflow tasks.
-      if (patched(LEAN_STEPS_PATCH)) {
+      if (lean) {
         phaseEvents.record(change);
         return;
       }
@@ -360,7 +389,7 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
     message: string,
     extra: { reminder?: number; escalated?: boolean } = {},
   ): void {
-    if (!patched(NOTIFY_PATCH)) return;
+    if (!has(NOTIFY_PATCH)) return;
     const notification: NotificationInput = {
       id: `${workflowId}/${runId}/${++notices}`,
       kind,
@@ -436,7 +465,8 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
   const repaired = decide('markRepaired', ['awaiting-approval', 'quarantined']);
   setHandler(markRepairedUpdate, repaired.handler, { validator: repaired.validator });
 
-  upsertChangedOnly = patched(LEAN_STEPS_PATCH);
+  lean = has(LEAN_STEPS_PATCH);
+  upsertChangedOnly = lean;
   upsert([
     { key: CLUSTER_ID, value: clusterId },
     { key: NODE, value: node },
@@ -467,7 +497,7 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
   };
 
   // patched() here, before the first step: histories recorded before it replay the remote steps.
-  const local = patched(LOCAL_QUARANTINE_PATCH);
+  const local = has(LOCAL_QUARANTINE_PATCH);
   localSteps = local;
   let quarantine: QuarantineNodeResult;
   if (local && cls !== 'ignore' && cls !== 'restart-app') {
@@ -495,12 +525,15 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
     // time anyway. Old histories replay unchanged: their results carry no `recentFailures`.
     const burst = done.recentFailures ?? 0;
     if (policy.stormSettleMs > 0 && burst >= policy.stormFailures) {
+      const failed = `${burst} node${burst === 1 ? '' : 's'} failed within a minute`;
+      waitingFor = `the alert storm to settle (${failed}): triage in ${waitedFor(policy.stormSettleMs)}`;
       setPhase(
         'quarantining',
-        `label, NoSchedule taint and cordon set; ${burst} nodes failed within a minute: triage in ` +
+        `label, NoSchedule taint and cordon set; ${failed}: triage in ` +
           `${waitedFor(policy.stormSettleMs)}, once the storm's cordons are through`,
       );
       await sleep(policy.stormSettleMs);
+      waitingFor = null;
     } else {
       setPhase('quarantining', 'label, NoSchedule taint and cordon set', true);
     }
@@ -609,7 +642,7 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
 
     // Check the pods fit elsewhere before evicting any: otherwise wait, or let an operator decide.
     // patched(): remediations that started before this check existed replay without it.
-    while (patched('capacity-check-before-drain')) {
+    while (has('capacity-check-before-drain')) {
       const capacity = await support.checkCapacity.executeWithOptions(
         { summary: `capacity check before draining ${node}` },
         [{ node }],
@@ -783,7 +816,7 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
       const decided = await condition(() => pending !== undefined, policy.approvalReminderMs);
       if (decided) break;
       reminders++;
-      if (patched(NOTIFY_PATCH)) {
+      if (has(NOTIFY_PATCH)) {
         // Escalation counts from the start of this wait, not from earlier waits of the same run.
         const escalateNow = Date.now() - waitStarted >= policy.escalateAfterMs;
         notify(

@@ -221,8 +221,12 @@ describe('GPU remediation end to end', () => {
       alert: xidAlert(48),
       policy: { ...policy, stormFailures: 1, stormSettleMs: 3_000 },
     });
-    await phaseOf(handle, 'quarantining');
-    assert.equal((await node(target)).spec?.unschedulable, true, 'settling before the cordon');
+    const settling = await phaseOf(handle, 'quarantining');
+    assert.match(
+      settling.waitingFor ?? '',
+      /alert storm to settle \(\d+ nodes? failed within a minute\): triage in 3 s/,
+    );
+    assert.equal((await node(target)).spec?.unschedulable, true, 'not cordoned while it waits for triage');
     const result = await handle.result();
     assert.equal(result.outcome, 'returned-to-service', result.reasons.join('\n'));
 
