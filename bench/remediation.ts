@@ -969,8 +969,16 @@ async function latencyPart(): Promise<LatencyResult> {
     let cursor = 0;
     const take = (count: number): string[] =>
       Array.from({ length: count }, () => order[cursor++ % order.length]!);
-    /** Adds where the alert-to-cordon time of `cordoned` went, from their histories, to `breakdown`. */
-    async function collectBreakdown(cordoned: readonly string[], t0Wall: Map<string, number>): Promise<void> {
+    /**
+     * Adds where the alert-to-cordon time of `cordoned` went, from their histories, to `breakdown`;
+     * answers how many of them waited for the storm to settle (a timer before the first activity,
+     * triage).
+     */
+    async function collectBreakdown(
+      cordoned: readonly string[],
+      t0Wall: Map<string, number>,
+    ): Promise<number> {
+      let settling = 0;
       await pool(cordoned, 16, async (n) => {
         const h = await c.workflow
           .getHandle(remediationWorkflowId(clusterId, n))
@@ -985,8 +993,10 @@ async function latencyPart(): Promise<LatencyResult> {
           if (e.activityTaskScheduledEventAttributes) break; // the first one comes after the cordon
           if (e.workflowTaskTimedOutEventAttributes) taskTrouble.timedOut++;
           if (e.workflowTaskFailedEventAttributes) taskTrouble.failed++;
+          if (e.timerStartedEventAttributes) settling++;
         }
       });
+      return settling;
     }
     const totalRounds = ROUNDS + (WARMUP > 0 ? 1 : 0);
     for (let r = 0; r < totalRounds; r++) {
@@ -1105,8 +1115,11 @@ async function latencyPart(): Promise<LatencyResult> {
         ackSamples.push(...ackLat);
         acks.push(...ack.values());
         const from = breakdown.length;
-        await collectBreakdown(round, t0Wall);
-        log(`  where this round's time went (median/p99 ms): ${stepColumns(breakdown.slice(from))}`);
+        const settling = await collectBreakdown(round, t0Wall);
+        log(
+          `  where this round's time went (median/p99 ms): ${stepColumns(breakdown.slice(from))}; ` +
+            `${settling} of ${round.length} waited for the storm to settle before triage`,
+        );
       }
       const roundS = (performance.now() - roundStart) / 1000;
       await describeBudget();
