@@ -989,12 +989,14 @@ async function latencyPart(): Promise<LatencyResult> {
           h && seen !== undefined && stepsOf(h, spans.get(n), t0Wall.get(n)!, performance.timeOrigin + seen);
         if (steps) breakdown.push(steps);
         // Workflow tasks that timed out or failed before the cordon (each costs a retry of the task).
+        let timer = false;
         for (const e of h?.events ?? []) {
           if (e.activityTaskScheduledEventAttributes) break; // the first one comes after the cordon
           if (e.workflowTaskTimedOutEventAttributes) taskTrouble.timedOut++;
           if (e.workflowTaskFailedEventAttributes) taskTrouble.failed++;
-          if (e.timerStartedEventAttributes) settling++;
+          if (e.timerStartedEventAttributes) timer = true;
         }
+        if (timer) settling++;
       });
       return settling;
     }
