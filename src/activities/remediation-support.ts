@@ -3,6 +3,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import {
   admitDrain,
+  dequeue,
   releaseSlot,
   type Admission,
   type DenialReason,
@@ -21,6 +22,7 @@ import {
   fleetBudgetState,
   fleetBudgetWorkflow,
   fleetBudgetWorkflowId,
+  queueForDrainSlot,
   releaseDrainSlot,
   reportNodeFailures,
 } from '../workflows/fleet-budget.js';
@@ -45,12 +47,16 @@ const FLEET_INDEPENDENT_REFUSALS: ReadonlySet<DenialReason> = new Set<DenialReas
   'paused',
   'breaker-open',
   'max-concurrent',
+  'queued',
 ]);
 
 /** What a request for a drain slot reads of the budget before asking it (see `budgetRead`). */
 interface BudgetRead {
   readonly state: FleetState;
-  /** Holders of a drain slot whose remediation workflow has closed or is gone. */
+  /**
+   * Holders of a drain slot, and nodes first in the queue for one, whose remediation workflow has
+   * closed or is gone.
+   */
   readonly closedHolders: readonly string[];
 }
 
@@ -273,7 +279,10 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
       view: (async (): Promise<BudgetRead> => {
         const state = await handle.query(fleetBudgetState);
         const closedHolders: string[] = [];
-        for (const holder of state.draining) {
+        // The slot holders, and the first of the queue (a free slot waits for them: one whose
+        // remediation ended would keep everyone behind it waiting).
+        const queued = (state.queue ?? []).slice(0, state.config.maxConcurrentDrains);
+        for (const holder of [...state.draining, ...queued]) {
           try {
             const desc = await deps.client.workflow
               .getHandle(remediationWorkflowId(deps.clusterId, holder))
@@ -382,9 +391,16 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
           if (read.generation !== admissions) continue;
           const staleHolders = closedHolders.filter((h) => h !== input.node);
           let current = state;
-          for (const stale of staleHolders) current = releaseSlot(current, stale);
+          for (const stale of staleHolders) current = dequeue(releaseSlot(current, stale), stale);
           const early = admitDrain(current, input, Date.now());
-          if (!early.admitted && FLEET_INDEPENDENT_REFUSALS.has(early.reason)) return early;
+          if (!early.admitted && FLEET_INDEPENDENT_REFUSALS.has(early.reason)) {
+            // Waiting for a slot: join the queue (first come, first served), once.
+            const waits = early.reason === 'max-concurrent' || early.reason === 'queued';
+            if (waits && !(state.queue ?? []).includes(input.node)) {
+              await handle.signal(queueForDrainSlot, { node: input.node });
+            }
+            return early;
+          }
           if (admitting) {
             await admitting.catch(() => {});
             continue;

@@ -148,6 +148,8 @@ export interface BudgetView {
   readonly inUse: number;
   readonly limit: number;
   readonly draining: readonly string[];
+  /** Nodes waiting for a drain slot, first in line first. */
+  readonly queued: readonly string[];
   readonly breaker: BreakerState;
   readonly healthyNodes: number;
   readonly gpuNodeCount: number;
@@ -334,6 +336,7 @@ export class OperatorClient implements OperatorService {
       inUse: state.draining.length,
       limit: state.config.maxConcurrentDrains,
       draining: state.draining,
+      queued: state.queue ?? [],
       breaker: state.breaker,
       healthyNodes: state.healthyNodes.length,
       gpuNodeCount: state.gpuNodeCount,

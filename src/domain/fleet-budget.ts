@@ -10,7 +10,8 @@
  *    driver rollout, a cooling failure) and draining more nodes would only make it worse; once open it
  *    stays open until an operator resets it;
  * 4. a node that already holds a slot is admitted again (retries and replays must be idempotent);
- * 5. at most `maxConcurrentDrains` nodes drain at once;
+ * 5. at most `maxConcurrentDrains` nodes drain at once, and a free slot goes to the nodes that
+ *    waited longest (the queue: first come, first served);
  * 6. never fewer than `minHealthyFraction` of the GPU nodes healthy, counting the healthy nodes after
  *    this one is taken out (medik8s keeps 51%).
  *
@@ -70,6 +71,11 @@ export interface FleetState {
   readonly healthyNodes: readonly string[];
   /** Names of the nodes holding a drain slot. */
   readonly draining: readonly string[];
+  /**
+   * Nodes waiting for a drain slot, in the order they were first refused one: a free slot goes to
+   * the first of them (see {@link admitDrain}). Absent in states from before the queue existed.
+   */
+  readonly queue?: readonly string[];
   /** Recent node failures, for the breaker. */
   readonly failures: readonly NodeFailure[];
   readonly breaker: BreakerState;
@@ -83,7 +89,8 @@ export interface DrainRequest {
 }
 
 /** Why a drain was not admitted. */
-export type DenialReason = 'cannot-evaluate' | 'paused' | 'breaker-open' | 'max-concurrent' | 'min-healthy';
+export type DenialReason =
+  'cannot-evaluate' | 'paused' | 'breaker-open' | 'max-concurrent' | 'queued' | 'min-healthy';
 
 /** The verdict of {@link admitDrain}. */
 export type Admission =
@@ -93,7 +100,16 @@ export type Admission =
       readonly escalateTo: 'replace-hardware' | null;
       readonly detail: string;
     }
-  | { readonly admitted: false; readonly reason: DenialReason; readonly detail: string };
+  | {
+      readonly admitted: false;
+      readonly reason: DenialReason;
+      readonly detail: string;
+      /**
+       * Nodes before this one in the queue for a slot (`max-concurrent` and `queued` refusals; a node
+       * not queued yet counts the whole queue): how long it may wait.
+       */
+      readonly ahead?: number;
+    };
 
 /** A fresh state: nothing draining, no failures, breaker closed, not paused. */
 export function initialFleetState(
@@ -204,9 +220,35 @@ export function resetBreaker(state: FleetState): FleetState {
   return { ...state, breaker: { state: 'closed' }, failures: [] };
 }
 
-/** Gives `node` a drain slot (idempotent). Call only after {@link admitDrain} admitted it. */
+/**
+ * Gives `node` a drain slot (idempotent) and takes it out of the queue. Call only after
+ * {@link admitDrain} admitted it.
+ */
 export function acquireSlot(state: FleetState, node: string): FleetState {
-  return state.draining.includes(node) ? state : { ...state, draining: [...state.draining, node] };
+  const queued = dequeue(state, node);
+  return queued.draining.includes(node) ? queued : { ...queued, draining: [...queued.draining, node] };
+}
+
+/** Puts `node` at the end of the queue for a drain slot, unless it is queued or holds a slot already. */
+export function enqueue(state: FleetState, node: string): FleetState {
+  const queue = state.queue ?? [];
+  if (node === '' || queue.includes(node) || state.draining.includes(node)) return state;
+  return { ...state, queue: [...queue, node] };
+}
+
+/** Takes `node` out of the queue for a drain slot (idempotent). */
+export function dequeue(state: FleetState, node: string): FleetState {
+  const queue = state.queue ?? [];
+  return queue.includes(node) ? { ...state, queue: queue.filter((n) => n !== node) } : state;
+}
+
+/**
+ * The queued nodes a free slot is waiting for: the first `maxConcurrentDrains - draining` of the
+ * queue. The budget tells them (their remediations wait for a signal) when a slot frees.
+ */
+export function nextInQueue(state: FleetState): string[] {
+  const free = state.config.maxConcurrentDrains - new Set(state.draining).size;
+  return free > 0 ? (state.queue ?? []).slice(0, free) : [];
 }
 
 /** Returns `node`'s drain slot (idempotent). */
@@ -337,11 +379,29 @@ export function admitDrain(state: FleetState, request: DrainRequest, now: number
   if (state.draining.includes(request.node)) return admit(`${request.node} already holds a drain slot`);
 
   const others = [...new Set(state.draining)].filter((n) => n !== request.node);
+  // First come, first served: the nodes queued before this one (all of the queue for a node not in
+  // it yet) have the first claim on a free slot.
+  const queue = (state.queue ?? []).filter((n) => !state.draining.includes(n));
+  const position = queue.indexOf(request.node);
+  const ahead = position >= 0 ? position : queue.length;
   if (others.length >= config.maxConcurrentDrains) {
     return {
       admitted: false,
       reason: 'max-concurrent',
       detail: `${others.length} of ${config.maxConcurrentDrains} drain slot(s) in use${others.length > 0 ? ` (${others.join(', ')})` : ''}`,
+      ahead,
+    };
+  }
+  const free = config.maxConcurrentDrains - others.length;
+  if (ahead >= free) {
+    const first = queue.slice(0, Math.min(ahead, 3));
+    return {
+      admitted: false,
+      reason: 'queued',
+      detail:
+        `${ahead} node(s) ahead in the queue for ${free} free drain slot(s) ` +
+        `(${first.join(', ')}${ahead > first.length ? ', ...' : ''})`,
+      ahead,
     };
   }
 

@@ -3,8 +3,11 @@ import {
   allHandlersFinished,
   condition,
   defineQuery,
+  defineSignal,
+  getExternalWorkflowHandle,
   makeContinueAsNewFunc,
   defineUpdate,
+  patched,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
@@ -14,7 +17,10 @@ import {
   admitDrain,
   allowsAutomaticQuarantine,
   DEFAULT_FLEET_BUDGET,
+  dequeue,
+  enqueue,
   initialFleetState,
+  nextInQueue,
   recentFailureCount,
   recordFailure,
   releaseSlot,
@@ -25,7 +31,7 @@ import {
   type FleetState,
   type QuarantineVerdict,
 } from '../domain/fleet-budget.js';
-import { budgetTaskQueue } from './ids.js';
+import { budgetTaskQueue, remediationWorkflowId } from './ids.js';
 import { CLUSTER_ID } from './search-attributes.js';
 
 export interface FleetBudgetInput {
@@ -40,9 +46,16 @@ export interface AcquireRequest {
   readonly gpuNodeCount: number;
   readonly healthyNodes: readonly string[];
   readonly remediationTimestamps?: readonly number[];
-  /** Holders whose remediation workflow is closed: their slots are recovered first. */
+  /**
+   * Holders (and nodes first in the queue) whose remediation workflow is closed: their slots and
+   * places are recovered first.
+   */
   readonly staleHolders?: readonly string[];
 }
+
+const DRAIN_SLOT_QUEUE_PATCH = 'drain-slot-queue';
+/** Refusals after which a node waits in the queue for a slot (the others wait for an operator). */
+const QUEUED_REFUSALS: ReadonlySet<string> = new Set(['max-concurrent', 'queued', 'min-healthy']);
 
 export interface OperatorAction {
   readonly by: string;
@@ -67,6 +80,16 @@ export const reportNodeFailures = defineUpdate<
   QuarantineVerdict[],
   [{ nodes: readonly string[]; gpuNodeCount: number; healthyNodes: readonly string[] }]
 >('reportNodeFailures');
+/**
+ * Puts a node at the end of the queue for a drain slot (a worker answered its request from the
+ * budget's state: every slot taken, or others ahead). Idempotent.
+ */
+export const queueForDrainSlot = defineSignal<[{ node: string }]>('queueForDrainSlot');
+/**
+ * Sent by the budget to a queued node's remediation (`remediation/<cluster>/<node>`) when a slot is
+ * free for it: ask again now instead of at the next retry.
+ */
+export const drainSlotFree = defineSignal('drainSlotFree');
 export const pauseAutomation = defineUpdate<void, [OperatorAction]>('pauseAutomation');
 export const resumeAutomation = defineUpdate<void, [OperatorAction]>('resumeAutomation');
 export const resetFleetBreaker = defineUpdate<void, [OperatorAction]>('resetFleetBreaker');
@@ -89,10 +112,36 @@ export async function fleetBudgetWorkflow(input: FleetBudgetInput): Promise<void
   if (invalid) throw ApplicationFailure.nonRetryable(`invalid fleet budget: ${invalid}`, 'InvalidInput');
   let state: FleetState = input.state ? { ...input.state, config } : initialFleetState(0, [], config);
   upsertSearchAttributes([{ key: CLUSTER_ID, value: input.clusterId }]);
+  // The queue for drain slots: runs recorded before it replay without it (no queue, no signals).
+  const queueing = patched(DRAIN_SLOT_QUEUE_PATCH);
+
+  /**
+   * Queued nodes to tell that a slot is free for them (see `drainSlotFree`), sent one after another
+   * by `wakeQueued`; a node is told again at each release while it stays first in line.
+   */
+  const toWake: string[] = [];
+  const wakeNext = () => {
+    for (const node of nextInQueue(state)) if (!toWake.includes(node)) toWake.push(node);
+  };
+  async function wakeQueued(): Promise<never> {
+    for (;;) {
+      await condition(() => toWake.length > 0);
+      const node = toWake.shift()!;
+      if (!(state.queue ?? []).includes(node)) continue;
+      try {
+        await getExternalWorkflowHandle(remediationWorkflowId(input.clusterId, node)).signal(drainSlotFree);
+      } catch {
+        // Its remediation has ended (or never existed): it waits for nothing; the next in line does.
+        state = dequeue(state, node);
+        wakeNext();
+      }
+    }
+  }
 
   setHandler(fleetBudgetState, () => state);
   setHandler(acquireDrainSlot, (request) => {
-    for (const stale of request.staleHolders ?? []) state = releaseSlot(state, stale);
+    const before = state.draining.length;
+    for (const stale of request.staleHolders ?? []) state = dequeue(releaseSlot(state, stale), stale);
     state = { ...state, gpuNodeCount: request.gpuNodeCount, healthyNodes: [...request.healthyNodes] };
     const admission = admitDrain(
       state,
@@ -100,10 +149,16 @@ export async function fleetBudgetWorkflow(input: FleetBudgetInput): Promise<void
       Date.now(),
     );
     if (admission.admitted) state = acquireSlot(state, request.node);
+    else if (queueing && QUEUED_REFUSALS.has(admission.reason)) state = enqueue(state, request.node);
+    if (state.draining.length < before || !admission.admitted) wakeNext();
     return admission;
   });
   setHandler(releaseDrainSlot, ({ node }) => {
     state = releaseSlot(state, node);
+    wakeNext();
+  });
+  setHandler(queueForDrainSlot, ({ node }) => {
+    if (queueing && typeof node === 'string') state = enqueue(state, node);
   });
   /** The breaker's verdict after a recorded failure, with how many nodes failed in the last minute. */
   const verdict = (now: number): QuarantineVerdict => ({
@@ -144,8 +199,10 @@ export async function fleetBudgetWorkflow(input: FleetBudgetInput): Promise<void
     state = resetBreaker(state);
   });
 
+  // A queue carried over by continue-as-new, with a slot free: its first nodes may have missed it.
+  wakeNext();
   // Keep the history short: continue as new once it grows, after in-flight handlers finish.
-  await condition(() => workflowInfo().continueAsNewSuggested);
+  await Promise.race([wakeQueued(), condition(() => workflowInfo().continueAsNewSuggested)]);
   await condition(allHandlersFinished);
   // A budget started on the control task queue (by a version without a budget queue) moves to its own.
   const next = makeContinueAsNewFunc<typeof fleetBudgetWorkflow>({

@@ -33,6 +33,7 @@ import {
   type RemediationPolicy,
 } from '../domain/remediation-plan.js';
 import type { Admission, QuarantineVerdict } from '../domain/fleet-budget.js';
+import { drainSlotFree } from './fleet-budget.js';
 import { maxClass, type RemediationClass } from '../domain/remediation-class.js';
 import { refineWithEvidence, type TriageEvidence } from '../domain/xid-classification.js';
 import { nodeTaskQueue } from './ids.js';
@@ -146,6 +147,9 @@ const observe = proxyActivities<ObservabilityActivities>({
   scheduleToCloseTimeout: '5 minutes',
   retry: { initialInterval: '1s', maximumInterval: '20s', backoffCoefficient: 2, maximumAttempts: 5 },
 });
+
+/** The longest a queued remediation waits before asking for a drain slot again, unless signalled. */
+const MAX_BUDGET_RETRY_MS = 5 * 60_000;
 
 /** patched() IDs: histories recorded before these steps existed replay without them. */
 const PHASE_EVENTS_PATCH = 'node-phase-events';
@@ -271,6 +275,8 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
   let localSteps = false;
   let phaseChanges = 0;
   let notices = 0;
+  /** The fleet budget signalled that a drain slot is free for this node (see `drainSlotFree`). */
+  let slotFree = false;
 
   const status = (): RemediationStatus => ({
     clusterId,
@@ -429,6 +435,9 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
 
   setHandler(statusQuery, status);
   run.status = status;
+  setHandler(drainSlotFree, () => {
+    slotFree = true;
+  });
   setHandler(alertSignal, (alert) => {
     if (alert.status === 'resolved') {
       // A resolved alert is recorded; it never uncordons by itself (the fault may be masked, not fixed).
@@ -614,6 +623,7 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
     }
     for (let attempt = 0; ; attempt++) {
       let admission: Admission;
+      slotFree = false;
       if (local) {
         const asked = await localQuarantine.requestDrainSlot.executeWithOptions(
           { summary: `drain slot for ${node}` },
@@ -636,7 +646,15 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
       }
       waitingFor = `a drain slot: ${admission.detail}`;
       setPhase('waiting-for-budget', admission.detail);
-      await condition(() => false, policy.budgetRetryMs);
+      // Queued (the answer says how many wait before this node): the budget signals when a slot is
+      // free for it, so asking again is only the fallback, rarer the further back in the queue
+      // (answers recorded before the queue have no `ahead`, and wait as they did).
+      const ahead = admission.ahead;
+      const retryMs =
+        ahead === undefined
+          ? policy.budgetRetryMs
+          : Math.min(policy.budgetRetryMs * (1 + ahead), Math.max(policy.budgetRetryMs, MAX_BUDGET_RETRY_MS));
+      await condition(() => slotFree, retryMs);
     }
     waitingFor = null;
 

@@ -17,7 +17,8 @@ import {
   pauseAutomation,
   resumeAutomation,
 } from '../../src/workflows/fleet-budget.js';
-import { clients } from '../helpers/k8s.js';
+import { remediationWorkflowId } from '../../src/workflows/ids.js';
+import { clients, eventually } from '../helpers/k8s.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 import { useTestStack } from '../helpers/stack.js';
 
@@ -303,5 +304,114 @@ describe('budgetReportFailure under a storm', () => {
     assert.equal(state.draining.includes('acquire-node'), admission.admitted, admission.detail);
     await activities.budgetRelease({ node: 'acquire-node' });
     assert.deepEqual((await handle.query(fleetBudgetState)).draining, []);
+  });
+});
+
+// Against the real stack: the queue for drain slots in the budget workflow. The budget signals the
+// remediation of the first queued node (`remediation/<cluster>/<node>`) when a slot frees; here a
+// stand-in workflow with that ID receives it (a signal without a handler stays in its history).
+describe('drain slots: first come, first served', () => {
+  const clusterId = `fifo-${randomUUID().slice(0, 8)}`;
+  const taskQueue = `remediation-support-${clusterId}`;
+  let connection: NativeConnection;
+  let clientConnection: Connection;
+  let client: Client;
+  let worker: Worker;
+  let running: Promise<void>;
+  let activities: RemediationSupportActivities;
+
+  before(async () => {
+    installQuietRuntime();
+    const stack = await useTestStack();
+    connection = await NativeConnection.connect({ address: stack.state.temporal.address });
+    clientConnection = await Connection.connect({ address: stack.state.temporal.address });
+    client = new Client({ connection: clientConnection });
+    worker = await Worker.create({
+      connection,
+      taskQueue,
+      workflowBundle: await bundleWorkflowCode({
+        workflowsPath: workflowsPath(),
+        logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} },
+      }),
+    });
+    running = worker.run();
+    activities = createRemediationSupportActivities({
+      kc: stack.kc,
+      client,
+      clusterId,
+      taskQueue,
+      budgetConfig: { maxConcurrentDrains: 1, minHealthyFraction: 0 },
+    });
+  });
+
+  after(async () => {
+    for (const id of [
+      fleetBudgetWorkflowId(clusterId),
+      remediationWorkflowId(clusterId, 'first'),
+      remediationWorkflowId(clusterId, 'second'),
+    ]) {
+      await client?.workflow
+        .getHandle(id)
+        .terminate('test finished')
+        .catch(() => {});
+    }
+    worker?.shutdown();
+    await running;
+    await connection?.close();
+    await clientConnection?.close();
+  });
+
+  const ask = (node: string) => activities.budgetAcquire({ node, remediationTimestamps: [] });
+  const queueOf = async () =>
+    (await client.workflow.getHandle(fleetBudgetWorkflowId(clusterId)).query(fleetBudgetState)).queue ?? [];
+
+  it('queues refused nodes in order, wakes the first when the slot frees, and skips one whose remediation ended', async () => {
+    // Stand-ins for the remediations of first and second (a slot holder or queued node without a
+    // running remediation is recovered as stale); third has none.
+    const standIn = (node: string) =>
+      client.workflow.start('fleetBudgetWorkflow', {
+        workflowId: remediationWorkflowId(clusterId, node),
+        taskQueue,
+        args: [{ clusterId: `${clusterId}-stand-in-${node}` }],
+      });
+    await standIn('first');
+    const secondsRemediation = await standIn('second');
+    assert.equal((await ask('first')).admitted, true);
+    const second = await ask('second');
+    assert.ok(
+      !second.admitted && second.reason === 'max-concurrent' && second.ahead === 0,
+      JSON.stringify(second),
+    );
+    await eventually('second queued', async () => ((await queueOf()).length === 1 ? true : undefined));
+    const third = await ask('third');
+    assert.ok(
+      !third.admitted && third.reason === 'max-concurrent' && third.ahead === 1,
+      JSON.stringify(third),
+    );
+    await eventually('third queued behind second', async () =>
+      (await queueOf()).join() === 'second,third' ? true : undefined,
+    );
+    // Asking again keeps the place.
+    assert.equal((await ask('third')).admitted, false);
+    assert.deepEqual(await queueOf(), ['second', 'third']);
+
+    await activities.budgetRelease({ node: 'first' });
+    await eventually('second told that a slot is free', async () => {
+      const events = (await secondsRemediation.fetchHistory()).events ?? [];
+      return events.some((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'drainSlotFree')
+        ? true
+        : undefined;
+    });
+    // The slot is second's: third, behind it, is refused although the slot is free.
+    const early = await ask('third');
+    assert.ok(!early.admitted && early.reason === 'queued' && early.ahead === 1, JSON.stringify(early));
+    assert.equal((await ask('second')).admitted, true);
+    assert.deepEqual(await queueOf(), ['third']);
+
+    // third has no remediation: when second releases, the signal fails and third leaves the queue.
+    await activities.budgetRelease({ node: 'second' });
+    await eventually('third dropped from the queue', async () =>
+      (await queueOf()).length === 0 ? true : undefined,
+    );
   });
 });

@@ -5,6 +5,9 @@ import {
   acquireSlot,
   admitDrain,
   allowsAutomaticQuarantine,
+  dequeue,
+  enqueue,
+  nextInQueue,
   evaluateBreaker,
   initialFleetState,
   recentFailureCount,
@@ -195,6 +198,56 @@ describe('admitDrain', () => {
       assert.ok(state.draining.length <= 3);
     }
     assert.equal(admitted.length, 3);
+  });
+});
+
+describe('the queue for drain slots (first come, first served)', () => {
+  it('a free slot goes to the first in the queue; the others are refused as queued, with how many wait before them', () => {
+    const state = fleet(10, { queue: ['gpu-3', 'gpu-1', 'gpu-2'] });
+    assert.equal(admitDrain(state, { node: 'gpu-3' }, NOW).admitted, true);
+    const second = admitDrain(state, { node: 'gpu-1' }, NOW);
+    assert.ok(!second.admitted && second.reason === 'queued' && second.ahead === 1, JSON.stringify(second));
+    assert.match(
+      second.admitted ? '' : second.detail,
+      /1 node\(s\) ahead in the queue for 1 free drain slot\(s\) \(gpu-3\)/,
+    );
+    // A newcomer goes behind everyone.
+    const newcomer = admitDrain(state, { node: 'gpu-7' }, NOW);
+    assert.ok(!newcomer.admitted && newcomer.reason === 'queued' && newcomer.ahead === 3);
+  });
+
+  it('with two free slots the first two are admitted; every slot taken refuses with the position', () => {
+    const state = fleet(10, { queue: ['gpu-3', 'gpu-1', 'gpu-2'] }, { maxConcurrentDrains: 2 });
+    assert.equal(admitDrain(state, { node: 'gpu-1' }, NOW).admitted, true);
+    assert.equal(admitDrain(state, { node: 'gpu-2' }, NOW).admitted, false);
+    const full = fleet(
+      10,
+      { draining: ['gpu-8', 'gpu-9'], queue: ['gpu-3', 'gpu-1'] },
+      { maxConcurrentDrains: 2 },
+    );
+    const refused = admitDrain(full, { node: 'gpu-1' }, NOW);
+    assert.ok(!refused.admitted && refused.reason === 'max-concurrent' && refused.ahead === 1);
+    assert.deepEqual(nextInQueue(full), []);
+    assert.deepEqual(nextInQueue({ ...full, draining: ['gpu-8'] }), ['gpu-3']);
+  });
+
+  it('enqueue is idempotent and skips slot holders; acquiring a slot and dequeue take a node out', () => {
+    let state = fleet(10, { draining: ['gpu-9'] });
+    state = enqueue(enqueue(enqueue(state, 'gpu-1'), 'gpu-2'), 'gpu-1');
+    state = enqueue(state, 'gpu-9');
+    assert.deepEqual(state.queue, ['gpu-1', 'gpu-2']);
+    state = releaseSlot(state, 'gpu-9');
+    assert.deepEqual(nextInQueue(state), ['gpu-1']);
+    state = acquireSlot(state, 'gpu-1');
+    assert.deepEqual(state.queue, ['gpu-2']);
+    assert.deepEqual(dequeue(state, 'gpu-2').queue, []);
+    assert.equal(dequeue(state, 'gpu-5'), state);
+  });
+
+  it('a state from before the queue (no queue field) admits as before', () => {
+    const { queue: _omitted, ...old } = fleet(10);
+    assert.equal(admitDrain(old, { node: 'gpu-0' }, NOW).admitted, true);
+    assert.deepEqual(nextInQueue(old), []);
   });
 });
 

@@ -24,6 +24,7 @@ const BUDGET: BudgetView = {
   healthyNodes: 4,
   gpuNodeCount: 4,
   minHealthyFraction: 0.51,
+  queued: [],
 };
 
 /** Records every call; `fail` makes the next calls throw. */

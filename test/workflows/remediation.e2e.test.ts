@@ -343,6 +343,9 @@ describe('GPU remediation end to end', () => {
     const budget = client.workflow.getHandle(fleetBudgetWorkflowId(stack.state.clusterId));
     const done = new Set<number>();
     let maxInFlight = 0;
+    /** The queue for the slot as the budget had it when the first drain began; then the slot order. */
+    let queued: readonly string[] | undefined;
+    const holders: string[] = [];
     for (let round = 0; round < targets.length; round++) {
       // Exactly one remediation gets past the budget; the others wait for a slot, visibly.
       const statuses = await eventually(
@@ -359,12 +362,19 @@ describe('GPU remediation end to end', () => {
       );
       const state = await budget.query(fleetBudgetState);
       maxInFlight = Math.max(maxInFlight, state.draining.length);
+      queued ??= await eventually('the other two queued', async () => {
+        const q = (await budget.query(fleetBudgetState)).queue ?? [];
+        return q.length === targets.length - 1 ? q : undefined;
+      });
       const i = statuses.findIndex((x) => x?.phase === 'awaiting-approval');
+      holders.push(targets[i]!);
       await handles[i]!.executeUpdate(approveUpdate, { args: [{ by: 'carol' }] });
       assert.equal((await handles[i]!.result()).outcome, 'returned-to-service');
       done.add(i);
     }
     assert.equal(maxInFlight, 1, 'the budget let more than one drain run');
+    // First come, first served: after the first holder, the slot went in the order of the queue.
+    assert.deepEqual(holders.slice(1), queued);
   });
 
   it('waits instead of evicting when the pods do not fit elsewhere; reject leaves the node cordoned', async () => {

@@ -125,7 +125,9 @@ export function budgetLine(budget: BudgetView | null): string {
       : 'breaker closed';
   return (
     `fleet budget: ${budget.inUse}/${budget.limit} drain slot(s) in use` +
-    `${budget.draining.length > 0 ? ` (${budget.draining.join(', ')})` : ''}, ${breaker}, ` +
+    `${budget.draining.length > 0 ? ` (${budget.draining.join(', ')})` : ''}, ` +
+    `${budget.queued.length > 0 ? `${budget.queued.length} waiting (${budget.queued.slice(0, 5).join(', ')}${budget.queued.length > 5 ? ', ...' : ''}), ` : ''}` +
+    `${breaker}, ` +
     `${budget.paused ? 'automation PAUSED' : 'automation running'}, ` +
     `${budget.healthyNodes}/${budget.gpuNodeCount} GPU nodes healthy\n`
   );

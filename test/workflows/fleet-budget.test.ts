@@ -1,0 +1,116 @@
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, Worker } from '@temporalio/worker';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { workflowsPath } from '../../src/workers/control-worker.js';
+import {
+  acquireDrainSlot,
+  fleetBudgetState,
+  fleetBudgetWorkflow,
+  fleetBudgetWorkflowId,
+  queueForDrainSlot,
+  releaseDrainSlot,
+  reportNodeFailures,
+} from '../../src/workflows/fleet-budget.js';
+import { remediationWorkflowId } from '../../src/workflows/ids.js';
+import { eventually } from '../helpers/k8s.js';
+import { createTemporalTestEnv, installQuietRuntime } from '../helpers/temporal.js';
+
+// The fleet budget workflow alone, on a real Temporal dev server: its queue for drain slots. Callers
+// pass the fleet view themselves (the activities read it from Kubernetes; see
+// remediation-support.test.ts for that path). With FLEETMEDIC_RECORD_HISTORIES=1 the history is kept
+// for the replay test (test/fixtures/histories/fleet-budget.json).
+describe('fleet budget: the queue for drain slots (real Temporal dev server)', { timeout: 120_000 }, () => {
+  let env: TestWorkflowEnvironment;
+  let client: Client;
+  let worker: Worker;
+  let running: Promise<void>;
+  const taskQueue = 'fleet-budget-test';
+  const clusterId = 'replay';
+  const healthyNodes = ['n1', 'n2', 'n3', 'n4'];
+
+  before(async () => {
+    installQuietRuntime();
+    env = await createTemporalTestEnv();
+    client = env.client;
+    worker = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue,
+      workflowBundle: await bundleWorkflowCode({
+        workflowsPath: workflowsPath(),
+        logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} },
+      }),
+    });
+    running = worker.run();
+  });
+
+  after(async () => {
+    worker?.shutdown();
+    await running;
+    await env?.teardown();
+  });
+
+  it('admits in queue order, signals the first when a slot frees, and drops a waiter whose remediation is gone', async () => {
+    const budget = await client.workflow.start(fleetBudgetWorkflow, {
+      workflowId: fleetBudgetWorkflowId(clusterId),
+      taskQueue,
+      args: [{ clusterId, config: { maxConcurrentDrains: 1, minHealthyFraction: 0 } }],
+    });
+    const ask = (node: string) =>
+      budget.executeUpdate(acquireDrainSlot, { args: [{ node, gpuNodeCount: 4, healthyNodes }] });
+    const queue = async () => (await budget.query(fleetBudgetState)).queue ?? [];
+    // n2's remediation, a stand-in: any running workflow with its ID receives the signal (and keeps
+    // it in its history, having no handler for it). n3 has none.
+    const n2 = await client.workflow.start(fleetBudgetWorkflow, {
+      workflowId: remediationWorkflowId(clusterId, 'n2'),
+      taskQueue,
+      args: [{ clusterId: 'stand-in' }],
+    });
+    try {
+      await budget.executeUpdate(reportNodeFailures, {
+        args: [{ nodes: ['n1'], gpuNodeCount: 4, healthyNodes }],
+      });
+      assert.equal((await ask('n1')).admitted, true);
+      const n2Refused = await ask('n2');
+      assert.ok(!n2Refused.admitted && n2Refused.reason === 'max-concurrent' && n2Refused.ahead === 0);
+      const n3Refused = await ask('n3');
+      assert.ok(!n3Refused.admitted && n3Refused.ahead === 1);
+      await budget.signal(queueForDrainSlot, { node: 'n3' }); // already queued: no change
+      assert.deepEqual(await queue(), ['n2', 'n3']);
+
+      await budget.executeUpdate(releaseDrainSlot, { args: [{ node: 'n1' }] });
+      await eventually('n2 signalled', async () =>
+        ((await n2.fetchHistory()).events ?? []).some(
+          (e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'drainSlotFree',
+        )
+          ? true
+          : undefined,
+      );
+      const early = await ask('n3');
+      assert.ok(!early.admitted && early.reason === 'queued', JSON.stringify(early));
+      assert.equal((await ask('n2')).admitted, true);
+      assert.deepEqual(await queue(), ['n3']);
+
+      await budget.executeUpdate(releaseDrainSlot, { args: [{ node: 'n2' }] });
+      await eventually('n3 dropped (its remediation does not exist)', async () =>
+        (await queue()).length === 0 ? true : undefined,
+      );
+      const events = (await budget.fetchHistory()).events ?? [];
+      assert.equal(events.filter((e) => e.signalExternalWorkflowExecutionFailedEventAttributes).length, 1);
+    } finally {
+      await budget.terminate('test finished');
+      await n2.terminate('test finished');
+    }
+    await record(budget);
+  });
+
+  async function record(handle: WorkflowHandle): Promise<void> {
+    if (process.env.FLEETMEDIC_RECORD_HISTORIES !== '1') return;
+    const dir = fileURLToPath(new URL('../fixtures/histories/', import.meta.url));
+    await fs.writeFile(`${dir}fleet-budget.json`, historyToJSON(await handle.fetchHistory()));
+  }
+});
