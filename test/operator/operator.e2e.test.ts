@@ -287,7 +287,10 @@ describe('operator CLI and HTTP actions', () => {
     const overview = await cli('status');
     assert.match(
       overview.stdout,
-      /fleet budget: 1\/1 drain slot\(s\) in use \(gpu-node-2\), breaker closed, automation running/,
+      new RegExp(
+        `fleet budget: 1/1 drain slot\\(s\\) in use \\(gpu-node-2\\), 1 waiting \\(${second}\\), ` +
+          'breaker closed, automation running',
+      ),
     );
     assert.match(overview.stdout, new RegExp(`^${second}\\s+waiting-for-budget`, 'm'));
     const detail = await cli('status', first);
