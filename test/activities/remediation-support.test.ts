@@ -117,16 +117,52 @@ describe('coalesce', () => {
   });
 });
 
+/**
+ * A worker of the real workflows on its own task queue, with a client, on the test stack's Temporal
+ * (each describe below runs its own fleet budget: its own cluster ID). `stop` terminates the named
+ * workflows, then closes everything.
+ */
+async function budgetWorker(taskQueue: string) {
+  installQuietRuntime();
+  const stack = await useTestStack();
+  const connection = await NativeConnection.connect({ address: stack.state.temporal.address });
+  const clientConnection = await Connection.connect({ address: stack.state.temporal.address });
+  const client = new Client({ connection: clientConnection });
+  const worker = await Worker.create({
+    connection,
+    taskQueue,
+    workflowBundle: await bundleWorkflowCode({
+      workflowsPath: workflowsPath(),
+      logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} },
+    }),
+  });
+  const running = worker.run();
+  return {
+    stack,
+    client,
+    clientConnection,
+    async stop(workflowIds: readonly string[]): Promise<void> {
+      for (const id of workflowIds) {
+        await client.workflow
+          .getHandle(id)
+          .terminate('test finished')
+          .catch(() => {});
+      }
+      worker.shutdown();
+      await running;
+      await connection.close();
+      await clientConnection.close();
+    },
+  };
+}
+
 // Against the real stack: the fleet budget workflow runs on a worker of this file (its own cluster ID,
 // so its budget is its own), the fleet view is read from the stack's kube-apiserver.
 describe('budgetReportFailure under a storm', () => {
   const clusterId = `rs-${randomUUID().slice(0, 8)}`;
   const taskQueue = `remediation-support-${clusterId}`;
-  let connection: NativeConnection;
-  let clientConnection: Connection;
+  let setup: Awaited<ReturnType<typeof budgetWorker>> | undefined;
   let client: Client;
-  let worker: Worker;
-  let running: Promise<void>;
   let activities: RemediationSupportActivities;
   let gpuNodes: number;
   let listNodeCalls = 0;
@@ -134,24 +170,13 @@ describe('budgetReportFailure under a storm', () => {
   const listNode = CoreV1Api.prototype.listNode;
 
   before(async () => {
-    installQuietRuntime();
-    const stack = await useTestStack();
+    setup = await budgetWorker(taskQueue);
+    const { stack } = setup;
+    client = setup.client;
     gpuNodes = (await clients(stack.kc).core.listNode()).items.filter(
       (n) => Number(n.status?.capacity?.[GPU_RESOURCE] ?? 0) > 0,
     ).length;
     assert.ok(gpuNodes > 0, 'the test stack has GPU nodes');
-    connection = await NativeConnection.connect({ address: stack.state.temporal.address });
-    clientConnection = await Connection.connect({ address: stack.state.temporal.address });
-    client = new Client({ connection: clientConnection });
-    worker = await Worker.create({
-      connection,
-      taskQueue,
-      workflowBundle: await bundleWorkflowCode({
-        workflowsPath: workflowsPath(),
-        logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} },
-      }),
-    });
-    running = worker.run();
     // Counts the fleet views the activities read (each is one listNode).
     CoreV1Api.prototype.listNode = function (this: CoreV1Api, ...args: Parameters<typeof listNode>) {
       listNodeCalls += 1;
@@ -169,14 +194,7 @@ describe('budgetReportFailure under a storm', () => {
 
   after(async () => {
     CoreV1Api.prototype.listNode = listNode;
-    await client?.workflow
-      .getHandle(fleetBudgetWorkflowId(clusterId))
-      .terminate('test finished')
-      .catch(() => {});
-    worker?.shutdown();
-    await running;
-    await connection?.close();
-    await clientConnection?.close();
+    await setup?.stop([fleetBudgetWorkflowId(clusterId)]);
   });
 
   it('gives each concurrent report the verdict it would get alone, with far fewer updates and fleet views than reports', async () => {
@@ -250,7 +268,7 @@ describe('budgetReportFailure under a storm', () => {
     // The same activities through a client that counts the budget queries it sends.
     let queries = 0;
     const counting = new Client({
-      connection: clientConnection,
+      connection: setup!.clientConnection,
       interceptors: {
         workflow: [
           {
@@ -313,28 +331,14 @@ describe('budgetReportFailure under a storm', () => {
 describe('drain slots: first come, first served', () => {
   const clusterId = `fifo-${randomUUID().slice(0, 8)}`;
   const taskQueue = `remediation-support-${clusterId}`;
-  let connection: NativeConnection;
-  let clientConnection: Connection;
+  let setup: Awaited<ReturnType<typeof budgetWorker>> | undefined;
   let client: Client;
-  let worker: Worker;
-  let running: Promise<void>;
   let activities: RemediationSupportActivities;
 
   before(async () => {
-    installQuietRuntime();
-    const stack = await useTestStack();
-    connection = await NativeConnection.connect({ address: stack.state.temporal.address });
-    clientConnection = await Connection.connect({ address: stack.state.temporal.address });
-    client = new Client({ connection: clientConnection });
-    worker = await Worker.create({
-      connection,
-      taskQueue,
-      workflowBundle: await bundleWorkflowCode({
-        workflowsPath: workflowsPath(),
-        logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} },
-      }),
-    });
-    running = worker.run();
+    setup = await budgetWorker(taskQueue);
+    const { stack } = setup;
+    client = setup.client;
     activities = createRemediationSupportActivities({
       kc: stack.kc,
       client,
@@ -345,20 +349,11 @@ describe('drain slots: first come, first served', () => {
   });
 
   after(async () => {
-    for (const id of [
+    await setup?.stop([
       fleetBudgetWorkflowId(clusterId),
       remediationWorkflowId(clusterId, 'first'),
       remediationWorkflowId(clusterId, 'second'),
-    ]) {
-      await client?.workflow
-        .getHandle(id)
-        .terminate('test finished')
-        .catch(() => {});
-    }
-    worker?.shutdown();
-    await running;
-    await connection?.close();
-    await clientConnection?.close();
+    ]);
   });
 
   const ask = (node: string) => activities.budgetAcquire({ node, remediationTimestamps: [] });
