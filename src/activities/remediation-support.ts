@@ -4,6 +4,7 @@ import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@tempor
 import {
   admitDrain,
   dequeue,
+  QUEUEING_REFUSALS,
   releaseSlot,
   type Admission,
   type DenialReason,
@@ -152,6 +153,14 @@ export interface RemediationSupportDeps {
  */
 export function createRemediationSupportActivities(deps: RemediationSupportDeps) {
   const core = makeApiClient(deps.kc, CoreV1Api);
+
+  /** The node, or undefined when it does not exist (404). */
+  function readNodeIfExists(name: string): Promise<V1Node | undefined> {
+    return core.readNode({ name }).catch((err: unknown) => {
+      if (isApiError(err, 404)) return undefined;
+      throw err;
+    });
+  }
 
   async function readFleetView(): Promise<FleetView> {
     const nodes = (await core.listNode()).items.filter(
@@ -330,20 +339,14 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
       key: string;
       cooldownMs: number;
     }): Promise<boolean | 'node-gone'> {
-      const node = await core.readNode({ name: input.node }).catch((err: unknown) => {
-        if (isApiError(err, 404)) return undefined;
-        throw err;
-      });
+      const node = await readNodeIfExists(input.node);
       if (node === undefined) return 'node-gone';
       return episodeHandledOn(node, input.key, input.cooldownMs, Date.now());
     },
 
     /** Remembers a handled episode on the node (optimistic update; a conflict retries). */
     async recordEpisode(input: { node: string; key: string }): Promise<void> {
-      const node = await core.readNode({ name: input.node }).catch((err: unknown) => {
-        if (isApiError(err, 404)) return undefined;
-        throw err;
-      });
+      const node = await readNodeIfExists(input.node);
       if (!node) return;
       const episodes = [
         ...handledEpisodes(node).filter((e) => e.key !== input.key),
@@ -395,8 +398,7 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
           const early = admitDrain(current, input, Date.now());
           if (!early.admitted && FLEET_INDEPENDENT_REFUSALS.has(early.reason)) {
             // Waiting for a slot: join the queue (first come, first served), once.
-            const waits = early.reason === 'max-concurrent' || early.reason === 'queued';
-            if (waits && !(state.queue ?? []).includes(input.node)) {
+            if (QUEUEING_REFUSALS.has(early.reason) && !(state.queue ?? []).includes(input.node)) {
               await handle.signal(queueForDrainSlot, { node: input.node });
             }
             return early;

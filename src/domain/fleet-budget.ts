@@ -229,6 +229,13 @@ export function acquireSlot(state: FleetState, node: string): FleetState {
   return queued.draining.includes(node) ? queued : { ...queued, draining: [...queued.draining, node] };
 }
 
+/** Refusals after which a node waits in the queue for a slot (after the others it waits for an operator). */
+export const QUEUEING_REFUSALS: ReadonlySet<DenialReason> = new Set<DenialReason>([
+  'max-concurrent',
+  'queued',
+  'min-healthy',
+]);
+
 /** Puts `node` at the end of the queue for a drain slot, unless it is queued or holds a slot already. */
 export function enqueue(state: FleetState, node: string): FleetState {
   const queue = state.queue ?? [];

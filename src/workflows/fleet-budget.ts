@@ -21,6 +21,7 @@ import {
   enqueue,
   initialFleetState,
   nextInQueue,
+  QUEUEING_REFUSALS,
   recentFailureCount,
   recordFailure,
   releaseSlot,
@@ -54,8 +55,6 @@ export interface AcquireRequest {
 }
 
 const DRAIN_SLOT_QUEUE_PATCH = 'drain-slot-queue';
-/** Refusals after which a node waits in the queue for a slot (the others wait for an operator). */
-const QUEUED_REFUSALS: ReadonlySet<string> = new Set(['max-concurrent', 'queued', 'min-healthy']);
 
 export interface OperatorAction {
   readonly by: string;
@@ -149,7 +148,7 @@ export async function fleetBudgetWorkflow(input: FleetBudgetInput): Promise<void
       Date.now(),
     );
     if (admission.admitted) state = acquireSlot(state, request.node);
-    else if (queueing && QUEUED_REFUSALS.has(admission.reason)) state = enqueue(state, request.node);
+    else if (queueing && QUEUEING_REFUSALS.has(admission.reason)) state = enqueue(state, request.node);
     if (state.draining.length < before || !admission.admitted) wakeNext();
     return admission;
   });

@@ -316,9 +316,8 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
    * storm of 150 alerts, upserts took about 15 % of the dev server's CPU, and 3 of the 4 in the first
    * workflow task, the one that cordons, changed nothing).
    */
-  let upsertChangedOnly = false;
   function upsert(pairs: { key: typeof PHASE; value: string }[]): void {
-    const changed = upsertChangedOnly
+    const changed = lean
       ? pairs.filter((p) => workflowInfo().typedSearchAttributes.get(p.key) !== p.value)
       : pairs;
     if (changed.length > 0) upsertSearchAttributes(changed);
@@ -332,7 +331,7 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
   function setPhase(next: RemediationPhase, details?: string, transient = false): void {
     const previous = phase;
     phase = next;
-    if (!(transient && upsertChangedOnly)) upsert([{ key: PHASE, value: next }]);
+    if (!(transient && lean)) upsert([{ key: PHASE, value: next }]);
     setCurrentDetails(`**${next}**${cls ? ` · class ${cls}` : ''}${details ? `\n\n${details}` : ''}`);
     log.info('remediation phase', { node, phase: next, class: cls, details });
     // A phase set again (a budget retry, a second repair attempt) is not a new Event, and a run that
@@ -475,7 +474,6 @@ async function remediate(input: RemediationInput, run: RunContext): Promise<Reme
   setHandler(markRepairedUpdate, repaired.handler, { validator: repaired.validator });
 
   lean = has(LEAN_STEPS_PATCH);
-  upsertChangedOnly = lean;
   upsert([
     { key: CLUSTER_ID, value: clusterId },
     { key: NODE, value: node },
