@@ -4,7 +4,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { StackError } from '../errors.js';
 import type { ResolvedTool } from '../toolchain/toolchain.js';
-import type { ToolName } from '../toolchain/tools.js';
+import type { StackToolName } from '../toolchain/tools.js';
 import { ETCD_VERSION, KUBERNETES_VERSION } from '../toolchain/tools.js';
 import { stopProcess } from './processes.js';
 
@@ -19,7 +19,7 @@ export interface KwokClusterRef {
 
 export interface KwokClusterOptions extends KwokClusterRef {
   readonly ports: KwokPorts;
-  readonly tools: Record<ToolName, ResolvedTool>;
+  readonly tools: Record<StackToolName, ResolvedTool>;
 }
 
 /**

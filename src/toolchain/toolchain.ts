@@ -3,7 +3,7 @@ import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ToolchainError } from '../errors.js';
-import { TOOLS, toolSpec, type GoBuild, type ToolName, type ToolSpec } from './tools.js';
+import { TOOLS, toolSpec, type GoBuild, type StackToolName, type ToolName, type ToolSpec } from './tools.js';
 
 /** A tool found and checked: where it is, and whether it came from the cache or an environment variable. */
 export interface ResolvedTool {
@@ -77,10 +77,22 @@ export async function resolveTool(name: ToolName, options: ToolchainOptions): Pr
   return { name, path: cached, version: spec.version, source: 'cache' };
 }
 
-/** Resolves every tool of the embedded stack; throws on the first one missing. */
-export async function resolveToolchain(options: ToolchainOptions): Promise<Record<ToolName, ResolvedTool>> {
+/** Resolves every tool the embedded stack runs (not helm); throws on the first one missing. */
+export async function resolveToolchain(
+  options: ToolchainOptions,
+): Promise<Record<StackToolName, ResolvedTool>> {
+  return resolveTools(
+    TOOLS.filter((t) => t.stack),
+    options,
+  );
+}
+
+async function resolveTools(
+  specs: readonly ToolSpec[],
+  options: ToolchainOptions,
+): Promise<Record<ToolName, ResolvedTool>> {
   const entries = await Promise.all(
-    TOOLS.map(async (spec) => [spec.name, await resolveTool(spec.name, options)] as const),
+    specs.map(async (spec) => [spec.name, await resolveTool(spec.name, options)] as const),
   );
   return Object.fromEntries(entries) as Record<ToolName, ResolvedTool>;
 }
@@ -125,8 +137,9 @@ function groupBuilds(specs: readonly ToolSpec[]): BuildGroup[] {
 }
 
 /**
- * Builds every tool that is not cached (or whose cached binary fails its version check) from its Go
- * module, into the cache. Idempotent: with a warm cache it only runs the version checks.
+ * Builds every tool (the embedded stack's and helm) that is not cached (or whose cached binary fails
+ * its version check) from its Go module, into the cache. Idempotent: with a warm cache it only runs
+ * the version checks.
  * A tool named by its environment variable is checked and never built.
  */
 export async function buildToolchain(
@@ -159,7 +172,7 @@ export async function buildToolchain(
       await buildGroup(go, group, options.cacheDir, env, log);
     }
   }
-  return resolveToolchain(options);
+  return resolveTools(TOOLS, options);
 }
 
 function goEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {

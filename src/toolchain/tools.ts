@@ -4,6 +4,7 @@
  * - Temporal CLI v1.5.1 is the newest tag whose go.mod has no replace directive (embeds server 1.29.1).
  * - kwok v0.8.0 supports Kubernetes 1.33 to 1.36.
  * - Kubernetes v1.35.4 is the newest 1.35 patch; etcd 3.6.x is what 1.35 is tested with.
+ * - helm v3.22.0 is the newest v3 tag; its go.mod has no replace directive, so `go install` builds it.
  */
 
 export type ToolName =
@@ -14,7 +15,11 @@ export type ToolName =
   | 'kube-apiserver'
   | 'kube-controller-manager'
   | 'kube-scheduler'
-  | 'kubectl';
+  | 'kubectl'
+  | 'helm';
+
+/** The tools `fleetmedic up` runs; helm only renders and lints the chart (tests, CI). */
+export type StackToolName = Exclude<ToolName, 'helm'>;
 
 /** A Go build: `go install pkg@version`, or `go build` inside a generated wrapper module. */
 export type GoBuild =
@@ -30,12 +35,17 @@ export interface ToolSpec {
   /** Must match the output of the version command. */
   readonly versionPattern: RegExp;
   readonly build: GoBuild;
+  /** False for a tool the embedded stack does not run (helm): `up` neither needs nor checks it. */
+  readonly stack: boolean;
 }
 
 export const TEMPORAL_CLI_VERSION = '1.5.1';
 export const KWOK_VERSION = '0.8.0';
 export const KUBERNETES_VERSION = '1.35.4';
 export const ETCD_VERSION = '3.6.16';
+export const HELM_VERSION = '3.22.0';
+/** The Kubernetes modules helm v3.22.0 is built with (its go.mod): its default capabilities and lint rules. */
+const HELM_KUBE_MINOR = '37';
 
 function escape(version: string): string {
   return version.replace(/\./g, '\\.');
@@ -62,6 +72,7 @@ function kube(name: ToolName, pkg: string, versionArgs: string[], pattern: RegEx
     versionArgs,
     versionPattern: pattern,
     build: { kind: 'wrapper', module: 'kubernetes', pkg, ldflags: kubernetesLdflags },
+    stack: true,
   };
 }
 
@@ -86,6 +97,7 @@ export const TOOLS: readonly ToolSpec[] = [
       // As the CLI's release build does; without it `temporal --version` says 0.0.0-DEV.
       ldflags: [`-X github.com/temporalio/cli/temporalcli.Version=${TEMPORAL_CLI_VERSION}`, '-s -w'],
     },
+    stack: true,
   },
   {
     name: 'kwokctl',
@@ -94,6 +106,7 @@ export const TOOLS: readonly ToolSpec[] = [
     versionArgs: ['--version'],
     versionPattern: new RegExp(`v${escape(KWOK_VERSION)}\\b`),
     build: { kind: 'install', pkg: `sigs.k8s.io/kwok/cmd/kwokctl@v${KWOK_VERSION}` },
+    stack: true,
   },
   {
     name: 'kwok',
@@ -102,6 +115,7 @@ export const TOOLS: readonly ToolSpec[] = [
     versionArgs: ['--version'],
     versionPattern: new RegExp(`v${escape(KWOK_VERSION)}\\b`),
     build: { kind: 'install', pkg: `sigs.k8s.io/kwok/cmd/kwok@v${KWOK_VERSION}` },
+    stack: true,
   },
   {
     name: 'etcd',
@@ -110,6 +124,7 @@ export const TOOLS: readonly ToolSpec[] = [
     versionArgs: ['--version'],
     versionPattern: new RegExp(`etcd Version: ${escape(ETCD_VERSION)}\\b`),
     build: { kind: 'wrapper', module: 'etcd', pkg: 'go.etcd.io/etcd/server/v3' },
+    stack: true,
   },
   kube('kube-apiserver', 'k8s.io/kubernetes/cmd/kube-apiserver', ['--version'], kubeVersion),
   kube(
@@ -125,6 +140,29 @@ export const TOOLS: readonly ToolSpec[] = [
     ['version', '--client'],
     new RegExp(`Client Version: v${escape(KUBERNETES_VERSION)}\\b`),
   ),
+  {
+    name: 'helm',
+    version: HELM_VERSION,
+    envVar: envVarFor('helm'),
+    versionArgs: ['version', '--short'],
+    versionPattern: new RegExp(`^v${escape(HELM_VERSION)}\\b`),
+    build: {
+      kind: 'install',
+      pkg: `helm.sh/helm/v3/cmd/helm@v${HELM_VERSION}`,
+      // As helm's Makefile does: without them `helm version` says v3.22 and the chart's default
+      // Capabilities.KubeVersion (helm template, helm lint) is v1.20.0.
+      ldflags: [
+        `-X helm.sh/helm/v3/internal/version.version=v${HELM_VERSION}`,
+        '-X helm.sh/helm/v3/internal/version.gitTreeState=clean',
+        ...['pkg/lint/rules', 'pkg/chartutil'].flatMap((pkg) => [
+          `-X helm.sh/helm/v3/${pkg}.k8sVersionMajor=1`,
+          `-X helm.sh/helm/v3/${pkg}.k8sVersionMinor=${HELM_KUBE_MINOR}`,
+        ]),
+        '-s -w',
+      ],
+    },
+    stack: false,
+  },
 ];
 
 /** Looks up a tool's spec by name. */

@@ -5,9 +5,15 @@ import path from 'node:path';
 import { after, beforeEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { hasErrorCode } from '../../src/errors.js';
-import { buildToolchain, cachedToolPath, resolveTool } from '../../src/toolchain/toolchain.js';
+import {
+  buildToolchain,
+  cachedToolPath,
+  resolveTool,
+  resolveToolchain,
+} from '../../src/toolchain/toolchain.js';
 import {
   ETCD_VERSION,
+  HELM_VERSION,
   KUBERNETES_VERSION,
   KWOK_VERSION,
   TEMPORAL_CLI_VERSION,
@@ -27,6 +33,7 @@ const versionLines: Record<string, string> = {
   'kube-controller-manager': `Kubernetes v${KUBERNETES_VERSION}`,
   'kube-scheduler': `Kubernetes v${KUBERNETES_VERSION}`,
   kubectl: `Client Version: v${KUBERNETES_VERSION}\nKustomize Version: v5.7.1`,
+  helm: `v${HELM_VERSION}`,
 };
 
 describe('toolchain', () => {
@@ -83,6 +90,24 @@ describe('toolchain', () => {
     );
     assert.match(wrapperMod, /k8s\.io\/api v0\.0\.0 => k8s\.io\/api v0\.35\.4/);
     assert.match(wrapperMod, /^go 1\.25\.0$/m);
+  });
+
+  it('builds helm with go install, stamped with its version and its Kubernetes minor; up does not need it', async () => {
+    await buildToolchain({ cacheDir, env });
+    const helmBuild = (await builds()).find((c) => c.at(-1) === `helm.sh/helm/v3/cmd/helm@v${HELM_VERSION}`);
+    assert.ok(helmBuild, 'no helm build');
+    assert.equal(helmBuild[0], 'install');
+    const ldflags = helmBuild[helmBuild.indexOf('-ldflags') + 1] ?? '';
+    assert.match(ldflags, new RegExp(`internal/version\\.version=v${HELM_VERSION.replace(/\./g, '\\.')}`));
+    assert.match(ldflags, /pkg\/chartutil\.k8sVersionMinor=37/);
+    // The stack's tools resolve without helm: an older cache keeps working for `fleetmedic up`.
+    await fs.rm(cachedToolPath(cacheDir, toolSpec('helm')));
+    const stackTools = await resolveToolchain({ cacheDir, env });
+    assert.equal(Object.keys(stackTools).includes('helm'), false);
+    await assert.rejects(
+      resolveTool('helm', { cacheDir, env }),
+      /helm v3\.22\.0 is not built yet.*FLEETMEDIC_HELM_BIN/,
+    );
   });
 
   it('is idempotent: a warm cache builds nothing', async () => {
