@@ -2,6 +2,9 @@
  * The test command: starts one embedded stack on free ports for the whole suite (or reuses the one
  * named by FLEETMEDIC_TEST_STATE_DIR), runs every test file with Node's test runner, and stops the
  * stack it started. Test files run one at a time: they share the cluster.
+ *
+ * `--without-stack` runs only the files that do not use the embedded stack (test/helpers/stack.ts):
+ * the unit tests and those with a Temporal server of their own. Other arguments filter by path.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
@@ -16,13 +19,27 @@ async function findTests(dir: string): Promise<string[]> {
     .sort();
 }
 
-const filters = process.argv.slice(2);
-const files = (await findTests('test')).filter(
-  (f) => filters.length === 0 || filters.some((x) => f.includes(x)),
-);
+/** Whether a test file uses the embedded stack: it imports the stack helper. */
+async function usesStack(file: string): Promise<boolean> {
+  return /from '(\.\.\/)+helpers\/stack\.js'/.test(await fs.readFile(file, 'utf8'));
+}
+
+const args = process.argv.slice(2);
+const withoutStack = args.includes('--without-stack');
+const filters = args.filter((a) => a !== '--without-stack');
+let files = (await findTests('test')).filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
+if (withoutStack) {
+  const needs = await Promise.all(files.map(usesStack));
+  files = files.filter((_, i) => !needs[i]);
+}
+if (files.length === 0) {
+  process.stderr.write(`no test file matches ${args.join(' ')}\n`);
+  process.exit(1);
+}
+process.stderr.write(`Node.js ${process.version}, ${files.length} test file(s)\n`);
 let stop: (() => Promise<void>) | undefined;
 const env = { ...process.env };
-if (!env[TEST_STACK_ENV]) {
+if (!env[TEST_STACK_ENV] && !withoutStack) {
   const started = Date.now();
   process.stderr.write('starting the embedded stack for the tests...\n');
   const test = await startTestStack();

@@ -7,9 +7,8 @@ import {
   type Middleware,
 } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
-import http from 'node:http';
-import https from 'node:https';
-import tls from 'node:tls';
+import type https from 'node:https';
+import { Agent } from 'undici';
 import { ConfigError } from '../errors.js';
 
 /**
@@ -20,16 +19,18 @@ import { ConfigError } from '../errors.js';
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
 /**
- * Connections to the API server kept open between requests, one agent per TLS identity (server CA,
- * client certificate and key, server name). client-node 1.4 gives every request a new agent, so
- * every call pays a TCP connect, a TLS handshake and the parse of the client key: measured here, a
- * fifth of the control worker's CPU in an alert storm went to creating TLS contexts, plus the API
- * server's side of each handshake.
+ * Connections to the API server kept open between requests, one pool per TLS identity (server CA,
+ * client certificate and key, server name). client-node 2 still gives every request a new undici
+ * Agent, so every call would pay a TCP connect, a TLS handshake and the parse of the client key:
+ * measured with client-node 1.4's per-request agents, a fifth of the control worker's CPU in an
+ * alert storm went to creating TLS contexts, plus the API server's side of each handshake.
  */
-const KEEP_ALIVE_AGENTS = new Map<string, http.Agent>();
-/** Connections per API server and identity (watches do not use these agents). */
+const SHARED_DISPATCHERS = new Map<string, Agent>();
+/** Connections per API server and identity (watches do not use these pools). */
 const MAX_SOCKETS = 32;
-const AGENT_IDENTITY_FIELDS = [
+/** How long the TLS identity read from a kubeconfig is trusted before it is read again (rotation). */
+const IDENTITY_TTL_MS = 30_000;
+const IDENTITY_FIELDS = [
   'ca',
   'cert',
   'key',
@@ -39,18 +40,32 @@ const AGENT_IDENTITY_FIELDS = [
   'rejectUnauthorized',
 ] as const;
 
+const identities = new WeakMap<KubeConfig, { readonly dispatcher: Agent; readonly at: number }>();
+
 /**
- * The shared keep-alive agent for the options of the agent client-node made for one request. Only
- * plain `https.Agent`/`http.Agent` are replaced: a proxy agent (a kubeconfig `proxy-url`) is kept.
+ * The shared pool for a kubeconfig's current TLS identity, or undefined when client-node would use
+ * no agent of its own (plain HTTP without TLS options, a proxy).
  */
-export function keepAliveAgent(agent: http.Agent | https.Agent | undefined): http.Agent | undefined {
-  if (agent === undefined) return undefined;
-  const isHttps = agent.constructor === https.Agent;
-  if (!isHttps && agent.constructor !== http.Agent) return agent;
-  const options = (agent as https.Agent).options;
-  const hash = createHash('sha256').update(isHttps ? 'https' : 'http');
-  for (const field of AGENT_IDENTITY_FIELDS) {
-    const value: unknown = options[field];
+export async function sharedDispatcher(kc: KubeConfig, now = Date.now()): Promise<Agent | undefined> {
+  const known = identities.get(kc);
+  if (known && now - known.at < IDENTITY_TTL_MS) return known.dispatcher;
+  const requestOptions: https.RequestOptions = {};
+  await kc.applyToHTTPSOptions(requestOptions);
+  const { ca, cert, key, pfx, passphrase, servername, rejectUnauthorized } = requestOptions;
+  const options = kc.createDispatcherOptions(kc.getCurrentCluster(), {
+    ca,
+    cert,
+    key,
+    pfx,
+    passphrase,
+    servername,
+    rejectUnauthorized,
+  });
+  if (options.type !== 'agent') return undefined;
+  const connect = options.connect as Record<string, unknown>;
+  const hash = createHash('sha256');
+  for (const field of IDENTITY_FIELDS) {
+    const value = connect[field];
     hash.update(`\0${field}=`);
     if (value === undefined) continue;
     for (const part of Array.isArray(value) ? value : [value]) {
@@ -58,30 +73,17 @@ export function keepAliveAgent(agent: http.Agent | https.Agent | undefined): htt
       hash.update('\0');
     }
   }
-  const key = hash.digest('hex');
-  let shared = KEEP_ALIVE_AGENTS.get(key);
-  if (!shared) {
+  const identity = hash.digest('hex');
+  let dispatcher = SHARED_DISPATCHERS.get(identity);
+  if (!dispatcher) {
     // At most MAX_SOCKETS connections: in a storm, a hundred calls at once queue for a few kept-alive
     // connections instead of each opening one (a TLS handshake on both sides, when the API server has
     // the least CPU to spare).
-    const keep = { ...options, keepAlive: true, scheduling: 'lifo' as const, maxSockets: MAX_SOCKETS };
-    // One TLS context for every connection of the agent: built per connection, it parses the CA,
-    // the client certificate and the key again each time (a storm opens many connections at once).
-    shared = isHttps
-      ? new https.Agent({
-          ...keep,
-          secureContext: tls.createSecureContext({
-            ca: options.ca,
-            cert: options.cert,
-            key: options.key,
-            pfx: options.pfx,
-            passphrase: options.passphrase,
-          }),
-        })
-      : new http.Agent(keep);
-    KEEP_ALIVE_AGENTS.set(key, shared);
+    dispatcher = new Agent({ connect: options.connect, connections: MAX_SOCKETS });
+    SHARED_DISPATCHERS.set(identity, dispatcher);
   }
-  return shared;
+  identities.set(kc, { dispatcher, at: now });
+  return dispatcher;
 }
 
 /** Makes an API client of the given type (tests pass one that records the calls). */
@@ -89,7 +91,7 @@ export type ApiClientFactory = <T extends ApiType>(api: ApiConstructor<T>) => T;
 
 /**
  * `kc.makeApiClient(Api)` with a per-request timeout and kept-alive connections (see
- * `keepAliveAgent`). Per-call options that add middleware (the patch content types of
+ * `sharedDispatcher`). Per-call options that add middleware (the patch content types of
  * `k8s/patch.ts`) append to it, so every call keeps both.
  *
  * @example
@@ -103,12 +105,14 @@ export function makeApiClient<T extends ApiType>(
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new ConfigError('kubeconfig has no current cluster');
   const timeout: Middleware = {
-    pre: (request) => {
+    pre: async (request) => {
       request.setSignal(AbortSignal.timeout(timeoutMs));
-      // Runs after client-node applied the kubeconfig's authentication, which set a fresh agent.
-      const agent = keepAliveAgent(request.getAgent());
-      if (agent) request.setAgent(agent);
-      return Promise.resolve(request);
+      // Runs after client-node applied the kubeconfig's authentication, which set a fresh Agent; a
+      // proxy's dispatcher is not an Agent and is kept.
+      if (!(request.getDispatcher() instanceof Agent)) return request;
+      const shared = await sharedDispatcher(kc);
+      if (shared) request.setDispatcher(shared);
+      return request;
     },
     post: (response) => Promise.resolve(response),
   };

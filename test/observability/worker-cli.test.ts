@@ -82,7 +82,7 @@ describe('fleetmedic worker --metrics-port --notify-config', () => {
   it('refuses a bad sinks file, naming the file and the field', async () => {
     const file = path.join(dir, 'bad.yaml');
     await fs.writeFile(file, 'sinks:\n  - type: slack\n    url: not-a-url\n');
-    const run = await execa('node', [cli, 'worker', '--notify-config', file], {
+    const run = await execa(process.execPath, [cli, 'worker', '--notify-config', file], {
       env: env(),
       reject: false,
       timeout: 60_000,
@@ -92,7 +92,7 @@ describe('fleetmedic worker --metrics-port --notify-config', () => {
   });
 
   it('refuses a bad --metrics-port before connecting anywhere', async () => {
-    const run = await execa('node', [cli, 'worker', '--metrics-port', 'http'], {
+    const run = await execa(process.execPath, [cli, 'worker', '--metrics-port', 'http'], {
       env: env(),
       reject: false,
       timeout: 60_000,
@@ -104,7 +104,7 @@ describe('fleetmedic worker --metrics-port --notify-config', () => {
   it('serves /metrics on 127.0.0.1 with the scrape-time gauges, and names its sinks', async () => {
     const file = path.join(dir, 'good.yaml');
     await fs.writeFile(file, 'sinks:\n  - name: oncall\n    type: slack\n    url: http://127.0.0.1:1/hook\n');
-    const worker = execa('node', [cli, 'worker', '--metrics-port', '0', '--notify-config', file], {
+    const worker = execa(process.execPath, [cli, 'worker', '--metrics-port', '0', '--notify-config', file], {
       env: env(),
       reject: false,
       timeout: 120_000,

@@ -62,7 +62,7 @@ describe('operator CLI and HTTP actions', () => {
   const nodes = ['gpu-node-2', 'gpu-node-3'];
 
   const cli = (...args: string[]) =>
-    execa('node', [CLI, ...args], {
+    execa(process.execPath, [CLI, ...args], {
       reject: false,
       env: {
         ...process.env,

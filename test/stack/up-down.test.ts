@@ -127,18 +127,18 @@ describe('fleetmedic up / down', () => {
 
   it('shows status and doctor through the CLI', async () => {
     const env = { ...process.env, FLEETMEDIC_STATE_DIR: shared.config.stateDir };
-    const status = await execa('node', [cli, 'stack', 'status', '--json'], { env, reject: false });
+    const status = await execa(process.execPath, [cli, 'stack', 'status', '--json'], { env, reject: false });
     assert.equal(status.exitCode, 0, status.stderr);
     const parsed = JSON.parse(status.stdout) as { healthy: boolean; readyNodes: number };
     assert.equal(parsed.healthy, true);
     assert.ok(parsed.readyNodes >= 4);
-    const doctor = await execa('node', [cli, 'doctor'], { env, reject: false });
+    const doctor = await execa(process.execPath, [cli, 'doctor'], { env, reject: false });
     assert.equal(doctor.exitCode, 0, doctor.stdout + doctor.stderr);
     assert.match(doctor.stdout, /kube-apiserver v1\.35\.4 at https:\/\/127\.0\.0\.1:/);
     assert.match(doctor.stdout, /Temporal dev server: server 1\.29\.1/);
     assert.match(doctor.stdout, /simulation marker present/);
 
-    const badConfig = await execa('node', [cli, 'stack', 'status'], {
+    const badConfig = await execa(process.execPath, [cli, 'stack', 'status'], {
       env: { ...process.env, FLEETMEDIC_STATE_DIR: 'relative/dir' },
       reject: false,
     });

@@ -43,7 +43,7 @@ describe('control worker killed mid-drain', () => {
 
   function startWorker(): ResultPromise {
     // reject: false: a killed child resolves with its signal instead of rejecting.
-    const child = execa('node', [cli, 'worker'], {
+    const child = execa(process.execPath, [cli, 'worker'], {
       env: {
         FLEETMEDIC_STATE_DIR: stack.config.stateDir,
         FLEETMEDIC_TASK_QUEUE: taskQueue,
