@@ -61,3 +61,54 @@ describe('loadConfig', () => {
     assert.equal(envVarName('temporalAddress'), 'FLEETMEDIC_TEMPORAL_ADDRESS');
   });
 });
+
+describe('Kubernetes and Temporal connection settings', () => {
+  const refused: Array<[string, NodeJS.ProcessEnv, RegExp]> = [
+    [
+      'an in-cluster ServiceAccount together with a kubeconfig',
+      { FLEETMEDIC_IN_CLUSTER: 'true', FLEETMEDIC_KUBECONFIG: '/k.yaml' },
+      /FLEETMEDIC_IN_CLUSTER="true": expected either FLEETMEDIC_IN_CLUSTER=true or FLEETMEDIC_KUBECONFIG/,
+    ],
+    ['a boolean that is not true or false', { FLEETMEDIC_IN_CLUSTER: 'yes' }, /FLEETMEDIC_IN_CLUSTER="yes"/],
+    [
+      'a client certificate without its key',
+      { FLEETMEDIC_TEMPORAL_TLS_CERT_FILE: '/c.pem' },
+      /FLEETMEDIC_TEMPORAL_TLS_KEY_FILE=undefined: expected .*together/,
+    ],
+    [
+      'an API key over plain text',
+      { FLEETMEDIC_TEMPORAL_API_KEY: 'sekrit-key' },
+      /FLEETMEDIC_TEMPORAL_API_KEY=<redacted>: expected TLS with an API key/,
+    ],
+  ];
+  for (const [name, env, message] of refused) {
+    it(`refuses ${name}`, () => {
+      assert.throws(
+        () => loadConfig(env),
+        (err: Error) =>
+          err instanceof ConfigError && message.test(err.message) && !err.message.includes('sekrit'),
+      );
+    });
+  }
+
+  it('reads TLS files and names the variable of one it cannot read', async () => {
+    const { temporalTls } = await import('../../src/client/temporal-connection.js');
+    assert.equal(temporalTls(loadConfig({})), undefined, 'plain text by default');
+    assert.equal(temporalTls(loadConfig({ FLEETMEDIC_TEMPORAL_TLS: 'true' })), true, 'system CAs');
+    assert.throws(
+      () => temporalTls(loadConfig({ FLEETMEDIC_TEMPORAL_TLS_CA_FILE: '/nonexistent/ca.pem' })),
+      /FLEETMEDIC_TEMPORAL_TLS_CA_FILE=\/nonexistent\/ca.pem cannot be read/,
+    );
+  });
+
+  it('refuses in-cluster credentials outside a pod instead of falling back to anything', async () => {
+    const { loadInClusterKubeConfig } = await import('../../src/k8s/kubeconfig.js');
+    assert.throws(
+      () => loadInClusterKubeConfig({}, '/nonexistent/serviceaccount'),
+      (err: Error) =>
+        err instanceof ConfigError &&
+        /KUBERNETES_SERVICE_HOST is not set/.test(err.message) &&
+        /set FLEETMEDIC_KUBECONFIG instead/.test(err.message),
+    );
+  });
+});

@@ -1,4 +1,5 @@
 import { Client, Connection } from '@temporalio/client';
+import { connectionOptions, temporalTls } from '../../client/temporal-connection.js';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import path from 'node:path';
 import { readCatalog, restorableNewestFirst } from '../../checkpoint/catalog.js';
@@ -177,7 +178,15 @@ async function withClient<T>(
   const namespace = config.temporalAddress
     ? config.temporalNamespace
     : (stack?.temporal.namespace ?? config.temporalNamespace);
-  const connection = await Connection.connect({ address });
+  const tls = temporalTls(config);
+  const connection = await Connection.connect(
+    connectionOptions({
+      address,
+      namespace,
+      ...(tls !== undefined && { tls }),
+      ...(config.temporalApiKey !== undefined && { apiKey: config.temporalApiKey }),
+    }),
+  );
   try {
     return await fn(new Client({ connection, namespace }), config.taskQueue);
   } finally {

@@ -1,10 +1,10 @@
 import { CoreV1Api } from '@kubernetes/client-node';
+import { connectionOptions } from '../../client/temporal-connection.js';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import type { Command } from 'commander';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startOrJoinRemediation } from '../../client/remediation-client.js';
-import { loadKubeConfig } from '../../k8s/kubeconfig.js';
 import { SIMULATED_LABEL } from '../../k8s/labels.js';
 import { FileGpuStateStore, healthyGpuState, simGpuStateDir, withFault } from '../../sim/gpu-state.js';
 import { simulatedRunner } from '../../sim/sim-runner.js';
@@ -14,7 +14,7 @@ import { createControlWorkers } from '../../workers/control-worker.js';
 import { createNodeAgentWorkers } from '../../workers/node-agent-host.js';
 import { installRuntime } from '../../workers/runtime.js';
 import { approveUpdate, statusQuery } from '../../workflows/remediation.js';
-import { configFrom, resolveTargets } from '../context.js';
+import { configFrom, resolveTargets, targetKubeConfig } from '../context.js';
 
 /**
  * `fleetmedic demo`: on the embedded stack, runs the control worker and the simulated node agents in
@@ -31,7 +31,7 @@ export function registerDemoCommand(program: Command): void {
       installRuntime(config.logLevel === 'info' ? 'warn' : config.logLevel);
       const targets = await resolveTargets(config);
       const state = await readStackState(config.stateDir);
-      const kc = loadKubeConfig(targets.kubeconfig);
+      const kc = targetKubeConfig(targets);
       await assertSimulatedCluster(kc);
       const nodes = (
         await kc.makeApiClient(CoreV1Api).listNode({ labelSelector: `${SIMULATED_LABEL}=true` })
@@ -39,8 +39,8 @@ export function registerDemoCommand(program: Command): void {
       if (nodes.length < 3)
         throw new Error('the demo needs at least 3 simulated nodes (fleetmedic up --nodes 3)');
       const store = new FileGpuStateStore(simGpuStateDir(config.stateDir, targets.clusterId));
-      const connection = await NativeConnection.connect({ address: targets.temporalAddress });
-      const clientConnection = await Connection.connect({ address: targets.temporalAddress });
+      const connection = await NativeConnection.connect(connectionOptions(targets.temporal));
+      const clientConnection = await Connection.connect(connectionOptions(targets.temporal));
       const client = new Client({ connection: clientConnection, namespace: targets.namespace });
       const taskQueue = `${targets.taskQueue}-demo`;
       const workers = [

@@ -1,4 +1,5 @@
 import { Client, Connection } from '@temporalio/client';
+import { connectionOptions } from '../../client/temporal-connection.js';
 import { InvalidArgumentError, type Command } from 'commander';
 import os from 'node:os';
 import {
@@ -57,7 +58,10 @@ async function withOperator<T>(
   const targets = await resolveTargets(config);
   let connection: Connection;
   try {
-    connection = await Connection.connect({ address: targets.temporalAddress, connectTimeout: TIMEOUT_MS });
+    connection = await Connection.connect({
+      ...connectionOptions(targets.temporal),
+      connectTimeout: TIMEOUT_MS,
+    });
   } catch (err) {
     throw new OperatorError(
       'unavailable',
