@@ -4,7 +4,7 @@ import type { DiagEvidence, TriageEvidence } from '../domain/xid-classification.
 import { FleetmedicError } from '../errors.js';
 import type { CommandRunner, GpuTool } from '../gpu/command-runner.js';
 import { parseDcgmiDiag, parseDcgmiHealth } from '../gpu/dcgmi.js';
-import { DEFAULT_HEALTH_QUERY_FIELDS, parseQueryGpu } from '../gpu/nvidia-smi.js';
+import { DEFAULT_HEALTH_QUERY_FIELDS, parseListGpus, parseQueryGpu } from '../gpu/nvidia-smi.js';
 
 /** Failure types the node agent raises as non-retryable, for the workflow to branch on. */
 export const NodeAgentFailure = {
@@ -33,6 +33,31 @@ export interface GpuProcesses {
   /** Compute processes per GPU index. */
   readonly byGpu: Readonly<Record<number, number>>;
   readonly total: number;
+  /** Processes whose GPU could not be matched to an index: they may be on any GPU. */
+  readonly unmatched: number;
+  /** Why the GPU list (`nvidia-smi -L`) could not be read; then no process can be placed. */
+  readonly listError?: string;
+}
+
+/**
+ * How many processes may hold `gpu`, failing closed: a process that could not be matched to a GPU,
+ * or a GPU list that could not be read, counts against every GPU.
+ */
+export function processesOnGpu(procs: GpuProcesses, gpu: number): { count: number; why: string } {
+  if (procs.listError !== undefined) {
+    return {
+      count: Math.max(1, procs.total),
+      why: `${procs.listError}: the busy check cannot place processes`,
+    };
+  }
+  const own = procs.byGpu[gpu] ?? 0;
+  if (procs.unmatched > 0) {
+    return {
+      count: own + procs.unmatched,
+      why: `${own} process(es), and ${procs.unmatched} on a GPU nvidia-smi -L does not list`,
+    };
+  }
+  return { count: own, why: `${own} process(es)` };
 }
 
 /**
@@ -78,20 +103,33 @@ export function createNodeAgentActivities(deps: NodeAgentDeps) {
     guard(target);
     const list = await run('nvidia-smi', ['-L']);
     const uuids = new Map<string, number>();
-    for (const m of list.stdout.matchAll(/^GPU (\d+):.*\(UUID: (GPU-[^)]+)\)/gm))
-      uuids.set(m[2]!, Number(m[1]));
+    let listError: string | undefined;
+    if (list.exitCode !== 0) {
+      listError = `nvidia-smi -L exited ${list.exitCode}`;
+    } else {
+      try {
+        for (const gpu of parseListGpus(list.stdout).gpus) {
+          uuids.set(gpu.uuid, gpu.index);
+          for (const mig of gpu.mig) uuids.set(mig.uuid, gpu.index);
+        }
+      } catch (err) {
+        listError = `nvidia-smi -L printed what fleetmedic cannot read: ${(err as Error).message}`;
+      }
+    }
     const apps = await run('nvidia-smi', ['--query-compute-apps=pid,gpu_uuid', '--format=csv,noheader']);
     if (apps.exitCode !== 0)
       throw new Error(`nvidia-smi --query-compute-apps exited ${apps.exitCode}: ${apps.stdout}`);
     const byGpu: Record<number, number> = {};
     let total = 0;
+    let unmatched = 0;
     for (const line of apps.stdout.split('\n').filter((l) => l.trim())) {
       const uuid = line.split(',')[1]?.trim() ?? '';
       const index = uuids.get(uuid);
       total++;
       if (index !== undefined) byGpu[index] = (byGpu[index] ?? 0) + 1;
+      else unmatched++;
     }
-    return { byGpu, total };
+    return { byGpu, total, unmatched, ...(listError !== undefined && { listError }) };
   }
 
   return {
@@ -141,11 +179,10 @@ export function createNodeAgentActivities(deps: NodeAgentDeps) {
           NodeAgentFailure.InvalidInput,
         );
       }
-      const procs = await gpuProcesses(target);
-      const busy = procs.byGpu[target.gpu] ?? 0;
-      if (busy > 0) {
+      const busy = processesOnGpu(await gpuProcesses(target), target.gpu);
+      if (busy.count > 0) {
         throw ApplicationFailure.nonRetryable(
-          `GPU ${target.gpu} on ${deps.node} has ${busy} process(es): a reset needs none`,
+          `GPU ${target.gpu} on ${deps.node} may be in use (${busy.why}): a reset needs none`,
           NodeAgentFailure.GpuBusy,
         );
       }

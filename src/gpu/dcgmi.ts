@@ -487,9 +487,10 @@ const DIAG_STATUSES: readonly DiagStatus[] = ['Pass', 'Fail', 'Warn', 'Skip', 'N
  * Parses the output of `dcgmi diag -r N -j`, DCGM 3.x (`"DCGM GPU Diagnostic"`) or 4.x
  * (`"DCGM Diagnostic"`, with entities and test summaries).
  *
- * The run passed when no test, result or summary says `Fail` and the exit code is not one of the
- * "diagnostic found an error" codes (226, 205). A `runtime_error` (the diagnostic did not run) is
- * returned with `passed: false`.
+ * The run passed when at least one test ran (Pass, Warn or Fail: a run where every test was
+ * skipped checked nothing), no test, result or summary says `Fail` and the exit code is not one of
+ * the "diagnostic found an error" codes (226, 205). A `runtime_error` (the diagnostic did not run),
+ * or no test that ran, is returned as `runtimeError` with `passed: false`.
  *
  * @param stdout - the tool's standard output (a banner before the JSON is skipped)
  * @param exitCode - the tool's exit code
@@ -553,13 +554,17 @@ export function parseDcgmiDiag(stdout: string, exitCode: number): DcgmiDiagResul
 
   const anyFail = tests.some((t) => t.status === 'Fail' || t.results.some((r) => r.status === 'Fail'));
   const exitSaysFail = exitCode === DCGMI_EXIT.DIAG_FAILED || exitCode === DCGMI_EXIT.DIAG_ISOLATE;
+  // Fail closed: a run where every test was skipped (or none was listed) checked nothing.
+  const ran = tests.filter((t) => t.status === 'Pass' || t.status === 'Warn' || t.status === 'Fail');
+  const nothingRan =
+    ran.length === 0 ? `no diagnostic test ran (${tests.length} listed, all skipped or not run)` : null;
   return {
     shape,
     exitCode,
     dcgmVersion,
     driverVersion,
-    runtimeError,
-    passed: runtimeError === null && !anyFail && !exitSaysFail,
+    runtimeError: runtimeError ?? nothingRan,
+    passed: runtimeError === null && nothingRan === null && !anyFail && !exitSaysFail,
     tests,
     errors,
   };

@@ -326,6 +326,33 @@ describe('parseDcgmiDiag', () => {
     assert.equal(parseDcgmiDiag(DIAG3, DCGMI_EXIT.DIAG_ISOLATE).passed, false);
   });
 
+  it('fails closed: a run where every test was skipped or not run is not a pass', () => {
+    for (const status of ['Skip', 'Not Run']) {
+      const skipped = DIAG3.replace(/"Pass"/g, JSON.stringify(status));
+      assert.ok(skipped !== DIAG3);
+      const result = parseDcgmiDiag(skipped, 0);
+      assert.equal(result.passed, false, status);
+      assert.match(result.runtimeError ?? '', /no diagnostic test ran \(11 listed, all skipped or not run\)/);
+    }
+  });
+
+  it('fails closed: a report that lists no test is not a pass', () => {
+    const stdout = JSON.stringify({ 'DCGM GPU Diagnostic': { test_categories: [] } });
+    const result = parseDcgmiDiag(stdout, 0);
+    assert.equal(result.passed, false);
+    assert.match(result.runtimeError ?? '', /no diagnostic test ran \(0 listed/);
+  });
+
+  it('a run with one test that ran and others skipped still passes', () => {
+    let first = true;
+    const mostlySkipped = DIAG3.replace(/"Pass"/g, () => {
+      const keep = first;
+      first = false;
+      return keep ? '"Pass"' : '"Skip"';
+    });
+    assert.equal(parseDcgmiDiag(mostlySkipped, 0).passed, true);
+  });
+
   it('skips a banner line before the JSON', () => {
     const result = parseDcgmiDiag(`Successfully ran diagnostic for group.\n${DIAG4}`, 226);
     assert.equal(result.shape, '4');
