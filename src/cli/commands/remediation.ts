@@ -1,4 +1,5 @@
 import { Client, Connection } from '@temporalio/client';
+import { connectionOptions } from '../../client/temporal-connection.js';
 import { NativeConnection } from '@temporalio/worker';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import os from 'node:os';
@@ -8,13 +9,12 @@ import { FilesystemStorage } from '../../checkpoint/storage.js';
 import { startOrJoinRemediation } from '../../client/remediation-client.js';
 import type { AlertSignal } from '../../domain/remediation-plan.js';
 import { ConfigError, FleetmedicError } from '../../errors.js';
-import { loadKubeConfig } from '../../k8s/kubeconfig.js';
 import { SIMULATED_LABEL } from '../../k8s/labels.js';
 import { simulatedXidNotification } from '../../sim/alertmanager-alert.js';
 import { FileGpuStateStore, simGpuStateDir, withFault } from '../../sim/gpu-state.js';
 import { simulatedRunner } from '../../sim/sim-runner.js';
 import { assertSimulatedCluster, assertSimulatedNode } from '../../stack/sim-cluster.js';
-import { createControlWorkers } from '../../workers/control-worker.js';
+import { createControlWorkers, prebuiltWorkflowBundle } from '../../workers/control-worker.js';
 import { budgetTaskQueue } from '../../workflows/ids.js';
 import { createNodeAgentWorkers, runWorkers } from '../../workers/node-agent-host.js';
 import { installRuntime } from '../../workers/runtime.js';
@@ -25,7 +25,7 @@ import {
 } from '../../observability/setup.js';
 import { readWebhookEndpoint } from '../../webhook/endpoint-record.js';
 import { ROUTES, type WebhookAnswer } from '../../webhook/server.js';
-import { configFrom, resolveTargets } from '../context.js';
+import { configFrom, resolveTargets, targetKubeConfig } from '../context.js';
 import { CoreV1Api } from '@kubernetes/client-node';
 
 function nonNegativeInt(name: string) {
@@ -38,7 +38,7 @@ function nonNegativeInt(name: string) {
 
 async function client(program: Command) {
   const targets = await resolveTargets(configFrom(program));
-  const connection = await Connection.connect({ address: targets.temporalAddress });
+  const connection = await Connection.connect(connectionOptions(targets.temporal));
   return { targets, connection, client: new Client({ connection, namespace: targets.namespace }) };
 }
 
@@ -62,11 +62,14 @@ export function registerRemediationCommands(program: Command): void {
     .action(async (flags: WorkerObservabilityFlags) => {
       const config = configFrom(program);
       installRuntime(config.logLevel);
+      const workflowBundle = config.workflowBundle
+        ? await prebuiltWorkflowBundle(config.workflowBundle)
+        : undefined;
       const targets = await resolveTargets(config);
-      const connection = await NativeConnection.connect({ address: targets.temporalAddress });
-      const clientConnection = await Connection.connect({ address: targets.temporalAddress });
+      const connection = await NativeConnection.connect(connectionOptions(targets.temporal));
+      const clientConnection = await Connection.connect(connectionOptions(targets.temporal));
       const client = new Client({ connection: clientConnection, namespace: targets.namespace });
-      const kc = loadKubeConfig(targets.kubeconfig);
+      const kc = targetKubeConfig(targets);
       const observability = await workerObservability({ config, flags, kc, client, ...targets });
       const workers = await createControlWorkers({
         connection,
@@ -76,6 +79,7 @@ export function registerRemediationCommands(program: Command): void {
         taskQueue: targets.taskQueue,
         namespace: targets.namespace,
         observability,
+        workflowBundle,
         extraActivities: createCheckpointActivities({
           storage: new FilesystemStorage(config.backupDir ?? path.join(config.stateDir, 'checkpoints')),
           simulated: targets.embedded,
@@ -84,6 +88,7 @@ export function registerRemediationCommands(program: Command): void {
       process.stderr.write(
         `control worker for cluster ${targets.clusterId} on task queue ${targets.taskQueue} ` +
           `(fleet budget on ${budgetTaskQueue(targets.taskQueue)})` +
+          `; workflow bundle ${workflowBundle ? `prebuilt ${workflowBundle.codePath}` : 'built at start'}` +
           `${observability.server ? `; metrics on ${observability.server.url}/metrics` : ''}` +
           `; notification sinks: ${observability.notifier.sinkNames.join(', ') || 'none (logged only)'}\n`,
       );
@@ -100,13 +105,13 @@ export function registerRemediationCommands(program: Command): void {
       const config = configFrom(program);
       installRuntime(config.logLevel);
       const targets = await resolveTargets(config);
-      const kc = loadKubeConfig(targets.kubeconfig);
+      const kc = targetKubeConfig(targets);
       await assertSimulatedCluster(kc);
       const nodes = (await kc.makeApiClient(CoreV1Api).listNode({ labelSelector: `${SIMULATED_LABEL}=true` }))
         .items;
       for (const n of nodes) assertSimulatedNode(n);
       const store = new FileGpuStateStore(simGpuStateDir(config.stateDir, targets.clusterId));
-      const connection = await NativeConnection.connect({ address: targets.temporalAddress });
+      const connection = await NativeConnection.connect(connectionOptions(targets.temporal));
       const workers = await createNodeAgentWorkers({
         connection,
         clusterId: targets.clusterId,
@@ -201,7 +206,7 @@ export function registerRemediationCommands(program: Command): void {
         const url = opts.alert
           ? await alertmanagerRoute(opts.webhookUrl, config.stateDir, targets.clusterId)
           : undefined;
-        const kc = loadKubeConfig(targets.kubeconfig);
+        const kc = targetKubeConfig(targets);
         await assertSimulatedCluster(kc);
         assertSimulatedNode(await kc.makeApiClient(CoreV1Api).readNode({ name: opts.node }));
         const store = new FileGpuStateStore(simGpuStateDir(config.stateDir, targets.clusterId));

@@ -1,9 +1,9 @@
 import { Client, Connection } from '@temporalio/client';
+import { connectionOptions } from '../../client/temporal-connection.js';
 import { OperatorClient } from '../../client/operator-client.js';
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import fs from 'node:fs/promises';
 import { ConfigError, FleetmedicError } from '../../errors.js';
-import { loadKubeConfig } from '../../k8s/kubeconfig.js';
 import { createLogger } from '../../logger.js';
 import { detectFormat, parseAlertmanagerPayload, parseGenericPayload } from '../../webhook/alertmanager.js';
 import { DEFAULT_MAX_SKEW_MS, loadCredentialFile, type AuthConfig } from '../../webhook/auth.js';
@@ -12,7 +12,7 @@ import { CachedNodeLookup, KubernetesNodeLookup } from '../../webhook/node-looku
 import { loadRulesFile, needsNode, planPayload, type NodeFacts, type RuleSet } from '../../webhook/rules.js';
 import { DEFAULT_DEDUPE_WINDOW_MS, startWebhookServer } from '../../webhook/server.js';
 import { TemporalRemediationStarter } from '../../webhook/starter.js';
-import { configFrom, resolveTargets } from '../context.js';
+import { configFrom, resolveTargets, targetKubeConfig } from '../context.js';
 
 /** Where the webhook commands write; tests capture it. */
 export interface WebhookCommandIo {
@@ -64,6 +64,15 @@ function pickClusterId(
   return rules.clusterId ?? configured;
 }
 
+/** The environment variables `fleetmedic webhook serve` reads for its flags (beside the configuration's). */
+export const WEBHOOK_ENV = {
+  rules: 'FLEETMEDIC_WEBHOOK_RULES',
+  host: 'FLEETMEDIC_WEBHOOK_HOST',
+  port: 'FLEETMEDIC_WEBHOOK_PORT',
+  tokenFile: 'FLEETMEDIC_WEBHOOK_TOKEN_FILE',
+  hmacKeyFile: 'FLEETMEDIC_WEBHOOK_HMAC_KEY_FILE',
+} as const;
+
 interface ServeOptions {
   host: string;
   port: number;
@@ -94,11 +103,30 @@ export function registerWebhookCommands(program: Command, io: WebhookCommandIo =
   webhook
     .command('serve')
     .description('serve the webhook until interrupted (binds 127.0.0.1 unless --host says otherwise)')
-    .requiredOption('--rules <file>', 'rules file (YAML or JSON): which alerts start which workflow')
-    .option('--host <address>', 'address to bind; a non-loopback one requires credentials', '127.0.0.1')
-    .option('--port <port>', 'port to listen on', port, 9095)
-    .option('--token-file <file>', 'bearer tokens, one "<caller> <token>" (or "<token>") per line')
-    .option('--hmac-key-file <file>', 'HMAC signing keys, one "<key-id> <secret>" per line')
+    // Each also from a FLEETMEDIC_WEBHOOK_* variable, so a container is configured by its environment.
+    .addOption(
+      new Option('--rules <file>', 'rules file (YAML or JSON): which alerts start which workflow')
+        .env(WEBHOOK_ENV.rules)
+        .makeOptionMandatory(),
+    )
+    .addOption(
+      new Option('--host <address>', 'address to bind; a non-loopback one requires credentials')
+        .env(WEBHOOK_ENV.host)
+        .default('127.0.0.1'),
+    )
+    .addOption(
+      new Option('--port <port>', 'port to listen on').env(WEBHOOK_ENV.port).argParser(port).default(9095),
+    )
+    .addOption(
+      new Option('--token-file <file>', 'bearer tokens, one "<caller> <token>" (or "<token>") per line').env(
+        WEBHOOK_ENV.tokenFile,
+      ),
+    )
+    .addOption(
+      new Option('--hmac-key-file <file>', 'HMAC signing keys, one "<key-id> <secret>" per line').env(
+        WEBHOOK_ENV.hmacKeyFile,
+      ),
+    )
     .option('--body-limit <bytes>', 'largest accepted request body', positiveInt('--body-limit'), 1024 * 1024)
     .option('--rate-limit <n>', 'requests per caller per minute', positiveInt('--rate-limit'), 3000)
     .option(
@@ -132,7 +160,7 @@ export function registerWebhookCommands(program: Command, io: WebhookCommandIo =
       const logger = createLogger(config.logLevel, 'fleetmedic-webhook');
       // Lazy: a webhook that is up and answering 503 (Alertmanager retries) beats one that crash-loops
       // while Temporal restarts.
-      const connection = Connection.lazy({ address: targets.temporalAddress });
+      const connection = Connection.lazy(connectionOptions(targets.temporal));
       // Not awaited: the server starts at once, and says so when Temporal is not there yet.
       connection.ensureConnected().catch((err: unknown) => {
         logger.warn(
@@ -156,7 +184,7 @@ export function registerWebhookCommands(program: Command, io: WebhookCommandIo =
           address: targets.temporalAddress,
           timeoutMs: opts.temporalTimeout,
         }),
-        nodes: new CachedNodeLookup(new KubernetesNodeLookup(loadKubeConfig(targets.kubeconfig))),
+        nodes: new CachedNodeLookup(new KubernetesNodeLookup(targetKubeConfig(targets))),
         limits: { bodyLimitBytes: opts.bodyLimit, rateLimitMax: opts.rateLimit, rateLimitWindowMs: 60_000 },
         dedupeWindowMs: opts.dedupeWindow,
         logger,
@@ -214,7 +242,7 @@ export function registerWebhookCommands(program: Command, io: WebhookCommandIo =
       if (opts.nodes) {
         const targets = await resolveTargets(config);
         clusterId = pickClusterId(rules, targets.clusterId, opts.rules);
-        const lookup = new KubernetesNodeLookup(loadKubeConfig(targets.kubeconfig));
+        const lookup = new KubernetesNodeLookup(targetKubeConfig(targets));
         for (const name of new Set(
           parsed.payload.alerts.filter((a) => needsNode(rules, a)).map((a) => a.node),
         )) {
