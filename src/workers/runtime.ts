@@ -1,4 +1,4 @@
-import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
+import { DefaultLogger, Runtime, type LogEntry, type LogLevel } from '@temporalio/worker';
 
 const LEVELS: Record<string, LogLevel> = {
   trace: 'TRACE',
@@ -14,10 +14,11 @@ let installed = false;
 
 /**
  * Installs the Temporal SDK runtime once, with fleetmedic's log level: worker lifecycle messages at
- * INFO would drown a CLI command's own output.
+ * INFO would drown a CLI command's own output. `sink` receives the entries instead of stderr (an
+ * interactive command's log file).
  */
-export function installRuntime(level: string): void {
+export function installRuntime(level: string, sink?: (entry: LogEntry) => void): void {
   if (installed) return;
   installed = true;
-  Runtime.install({ logger: new DefaultLogger(LEVELS[level] ?? 'WARN') });
+  Runtime.install({ logger: new DefaultLogger(LEVELS[level] ?? 'WARN', sink) });
 }

@@ -53,7 +53,6 @@ describe('fleetmedic demo', () => {
         FLEETMEDIC_TEMPORAL_ADDRESS: stack.state.temporal.address,
         FLEETMEDIC_KUBECONFIG: stack.state.kube.kubeconfig,
         FLEETMEDIC_CLUSTER_ID: stack.state.clusterId,
-        FLEETMEDIC_LOG_LEVEL: 'error',
       },
       extendEnv: true,
       reject: false,
@@ -63,5 +62,13 @@ describe('fleetmedic demo', () => {
     assert.match(r.stdout, /injected on \S+ GPU 2: XID 48/);
     assert.match(r.stdout, /the demo approves as "demo"/);
     assert.equal(r.stdout.match(/: returned-to-service;/g)?.length, 2, r.stdout);
+    // What a person reads is the demo's story: the workers' logs (SDK warnings, the notifications'
+    // JSON lines) go to the log file the demo names, at the default log level too.
+    const terminal = `${r.stdout}\n${r.stderr}`;
+    assert.doesNotMatch(terminal, /^\s*\{"/m, 'a JSON log line in the terminal');
+    assert.doesNotMatch(terminal, /\[(WARN|INFO|ERROR)\]/, 'an SDK log line in the terminal');
+    const logFile = path.join(dir, 'logs', 'demo.log');
+    assert.match(r.stdout, new RegExp(`worker logs: ${logFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    assert.match(await fs.readFile(logFile, 'utf8'), /"msg":"notification","kind":"returned-to-service"/);
   });
 });

@@ -13,6 +13,9 @@ import { readStackState } from '../../stack/state.js';
 import { createControlWorkers } from '../../workers/control-worker.js';
 import { createNodeAgentWorkers } from '../../workers/node-agent-host.js';
 import { installRuntime } from '../../workers/runtime.js';
+import { Notifier } from '../../notify/notifier.js';
+import { createControlMetrics } from '../../observability/metrics.js';
+import { commandLog } from '../command-log.js';
 import { approveUpdate, statusQuery } from '../../workflows/remediation.js';
 import { configFrom, resolveTargets, targetKubeConfig } from '../context.js';
 
@@ -26,9 +29,11 @@ export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
     .description('inject two GPU faults on the embedded stack and follow their remediations')
-    .action(async () => {
+    .option('--verbose', "the workers' logs on stderr instead of <state dir>/logs/demo.log")
+    .action(async (flags: { verbose?: boolean }) => {
       const config = configFrom(program);
-      installRuntime(config.logLevel === 'info' ? 'warn' : config.logLevel);
+      const log = commandLog(config.stateDir, 'demo', flags.verbose === true);
+      installRuntime(config.logLevel === 'info' ? 'warn' : config.logLevel, log.file ? log.sdk : undefined);
       const targets = await resolveTargets(config);
       const state = await readStackState(config.stateDir);
       const kc = targetKubeConfig(targets);
@@ -51,6 +56,10 @@ export function registerDemoCommand(program: Command): void {
           clusterId: targets.clusterId,
           taskQueue,
           namespace: targets.namespace,
+          observability: {
+            notifier: new Notifier({ sinks: [], log: (entry) => log.write(entry) }),
+            metrics: createControlMetrics(),
+          },
         })),
         ...(await createNodeAgentWorkers({
           connection,
@@ -67,6 +76,7 @@ export function registerDemoCommand(program: Command): void {
           { node: nodes[0]!, xid: 48, gpu: 2, what: 'XID 48 (double-bit ECC): reset automatically' },
           { node: nodes[1]!, xid: 79, gpu: 5, what: 'XID 79 (fell off the bus): needs an operator' },
         ];
+        if (log.file) out(`worker logs: ${log.file} (--verbose shows them here)`);
         if (state)
           out(
             `follow along in the Temporal UI: ${state.temporal.uiUrl}/namespaces/${targets.namespace}/workflows`,
