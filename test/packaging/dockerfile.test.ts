@@ -23,8 +23,21 @@ import { useTestStack, type TestStack } from '../helpers/stack.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const SUPPORTED_MAJORS = [22, 24, 26];
-/** The unprivileged user the emulated image runs as (the image's own, uid 10001, does not exist here). */
-const RUN_AS = { uid: 65534, gid: 65534 };
+/**
+ * The unprivileged user the emulated image runs as: `nobody` when the tests run as root (the image's
+ * own uid 10001 does not exist here), else the user running the tests.
+ */
+const AS_ROOT = process.getuid?.() === 0;
+const RUN_AS = AS_ROOT ? { uid: 65534, gid: 65534 } : { uid: process.getuid!(), gid: process.getgid!() };
+
+/** argv that runs `command` as RUN_AS. */
+function asRunUser(command: readonly string[]): [string, string[]] {
+  if (!AS_ROOT) return [command[0]!, command.slice(1)];
+  return [
+    'setpriv',
+    ['--reuid', String(RUN_AS.uid), '--regid', String(RUN_AS.gid), '--clear-groups', '--', ...command],
+  ];
+}
 
 // ---- A small Dockerfile reader: instructions, stages, global ARGs. ----
 
@@ -269,6 +282,7 @@ async function freePort(): Promise<number> {
 }
 
 async function chownTree(dir: string, { uid, gid }: typeof RUN_AS): Promise<void> {
+  if (!AS_ROOT) return;
   await fs.chown(dir, uid, gid);
   for (const entry of await fs.readdir(dir, { recursive: true })) {
     await fs.lchown(path.join(dir, entry), uid, gid);
@@ -357,7 +371,7 @@ class ImageEmulator {
       const target = command.split(/\s+/).at(-1)!;
       const mode = /-m (\d+)/.exec(command)?.[1];
       await fs.mkdir(this.at(index, target), { recursive: true });
-      await fs.chown(this.at(index, target), RUN_AS.uid, RUN_AS.gid);
+      if (AS_ROOT) await fs.chown(this.at(index, target), RUN_AS.uid, RUN_AS.gid);
       if (mode) await fs.chmod(this.at(index, target), parseInt(mode, 8));
       return;
     }
@@ -450,7 +464,6 @@ describe('Dockerfile: the build and start steps, without Docker', () => {
         FLEETMEDIC_LOG_LEVEL: 'warn',
         FLEETMEDIC_METRICS_PORT: String(metricsPort),
       };
-      const asUser = ['--reuid', String(RUN_AS.uid), '--regid', String(RUN_AS.gid), '--clear-groups', '--'];
       const entrypoint = [
         ...stepsOf(final, 'ENTRYPOINT').at(-1)!.exec!,
         ...stepsOf(final, 'CMD').at(-1)!.exec!,
@@ -458,7 +471,8 @@ describe('Dockerfile: the build and start steps, without Docker', () => {
 
       const connection = await Connection.connect({ address: stack.state.temporal.address });
       const client = new Client({ connection, namespace: stack.config.temporalNamespace });
-      const worker = execa('setpriv', [...asUser, ...entrypoint], {
+      assert.notEqual(RUN_AS.uid, 0);
+      const worker = execa(...asRunUser(entrypoint), {
         cwd,
         env,
         extendEnv: false,
@@ -509,7 +523,7 @@ describe('Dockerfile: the build and start steps, without Docker', () => {
 
         // The image's HEALTHCHECK, as Docker runs it inside the container.
         const check = /^CMD\s+(\[.*\])$/.exec(stepsOf(final, 'HEALTHCHECK').at(-1)!.args)!;
-        const health = await execa('setpriv', [...asUser, ...(JSON.parse(check[1]!) as string[])], {
+        const health = await execa(...asRunUser(JSON.parse(check[1]!) as string[]), {
           cwd,
           env,
           extendEnv: false,
