@@ -43,7 +43,7 @@ function asRunUser(command: readonly string[]): [string, string[]] {
 
 interface Instruction {
   readonly keyword: string;
-  /** Arguments after the flags, as written (shell form) . */
+  /** Arguments after the flags, as written (shell form). */
   readonly args: string;
   /** `--name=value` flags before the arguments (`COPY --from=build`, `HEALTHCHECK --interval=30s`). */
   readonly flags: Readonly<Record<string, string>>;
