@@ -1,0 +1,551 @@
+/**
+ * The procedure from the first alert to the end: each activity's result, operator decisions, and
+ * the transitions between them. Decisions come from the other domain modules (classification,
+ * evidence, repair plans); this module only sequences them.
+ */
+import { maxClass, requiresQuarantine, severityOf } from '../remediation-class.js';
+import { planRepair, type RepairPlan } from '../remediation-plan.js';
+import { refineWithEvidence } from '../xid-classification.js';
+import {
+  cls,
+  failureText,
+  finish,
+  go,
+  note,
+  notify,
+  recordEpisodes,
+  releaseSlot,
+  run,
+  samePlan,
+  STATE_LIMITS,
+  timer,
+  type Result,
+  type Tx,
+} from './tx.js';
+import type { ActivityOutcome, Hold, OperatorDecision, OperatorWait, RecordedDecision } from './types.js';
+import { validateDecision } from './view.js';
+
+/** The longest a queued remediation waits before asking for a drain slot again, unless signalled. */
+const MAX_BUDGET_RETRY_MS = 5 * 60_000;
+
+// ---------------------------------------------------------------------------------------------
+// The start: episode check, pod restart, quarantine
+
+/** Starts the run on its episode: a quarantine for classes that need one, else an episode check. */
+export function begin(tx: Tx): void {
+  const episode = tx.s.episode!;
+  if (requiresQuarantine(cls(tx))) {
+    const reason = tx.s.episodes.find((e) => e.key === episode)?.reason ?? '';
+    go(tx, { name: 'quarantining', episode });
+    return run(tx, { type: 'quarantine', episode, reason: `${cls(tx)}: ${reason}` });
+  }
+  go(tx, { name: 'checking-episode', episode });
+  run(tx, { type: 'checkEpisode', episode });
+}
+
+/** A higher class arrived. Steps in flight look at the class when they return; waits act now. */
+export function onEscalated(tx: Tx): void {
+  const stage = tx.s.stage;
+  if (stage.name !== 'awaiting-approval') return;
+  const plan = repairPlan(tx);
+  if (samePlan(plan, stage.plan)) return;
+  // The approval asked for was for another repair: ask again, for the one the class needs now.
+  note(tx, `the repair plan changed with the class: ${plan.description}`);
+  awaitOperator(tx, plan);
+}
+
+/**
+ * The node says `key` was handled before: its alerts are re-sends. The run goes on with the other
+ * episodes that joined it (the most severe first), or ends when there are none.
+ */
+function handledEarlier(tx: Tx, key: string): void {
+  const { s } = tx;
+  s.handledEarlier = [...s.handledEarlier.filter((k) => k !== key), key].slice(-STATE_LIMITS.episodes);
+  s.episodes = s.episodes.filter((e) => e.key !== key);
+  const next = s.episodes.reduce<(typeof s.episodes)[number] | undefined>(
+    (best, e) => (best === undefined || severityOf(e.class) > severityOf(best.class) ? e : best),
+    undefined,
+  );
+  if (next === undefined) return endLight(tx, 'duplicate-episode', `episode ${key} was already handled`);
+  note(tx, `episode ${key} was already handled; ${next.key} (${next.class}) joined the run meanwhile`);
+  s.class = next.class;
+  s.episode = next.key;
+  begin(tx);
+}
+
+/**
+ * Ends a run that took no node out of service. A run whose quarantine is on the node already (a
+ * retried quarantine answered otherwise) never ends so: it waits for an operator.
+ */
+function endLight(
+  tx: Tx,
+  outcome: 'duplicate-episode' | 'ignored' | 'pods-restarted' | 'automation-blocked',
+  detail: string,
+): void {
+  if (!tx.s.quarantined) return finish(tx, outcome, detail);
+  hold(
+    tx,
+    'quarantine-failed',
+    `${detail} (${outcome}), but the node is already quarantined by this run`,
+    'quarantine',
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activity results
+
+/** Feeds the result of the activity in flight; any other result is stale and ignored. */
+export function onResult(tx: Tx, event: ActivityOutcome): void {
+  const { s } = tx;
+  if (s.inFlight !== event.activity) return;
+  s.inFlight = null;
+  const r = event.result;
+  if (r.failed && r.failureType === 'NodeNotFound') {
+    s.pending = null;
+    return finish(tx, 'node-gone', `node ${s.node} was deleted (${event.activity})`);
+  }
+  switch (event.activity) {
+    case 'checkEpisode':
+      return onEpisodeChecked(tx, event.result);
+    case 'restartPods':
+      return onPodsRestarted(tx, event.result);
+    case 'quarantine':
+      return onQuarantined(tx, event.result);
+    case 'triage':
+      return onTriaged(tx, event.result);
+    case 'requestSlot':
+      return onSlotAnswer(tx, event.result);
+    case 'checkCapacity':
+      return onCapacity(tx, event.result);
+    case 'drain':
+      return onDrained(tx, event.result);
+    case 'resetGpu':
+      return onReset(tx, event.result);
+    case 'reboot':
+      return onRebooted(tx, event.result);
+    case 'validate':
+      return onValidated(tx, event.result);
+    case 'release':
+      return onReleased(tx, event.result);
+  }
+}
+
+function onEpisodeChecked(tx: Tx, r: Result<'checkEpisode'>): void {
+  const stage = tx.s.stage;
+  const checked = stage.name === 'checking-episode' ? stage.episode : tx.s.episode!;
+  const verdict = r.failed ? 'unreadable' : r.verdict;
+  if (verdict === 'handled') return handledEarlier(tx, checked);
+  if (verdict === 'unreadable') {
+    const why = r.failed ? r.message : 'the handled-episodes annotation cannot be read';
+    note(tx, `episode record unreadable (${why}): handled as a new episode, not recorded`);
+    // No quarantine on this path, so no hold: the operator is told to fix the annotation.
+    notify(
+      tx,
+      'needs-operator',
+      `${tx.s.node}: its handled-episodes annotation cannot be read (${why}); fix it`,
+    );
+  }
+  // A class that needs quarantine joined meanwhile: it goes on to quarantine, whatever this episode was.
+  if (requiresQuarantine(cls(tx))) return begin(tx);
+  if (tx.s.class === 'ignore') {
+    if (verdict === 'new') recordEpisodes(tx);
+    return endLight(tx, 'ignored', tx.s.reasons[0] ?? 'ignored');
+  }
+  go(tx, { name: 'restarting-pods' });
+  run(tx, { type: 'restartPods', pods: tx.s.pods });
+}
+
+function onPodsRestarted(tx: Tx, r: Result<'restartPods'>): void {
+  if (r.failed) {
+    // Pods on a faulty GPU that will not restart: contain the node instead.
+    note(tx, `pod restart failed (${failureText(r)}) -> needs-operator`);
+    tx.s.class = maxClass(cls(tx), 'needs-operator');
+  }
+  if (requiresQuarantine(cls(tx))) return begin(tx);
+  if (!r.failed) recordEpisodes(tx);
+  endLight(tx, 'pods-restarted', `${r.failed ? 0 : r.restarted} pod(s) restarted, no quarantine`);
+}
+
+function onQuarantined(tx: Tx, r: Result<'quarantine'>): void {
+  const { s } = tx;
+  if (r.failed) return hold(tx, 'quarantine-failed', `quarantine failed (${failureText(r)})`, 'quarantine');
+  if (r.kind === 'duplicate-episode')
+    return handledEarlier(tx, s.stage.name === 'quarantining' ? s.stage.episode : s.episode!);
+  if (r.kind === 'blocked') {
+    note(tx, `automatic quarantine blocked: ${r.verdict.detail}`);
+    notify(
+      tx,
+      r.verdict.reason === 'breaker-open' ? 'breaker-tripped' : 'automation-blocked',
+      `automatic quarantine of ${s.node} refused (${cls(tx)}): ${r.verdict.detail}`,
+    );
+    return endLight(tx, 'automation-blocked', r.verdict.detail);
+  }
+  s.quarantined = true;
+  s.gpuCount = r.gpuCount;
+  s.preexistingCordon = r.preexistingCordon;
+  if (r.hold !== null)
+    return hold(tx, 'rejected-earlier', `rejected by ${r.hold.by}: ${r.hold.reason}`, null);
+  if (r.episodes === 'unreadable')
+    return hold(
+      tx,
+      'episode-unreadable',
+      'the handled-episodes annotation cannot be read, so this alert may be a repaired fault re-sent; fix it and retry',
+      'quarantine',
+    );
+  const burst = r.recentFailures ?? 0;
+  if (s.policy.stormSettleMs > 0 && burst >= s.policy.stormFailures) {
+    // Containment first: the storm's cordons go before any node's triage.
+    const id = timer(tx, 'storm-settle', s.policy.stormSettleMs);
+    return go(tx, { name: 'settling', timer: id, failures: burst });
+  }
+  triage(tx);
+}
+
+export function triage(tx: Tx): void {
+  go(tx, { name: 'triage' });
+  run(tx, { type: 'triage', expectedGpuCount: tx.s.gpuCount });
+}
+
+function onTriaged(tx: Tx, r: Result<'triage'>): void {
+  const { s } = tx;
+  if (r.failed) {
+    note(tx, `${r.unreachable ? 'node agent unreachable' : `triage failed: ${r.message}`} -> needs-operator`);
+    s.class = maxClass(cls(tx), 'needs-operator');
+    if (r.unreachable)
+      notify(
+        tx,
+        'agent-unreachable',
+        `the node agent of ${s.node} did not pick up triage: quarantined, needs an operator`,
+      );
+  } else {
+    // The node's own GPU count, not the agent's nor a literal: a 4-GPU node lists 4.
+    const evidence = { ...r.evidence, expectedGpuCount: s.gpuCount ?? undefined };
+    const refined = refineWithEvidence(cls(tx), evidence, s.policy);
+    for (const reason of refined.reasons.slice(1)) note(tx, reason);
+    s.class = refined.class;
+  }
+  if (applyPending(tx)) return;
+  requestSlot(tx);
+}
+
+export function requestSlot(tx: Tx): void {
+  const stage = tx.s.stage;
+  const detail = stage.name === 'waiting-for-budget' ? stage.detail : null;
+  go(tx, { name: 'waiting-for-budget', asking: true, timer: null, detail, freeSignalled: false });
+  run(tx, { type: 'requestSlot' });
+}
+
+function onSlotAnswer(tx: Tx, r: Result<'requestSlot'>): void {
+  const { s } = tx;
+  const stage = s.stage;
+  const signalled = stage.name === 'waiting-for-budget' && stage.freeSignalled;
+  if (r.failed) {
+    // Whether the budget recorded a slot is unknown: release it (idempotent) if the run stops.
+    s.slotHeld = true;
+    if (applyPending(tx)) return;
+    return waitForSlot(tx, `the fleet budget could not be asked (${failureText(r)})`, undefined, false);
+  }
+  const a = r.admission;
+  if (a.admitted) {
+    s.slotHeld = true;
+    if (a.escalateTo !== null) {
+      note(tx, a.detail);
+      s.class = maxClass(cls(tx), a.escalateTo);
+    }
+    if (applyPending(tx)) return;
+    return checkCapacity(tx, null);
+  }
+  s.slotHeld = false;
+  if (applyPending(tx)) return;
+  waitForSlot(tx, a.detail, a.ahead, signalled);
+}
+
+function waitForSlot(tx: Tx, detail: string, ahead: number | undefined, askNow: boolean): void {
+  if (askNow) {
+    go(tx, { name: 'waiting-for-budget', asking: true, timer: null, detail, freeSignalled: false });
+    return run(tx, { type: 'requestSlot' });
+  }
+  const base = tx.s.policy.budgetRetryMs;
+  // Further back in the queue, ask less often: the budget signals when a slot is free for this node.
+  const ms = ahead === undefined ? base : Math.min(base * (1 + ahead), Math.max(base, MAX_BUDGET_RETRY_MS));
+  const id = timer(tx, 'budget-retry', ms);
+  go(tx, { name: 'waiting-for-budget', asking: false, timer: id, detail, freeSignalled: false });
+}
+
+export function onSlotFree(tx: Tx): void {
+  const stage = tx.s.stage;
+  if (stage.name !== 'waiting-for-budget') return;
+  if (stage.asking) return go(tx, { ...stage, freeSignalled: true });
+  requestSlot(tx);
+}
+
+export function checkCapacity(tx: Tx, unplaced: string | null): void {
+  go(tx, { name: 'waiting-for-capacity', checking: true, timer: null, unplaced });
+  run(tx, { type: 'checkCapacity' });
+}
+
+function onCapacity(tx: Tx, r: Result<'checkCapacity'>): void {
+  const stage = tx.s.stage;
+  const before = stage.name === 'waiting-for-capacity' ? stage.unplaced : null;
+  if (applyPending(tx)) return;
+  if (!r.failed && r.fits) return drain(tx);
+  const unplaced = r.failed ? `the capacity check failed (${failureText(r)})` : r.detail;
+  if (before === null)
+    notify(
+      tx,
+      'needs-operator',
+      `${tx.s.node} waits for capacity before its drain: ${unplaced}; approve to drain anyway, reject to stop`,
+    );
+  const id = timer(tx, 'capacity-retry', tx.s.policy.capacityRetryMs);
+  go(tx, { name: 'waiting-for-capacity', checking: false, timer: id, unplaced });
+}
+
+function drain(tx: Tx): void {
+  go(tx, { name: 'draining' });
+  run(tx, { type: 'drain', deadlineSeconds: tx.s.policy.drainDeadlineSeconds });
+}
+
+function onDrained(tx: Tx, r: Result<'drain'>): void {
+  // The slot caps concurrent drains, not time out of service: it goes back when the drain ends.
+  releaseSlot(tx);
+  if (!r.failed) {
+    tx.s.drained = true;
+    note(tx, `drained: ${r.evicted} pod(s) evicted, ${r.refused429} eviction(s) refused by PDBs`);
+  }
+  if (applyPending(tx)) return;
+  if (r.failed) return hold(tx, 'drain-failed', `drain failed (${failureText(r)})`, 'drain');
+  repair(tx);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Repair, validation, release
+
+/** The GPUs to reset: those the alerts named, else every GPU of the node; null when unknown. */
+function targetGpus(tx: Tx): number[] | null {
+  if (tx.s.gpus.length > 0) return [...tx.s.gpus];
+  const n = tx.s.gpuCount;
+  return n !== null && Number.isInteger(n) && n > 0 ? Array.from({ length: n }, (_, i) => i) : null;
+}
+
+/** The repair the class needs now; a reset without a GPU to name goes to an operator. */
+export function repairPlan(tx: Tx): RepairPlan {
+  const plan = planRepair(cls(tx), tx.s.policy);
+  if ((plan.kind === 'automatic-reset' || plan.kind === 'reset') && targetGpus(tx) === null)
+    return {
+      kind: 'operator-only',
+      description:
+        'no alert names a GPU and the node reports no GPU count: reset by hand, then mark it repaired',
+    };
+  return plan;
+}
+
+function repair(tx: Tx): void {
+  const plan = repairPlan(tx);
+  if (plan.kind === 'automatic-reset') return startReset(tx, plan);
+  awaitOperator(tx, plan);
+}
+
+export function newWait(tx: Tx): OperatorWait {
+  const id = timer(tx, 'operator-reminder', tx.s.policy.approvalReminderMs);
+  return { since: tx.now, reminders: 0, escalated: false, timer: id };
+}
+
+export function awaitOperator(tx: Tx, plan: RepairPlan): void {
+  go(tx, { name: 'awaiting-approval', plan, wait: newWait(tx) });
+  notify(tx, 'needs-operator', `${tx.s.node} needs an operator: ${plan.description}`);
+}
+
+/** Stays quarantined (the run open) with a reason, and tells an operator what they can do. */
+function hold(tx: Tx, kind: Hold['kind'], reason: string, retry: Hold['retry']): void {
+  releaseSlot(tx);
+  note(tx, reason);
+  go(tx, { name: 'held', hold: { kind, reason, retry }, wait: newWait(tx) });
+  const options = `${retry === null ? '' : `retry the ${retry}, `}mark it repaired, reject or release`;
+  notify(
+    tx,
+    kind === 'validation-failed' ? 'validation-failed' : 'needs-operator',
+    `${tx.s.node} stays quarantined: ${reason}; ${options}`,
+  );
+}
+
+function startReset(tx: Tx, plan: RepairPlan): void {
+  const gpus = targetGpus(tx) ?? [];
+  tx.s.validatedSinceRepair = false;
+  go(tx, { name: 'repairing', kind: 'reset', remaining: gpus, plan });
+  run(tx, { type: 'resetGpu', gpu: gpus[0]! });
+}
+
+function startReboot(tx: Tx, plan: RepairPlan): void {
+  tx.s.validatedSinceRepair = false;
+  go(tx, { name: 'repairing', kind: 'reboot', remaining: [], plan });
+  run(tx, { type: 'reboot' });
+}
+
+function onReset(tx: Tx, r: Result<'resetGpu'>): void {
+  const stage = tx.s.stage;
+  if (stage.name !== 'repairing') return;
+  if (r.failed) {
+    note(tx, `automatic reset not possible (${failureText(r)})`);
+    if (r.unreachable)
+      notify(
+        tx,
+        'agent-unreachable',
+        `the node agent of ${tx.s.node} did not pick up the GPU reset: needs an operator`,
+      );
+    tx.s.class = maxClass(cls(tx), 'needs-operator');
+    if (applyPending(tx)) return;
+    return awaitOperator(tx, repairPlan(tx));
+  }
+  const remaining = stage.remaining.slice(1);
+  if (remaining.length === 0) return afterRepair(tx, stage.plan);
+  if (applyPending(tx)) return;
+  go(tx, { ...stage, remaining });
+  run(tx, { type: 'resetGpu', gpu: remaining[0]! });
+}
+
+function onRebooted(tx: Tx, r: Result<'reboot'>): void {
+  const stage = tx.s.stage;
+  if (stage.name !== 'repairing') return;
+  if (r.failed) {
+    note(tx, `automatic reboot not possible (${failureText(r)}): reboot out of band and mark repaired`);
+    if (applyPending(tx)) return;
+    return awaitOperator(tx, {
+      kind: 'operator-only',
+      description: 'reboot the node out of band (automatic reboot not possible), then mark it repaired',
+    });
+  }
+  afterRepair(tx, stage.plan);
+}
+
+function afterRepair(tx: Tx, plan: RepairPlan): void {
+  if (applyPending(tx)) return;
+  const now = repairPlan(tx);
+  if (!samePlan(now, plan)) {
+    // The class escalated while the repair ran: the repair done is not the one needed.
+    note(tx, `the class escalated to ${cls(tx)} during the repair: ${now.description}`);
+    return now.kind === 'automatic-reset' ? startReset(tx, now) : awaitOperator(tx, now);
+  }
+  validate(tx, plan);
+}
+
+function validate(tx: Tx, plan: RepairPlan | null): void {
+  go(tx, { name: 'validating', plan });
+  run(tx, { type: 'validate', level: tx.s.policy.diagLevel });
+}
+
+function onValidated(tx: Tx, r: Result<'validate'>): void {
+  const { s } = tx;
+  const stage = s.stage;
+  const plan = stage.name === 'validating' ? stage.plan : null;
+  const diag = r.failed ? { passed: false, runtimeError: failureText(r), errors: [] } : r.diag;
+  if (diag.passed) s.validatedSinceRepair = true;
+  if (applyPending(tx)) return;
+  if (!diag.passed) {
+    const why = diag.runtimeError ?? diag.errors.map((e) => `${e.test}: ${e.message}`).join('; ');
+    s.class = maxClass(cls(tx), 'needs-operator');
+    return hold(tx, 'validation-failed', `validation failed: ${why || 'dcgmi diag did not pass'}`, null);
+  }
+  if (plan !== null && !samePlan(repairPlan(tx), plan)) {
+    note(tx, `the class escalated to ${cls(tx)} during validation: the repair done does not cover it`);
+    return awaitOperator(tx, repairPlan(tx));
+  }
+  // Counted on the node before the release, so the repeat guard sees it even if the release fails.
+  tx.out.push({ type: 'recordRemediation' });
+  release(tx, false);
+}
+
+function release(tx: Tx, byOperator: boolean): void {
+  go(tx, { name: 'releasing', byOperator });
+  run(tx, { type: 'release' });
+}
+
+function onReleased(tx: Tx, r: Result<'release'>): void {
+  const stage = tx.s.stage;
+  const byOperator = stage.name === 'releasing' && stage.byOperator;
+  if (r.failed) return hold(tx, 'release-failed', `release failed (${failureText(r)})`, 'release');
+  tx.s.quarantined = false;
+  recordEpisodes(tx);
+  const cordoned = r.leftCordoned || tx.s.preexistingCordon;
+  if (cordoned) note(tx, 'node was cordoned by someone else before: left cordoned');
+  const outcome = byOperator ? 'released-by-operator' : 'returned-to-service';
+  notify(
+    tx,
+    'returned-to-service',
+    `${tx.s.node} ${byOperator ? 'was released by an operator' : 'passed validation and is back in service'}` +
+      `${cordoned ? ' (left cordoned: someone else had cordoned it)' : ''}`,
+  );
+  finish(tx, outcome, outcome);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operator decisions
+
+/** Accepts a decision the validator allows: at once between steps, after the step in flight otherwise. */
+export function onDecision(tx: Tx, decision: OperatorDecision): void {
+  if (validateDecision(tx.s, decision) !== undefined) return;
+  const recorded: RecordedDecision = {
+    action: decision.action,
+    by: decision.by,
+    ...(decision.reason !== undefined && { reason: decision.reason }),
+    at: tx.now,
+  };
+  tx.s.decisions = [...tx.s.decisions, recorded].slice(-STATE_LIMITS.decisions);
+  // A step is running: the decision waits for it and is applied first when it returns.
+  if (tx.s.inFlight !== null) {
+    tx.s.pending = recorded;
+    return;
+  }
+  apply(tx, recorded);
+}
+
+/** Applies a decision taken while the step that just returned ran; true when it took over. */
+function applyPending(tx: Tx): boolean {
+  const d = tx.s.pending;
+  if (d === null) return false;
+  tx.s.pending = null;
+  apply(tx, d);
+  return true;
+}
+
+function apply(tx: Tx, d: RecordedDecision): void {
+  const { s } = tx;
+  const stage = s.stage;
+  const why = d.reason === undefined ? '' : `: ${d.reason}`;
+  switch (d.action) {
+    case 'reject': {
+      const detail = `rejected by ${d.by}${d.reason === undefined ? ': no reason given' : why}`;
+      note(tx, detail);
+      // The reject outlives the run: a later run finds it on the node and waits for an operator.
+      tx.out.push({ type: 'holdNode', by: d.by, reason: d.reason ?? 'no reason given' });
+      return finish(tx, 'rejected', detail);
+    }
+    case 'approve':
+      if (stage.name === 'waiting-for-capacity') {
+        note(tx, `drain approved by ${d.by} although pods do not fit elsewhere${why}`);
+        return drain(tx);
+      }
+      if (stage.name === 'awaiting-approval') {
+        note(tx, `${stage.plan.kind} approved by ${d.by}${why}`);
+        return stage.plan.kind === 'reboot' ? startReboot(tx, stage.plan) : startReset(tx, stage.plan);
+      }
+      return;
+    case 'markRepaired':
+      note(tx, `marked repaired by ${d.by}${why}`);
+      s.validatedSinceRepair = false;
+      // An explicit operator action clears a reject's mark, known to this run or not (idempotent).
+      tx.out.push({ type: 'clearHold' });
+      return validate(tx, null);
+    case 'release':
+      note(tx, `released by ${d.by} without repair${why}`);
+      tx.out.push({ type: 'clearHold' });
+      return release(tx, true);
+    case 'retry': {
+      if (stage.name !== 'held' || stage.hold.retry === null) return;
+      note(tx, `${stage.hold.retry} retried by ${d.by}${why}`);
+      const step = stage.hold.retry;
+      if (step === 'quarantine') return begin(tx);
+      if (step === 'drain') return requestSlot(tx);
+      return release(tx, !s.validatedSinceRepair);
+    }
+  }
+}
