@@ -1,10 +1,10 @@
 /**
- * The procedure from the first alert to the end: each activity's result, operator decisions, and
- * the transitions between them. Decisions come from the other domain modules (classification,
- * evidence, repair plans); this module only sequences them.
+ * The procedure from triage to the end, each activity's result and the operator decisions (the
+ * start is in `start.ts`, the operator waits in `waits.ts`). Decisions come from the other domain
+ * modules (classification, evidence, repair plans); this module only sequences them.
  */
-import { maxClass, requiresQuarantine, severityOf } from '../remediation-class.js';
-import { planRepair, type RepairPlan } from '../remediation-plan.js';
+import { maxClass } from '../remediation-class.js';
+import type { RepairPlan } from '../remediation-plan.js';
 import { refineWithEvidence } from '../xid-classification.js';
 import {
   cls,
@@ -22,74 +22,13 @@ import {
   type Result,
   type Tx,
 } from './tx.js';
-import type { ActivityOutcome, Hold, OperatorDecision, OperatorWait, RecordedDecision } from './types.js';
+import type { ActivityOutcome, OperatorDecision, RecordedDecision } from './types.js';
+import { begin, onEpisodeChecked, onPodsRestarted, onQuarantined } from './start.js';
 import { validateDecision } from './view.js';
+import { awaitOperator, hold, repairPlan, targetGpus } from './waits.js';
 
 /** The longest a queued remediation waits before asking for a drain slot again, unless signalled. */
 const MAX_BUDGET_RETRY_MS = 5 * 60_000;
-
-// ---------------------------------------------------------------------------------------------
-// The start: episode check, pod restart, quarantine
-
-/** Starts the run on its episode: a quarantine for classes that need one, else an episode check. */
-export function begin(tx: Tx): void {
-  const episode = tx.s.episode!;
-  if (requiresQuarantine(cls(tx))) {
-    const reason = tx.s.episodes.find((e) => e.key === episode)?.reason ?? '';
-    go(tx, { name: 'quarantining', episode });
-    return run(tx, { type: 'quarantine', episode, reason: `${cls(tx)}: ${reason}` });
-  }
-  go(tx, { name: 'checking-episode', episode });
-  run(tx, { type: 'checkEpisode', episode });
-}
-
-/** A higher class arrived. Steps in flight look at the class when they return; waits act now. */
-export function onEscalated(tx: Tx): void {
-  const stage = tx.s.stage;
-  if (stage.name !== 'awaiting-approval') return;
-  const plan = repairPlan(tx);
-  if (samePlan(plan, stage.plan)) return;
-  // The approval asked for was for another repair: ask again, for the one the class needs now.
-  note(tx, `the repair plan changed with the class: ${plan.description}`);
-  awaitOperator(tx, plan);
-}
-
-/**
- * The node says `key` was handled before: its alerts are re-sends. The run goes on with the other
- * episodes that joined it (the most severe first), or ends when there are none.
- */
-function handledEarlier(tx: Tx, key: string): void {
-  const { s } = tx;
-  s.handledEarlier = [...s.handledEarlier.filter((k) => k !== key), key].slice(-STATE_LIMITS.episodes);
-  s.episodes = s.episodes.filter((e) => e.key !== key);
-  const next = s.episodes.reduce<(typeof s.episodes)[number] | undefined>(
-    (best, e) => (best === undefined || severityOf(e.class) > severityOf(best.class) ? e : best),
-    undefined,
-  );
-  if (next === undefined) return endLight(tx, 'duplicate-episode', `episode ${key} was already handled`);
-  note(tx, `episode ${key} was already handled; ${next.key} (${next.class}) joined the run meanwhile`);
-  s.class = next.class;
-  s.episode = next.key;
-  begin(tx);
-}
-
-/**
- * Ends a run that took no node out of service. A run whose quarantine is on the node already (a
- * retried quarantine answered otherwise) never ends so: it waits for an operator.
- */
-function endLight(
-  tx: Tx,
-  outcome: 'duplicate-episode' | 'ignored' | 'pods-restarted' | 'automation-blocked',
-  detail: string,
-): void {
-  if (!tx.s.quarantined) return finish(tx, outcome, detail);
-  hold(
-    tx,
-    'quarantine-failed',
-    `${detail} (${outcome}), but the node is already quarantined by this run`,
-    'quarantine',
-  );
-}
 
 // ---------------------------------------------------------------------------------------------
 // Activity results
@@ -128,82 +67,6 @@ export function onResult(tx: Tx, event: ActivityOutcome): void {
     case 'release':
       return onReleased(tx, event.result);
   }
-}
-
-function onEpisodeChecked(tx: Tx, r: Result<'checkEpisode'>): void {
-  const stage = tx.s.stage;
-  const checked = stage.name === 'checking-episode' ? stage.episode : tx.s.episode!;
-  const verdict = r.failed ? 'unreadable' : r.verdict;
-  if (verdict === 'handled') return handledEarlier(tx, checked);
-  if (verdict === 'unreadable') {
-    const why = r.failed ? r.message : 'the handled-episodes annotation cannot be read';
-    note(tx, `episode record unreadable (${why}): handled as a new episode, not recorded`);
-    // No quarantine on this path, so no hold: the operator is told to fix the annotation.
-    notify(
-      tx,
-      'needs-operator',
-      `${tx.s.node}: its handled-episodes annotation cannot be read (${why}); fix it`,
-    );
-  }
-  // A class that needs quarantine joined meanwhile: it goes on to quarantine, whatever this episode was.
-  if (requiresQuarantine(cls(tx))) return begin(tx);
-  if (tx.s.class === 'ignore') {
-    if (verdict === 'new') recordEpisodes(tx);
-    return endLight(tx, 'ignored', tx.s.reasons[0] ?? 'ignored');
-  }
-  go(tx, { name: 'restarting-pods' });
-  run(tx, { type: 'restartPods', pods: tx.s.pods });
-}
-
-function onPodsRestarted(tx: Tx, r: Result<'restartPods'>): void {
-  if (r.failed) {
-    // Pods on a faulty GPU that will not restart: contain the node instead.
-    note(tx, `pod restart failed (${failureText(r)}) -> needs-operator`);
-    tx.s.class = maxClass(cls(tx), 'needs-operator');
-  }
-  if (requiresQuarantine(cls(tx))) return begin(tx);
-  if (!r.failed) recordEpisodes(tx);
-  endLight(tx, 'pods-restarted', `${r.failed ? 0 : r.restarted} pod(s) restarted, no quarantine`);
-}
-
-function onQuarantined(tx: Tx, r: Result<'quarantine'>): void {
-  const { s } = tx;
-  if (r.failed) return hold(tx, 'quarantine-failed', `quarantine failed (${failureText(r)})`, 'quarantine');
-  if (r.kind === 'duplicate-episode')
-    return handledEarlier(tx, s.stage.name === 'quarantining' ? s.stage.episode : s.episode!);
-  if (r.kind === 'blocked') {
-    note(tx, `automatic quarantine blocked: ${r.verdict.detail}`);
-    notify(
-      tx,
-      r.verdict.reason === 'breaker-open' ? 'breaker-tripped' : 'automation-blocked',
-      `automatic quarantine of ${s.node} refused (${cls(tx)}): ${r.verdict.detail}`,
-    );
-    return endLight(tx, 'automation-blocked', r.verdict.detail);
-  }
-  s.quarantined = true;
-  s.gpuCount = r.gpuCount;
-  s.preexistingCordon = r.preexistingCordon;
-  if (r.hold !== null)
-    return hold(tx, 'rejected-earlier', `rejected by ${r.hold.by}: ${r.hold.reason}`, null);
-  if (r.episodes === 'unreadable')
-    return hold(
-      tx,
-      'episode-unreadable',
-      'the handled-episodes annotation cannot be read, so this alert may be a repaired fault re-sent; fix it and retry',
-      'quarantine',
-    );
-  const burst = r.recentFailures ?? 0;
-  if (s.policy.stormSettleMs > 0 && burst >= s.policy.stormFailures) {
-    // Containment first: the storm's cordons go before any node's triage.
-    const id = timer(tx, 'storm-settle', s.policy.stormSettleMs);
-    return go(tx, { name: 'settling', timer: id, failures: burst });
-  }
-  triage(tx);
-}
-
-export function triage(tx: Tx): void {
-  go(tx, { name: 'triage' });
-  run(tx, { type: 'triage', expectedGpuCount: tx.s.gpuCount });
 }
 
 function onTriaged(tx: Tx, r: Result<'triage'>): void {
@@ -320,52 +183,10 @@ function onDrained(tx: Tx, r: Result<'drain'>): void {
 // ---------------------------------------------------------------------------------------------
 // Repair, validation, release
 
-/** The GPUs to reset: those the alerts named, else every GPU of the node; null when unknown. */
-function targetGpus(tx: Tx): number[] | null {
-  if (tx.s.gpus.length > 0) return [...tx.s.gpus];
-  const n = tx.s.gpuCount;
-  return n !== null && Number.isInteger(n) && n > 0 ? Array.from({ length: n }, (_, i) => i) : null;
-}
-
-/** The repair the class needs now; a reset without a GPU to name goes to an operator. */
-export function repairPlan(tx: Tx): RepairPlan {
-  const plan = planRepair(cls(tx), tx.s.policy);
-  if ((plan.kind === 'automatic-reset' || plan.kind === 'reset') && targetGpus(tx) === null)
-    return {
-      kind: 'operator-only',
-      description:
-        'no alert names a GPU and the node reports no GPU count: reset by hand, then mark it repaired',
-    };
-  return plan;
-}
-
 function repair(tx: Tx): void {
   const plan = repairPlan(tx);
   if (plan.kind === 'automatic-reset') return startReset(tx, plan);
   awaitOperator(tx, plan);
-}
-
-export function newWait(tx: Tx): OperatorWait {
-  const id = timer(tx, 'operator-reminder', tx.s.policy.approvalReminderMs);
-  return { since: tx.now, reminders: 0, escalated: false, timer: id };
-}
-
-export function awaitOperator(tx: Tx, plan: RepairPlan): void {
-  go(tx, { name: 'awaiting-approval', plan, wait: newWait(tx) });
-  notify(tx, 'needs-operator', `${tx.s.node} needs an operator: ${plan.description}`);
-}
-
-/** Stays quarantined (the run open) with a reason, and tells an operator what they can do. */
-function hold(tx: Tx, kind: Hold['kind'], reason: string, retry: Hold['retry']): void {
-  releaseSlot(tx);
-  note(tx, reason);
-  go(tx, { name: 'held', hold: { kind, reason, retry }, wait: newWait(tx) });
-  const options = `${retry === null ? '' : `retry the ${retry}, `}mark it repaired, reject or release`;
-  notify(
-    tx,
-    kind === 'validation-failed' ? 'validation-failed' : 'needs-operator',
-    `${tx.s.node} stays quarantined: ${reason}; ${options}`,
-  );
 }
 
 function startReset(tx: Tx, plan: RepairPlan): void {

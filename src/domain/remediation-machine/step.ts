@@ -5,19 +5,12 @@
  */
 import { maxClass, severityOf, type RemediationClass } from '../remediation-class.js';
 import { classifyAlert, type AlertSignal } from '../remediation-plan.js';
-import {
-  begin,
-  checkCapacity,
-  onDecision,
-  onEscalated,
-  onResult,
-  onSlotFree,
-  requestSlot,
-  triage,
-} from './procedure.js';
+import { checkCapacity, onDecision, onResult, onSlotFree, requestSlot } from './procedure.js';
+import { begin, triage } from './start.js';
 import { go, note, notify, STATE_LIMITS, timer, type Draft, type Tx } from './tx.js';
-import type { MachineEvent, RemediationState, Stage, StepResult } from './types.js';
+import type { MachineEvent, RemediationState, Stage, StageName, StepResult } from './types.js';
 import { formatWait } from './view.js';
+import { onEscalated } from './waits.js';
 
 /**
  * A run before its first alert.
@@ -183,6 +176,7 @@ function onTimer(tx: Tx, id: number): void {
   }
 }
 
+/** A reminder to the operator, ESCALATED once the wait is longer than `escalateAfterMs`. */
 function remind(tx: Tx, stage: Extract<Stage, { name: 'awaiting-approval' | 'held' }>): void {
   const { s, now } = tx;
   const w = stage.wait;
@@ -202,6 +196,7 @@ function remind(tx: Tx, stage: Extract<Stage, { name: 'awaiting-approval' | 'hel
   go(tx, { ...stage, wait: { ...w, reminders: w.reminders + 1, escalated: escalateNow, timer: id } });
 }
 
+/** The first event of a continued run: the wait it was in starts its timer again (or asks now). */
 function onResumed(tx: Tx): void {
   const stage = tx.s.stage;
   switch (stage.name) {
@@ -221,26 +216,21 @@ function onResumed(tx: Tx): void {
   }
 }
 
+/** The stages that wait (for an alert, a timer or an operator) rather than for a step. */
+const WAITING: ReadonlySet<StageName> = new Set<StageName>([
+  'received',
+  'settling',
+  'waiting-for-budget',
+  'waiting-for-capacity',
+  'awaiting-approval',
+  'held',
+]);
+
 /** Continue-as-new only between steps: nothing in flight, no decision pending, the run waiting. */
 function maybeContinueAsNew(tx: Tx): void {
   const { s } = tx;
-  if (!s.continueAsNewWanted || s.inFlight !== null || s.pending !== null) return;
-  const name = s.stage.name;
-  if (
-    name !== 'awaiting-approval' &&
-    name !== 'held' &&
-    name !== 'settling' &&
-    name !== 'received' &&
-    !idleWait(s.stage)
-  )
+  if (!s.continueAsNewWanted || s.inFlight !== null || s.pending !== null || !WAITING.has(s.stage.name))
     return;
   s.continueAsNewWanted = false;
   tx.out.push({ type: 'continueAsNew', state: { ...s } });
-}
-
-function idleWait(stage: Stage): boolean {
-  return (
-    (stage.name === 'waiting-for-budget' && !stage.asking) ||
-    (stage.name === 'waiting-for-capacity' && !stage.checking)
-  );
 }

@@ -46,6 +46,7 @@ export function note(tx: Tx, reason: string): void {
     r.length > STATE_LIMITS.reasons ? [r[0]!, ...r.slice(r.length - STATE_LIMITS.reasons + 1)] : r;
 }
 
+/** Moves to `stage`. */
 export function go(tx: Tx, stage: Stage): void {
   tx.s.stage = stage;
 }
@@ -64,6 +65,7 @@ export function timer(tx: Tx, purpose: TimerPurpose, ms: number): number {
   return id;
 }
 
+/** Tells the operators (in the background; a failed notification never holds the run up). */
 export function notify(
   tx: Tx,
   kind: NotificationKind,
@@ -74,18 +76,21 @@ export function notify(
   tx.out.push({ type: 'notify', kind, message, reminder, escalated });
 }
 
+/** Returns the drain slot, if the run may hold one (the budget's release is idempotent). */
 export function releaseSlot(tx: Tx): void {
   if (!tx.s.slotHeld) return;
   tx.s.slotHeld = false;
   tx.out.push({ type: 'releaseSlot' });
 }
 
+/** Ends the run with `outcome`; a slot still held goes back first. */
 export function finish(tx: Tx, outcome: RemediationOutcome, detail: string): void {
   releaseSlot(tx);
   go(tx, { name: 'done', outcome, detail });
   tx.out.push({ type: 'finish', outcome, detail });
 }
 
+/** Records the run's episodes on the node, so that their re-sent alerts start nothing. */
 export function recordEpisodes(tx: Tx): void {
   if (tx.s.episodes.length > 0)
     tx.out.push({ type: 'recordEpisodes', episodes: tx.s.episodes.map((e) => e.key) });
@@ -96,10 +101,12 @@ export function cls(tx: Tx): RemediationClass {
   return tx.s.class ?? 'needs-operator';
 }
 
+/** A failed step in a few words, for reasons and notifications. */
 export function failureText(r: ActivityFailure): string {
   return r.unreachable ? 'node agent unreachable' : `${r.failureType ?? 'error'}: ${r.message}`;
 }
 
+/** Whether two repair plans ask the operator the same thing. */
 export function samePlan(a: RepairPlan, b: RepairPlan): boolean {
   return a.kind === b.kind && a.description === b.description;
 }
