@@ -219,7 +219,7 @@ async function buildGroup(
       );
     }
     for (const spec of group.specs) {
-      const built = path.join(outDir, spec.name);
+      const built = path.join(outDir, (spec.build.kind === 'install' && spec.build.binary) || spec.name);
       const check = await checkToolVersion(built, spec);
       if (!check.ok)
         throw new ToolchainError(`built ${spec.name} but its version check failed: ${check.detail}`);

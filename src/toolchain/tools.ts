@@ -5,6 +5,9 @@
  * - kwok v0.8.0 supports Kubernetes 1.33 to 1.36.
  * - Kubernetes v1.35.4 is the newest 1.35 patch; etcd 3.6.x is what 1.35 is tested with.
  * - helm v3.22.0 is the newest v3 tag; its go.mod has no replace directive, so `go install` builds it.
+ * - The Temporal server v1.29.1 (the CLI's embedded version; no replace directive) runs only in the
+ *   mutual-TLS tests: the CLI's dev server has no TLS flags. It shares most packages with the CLI's
+ *   build, so it builds from Go's cache in a few minutes.
  */
 
 export type ToolName =
@@ -16,14 +19,24 @@ export type ToolName =
   | 'kube-controller-manager'
   | 'kube-scheduler'
   | 'kubectl'
-  | 'helm';
+  | 'helm'
+  | 'temporal-server';
 
-/** The tools `fleetmedic up` runs; helm only renders and lints the chart (tests, CI). */
-export type StackToolName = Exclude<ToolName, 'helm'>;
+/**
+ * The tools `fleetmedic up` runs; helm only renders and lints the chart, the Temporal server only
+ * serves the mutual-TLS tests.
+ */
+export type StackToolName = Exclude<ToolName, 'helm' | 'temporal-server'>;
 
 /** A Go build: `go install pkg@version`, or `go build` inside a generated wrapper module. */
 export type GoBuild =
-  | { kind: 'install'; pkg: string; ldflags?: string[] }
+  | {
+      kind: 'install';
+      pkg: string;
+      ldflags?: string[];
+      /** The file `go install` writes, when it is not the tool's name (the last element of the path). */
+      binary?: string;
+    }
   | { kind: 'wrapper'; module: 'kubernetes' | 'etcd'; pkg: string; ldflags?: string[] };
 
 export interface ToolSpec {
@@ -44,6 +57,7 @@ export const KWOK_VERSION = '0.8.0';
 export const KUBERNETES_VERSION = '1.35.4';
 export const ETCD_VERSION = '3.6.16';
 export const HELM_VERSION = '3.22.0';
+export const TEMPORAL_SERVER_VERSION = '1.29.1';
 /** The Kubernetes modules helm v3.22.0 is built with (its go.mod): its default capabilities and lint rules. */
 const HELM_KUBE_MINOR = '37';
 
@@ -160,6 +174,20 @@ export const TOOLS: readonly ToolSpec[] = [
         ]),
         '-s -w',
       ],
+    },
+    stack: false,
+  },
+  {
+    name: 'temporal-server',
+    version: TEMPORAL_SERVER_VERSION,
+    envVar: envVarFor('temporal-server'),
+    versionArgs: ['--version'],
+    versionPattern: new RegExp(`^temporal version ${escape(TEMPORAL_SERVER_VERSION)}\\b`),
+    build: {
+      kind: 'install',
+      pkg: `go.temporal.io/server/cmd/server@v${TEMPORAL_SERVER_VERSION}`,
+      binary: 'server',
+      ldflags: ['-s -w'],
     },
     stack: false,
   },

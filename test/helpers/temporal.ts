@@ -9,6 +9,11 @@ export async function temporalBinary(): Promise<string> {
   return (await resolveTool('temporal', { cacheDir: loadConfig().cacheDir })).path;
 }
 
+/** The Temporal server built from go.temporal.io/server (the mutual-TLS tests; the dev server has no TLS). */
+export async function temporalServerBinary(): Promise<string> {
+  return (await resolveTool('temporal-server', { cacheDir: loadConfig().cacheDir })).path;
+}
+
 /**
  * A fresh Temporal dev server on 127.0.0.1 and a free port, with fleetmedic's search attributes, for
  * one test file. The SDK's own download cannot reach its server here, so it runs the cached CLI.

@@ -1,6 +1,9 @@
+import type { KubeConfig } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, NativeConnection, type Worker } from '@temporalio/worker';
+import type { TemporalConnectionOptions } from '../../src/client/temporal-connection.js';
 import type { FleetBudgetConfig } from '../../src/domain/fleet-budget.js';
+import { loadKubeConfig } from '../../src/k8s/kubeconfig.js';
 import type { NotifyConfig } from '../../src/notify/config.js';
 import { setupControlObservability, type ControlObservability } from '../../src/observability/setup.js';
 import type { GpuStateStore } from '../../src/sim/gpu-state.js';
@@ -24,6 +27,12 @@ export interface RemediationWorkers {
 
 const silent = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
 
+/**
+ * Names a kubeconfig file for the control worker in place of the stack's admin one: the chart's RBAC
+ * test (test/charts/rbac.e2e.test.ts) runs the remediation e2e suite with the worker's ServiceAccount.
+ */
+export const TEST_WORKER_KUBECONFIG_ENV = 'FLEETMEDIC_TEST_WORKER_KUBECONFIG';
+
 export async function startRemediationWorkers(
   stack: TestStack,
   options: {
@@ -34,16 +43,24 @@ export async function startRemediationWorkers(
     notify?: NotifyConfig;
     /** Serve the control worker's metrics on 127.0.0.1 (0 = any free port). */
     metricsPort?: number;
+    /** Another Temporal than the stack's dev server (the mutual-TLS test), and its namespace. */
+    temporal?: { options: TemporalConnectionOptions; namespace: string };
+    /** The control worker's identity; default the file named by TEST_WORKER_KUBECONFIG_ENV, else `stack.kc`. */
+    kc?: KubeConfig;
   },
 ): Promise<RemediationWorkers> {
-  const connection = await NativeConnection.connect({ address: stack.state.temporal.address });
-  const clientConnection = await Connection.connect({ address: stack.state.temporal.address });
-  const client = new Client({ connection: clientConnection });
+  const workerFile = process.env[TEST_WORKER_KUBECONFIG_ENV];
+  const kc = options.kc ?? (workerFile ? loadKubeConfig(workerFile) : stack.kc);
+  const temporal = options.temporal?.options ?? { address: stack.state.temporal.address };
+  const namespace = options.temporal?.namespace ?? 'default';
+  const connection = await NativeConnection.connect(temporal);
+  const clientConnection = await Connection.connect(temporal);
+  const client = new Client({ connection: clientConnection, namespace });
   const clusterId = stack.state.clusterId;
   const nodes = (await clients(stack.kc).core.listNode()).items.map((n) => n.metadata!.name!);
   // Wired the way `fleetmedic worker` wires them.
   const observability = await setupControlObservability({
-    kc: stack.kc,
+    kc,
     client,
     clusterId,
     ...(options.notify && { notify: options.notify }),
@@ -55,15 +72,17 @@ export async function startRemediationWorkers(
     ...(await createControlWorkers({
       connection,
       client,
-      kc: stack.kc,
+      kc,
       clusterId,
       taskQueue: options.taskQueue,
+      namespace,
       workflowBundle: await bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: silent }),
       budgetConfig: options.budgetConfig,
       observability,
     })),
     ...(await createNodeAgentWorkers({
       connection,
+      namespace,
       clusterId,
       nodes,
       runnerFor: (n) => simulatedRunner(options.gpus, n),

@@ -17,6 +17,7 @@ import {
   KUBERNETES_VERSION,
   KWOK_VERSION,
   TEMPORAL_CLI_VERSION,
+  TEMPORAL_SERVER_VERSION,
   TOOLS,
   toolSpec,
 } from '../../src/toolchain/tools.js';
@@ -34,6 +35,9 @@ const versionLines: Record<string, string> = {
   'kube-scheduler': `Kubernetes v${KUBERNETES_VERSION}`,
   kubectl: `Client Version: v${KUBERNETES_VERSION}\nKustomize Version: v5.7.1`,
   helm: `v${HELM_VERSION}`,
+  // `go install .../cmd/server` writes a binary named server.
+  server: `temporal version ${TEMPORAL_SERVER_VERSION}`,
+  'temporal-server': `temporal version ${TEMPORAL_SERVER_VERSION}`,
 };
 
 describe('toolchain', () => {
