@@ -5,6 +5,13 @@
  * operator sees (phase, reason, what it waits for, the decisions that apply) is computed from its
  * state by {@link view}.
  *
+ * The driver runs a step's commands in order: an activity command ({@link isActivityCommand}; one
+ * at a time) is answered later by a `result` event; `releaseSlot`, `recordRemediation`,
+ * `recordEpisodes`, `holdNode` and `clearHold` are awaited effects with no result; `notify` runs in
+ * the background; `startTimer` feeds `{ type: 'timer', id }` after `ms`; `continueAsNew` (after
+ * the handlers finish) starts the next run with its state, which is fed `{ type: 'resumed' }` first;
+ * `finish` ends the run. Update validators are {@link validateDecision}.
+ *
  * @example
  * let state = initialState('gpu-7', DEFAULT_REMEDIATION_POLICY);
  * const { state: next, commands } = step(state, { type: 'alert', alert }, Date.now());
@@ -24,22 +31,25 @@ export {
   type RemediationView,
 } from './remediation-machine/view.js';
 
+// A record, so that the compiler finds a kind added to `ActivityKind` and missing here.
+const ACTIVITIES: Readonly<Record<ActivityKind, true>> = {
+  checkEpisode: true,
+  restartPods: true,
+  quarantine: true,
+  triage: true,
+  requestSlot: true,
+  checkCapacity: true,
+  drain: true,
+  resetGpu: true,
+  reboot: true,
+  validate: true,
+  release: true,
+};
+
 /** The commands answered by a `result` event (one runs at a time). */
-export const ACTIVITY_KINDS: readonly ActivityKind[] = [
-  'checkEpisode',
-  'restartPods',
-  'quarantine',
-  'triage',
-  'requestSlot',
-  'checkCapacity',
-  'drain',
-  'resetGpu',
-  'reboot',
-  'validate',
-  'release',
-];
+export const ACTIVITY_KINDS = Object.freeze(Object.keys(ACTIVITIES) as ActivityKind[]);
 
 /** True when the command starts an activity whose result the machine waits for. */
 export function isActivityCommand(command: Command): command is Extract<Command, { type: ActivityKind }> {
-  return (ACTIVITY_KINDS as readonly string[]).includes(command.type);
+  return Object.prototype.hasOwnProperty.call(ACTIVITIES, command.type);
 }
