@@ -63,10 +63,15 @@ export class NotSimulatedError extends FleetmedicError {
 
 /** A client in simulated mode was asked to dial an address outside 127.0.0.0/8. */
 export class NonLoopbackAddressError extends FleetmedicError {
-  constructor(readonly address: string) {
+  /** @param message - the whole message, when the default (a pod address) does not fit. */
+  constructor(
+    readonly address: string,
+    message?: string,
+  ) {
     super(
       'NON_LOOPBACK_ADDRESS',
-      `refusing to connect to ${address}: in simulated mode every pod address must be in 127.0.0.0/8`,
+      message ??
+        `refusing to connect to ${address}: in simulated mode every pod address must be in 127.0.0.0/8`,
       { permanent: true },
     );
   }

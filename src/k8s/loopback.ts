@@ -31,3 +31,31 @@ export function podUrl(options: { podIP: string | undefined; port: number; simul
   if (!ip) throw new NonLoopbackAddressError('(pod has no IP yet)');
   return net.isIPv6(ip) ? `http://[${ip}]:${options.port}` : `http://${ip}:${options.port}`;
 }
+
+/**
+ * Refuses a URL whose host is not a literal loopback address: on a simulated cluster fleetmedic
+ * sends nothing beyond 127.0.0.0/8 (notification sinks, model server admin endpoints, the webhook).
+ * Only the URL's origin is named in the error: a sink URL is often its own credential.
+ *
+ * @param what - what the URL is for, named in the error (`notification sink "oncall"`).
+ * @throws NonLoopbackAddressError naming `what` and the URL's origin.
+ * @example assertLoopbackUrl('http://127.0.0.1:9095/v1/alerts', 'the webhook') // passes
+ */
+export function assertLoopbackUrl(url: string, what: string): void {
+  let host: string;
+  let origin: string;
+  try {
+    const parsed = new URL(url);
+    host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
+    origin = parsed.origin;
+  } catch {
+    throw new NonLoopbackAddressError('(not a URL)', `refusing ${what}: not a URL`);
+  }
+  if (!isLoopbackAddress(host)) {
+    throw new NonLoopbackAddressError(
+      origin,
+      `refusing ${what} at ${origin}: the cluster is a fleetmedic simulation, which sends nothing ` +
+        'beyond loopback (127.0.0.0/8, ::1); use a loopback URL or a real cluster',
+    );
+  }
+}

@@ -6,6 +6,7 @@ import type { Config } from '../config/config.js';
 import { loadNotifyConfig, type NotifyConfig } from '../notify/config.js';
 import { readStackState } from '../stack/state.js';
 import { httpSink, Notifier, type NotificationSink } from '../notify/notifier.js';
+import { assertLoopbackUrl } from '../k8s/loopback.js';
 import { createControlMetrics, type ControlMetrics } from './metrics.js';
 import { startMetricsServer, type RunningMetricsServer } from './metrics-server.js';
 
@@ -33,6 +34,8 @@ export interface ControlObservabilityOptions {
   readonly metricsPort?: number;
   readonly metricsHost?: string;
   readonly defaultMetrics?: boolean;
+  /** A simulated cluster: every sink must be a loopback URL (refused at start otherwise). */
+  readonly simulated?: boolean;
 }
 
 /**
@@ -42,6 +45,10 @@ export interface ControlObservabilityOptions {
 export async function setupControlObservability(
   options: ControlObservabilityOptions,
 ): Promise<ControlObservability> {
+  if (options.simulated) {
+    for (const sink of options.notify?.sinks ?? [])
+      assertLoopbackUrl(sink.url, `notification sink "${sink.name}"`);
+  }
   const metrics = createControlMetrics({
     defaultMetrics: options.defaultMetrics,
     sources: {
@@ -104,6 +111,8 @@ export async function workerObservability(options: {
   readonly namespace: string;
   /** True when the targets are the embedded stack's. */
   readonly embedded: boolean;
+  /** True when the cluster carries the simulation marker: sinks must be loopback. */
+  readonly simulated: boolean;
 }): Promise<ControlObservability> {
   const { config, flags } = options;
   const notifyFile =
@@ -121,5 +130,6 @@ export async function workerObservability(options: {
     ...(uiUrl !== undefined && { uiUrl }),
     metricsPort: flags.metricsPort ?? config.metricsPort,
     metricsHost: config.metricsHost,
+    simulated: options.simulated,
   });
 }

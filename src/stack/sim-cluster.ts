@@ -51,6 +51,20 @@ export async function assertSimulatedCluster(kc: KubeConfig): Promise<string> {
   );
 }
 
+/**
+ * Whether the cluster carries fleetmedic's simulation marker (read from the cluster, not assumed
+ * from the configuration): processes that send traffic anywhere restrict it to loopback then.
+ */
+export async function isSimulatedCluster(kc: KubeConfig): Promise<boolean> {
+  try {
+    await assertSimulatedCluster(kc);
+    return true;
+  } catch (err) {
+    if (err instanceof NotSimulatedError) return false;
+    throw err;
+  }
+}
+
 /** Refuses a node that does not carry the simulation label. */
 export function assertSimulatedNode(node: V1Node): void {
   if (node.metadata?.labels?.[SIMULATED_LABEL] !== 'true') {

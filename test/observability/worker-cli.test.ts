@@ -91,6 +91,25 @@ describe('fleetmedic worker --metrics-port --notify-config', () => {
     assert.match(run.stderr, /invalid notification config in .*bad\.yaml: sinks\.0\.url: an http\(s\) URL/);
   });
 
+  it('refuses, on a simulated cluster, a sink beyond loopback, naming the sink and only its origin', async () => {
+    const file = path.join(dir, 'remote.yaml');
+    await fs.writeFile(
+      file,
+      'sinks:\n  - name: oncall\n    type: slack\n    url: https://hooks.example.com/services/T0/B0/secret\n',
+    );
+    const run = await execa(process.execPath, [cli, 'worker', '--notify-config', file], {
+      env: env(),
+      reject: false,
+      timeout: 60_000,
+    });
+    assert.equal(run.exitCode, 1, run.stderr);
+    assert.match(
+      run.stderr,
+      /refusing notification sink "oncall" at https:\/\/hooks\.example\.com: the cluster is a fleetmedic simulation/,
+    );
+    assert.doesNotMatch(run.stderr, /secret/, 'the sink URL is a credential: only its origin is named');
+  });
+
   it('refuses a bad --metrics-port before connecting anywhere', async () => {
     const run = await execa(process.execPath, [cli, 'worker', '--metrics-port', 'http'], {
       env: env(),

@@ -101,6 +101,27 @@ describe('fleetmedic sim inject -> webhook -> remediation', () => {
     assert.equal((await gpus.get(target)).gpus[3]?.xid, undefined, 'a fault was set');
   });
 
+  it('refuses a webhook beyond loopback (a simulation sends nothing there) and sets no fault', async () => {
+    const r = await cli(
+      'sim',
+      'inject',
+      '--node',
+      target,
+      '--xid',
+      '79',
+      '--gpu',
+      '3',
+      '--webhook-url',
+      'http://10.1.2.3:9095',
+    );
+    assert.equal(r.exitCode, 1, r.stdout);
+    assert.match(
+      r.stderr,
+      /refusing the webhook at http:\/\/10\.1\.2\.3:9095: the cluster is a fleetmedic simulation/,
+    );
+    assert.equal((await gpus.get(target)).gpus[3]?.xid, undefined, 'a fault was set');
+  });
+
   it('sets the fault, POSTs the Alertmanager alert; the webhook starts the remediation and counts it', async () => {
     const [port] = await pickFreePorts(1);
     serve = execa(

@@ -13,7 +13,8 @@ import { SIMULATED_LABEL } from '../../k8s/labels.js';
 import { simulatedXidNotification } from '../../sim/alertmanager-alert.js';
 import { FileGpuStateStore, simGpuStateDir, withFault } from '../../sim/gpu-state.js';
 import { simulatedRunner } from '../../sim/sim-runner.js';
-import { assertSimulatedCluster, assertSimulatedNode } from '../../stack/sim-cluster.js';
+import { assertSimulatedCluster, assertSimulatedNode, isSimulatedCluster } from '../../stack/sim-cluster.js';
+import { assertLoopbackUrl } from '../../k8s/loopback.js';
 import { createControlWorkers, prebuiltWorkflowBundle } from '../../workers/control-worker.js';
 import { budgetTaskQueue } from '../../workflows/ids.js';
 import { createNodeAgentWorkers, runWorkers } from '../../workers/node-agent-host.js';
@@ -70,7 +71,9 @@ export function registerRemediationCommands(program: Command): void {
       const clientConnection = await Connection.connect(connectionOptions(targets.temporal));
       const client = new Client({ connection: clientConnection, namespace: targets.namespace });
       const kc = targetKubeConfig(targets);
-      const observability = await workerObservability({ config, flags, kc, client, ...targets });
+      // From the cluster itself: a simulation may only send traffic to loopback addresses.
+      const simulated = await isSimulatedCluster(kc);
+      const observability = await workerObservability({ config, flags, kc, client, simulated, ...targets });
       const workers = await createControlWorkers({
         connection,
         client,
@@ -82,7 +85,7 @@ export function registerRemediationCommands(program: Command): void {
         workflowBundle,
         extraActivities: createCheckpointActivities({
           storage: new FilesystemStorage(config.backupDir ?? path.join(config.stateDir, 'checkpoints')),
-          simulated: targets.embedded,
+          simulated,
         }),
       });
       process.stderr.write(
@@ -206,6 +209,8 @@ export function registerRemediationCommands(program: Command): void {
         const url = opts.alert
           ? await alertmanagerRoute(opts.webhookUrl, config.stateDir, targets.clusterId)
           : undefined;
+        // Fault injection exists only on simulated clusters, which send nothing beyond loopback.
+        if (url !== undefined) assertLoopbackUrl(url, 'the webhook');
         const kc = targetKubeConfig(targets);
         await assertSimulatedCluster(kc);
         assertSimulatedNode(await kc.makeApiClient(CoreV1Api).readNode({ name: opts.node }));
