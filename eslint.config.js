@@ -37,7 +37,9 @@ export default tseslint.config(
     // Workflow code runs in Temporal's deterministic sandbox: no Node builtins, no timers, no randomness,
     // and activities only as types (they run in the worker, not in the workflow). Date.now() is allowed:
     // the sandbox pins it to the workflow task's time, so it replays identically.
-    files: ['src/workflows/**/*.ts', 'test/fixtures/workflows/**/*.ts'],
+    // src/domain too: the workflow bundle pulls in its pure decisions (classification, budget, the
+    // remediation machine), so they obey the same determinism rules.
+    files: ['src/workflows/**/*.ts', 'src/domain/**/*.ts', 'test/fixtures/workflows/**/*.ts'],
     rules: {
       'no-restricted-imports': [
         'error',
