@@ -12,6 +12,7 @@ import { scanCheckpoint } from '../checkpoint/scan.js';
 import {
   findNewestCheckpoint,
   requestAdminCheckpoint,
+  resolveUnderRoot,
   type CheckpointCandidate,
 } from '../checkpoint/source.js';
 import type { CheckpointStorage } from '../checkpoint/storage.js';
@@ -28,6 +29,11 @@ export interface CheckpointActivityDeps {
   readonly clock?: () => Date;
   /** Simulated cluster: the admin endpoint must be a loopback address. */
   readonly simulated: boolean;
+  /**
+   * The only directory checkpoints are read from (`FLEETMEDIC_CHECKPOINT_ROOT`): every source file
+   * must resolve under it. Without one, every backup is refused.
+   */
+  readonly checkpointRoot: string | undefined;
   /** Bytes per read/write when copying and verifying; default 8 MiB. */
   readonly chunkSize?: number;
 }
@@ -143,6 +149,7 @@ async function keepAlive<T>(phase: string, work: Promise<T>): Promise<T> {
  * const activities = createCheckpointActivities({
  *   storage: new FilesystemStorage('/mnt/backups/llama'),
  *   simulated: true,
+ *   checkpointRoot: '/mnt/checkpoints',
  * });
  * await Worker.create({ taskQueue: 'fleetmedic', activities, workflowsPath });
  */
@@ -170,6 +177,7 @@ export function createCheckpointActivities(deps: CheckpointActivityDeps) {
             simulated: deps.simulated,
             reason: `fleetmedic backup ${Context.current().info.workflowExecution?.workflowId ?? 'run'}`,
           });
+          await resolveUnderRoot(answer.path, deps.checkpointRoot);
           let stat: { size: number; mtimeMs: number };
           try {
             const reader = await openFileReader(answer.path);
@@ -202,6 +210,7 @@ export function createCheckpointActivities(deps: CheckpointActivityDeps) {
             settleMs: source.settleMs,
             now: clock(),
           });
+          await resolveUnderRoot(candidate.path, deps.checkpointRoot);
         }
         if (input.skipUnchanged) {
           const newest = restorableNewestFirst((await readCatalog(storage)).records)[0]?.manifest;
@@ -236,6 +245,7 @@ export function createCheckpointActivities(deps: CheckpointActivityDeps) {
       return boundary(async () => {
         const context = Context.current();
         const name = attemptName(input.baseName, context.info.attempt);
+        await resolveUnderRoot(input.sourcePath, deps.checkpointRoot);
         const result = await copyFileToStorage(input.sourcePath, storage, name, {
           chunkSize: deps.chunkSize,
           signal: context.cancellationSignal,

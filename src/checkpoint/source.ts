@@ -83,6 +83,44 @@ const adminResponseSchema = z.object({
   size: z.number().int().nonnegative().optional(),
 });
 
+/**
+ * The real path of a checkpoint file, refused unless it lies under the worker's configured checkpoint
+ * root once symlinks are resolved on both sides: a model server's answer, or a workflow's input, may
+ * not make the worker copy any other file it can read into the backups.
+ *
+ * @throws CheckpointError `CHECKPOINT_SOURCE` (permanent) when no root is configured or the file is
+ *   outside it; (transient) when the file cannot be resolved.
+ */
+export async function resolveUnderRoot(file: string, root: string | undefined): Promise<string> {
+  if (root === undefined) {
+    throw new CheckpointError(
+      'CHECKPOINT_SOURCE',
+      'no checkpoint root is configured: set FLEETMEDIC_CHECKPOINT_ROOT on the control worker to the ' +
+        'directory the model servers write checkpoints to',
+      { permanent: true },
+    );
+  }
+  let real: string;
+  let realRoot: string;
+  try {
+    [real, realRoot] = await Promise.all([fs.realpath(file), fs.realpath(root)]);
+  } catch (err) {
+    throw new CheckpointError('CHECKPOINT_SOURCE', `cannot resolve ${file} under ${root}: ${String(err)}`, {
+      permanent: false,
+      cause: err,
+    });
+  }
+  const relative = path.relative(realRoot, real);
+  if (relative === '' || relative.startsWith('..') || path.isAbsolute(relative)) {
+    throw new CheckpointError(
+      'CHECKPOINT_SOURCE',
+      `refusing ${file}${real !== file ? ` (${real})` : ''}: it is not under the checkpoint root ${root}`,
+      { permanent: true },
+    );
+  }
+  return real;
+}
+
 /** What the model server's admin endpoint returns after writing a checkpoint. */
 export type AdminCheckpointResponse = z.infer<typeof adminResponseSchema>;
 

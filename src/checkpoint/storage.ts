@@ -100,9 +100,16 @@ export interface FsOps {
   stat(file: string): Promise<{ size: number; mtimeMs: number; isFile(): boolean }>;
   mkdir(dir: string, options: { recursive: true }): Promise<unknown>;
   readFile(file: string): Promise<Buffer>;
-  /** Copies a whole file in the kernel; without it, writes go through {@link FileHandleLike.write}. */
+  /**
+   * Copies a whole file in the kernel; without it, writes go through {@link FileHandleLike.write}.
+   * The copy takes the source's mode: the caller sets the backup's own afterwards.
+   */
   copyFile?(from: string, to: string): Promise<void>;
+  chmod(file: string, mode: number): Promise<void>;
 }
+
+/** Backups and manifests: a checkpoint is the model's weights; only the worker's user reads them. */
+const BACKUP_MODE = 0o600;
 
 /** `node:fs/promises` as {@link FsOps}. */
 export const nodeFsOps: FsOps = {
@@ -115,6 +122,7 @@ export const nodeFsOps: FsOps = {
   readFile: (file) => fs.readFile(file),
   // FICLONE: a reflink where the filesystem can (btrfs, XFS), else libuv falls back to copy_file_range.
   copyFile: (from, to) => fs.copyFile(from, to, fsConstants.COPYFILE_FICLONE),
+  chmod: (file, mode) => fs.chmod(file, mode),
 };
 
 /** How often a kernel copy reports progress (by looking at the size of the file it writes). */
@@ -182,7 +190,7 @@ export class FilesystemStorage implements CheckpointStorage {
     const temp = path.join(this.location, `.${name}.${randomBytes(6).toString('hex')}.partial`);
     let handle: FileHandleLike;
     try {
-      handle = await this.fs.open(temp, 'wx', 0o644);
+      handle = await this.fs.open(temp, 'wx', BACKUP_MODE);
     } catch (err) {
       throw storageErrorFrom(err, 'create', temp);
     }
@@ -222,6 +230,8 @@ export class FilesystemStorage implements CheckpointStorage {
           try {
             // Replaces the content of the partial file opened above (same inode, same handle).
             await copyFile(sourcePath, temp);
+            // copyFile gives the partial file the source's mode; a backup stays the worker's own.
+            await this.fs.chmod(temp, BACKUP_MODE);
           } catch (err) {
             throw storageErrorFrom(err, 'copy', `${sourcePath} -> ${temp}`);
           } finally {

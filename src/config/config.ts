@@ -122,6 +122,11 @@ const docs = {
     description: 'address the metrics endpoint binds; another only where a trusted network scrapes it',
     default: '`127.0.0.1`',
   },
+  checkpointRoot: {
+    description:
+      'the only directory the control worker reads checkpoints from: a model server may only name files under it (symlinks resolved), and every backup source must be in it',
+    default: '(none: checkpoint backups are refused)',
+  },
   workflowBundle: {
     description:
       'a workflow bundle prebuilt with `npm run build:bundle`, loaded by the control worker instead of bundling the workflows at start (the container image sets it)',
@@ -166,6 +171,7 @@ const schema = z.object({
     .refine((n) => n <= 65535, 'a port number from 0 to 65535')
     .optional(),
   metricsHost: z.string().min(1).default('127.0.0.1'),
+  checkpointRoot: absolutePath.optional(),
   workflowBundle: absolutePath.optional(),
 });
 

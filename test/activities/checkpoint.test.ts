@@ -43,7 +43,7 @@ describe('checkpoint activities', () => {
     backups = path.join(dir, 'backups');
     await fs.mkdir(sourceDir);
     storage = new FilesystemStorage(backups);
-    deps = { storage, simulated: true, clock: () => NOW, chunkSize: 16 * 1024 };
+    deps = { storage, simulated: true, checkpointRoot: sourceDir, clock: () => NOW, chunkSize: 16 * 1024 };
   });
   afterEach(() => cleanup());
 
@@ -214,6 +214,86 @@ describe('checkpoint activities', () => {
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
+  });
+
+  describe('the checkpoint root (FLEETMEDIC_CHECKPOINT_ROOT)', () => {
+    const refusedSource = (err: unknown) =>
+      err instanceof ApplicationFailure &&
+      err.nonRetryable &&
+      err.type === 'CHECKPOINT_SOURCE' &&
+      /not under the checkpoint root/.test(err.message);
+
+    it('refuses a file the model server names outside the root, also through a symlink, and copies nothing', async () => {
+      await checkpoint();
+      const outside = path.join(dir, 'elsewhere.pt');
+      await writeSyntheticCheckpoint(outside, {});
+      const link = path.join(sourceDir, 'link.pt');
+      await fs.symlink(outside, link);
+      for (const named of [outside, link, path.join(sourceDir, '..', 'elsewhere.pt')]) {
+        const server = http.createServer((_req, res) => res.end(JSON.stringify({ path: named })));
+        await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+        try {
+          const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/admin/checkpoint`;
+          const a = createCheckpointActivities(deps);
+          await assert.rejects(
+            call(new MockActivityEnvironment(undefined, quiet), a.acquireCheckpoint, {
+              source: { kind: 'admin-endpoint', url },
+              skipUnchanged: true,
+            }),
+            refusedSource,
+            named,
+          );
+        } finally {
+          await new Promise<void>((resolve) => server.close(() => resolve()));
+        }
+      }
+      const a = createCheckpointActivities(deps);
+      await assert.rejects(
+        call(new MockActivityEnvironment(undefined, quiet), a.copyCheckpointToBackup, {
+          sourcePath: outside,
+          baseName: backupBaseName(NOW, 'run3'),
+        }),
+        refusedSource,
+      );
+      await assert.rejects(fs.readdir(backups), /ENOENT/, 'nothing was written');
+    });
+
+    it('refuses a newest-file source outside the root, and every source when no root is configured', async () => {
+      const file = await checkpoint();
+      const other = path.join(dir, 'other');
+      await fs.mkdir(other);
+      await fs.copyFile(file, path.join(other, 'model.pt'));
+      await fs.utimes(
+        path.join(other, 'model.pt'),
+        new Date(NOW.getTime() - 60_000),
+        new Date(NOW.getTime() - 60_000),
+      );
+      const a = createCheckpointActivities(deps);
+      await assert.rejects(
+        call(new MockActivityEnvironment(undefined, quiet), a.acquireCheckpoint, {
+          source: { kind: 'newest-file', directory: other },
+          skipUnchanged: false,
+        }),
+        refusedSource,
+      );
+      const unconfigured = createCheckpointActivities({ ...deps, checkpointRoot: undefined });
+      await assert.rejects(
+        call(new MockActivityEnvironment(undefined, quiet), unconfigured.acquireCheckpoint, {
+          source: { kind: 'newest-file', directory: sourceDir },
+          skipUnchanged: false,
+        }),
+        (err) =>
+          err instanceof ApplicationFailure &&
+          err.nonRetryable &&
+          /set FLEETMEDIC_CHECKPOINT_ROOT/.test(err.message),
+      );
+    });
+
+    it('writes backups readable by the worker only (0600)', async () => {
+      const file = await checkpoint();
+      const copy = await backUp(new MockActivityEnvironment(undefined, quiet), file);
+      assert.equal((await fs.stat(copy.location)).mode & 0o777, 0o600);
+    });
   });
 
   it('ENOSPC and EACCES become non-retryable failures naming the cause; previous backups stay', async () => {

@@ -21,6 +21,8 @@ const worker = await Worker.create({
       fs: faultyFs(undefined, { writeDelayMs: Number(delayMs ?? 100) }),
     }),
     simulated: true,
+    // The parent writes its checkpoints under /tmp; the test is about the copy, not the root.
+    checkpointRoot: '/',
     chunkSize: Number(chunk ?? 65536),
   }),
 });

@@ -100,7 +100,11 @@ describe('checkpointBackupWorkflow (real Temporal dev server)', { timeout: 180_0
       taskQueue,
       ...(options.workflows !== false && { workflowBundle }),
       ...(options.activities !== false && {
-        activities: createCheckpointActivities({ storage: options.storage ?? storage, simulated: true }),
+        activities: createCheckpointActivities({
+          storage: options.storage ?? storage,
+          simulated: true,
+          checkpointRoot: sourceDir,
+        }),
       }),
     });
   }

@@ -86,6 +86,7 @@ export function registerRemediationCommands(program: Command): void {
         extraActivities: createCheckpointActivities({
           storage: new FilesystemStorage(config.backupDir ?? path.join(config.stateDir, 'checkpoints')),
           simulated,
+          checkpointRoot: config.checkpointRoot,
         }),
       });
       process.stderr.write(
