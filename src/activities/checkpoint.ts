@@ -18,6 +18,7 @@ import {
 import type { CheckpointStorage } from '../checkpoint/storage.js';
 import type { CheckpointSource, RetentionSummary } from '../checkpoint/types.js';
 import { describeVerifyFailure, runVerifyCommand } from '../checkpoint/verify-command.js';
+import type { Verifier } from '../checkpoint/verifiers.js';
 
 /** What the checkpoint activities need from the outside world. */
 export interface CheckpointActivityDeps {
@@ -34,6 +35,8 @@ export interface CheckpointActivityDeps {
    * must resolve under it. Without one, every backup is refused.
    */
   readonly checkpointRoot: string | undefined;
+  /** The verifiers workflow input may name (`FLEETMEDIC_CHECKPOINT_VERIFIERS`); none: only the built-in checks. */
+  readonly verifiers?: ReadonlyMap<string, Verifier>;
   /** Bytes per read/write when copying and verifying; default 8 MiB. */
   readonly chunkSize?: number;
 }
@@ -89,8 +92,8 @@ export interface VerifyBackupInput {
   readonly copy: BackupCopy;
   /** sha256 the model server reported for its file, if any. */
   readonly sourceSha256?: string;
-  readonly verifyCommand?: readonly string[];
-  readonly verifyCommandTimeoutMs?: number;
+  /** The name of a verifier configured on this worker. */
+  readonly verifier?: string;
   readonly requireTorchLayout: boolean;
 }
 
@@ -316,7 +319,17 @@ export function createCheckpointActivities(deps: CheckpointActivityDeps) {
           await reader.close().catch(() => undefined);
         }
         let command: BackupChecks['command'] = 'skipped';
-        if (input.verifyCommand) {
+        if (input.verifier !== undefined) {
+          const verifier = deps.verifiers?.get(input.verifier);
+          if (!verifier) {
+            const known = [...(deps.verifiers?.keys() ?? [])];
+            throw new CheckpointError(
+              'VERIFY_COMMAND',
+              `verifier ${JSON.stringify(input.verifier)} is not configured on this worker ` +
+                `(FLEETMEDIC_CHECKPOINT_VERIFIERS lists ${known.length > 0 ? known.join(', ') : 'none'})`,
+              { permanent: true },
+            );
+          }
           const local = storage.localPath(copy.name);
           if (!local) {
             throw new CheckpointError(
@@ -326,8 +339,8 @@ export function createCheckpointActivities(deps: CheckpointActivityDeps) {
           }
           const result = await keepAlive(
             'verify-command',
-            runVerifyCommand(input.verifyCommand, local, {
-              timeoutMs: input.verifyCommandTimeoutMs,
+            runVerifyCommand(verifier.argv, local, {
+              timeoutMs: verifier.timeoutMs,
               signal: context.cancellationSignal,
             }),
           );

@@ -1,6 +1,9 @@
 // Input and result types of the checkpoint backup workflow, plus their validation. Imported by the
 // workflow bundle, so no Node builtins and no heavy dependencies here.
 
+/** The name of a configured verifier (same as `VERIFIER_NAME` in verifiers.ts, which the bundle cannot import). */
+const VERIFIER_NAME_PATTERN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
 /** Where the workflow gets the checkpoint to back up. */
 export type CheckpointSource =
   | {
@@ -29,9 +32,11 @@ export interface CheckpointBackupInput {
   readonly source: CheckpointSource;
   /** Retention: how many verified backups to keep (at least 1); default {@link DEFAULT_KEEP}. */
   readonly keep?: number;
-  /** Optional user command (argv) run against the copied checkpoint; `{path}` is replaced by its path. */
-  readonly verifyCommand?: readonly string[];
-  readonly verifyCommandTimeoutMs?: number;
+  /**
+   * A verifier configured on the worker (`FLEETMEDIC_CHECKPOINT_VERIFIERS`) to run against the copy;
+   * input names it and never carries a command.
+   */
+  readonly verifier?: string;
   /**
    * Partial files and unmanifested copies older than this are leftovers of killed attempts and get
    * removed; default 1 hour (a live copy keeps its file's mtime fresh).
@@ -123,16 +128,22 @@ export function checkpointBackupInputProblems(input: unknown): string[] {
   if (i.keep !== undefined && !positiveInt(i.keep)) {
     problems.push(`keep: expected an integer >= 1, got ${got(i.keep)}`);
   }
-  if (
-    i.verifyCommand !== undefined &&
-    (!Array.isArray(i.verifyCommand) ||
-      i.verifyCommand.length === 0 ||
-      !i.verifyCommand.every((a) => typeof a === 'string') ||
-      i.verifyCommand[0] === '')
-  ) {
-    problems.push(`verifyCommand: expected a non-empty array of strings (argv), got ${got(i.verifyCommand)}`);
+  const legacy = i as { verifyCommand?: unknown; verifyCommandTimeoutMs?: unknown };
+  if (legacy.verifyCommand !== undefined || legacy.verifyCommandTimeoutMs !== undefined) {
+    problems.push(
+      'verifyCommand: a command is not accepted in workflow input; name a verifier configured on the ' +
+        'worker (FLEETMEDIC_CHECKPOINT_VERIFIERS) with verifier',
+    );
   }
-  for (const key of ['verifyCommandTimeoutMs', 'staleAfterMs', 'heartbeatTimeoutMs'] as const) {
+  if (
+    i.verifier !== undefined &&
+    (typeof i.verifier !== 'string' || !VERIFIER_NAME_PATTERN.test(i.verifier))
+  ) {
+    problems.push(
+      `verifier: expected the name of a configured verifier (a-z, 0-9, -), got ${got(i.verifier)}`,
+    );
+  }
+  for (const key of ['staleAfterMs', 'heartbeatTimeoutMs'] as const) {
     if (i[key] !== undefined && !positiveInt(i[key])) {
       problems.push(`${key}: expected a positive integer (milliseconds), got ${got(i[key])}`);
     }

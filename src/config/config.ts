@@ -127,6 +127,11 @@ const docs = {
       'the only directory the control worker reads checkpoints from: a model server may only name files under it (symlinks resolved), and every backup source must be in it',
     default: '(none: checkpoint backups are refused)',
   },
+  checkpointVerifiers: {
+    description:
+      'YAML/JSON file of the checkpoint verifiers the control worker may run (name -> argv, timeout); workflow input names one and never carries a command (see [checkpoints](checkpoints.md))',
+    default: '(none: only the built-in checks)',
+  },
   workflowBundle: {
     description:
       'a workflow bundle prebuilt with `npm run build:bundle`, loaded by the control worker instead of bundling the workflows at start (the container image sets it)',
@@ -172,6 +177,7 @@ const schema = z.object({
     .optional(),
   metricsHost: z.string().min(1).default('127.0.0.1'),
   checkpointRoot: absolutePath.optional(),
+  checkpointVerifiers: absolutePath.optional(),
   workflowBundle: absolutePath.optional(),
 });
 

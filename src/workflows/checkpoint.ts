@@ -124,8 +124,7 @@ export async function checkpointBackupWorkflow(
   const verdict = await verifyCheckpointBackup({
     copy,
     sourceSha256: candidate.sha256,
-    verifyCommand: input.verifyCommand,
-    verifyCommandTimeoutMs: input.verifyCommandTimeoutMs,
+    ...(input.verifier !== undefined && { verifier: input.verifier }),
     requireTorchLayout: input.requireTorchLayout ?? true,
   });
 

