@@ -1,0 +1,391 @@
+import type {
+  KubernetesObject,
+  V1ClusterRole,
+  V1ConfigMap,
+  V1DaemonSet,
+  V1Deployment,
+  V1EnvVar,
+  V1PodDisruptionBudget,
+  V1PodSpec,
+  V1PolicyRule,
+  V1Role,
+  V1Secret,
+  V1ValidatingAdmissionPolicy,
+} from '@kubernetes/client-node';
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { parse as parseYaml } from 'yaml';
+import { parseNotifyConfig } from '../../src/notify/config.js';
+import { parseRules } from '../../src/webhook/rules.js';
+import { clients, tempNamespace } from '../helpers/k8s.js';
+import { useTestStack, type TestStack } from '../helpers/stack.js';
+import {
+  CHART_DIR,
+  find,
+  helm,
+  PRODUCTION_VALUES,
+  renderChart,
+  serverSideApply,
+  type Rendered,
+} from './chart.js';
+
+const NS = 'fleetmedic';
+
+function env(spec: V1PodSpec, container = 0): Record<string, V1EnvVar> {
+  return Object.fromEntries((spec.containers[container]?.env ?? []).map((e) => [e.name, e]));
+}
+
+function rulesOf(objects: readonly KubernetesObject[]): V1PolicyRule[] {
+  return objects
+    .filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role')
+    .flatMap((o) => (o as V1Role).rules ?? []);
+}
+
+/** "group/resource[/sub]: verbs" lines, sorted, for comparing a role with a table. */
+function grants(role: V1Role | V1ClusterRole): string[] {
+  return (role.rules ?? [])
+    .flatMap((r) =>
+      (r.apiGroups ?? []).flatMap((g) =>
+        (r.resources ?? []).map((res) => `${g || 'core'}/${res}: ${[...r.verbs].sort().join(',')}`),
+      ),
+    )
+    .sort();
+}
+
+describe('Helm chart: rendered', () => {
+  let defaults: Rendered[];
+  let production: Rendered[];
+
+  before(async () => {
+    [defaults, production] = await Promise.all([
+      renderChart({ release: 'fleetmedic', namespace: NS }),
+      renderChart({ release: 'fleetmedic', namespace: NS, valuesFiles: [PRODUCTION_VALUES] }),
+    ]);
+  });
+
+  it('passes helm lint --strict with the default and with the production values', async () => {
+    await helm(['lint', '--strict', CHART_DIR]);
+    await helm(['lint', '--strict', CHART_DIR, '--values', PRODUCTION_VALUES]);
+  });
+
+  it('keeps the control worker off the GPU nodes it manages: 2 replicas, spread, under a PDB', () => {
+    for (const objects of [defaults, production]) {
+      const worker = find<V1Deployment>(objects, 'Deployment', '-worker');
+      assert.equal(worker.spec?.replicas, 2);
+      const pod = worker.spec.template.spec!;
+      const terms =
+        pod.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
+      assert.deepEqual(terms, [
+        {
+          matchExpressions: [
+            { key: 'nvidia.com/gpu.present', operator: 'DoesNotExist' },
+            { key: 'nvidia.com/gpu.count', operator: 'DoesNotExist' },
+          ],
+        },
+      ]);
+      assert.ok(pod.affinity?.podAntiAffinity, 'worker replicas not spread over nodes');
+      assert.equal(pod.containers[0]?.args?.[0], 'worker');
+      assert.equal(env(pod).FLEETMEDIC_IN_CLUSTER?.value, 'true');
+      const pdb = find<V1PodDisruptionBudget>(objects, 'PodDisruptionBudget', '-worker');
+      assert.equal(pdb.spec?.minAvailable, 1);
+      assert.deepEqual(pdb.spec?.selector?.matchLabels, worker.spec?.selector.matchLabels);
+    }
+  });
+
+  it('runs the node agent on GPU nodes through a quarantine, system-node-critical, privileged only for the GPU reset', async () => {
+    assert.equal(
+      defaults.some((o) => o.kind === 'DaemonSet'),
+      false,
+      'the agent (issue #14) is off by default',
+    );
+    const agent = find<V1DaemonSet>(production, 'DaemonSet', '-node-agent');
+    const pod = agent.spec!.template.spec!;
+    assert.deepEqual(pod.nodeSelector, { 'nvidia.com/gpu.present': 'true' });
+    assert.equal(pod.priorityClassName, 'system-node-critical');
+    const tolerated = (pod.tolerations ?? []).map((t) => `${t.key}:${t.effect}`);
+    for (const t of [
+      'fleetmedic.io/quarantine:NoSchedule',
+      'nvidia.com/gpu:NoSchedule',
+      'node.kubernetes.io/unschedulable:NoSchedule',
+    ]) {
+      assert.ok(tolerated.includes(t), `${t} not tolerated: ${tolerated.join(', ')}`);
+    }
+    assert.deepEqual(pod.containers[0]?.args, ['agent', '--node', '$(NODE_NAME)']);
+    assert.equal(env(pod).NODE_NAME?.valueFrom?.fieldRef?.fieldPath, 'spec.nodeName');
+    // No GPU request: the agent must not take a GPU from the workloads.
+    assert.equal(JSON.stringify(pod.containers[0]?.resources).includes('nvidia.com/gpu'), false);
+    assert.equal(pod.containers[0]?.securityContext?.privileged, true);
+    assert.equal(pod.serviceAccountName, 'fleetmedic-node-agent');
+
+    const readOnly = await renderChart({
+      release: 'fleetmedic',
+      namespace: NS,
+      valuesFiles: [PRODUCTION_VALUES],
+      set: { 'nodeAgent.repairSteps.gpuReset': false },
+    });
+    const ro = find<V1DaemonSet>(readOnly, 'DaemonSet', '-node-agent').spec!.template.spec!;
+    assert.notEqual(ro.containers[0]?.securityContext?.privileged, true);
+    assert.equal(ro.containers[0]?.securityContext?.allowPrivilegeEscalation, false);
+    assert.equal(ro.securityContext?.runAsNonRoot, true);
+  });
+
+  it('grants the control worker what its code calls, and no secrets, no exec, no wildcards anywhere', () => {
+    const cluster = find<V1ClusterRole>(production, 'ClusterRole', '-worker');
+    assert.deepEqual(grants(cluster), [
+      'apps/daemonsets: get,list,watch',
+      'core/namespaces: get',
+      'core/nodes: get,list,patch,watch',
+      'core/pods/eviction: create',
+      'core/pods: delete,get,list,watch',
+      'policy/poddisruptionbudgets: get,list,watch',
+    ]);
+    const events = find<V1Role>(production, 'Role', '-worker-events');
+    assert.equal(events.metadata?.namespace, 'default');
+    assert.deepEqual(grants(events), ['core/events: create']);
+    const own = production.find(
+      (o) => o.kind === 'Role' && o.metadata?.name === 'fleetmedic-worker',
+    ) as V1Role;
+    assert.equal(own.metadata?.namespace, NS);
+    assert.deepEqual(grants(own), ['core/configmaps: create,get,list,patch,update,watch']);
+    const drill = find<V1Role>(production, 'Role', '-worker-drill');
+    assert.equal(drill.metadata?.namespace, 'fleetmedic-drill');
+    assert.deepEqual(grants(drill), [
+      'apps/deployments: create,delete,get,list,patch,update,watch',
+      'core/services: create,delete,get,list,patch,update,watch',
+      'policy/poddisruptionbudgets: create,delete,get,list,patch,update,watch',
+    ]);
+
+    for (const rule of rulesOf(production)) {
+      const what = JSON.stringify(rule);
+      assert.ok(!rule.resources?.includes('secrets'), `a role grants secrets: ${what}`);
+      assert.ok(!rule.resources?.some((r) => /^pods\/(exec|attach|portforward|proxy)$/.test(r)), what);
+      assert.ok(
+        ![...(rule.verbs ?? []), ...(rule.resources ?? []), ...(rule.apiGroups ?? [])].includes('*'),
+        what,
+      );
+      assert.ok(!rule.verbs.some((v) => ['escalate', 'bind', 'impersonate'].includes(v)), what);
+      assert.equal(rule.resourceNames, undefined);
+    }
+  });
+
+  it('lets the node agent and the webhook only get nodes, the gateway only watch pods where the inference runs', () => {
+    for (const component of ['-node-agent', '-webhook']) {
+      assert.deepEqual(grants(find<V1ClusterRole>(production, 'ClusterRole', component)), [
+        'core/nodes: get',
+      ]);
+    }
+    const gateway = find<V1Role>(production, 'Role', '-gateway');
+    assert.equal(gateway.metadata?.namespace, 'inference');
+    assert.deepEqual(grants(gateway), ['core/pods: get,list,watch']);
+    // Each process runs under its own ServiceAccount.
+    const accounts = production
+      .filter((o) => o.kind === 'ServiceAccount')
+      .map((o) => o.metadata?.name)
+      .sort();
+    assert.deepEqual(accounts, [
+      'fleetmedic-gateway',
+      'fleetmedic-node-agent',
+      'fleetmedic-webhook',
+      'fleetmedic-worker',
+    ]);
+  });
+
+  it("binds the admission policy to the worker's ServiceAccount alone, for node updates", () => {
+    const policy = find<V1ValidatingAdmissionPolicy>(
+      production,
+      'ValidatingAdmissionPolicy',
+      '-node-patches',
+    );
+    assert.deepEqual(policy.spec?.matchConditions, [
+      {
+        name: 'fleetmedic-worker',
+        expression: "request.userInfo.username == 'system:serviceaccount:fleetmedic:fleetmedic-worker'",
+      },
+    ]);
+    assert.deepEqual(policy.spec?.matchConstraints?.resourceRules?.[0]?.resources, ['nodes']);
+    assert.equal(policy.spec?.failurePolicy, 'Fail');
+    const binding = find<KubernetesObject & { spec: { policyName: string; validationActions: string[] } }>(
+      production,
+      'ValidatingAdmissionPolicyBinding',
+      '-node-patches',
+    );
+    assert.equal(binding.spec.policyName, policy.metadata?.name);
+    assert.deepEqual(binding.spec.validationActions, ['Deny']);
+  });
+
+  it('renders rules and notification sinks from values into what the webhook and the worker accept', async () => {
+    for (const objects of [defaults, production]) {
+      const rules = find<V1ConfigMap>(objects, 'ConfigMap', '-webhook-rules');
+      const parsed = parseRules(parseYaml(rules.data!['rules.yaml']!), 'rendered rules');
+      assert.ok(parsed.rules.length >= 2);
+    }
+    assert.equal(
+      parseRules(parseYaml(find<V1ConfigMap>(defaults, 'ConfigMap', '-rules').data!['rules.yaml']!)).mode,
+      'shadow',
+    );
+    const sinks = [
+      { name: 'oncall', type: 'slack', url: 'https://hooks.example.com/T0/B0', events: ['needs-operator'] },
+    ];
+    const withSinks = await renderChart({
+      release: 'fleetmedic',
+      namespace: NS,
+      set: {
+        'notify.sinks[0].name': 'oncall',
+        'notify.sinks[0].type': 'slack',
+        'notify.sinks[0].url': sinks[0]!.url,
+        'notify.sinks[0].events[0]': 'needs-operator',
+      },
+    });
+    const secret = find<V1Secret>(withSinks, 'Secret', '-notify');
+    const notify = parseNotifyConfig(parseYaml(secret.stringData!['notify.yaml']!), 'rendered notify.yaml');
+    assert.deepEqual(
+      notify.sinks.map((s) => [s.name, s.type, s.url, s.events]),
+      [['oncall', 'slack', sinks[0]!.url, ['needs-operator']]],
+    );
+    const worker = find<V1Deployment>(withSinks, 'Deployment', '-worker').spec!.template.spec!;
+    assert.equal(env(worker).FLEETMEDIC_NOTIFY_CONFIG?.value, '/etc/fleetmedic/notify/notify.yaml');
+    assert.ok(worker.volumes?.some((v) => v.secret?.secretName === secret.metadata?.name));
+    // The webhook serves on the pod IP with its rules and its bearer tokens.
+    const webhook = find<V1Deployment>(production, 'Deployment', '-webhook').spec!.template.spec!;
+    assert.deepEqual(webhook.containers[0]?.args, [
+      'webhook',
+      'serve',
+      '--rules',
+      '/etc/fleetmedic/rules/rules.yaml',
+      '--host',
+      '0.0.0.0',
+      '--port',
+      '9095',
+      '--token-file',
+      '/etc/fleetmedic/auth/tokens',
+    ]);
+    assert.ok(webhook.volumes?.some((v) => v.secret?.secretName === 'fleetmedic-webhook-auth'));
+    assert.equal(find(production, 'Service', '-webhook').kind, 'Service');
+  });
+
+  it('connects to Temporal as the values say: address, namespace, TLS files from Secrets, API key by reference', () => {
+    const pod = find<V1Deployment>(production, 'Deployment', '-worker').spec!.template.spec!;
+    const e = env(pod);
+    assert.equal(e.FLEETMEDIC_TEMPORAL_ADDRESS?.value, 'fleetmedic.a1b2c.tmprl.cloud:7233');
+    assert.equal(e.FLEETMEDIC_TEMPORAL_NAMESPACE?.value, 'fleetmedic.a1b2c');
+    assert.equal(e.FLEETMEDIC_TEMPORAL_TLS?.value, 'true');
+    assert.equal(e.FLEETMEDIC_TEMPORAL_TLS_SERVER_NAME?.value, 'fleetmedic.a1b2c.tmprl.cloud');
+    assert.equal(e.FLEETMEDIC_TEMPORAL_TLS_CA_FILE?.value, '/etc/fleetmedic/temporal-ca/ca.crt');
+    assert.equal(e.FLEETMEDIC_TEMPORAL_TLS_CERT_FILE?.value, '/etc/fleetmedic/temporal-client/tls.crt');
+    assert.equal(e.FLEETMEDIC_TEMPORAL_TLS_KEY_FILE?.value, '/etc/fleetmedic/temporal-client/tls.key');
+    assert.deepEqual(e.FLEETMEDIC_TEMPORAL_API_KEY?.valueFrom?.secretKeyRef, {
+      name: 'fleetmedic-temporal-api-key',
+      key: 'api-key',
+    });
+    assert.equal(e.FLEETMEDIC_CLUSTER_ID?.value, 'prod-us-east-1');
+    const secrets = (pod.volumes ?? []).map((v) => v.secret?.secretName).filter(Boolean);
+    assert.ok(secrets.includes('fleetmedic-temporal-ca') && secrets.includes('fleetmedic-temporal-client'));
+    // The default: plain connection, no TLS variables, the release name as the cluster ID.
+    const d = env(find<V1Deployment>(defaults, 'Deployment', '-worker').spec!.template.spec!);
+    assert.equal(d.FLEETMEDIC_TEMPORAL_TLS, undefined);
+    assert.equal(d.FLEETMEDIC_TEMPORAL_API_KEY, undefined);
+    assert.equal(d.FLEETMEDIC_CLUSTER_ID?.value, 'fleetmedic');
+  });
+
+  it('refuses a cluster ID that is not a DNS label, and TLS files or an API key without TLS', async () => {
+    await assert.rejects(
+      renderChart({ release: 'fleetmedic', namespace: NS, set: { clusterId: 'Prod_1' } }),
+      /clusterId "Prod_1" must be a DNS label/,
+    );
+    await assert.rejects(
+      renderChart({ release: 'fleetmedic', namespace: NS, set: { 'temporal.tls.caSecret': 'ca' } }),
+      /need temporal.tls.enabled: true/,
+    );
+    await assert.rejects(
+      renderChart({ release: 'fleetmedic', namespace: NS, set: { 'temporal.apiKey.existingSecret': 'key' } }),
+      /an API key is sent over TLS only/,
+    );
+  });
+
+  it('runs the example inference service as llama.cpp server-cuda on a GPU each, Ready only once the model loaded', () => {
+    const inference = find<V1Deployment>(production, 'Deployment', '-inference');
+    assert.equal(inference.metadata?.namespace, 'inference');
+    assert.equal(inference.spec?.replicas, 3);
+    assert.deepEqual(inference.spec?.strategy?.rollingUpdate, { maxSurge: 1, maxUnavailable: 0 });
+    const pod = inference.spec.template.spec!;
+    const server = pod.containers[0]!;
+    assert.equal(server.image, 'ghcr.io/ggml-org/llama.cpp:server-cuda');
+    assert.equal(server.resources?.limits?.['nvidia.com/gpu'], 1);
+    assert.ok(server.args?.includes('--model'), `no model source in ${server.args?.join(' ')}`);
+    assert.equal(server.startupProbe?.httpGet?.path, '/health');
+    assert.equal(server.readinessProbe?.httpGet?.path, '/health');
+    const anti = pod.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.[0];
+    assert.equal(anti?.topologyKey, 'kubernetes.io/hostname');
+    assert.equal(
+      find<V1PodDisruptionBudget>(production, 'PodDisruptionBudget', '-inference').spec?.maxUnavailable,
+      1,
+    );
+    assert.equal(find(production, 'Service', '-inference').metadata?.namespace, 'inference');
+
+    const gateway = find<V1Deployment>(production, 'Deployment', '-gateway');
+    assert.ok((gateway.spec?.replicas ?? 0) >= 2);
+    assert.equal(
+      gateway.spec!.template.spec!.affinity?.podAntiAffinity
+        ?.requiredDuringSchedulingIgnoredDuringExecution?.[0]?.topologyKey,
+      'kubernetes.io/hostname',
+    );
+    assert.equal(
+      find<V1PodDisruptionBudget>(production, 'PodDisruptionBudget', '-gateway').spec?.minAvailable,
+      1,
+    );
+  });
+});
+
+describe('Helm chart: server-side dry-run on the embedded API server', () => {
+  let stack: TestStack;
+  const cleanup: Array<() => Promise<void>> = [];
+
+  before(async () => {
+    stack = await useTestStack();
+  });
+  after(async () => {
+    for (const fn of cleanup.reverse()) await fn();
+  });
+
+  it('accepts every object of the default and of the production render (strict field validation, admission included)', async () => {
+    const release = await tempNamespace(stack.kc, 'fmchart');
+    cleanup.push(release.remove);
+    const inference = await tempNamespace(stack.kc, 'fminfer');
+    cleanup.push(inference.remove);
+    const drill = await tempNamespace(stack.kc, 'fmdrill');
+    cleanup.push(drill.remove);
+    const renders = {
+      defaults: await renderChart({ release: 'fleetmedic', namespace: release.name }),
+      production: await renderChart({
+        release: 'fleetmedic',
+        namespace: release.name,
+        valuesFiles: [PRODUCTION_VALUES],
+        set: { 'inference.namespace': inference.name, 'drill.namespace': drill.name },
+      }),
+    };
+    for (const [name, objects] of Object.entries(renders)) {
+      const refused: string[] = [];
+      for (const object of objects) {
+        const res = await serverSideApply(stack.kc, object, { dryRun: true });
+        if (res.status !== 200 && res.status !== 201) {
+          refused.push(
+            `${object.kind} ${object.metadata?.name} (${object.source}): HTTP ${res.status} ${res.message}`,
+          );
+        }
+      }
+      assert.deepEqual(refused, [], `${name}: the API server refused\n${refused.join('\n')}`);
+    }
+    // The check has teeth: a misspelt field is refused, not dropped.
+    const worker = find<V1Deployment>(renders.defaults, 'Deployment', '-worker');
+    const typo = structuredClone(worker);
+    Object.assign(typo.spec!.template.spec!.containers[0]!, { readinesProbe: {} });
+    const refusedTypo = await serverSideApply(stack.kc, typo, { dryRun: true });
+    // Server-side apply answers 500 (not 422) when the object does not fit the schema.
+    assert.ok(refusedTypo.status >= 400, `HTTP ${refusedTypo.status} ${refusedTypo.message}`);
+    assert.match(refusedTypo.message, /readinesProbe: field not declared in schema/);
+    // Dry run: nothing was created.
+    const { apps } = clients(stack.kc);
+    assert.equal((await apps.listNamespacedDeployment({ namespace: release.name })).items.length, 0);
+    assert.equal(renders.production.length > renders.defaults.length, true);
+  });
+});

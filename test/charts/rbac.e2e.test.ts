@@ -1,0 +1,350 @@
+import type { KubeConfig, V1Node, V1ValidatingAdmissionPolicy } from '@kubernetes/client-node';
+import { execa } from 'execa';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { loadKubeConfig } from '../../src/k8s/kubeconfig.js';
+import { mergePatch } from '../../src/k8s/patch.js';
+import { simNodeManifest } from '../../src/stack/sim-nodes.js';
+import { clients, eventually, tempNamespace } from '../helpers/k8s.js';
+import { TEST_STACK_ENV, useTestStack, type TestStack } from '../helpers/stack.js';
+import { TEST_WORKER_KUBECONFIG_ENV } from '../helpers/workers.js';
+import {
+  canI,
+  deleteObject,
+  kubeRequest,
+  PRODUCTION_VALUES,
+  renderChart,
+  serverSideApply,
+  serviceAccountKubeConfig,
+  type KubeResponse,
+} from './chart.js';
+
+/** The kinds that make up the chart's identities and their limits; applied for real. */
+const RBAC_KINDS = new Set([
+  'ServiceAccount',
+  'ClusterRole',
+  'ClusterRoleBinding',
+  'Role',
+  'RoleBinding',
+  'ValidatingAdmissionPolicy',
+  'ValidatingAdmissionPolicyBinding',
+]);
+
+/** The chart's identities, and one the chart gives nothing. */
+type Identity = 'worker' | 'agent' | 'webhook' | 'gateway' | 'nobody';
+
+const REMEDIATION_E2E = fileURLToPath(new URL('../workflows/remediation.e2e.test.ts', import.meta.url));
+
+// The chart's RBAC and admission policy, applied to the embedded API server and exercised with the
+// ServiceAccount tokens a pod would get: an identity without rights is refused first (so a later
+// "allowed" means the chart's rules, not an open authorizer), then each process's rights, the
+// worker's node patches under the admission policy, and the whole remediation e2e suite run with the
+// worker's token instead of the admin's client certificate.
+describe("Helm chart: RBAC and admission policy enforced, and the remediation suite under the worker's token", () => {
+  let stack: TestStack;
+  let release: string;
+  let ns: string;
+  const cleanup: Array<() => Promise<void>> = [];
+  let kcs: Record<Identity, KubeConfig>;
+  let inferenceNs: string;
+  let node: string;
+
+  before(async () => {
+    stack = await useTestStack();
+    const home = await tempNamespace(stack.kc, 'fmrbac');
+    cleanup.push(home.remove);
+    ns = home.name;
+    const inference = await tempNamespace(stack.kc, 'fminfer');
+    cleanup.push(inference.remove);
+    inferenceNs = inference.name;
+    const drill = await tempNamespace(stack.kc, 'fmdrill');
+    cleanup.push(drill.remove);
+    release = `fleetmedic-${ns.slice(-6)}`;
+    const objects = await renderChart({
+      release,
+      namespace: ns,
+      valuesFiles: [PRODUCTION_VALUES],
+      set: { 'inference.namespace': inference.name, 'drill.namespace': drill.name },
+    });
+    for (const object of objects.filter((o) => RBAC_KINDS.has(o.kind ?? ''))) {
+      // Cluster-scoped objects and the Role in the Events namespace outlive the test namespaces.
+      if (!object.metadata?.namespace || object.metadata.namespace === 'default') {
+        cleanup.push(() => deleteObject(stack.kc, object));
+      }
+      const res = await serverSideApply(stack.kc, object, { dryRun: false });
+      assert.ok(
+        res.status < 300,
+        `${object.kind} ${object.metadata?.name}: HTTP ${res.status} ${res.message}`,
+      );
+    }
+    await clients(stack.kc).core.createNamespacedServiceAccount({
+      namespace: ns,
+      body: { metadata: { name: 'nobody' } },
+    });
+    const accounts: Record<Identity, string> = {
+      worker: `${release}-worker`,
+      agent: `${release}-node-agent`,
+      webhook: `${release}-webhook`,
+      gateway: `${release}-gateway`,
+      nobody: 'nobody',
+    };
+    const made = await Promise.all(
+      Object.entries(accounts).map(async ([key, sa]) => [
+        key,
+        (await serviceAccountKubeConfig(stack.kc, ns, sa)).kc,
+      ]),
+    );
+    kcs = Object.fromEntries(made) as Record<Identity, KubeConfig>;
+    // A node of its own: the patches below must not race the remediation suite's nodes.
+    const manifest = simNodeManifest(95, stack.state.clusterId);
+    node = manifest.metadata!.name!;
+    await clients(stack.kc).core.createNode({ body: manifest });
+    cleanup.push(async () => {
+      await clients(stack.kc)
+        .core.deleteNode({ name: node })
+        .catch(() => {});
+    });
+  });
+
+  after(async () => {
+    for (const fn of cleanup.reverse()) await fn().catch(() => {});
+  });
+
+  const nodePath = () => `/api/v1/nodes/${node}`;
+  function patchNode(kc: KubeConfig, body: unknown, dryRun = false): Promise<KubeResponse> {
+    return kubeRequest(
+      kc,
+      'PATCH',
+      `${nodePath()}${dryRun ? '?dryRun=All' : ''}`,
+      body,
+      'application/merge-patch+json',
+    );
+  }
+  async function readNode(): Promise<V1Node> {
+    return clients(stack.kc).core.readNode({ name: node });
+  }
+
+  it('refuses an identity the chart gives no rights (403): RBAC is enforced on this API server', async () => {
+    const res = await kubeRequest(kcs.nobody, 'GET', nodePath());
+    assert.equal(res.status, 403, res.message);
+    assert.match(res.message, /system:serviceaccount:fmrbac-\w+:nobody/);
+    assert.equal(await canI(kcs.nobody, { verb: 'list', resource: 'pods' }), false);
+    // The same request, once the chart's rules apply (RBAC caches settle within moments).
+    await eventually('the worker allowed to read the node', async () =>
+      (await kubeRequest(kcs.worker, 'GET', nodePath())).status === 200 ? true : undefined,
+    );
+  });
+
+  it("gives the worker's ServiceAccount what the remediation calls, and no secrets, no exec", async () => {
+    const allowed: Array<Parameters<typeof canI>[1]> = [
+      { verb: 'patch', resource: 'nodes' },
+      { verb: 'list', resource: 'nodes' },
+      { verb: 'list', resource: 'pods' },
+      { verb: 'delete', resource: 'pods', namespace: 'any' },
+      { verb: 'create', resource: 'pods', subresource: 'eviction', namespace: 'any' },
+      { verb: 'list', resource: 'poddisruptionbudgets', group: 'policy', namespace: 'any' },
+      { verb: 'list', resource: 'daemonsets', group: 'apps' },
+      { verb: 'get', resource: 'namespaces' },
+      { verb: 'create', resource: 'events', namespace: 'default' },
+      { verb: 'update', resource: 'configmaps', namespace: ns },
+    ];
+    const forbidden: Array<Parameters<typeof canI>[1]> = [
+      { verb: 'get', resource: 'secrets', namespace: ns },
+      { verb: 'list', resource: 'secrets' },
+      { verb: 'create', resource: 'pods', subresource: 'exec', namespace: 'any' },
+      { verb: 'create', resource: 'pods', subresource: 'attach', namespace: 'any' },
+      { verb: 'delete', resource: 'nodes' },
+      { verb: 'update', resource: 'nodes', subresource: 'status' },
+      { verb: 'create', resource: 'pods', namespace: 'any' },
+      { verb: 'create', resource: 'deployments', group: 'apps', namespace: 'any' },
+      { verb: 'create', resource: 'events', namespace: 'any' },
+      { verb: 'update', resource: 'configmaps', namespace: 'kube-system' },
+      { verb: 'create', resource: 'clusterrolebindings', group: 'rbac.authorization.k8s.io' },
+    ];
+    for (const a of allowed)
+      assert.equal(await canI(kcs.worker, a), true, `not allowed: ${JSON.stringify(a)}`);
+    for (const a of forbidden)
+      assert.equal(await canI(kcs.worker, a), false, `allowed: ${JSON.stringify(a)}`);
+
+    // And the real requests: reading a Secret is forbidden, listing them too.
+    await clients(stack.kc).core.createNamespacedSecret({
+      namespace: ns,
+      body: { metadata: { name: 'temporal-api-key' }, stringData: { 'api-key': 'not for the worker' } },
+    });
+    const read = await kubeRequest(kcs.worker, 'GET', `/api/v1/namespaces/${ns}/secrets/temporal-api-key`);
+    assert.equal(read.status, 403, read.message);
+    assert.equal((await kubeRequest(kcs.worker, 'GET', '/api/v1/secrets')).status, 403);
+  });
+
+  it('lets the node agent and the webhook get a node, not list or patch one; the gateway watches pods only where the inference runs', async () => {
+    for (const kc of [kcs.agent, kcs.webhook]) {
+      assert.equal((await kubeRequest(kc, 'GET', nodePath())).status, 200);
+      assert.equal((await kubeRequest(kc, 'GET', '/api/v1/nodes')).status, 403);
+      assert.equal((await patchNode(kc, { spec: { unschedulable: true } })).status, 403);
+      assert.equal((await kubeRequest(kc, 'GET', `/api/v1/namespaces/${ns}/secrets`)).status, 403);
+    }
+    assert.equal(
+      (await kubeRequest(kcs.gateway, 'GET', `/api/v1/namespaces/${inferenceNs}/pods`)).status,
+      200,
+    );
+    assert.equal((await kubeRequest(kcs.gateway, 'GET', `/api/v1/namespaces/${ns}/pods`)).status, 403);
+    assert.equal((await kubeRequest(kcs.gateway, 'GET', nodePath())).status, 403);
+  });
+
+  it("lets the worker change only the cordon, fleetmedic's taint, labels and annotations on a node; the admin is not limited", async () => {
+    // The policy takes effect a moment after it is created: wait until a dry-run patch is refused.
+    const otherLabel = { metadata: { labels: { team: 'ml' } } };
+    const refusal = await eventually('the admission policy enforced', async () => {
+      const res = await patchNode(kcs.worker, otherLabel, true);
+      return res.status === 403 && /ValidatingAdmissionPolicy/.test(res.message) ? res : undefined;
+    });
+    assert.match(refusal.message, /may change only fleetmedic\.io\/ labels/);
+    const policies = await kubeRequest(
+      stack.kc,
+      'GET',
+      '/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies',
+    );
+    const policy = (policies.body as { items: V1ValidatingAdmissionPolicy[] }).items.find((p) =>
+      p.metadata?.name?.startsWith(release),
+    );
+    assert.deepEqual(
+      policy?.status?.typeChecking?.expressionWarnings ?? [],
+      [],
+      'CEL type-checking warnings',
+    );
+
+    const before = await readNode();
+    const quarantine = { key: 'fleetmedic.io/quarantine', value: 'test', effect: 'NoSchedule' };
+    // What a quarantine writes (src/k8s/node-ownership.ts): allowed.
+    const quarantined = await patchNode(kcs.worker, {
+      metadata: {
+        resourceVersion: before.metadata?.resourceVersion,
+        labels: { 'fleetmedic.io/quarantined': 'true' },
+        annotations: { 'fleetmedic.io/cordon': '{"workflowId":"test"}' },
+      },
+      spec: { unschedulable: true, taints: [...(before.spec?.taints ?? []), quarantine] },
+    });
+    assert.equal(quarantined.status, 200, quarantined.message);
+    const q = await readNode();
+    assert.equal(q.spec?.unschedulable, true);
+    assert.equal(q.metadata?.labels?.['fleetmedic.io/quarantined'], 'true');
+
+    // Each refused patch is built from the node as it is now: the node lifecycle controller adds its
+    // own taint (node.kubernetes.io/unschedulable) after the cordon, and a list that dropped it would
+    // be refused for that instead.
+    const withoutOurs = (n: V1Node) => (n.spec?.taints ?? []).filter((t) => t.key !== quarantine.key);
+    const refused: Array<[string, (n: V1Node) => unknown, RegExp]> = [
+      ['another label', () => otherLabel, /fleetmedic\.io\/ labels/],
+      [
+        'removing a label',
+        () => ({ metadata: { labels: { 'kubernetes.io/hostname': null } } }),
+        /fleetmedic\.io\/ labels/,
+      ],
+      [
+        'another annotation',
+        () => ({ metadata: { annotations: { 'example.com/owner': 'x' } } }),
+        /annotations/,
+      ],
+      [
+        'another taint',
+        (n) => ({
+          spec: { taints: [...(n.spec?.taints ?? []), { key: 'example.com/broken', effect: 'NoSchedule' }] },
+        }),
+        /only its fleetmedic\.io\/quarantine taint/,
+      ],
+      [
+        'a NoExecute quarantine',
+        (n) => ({ spec: { taints: [...withoutOurs(n), { ...quarantine, effect: 'NoExecute' }] } }),
+        /NoSchedule only/,
+      ],
+      [
+        'the provider ID',
+        () => ({ spec: { providerID: 'kwok://elsewhere' } }),
+        /may change only spec\.unschedulable/,
+      ],
+    ];
+    for (const [what, body, message] of refused) {
+      const res = await patchNode(kcs.worker, body(await readNode()));
+      assert.equal(res.status, 403, `${what}: HTTP ${res.status} ${res.message}`);
+      assert.match(res.message, message, what);
+    }
+    const unchanged = await readNode();
+    assert.equal(unchanged.metadata?.labels?.team, undefined);
+    assert.equal(unchanged.metadata?.labels?.['kubernetes.io/hostname'], node);
+    assert.equal(unchanged.metadata?.annotations?.['example.com/owner'], undefined);
+    assert.deepEqual(
+      unchanged.spec?.taints
+        ?.filter((t) => t.key.startsWith('example.com') || t.key === quarantine.key)
+        .map((t) => ({ key: t.key, value: t.value, effect: t.effect })),
+      [quarantine],
+    );
+    assert.equal(unchanged.spec?.providerID, before.spec?.providerID);
+
+    // Release, as the worker does it (from the node read, with its resourceVersion): allowed.
+    const current = await readNode();
+    const released = await patchNode(kcs.worker, {
+      metadata: {
+        resourceVersion: current.metadata?.resourceVersion,
+        labels: { 'fleetmedic.io/quarantined': null },
+        annotations: { 'fleetmedic.io/cordon': null },
+      },
+      spec: { unschedulable: false, taints: withoutOurs(current).length > 0 ? withoutOurs(current) : null },
+    });
+    assert.equal(released.status, 200, released.message);
+    // The policy matches the worker's identity only: the admin may set any label.
+    await clients(stack.kc).core.patchNode({ name: node, body: otherLabel }, mergePatch);
+    assert.equal((await readNode()).metadata?.labels?.team, 'ml');
+  });
+
+  it(
+    "runs the remediation end-to-end suite with the worker's ServiceAccount token, under the admission policy",
+    {
+      timeout: 6 * 60_000,
+    },
+    async () => {
+      const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fleetmedic-sa-'));
+      cleanup.push(() => fs.rm(dir, { recursive: true, force: true }));
+      const kubeconfig = path.join(dir, 'worker.kubeconfig');
+      await fs.writeFile(kubeconfig, kcs.worker.exportConfig(), { mode: 0o600 });
+      // The file is the worker's identity: the same token is refused a Secret.
+      const fromFile = loadKubeConfig(kubeconfig);
+      assert.equal(fromFile.getCurrentUser()?.name, `${ns}:${release}-worker`);
+      assert.equal((await kubeRequest(fromFile, 'GET', `/api/v1/namespaces/${ns}/secrets`)).status, 403);
+      const started = Date.now();
+      const child = await execa(
+        process.execPath,
+        ['--import', 'tsx', '--test', '--test-reporter=spec', REMEDIATION_E2E],
+        {
+          // Not NODE_TEST_CONTEXT: with it, the child's test runner would take itself for a subtest
+          // of this one and run nothing.
+          env: {
+            ...process.env,
+            NODE_TEST_CONTEXT: undefined,
+            [TEST_STACK_ENV]: stack.config.stateDir,
+            [TEST_WORKER_KUBECONFIG_ENV]: kubeconfig,
+          },
+          extendEnv: false,
+          reject: false,
+          all: true,
+          // About 30 s here; a suite that hangs (a refused call retried) fails here instead.
+          timeout: 5 * 60_000,
+        },
+      );
+      const output = child.all ?? '';
+      const summary = output
+        .split('\n')
+        .filter((l) => /^ℹ (tests|pass|fail|duration_ms)|^\s*[✔✖]/.test(l))
+        .join('\n');
+      process.stderr.write(
+        `remediation e2e under the worker's token (${((Date.now() - started) / 1000).toFixed(0)} s):\n${summary}\n`,
+      );
+      assert.equal(child.exitCode, 0, output.split('\n').slice(-80).join('\n'));
+      assert.match(output, /^ℹ fail 0$/m);
+      assert.doesNotMatch(output, /^ℹ pass 0$/m);
+    },
+  );
+});
