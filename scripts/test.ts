@@ -27,7 +27,9 @@ async function usesStack(file: string): Promise<boolean> {
 const args = process.argv.slice(2);
 const withoutStack = args.includes('--without-stack');
 const filters = args.filter((a) => a !== '--without-stack');
-let files = (await findTests('test')).filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
+let files = (await findTests('test')).filter(
+  (f) => filters.length === 0 || filters.some((x) => f.includes(x)),
+);
 if (withoutStack) {
   const needs = await Promise.all(files.map(usesStack));
   files = files.filter((_, i) => !needs[i]);

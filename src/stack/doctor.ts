@@ -18,7 +18,9 @@ export async function doctor(config: Config): Promise<{ ok: boolean; lines: stri
   const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
   const nodeOk = major > 22 || (major === 22 && minor >= 19);
   ok &&= nodeOk;
-  lines.push(`${mark(nodeOk)} node ${process.version}${nodeOk ? '' : ' (22.19 or later is supported: run scripts/setup.sh)'}`);
+  lines.push(
+    `${mark(nodeOk)} node ${process.version}${nodeOk ? '' : ' (22.19 or later is supported: run scripts/setup.sh)'}`,
+  );
   const go = await execa(process.env.FLEETMEDIC_GO || 'go', ['env', 'GOVERSION'], { reject: false });
   lines.push(
     go.exitCode === 0
