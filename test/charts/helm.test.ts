@@ -133,6 +133,7 @@ describe('Helm chart: rendered', () => {
     const cluster = find<V1ClusterRole>(production, 'ClusterRole', '-worker');
     assert.deepEqual(grants(cluster), [
       'apps/daemonsets: get,list,watch',
+      'core/configmaps: get',
       'core/namespaces: get',
       'core/nodes: get,list,patch,watch',
       'core/pods/eviction: create',
@@ -164,7 +165,8 @@ describe('Helm chart: rendered', () => {
         what,
       );
       assert.ok(!rule.verbs.some((v) => ['escalate', 'bind', 'impersonate'].includes(v)), what);
-      assert.equal(rule.resourceNames, undefined);
+      if (rule.resourceNames)
+        assert.deepEqual([rule.resourceNames, rule.verbs], [['fleetmedic-simulation'], ['get']]);
     }
   });
 

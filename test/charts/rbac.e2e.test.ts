@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadKubeConfig } from '../../src/k8s/kubeconfig.js';
 import { mergePatch } from '../../src/k8s/patch.js';
+import { isSimulatedCluster } from '../../src/stack/sim-cluster.js';
 import { simNodeManifest } from '../../src/stack/sim-nodes.js';
 import { clients, eventually, tempNamespace } from '../helpers/k8s.js';
 import { TEST_STACK_ENV, useTestStack, type TestStack } from '../helpers/stack.js';
@@ -169,6 +170,20 @@ describe("Helm chart: RBAC and admission policy enforced, and the remediation su
       assert.equal(await canI(kcs.worker, a), true, `not allowed: ${JSON.stringify(a)}`);
     for (const a of forbidden)
       assert.equal(await canI(kcs.worker, a), false, `allowed: ${JSON.stringify(a)}`);
+
+    // What `fleetmedic worker` reads at start: the simulation marker here, a 404 on a real cluster
+    // (no marker namespace), never a 403 that would stop it.
+    assert.equal(await isSimulatedCluster(kcs.worker), true);
+    const noMarker = await kubeRequest(
+      kcs.worker,
+      'GET',
+      `/api/v1/namespaces/${ns}-none/configmaps/fleetmedic-simulation`,
+    );
+    assert.equal(noMarker.status, 404, noMarker.message);
+    assert.equal(
+      await canI(kcs.worker, { verb: 'get', resource: 'configmaps', namespace: 'kube-system' }),
+      false,
+    );
 
     // And the real requests: reading a Secret is forbidden, listing them too.
     await clients(stack.kc).core.createNamespacedSecret({
