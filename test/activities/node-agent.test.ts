@@ -37,10 +37,12 @@ const listed = { stdout: LIST, stderr: '', exitCode: 0, timedOut: false };
 async function reset(script: { list: CommandResult; apps: string }) {
   const { runner, calls } = scriptedRunner(script);
   const activities = createNodeAgentActivities({ clusterId: 'c1', node: 'n1', runner });
-  const result = await new MockActivityEnvironment().run(activities.agentResetGpu, target).then(
-    (r) => ({ ok: true as const, r }),
-    (err: Error) => ({ ok: false as const, err }),
-  );
+  const result = await new MockActivityEnvironment()
+    .run((t: typeof target) => activities.agentResetGpu(t), target)
+    .then(
+      (r) => ({ ok: true as const, r }),
+      (err: Error) => ({ ok: false as const, err }),
+    );
   return { result, resetRan: calls.some((c) => c.startsWith('nvidia-smi -r')) };
 }
 

@@ -33,7 +33,10 @@ export function registerDemoCommand(program: Command): void {
     .action(async (flags: { verbose?: boolean }) => {
       const config = configFrom(program);
       const log = commandLog(config.stateDir, 'demo', flags.verbose === true);
-      installRuntime(config.logLevel === 'info' ? 'warn' : config.logLevel, log.file ? log.sdk : undefined);
+      installRuntime(
+        config.logLevel === 'info' ? 'warn' : config.logLevel,
+        log.file ? (entry) => log.sdk(entry) : undefined,
+      );
       const targets = await resolveTargets(config);
       const state = await readStackState(config.stateDir);
       const kc = targetKubeConfig(targets);
