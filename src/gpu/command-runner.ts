@@ -1,4 +1,5 @@
 import { execa } from 'execa';
+import { FleetmedicError } from '../errors.js';
 
 /** The GPU tools the node agent runs. */
 export type GpuTool = 'dcgmi' | 'nvidia-smi';
@@ -8,6 +9,7 @@ export interface CommandResult {
   readonly stdout: string;
   readonly stderr: string;
   readonly exitCode: number;
+  /** Always false from {@link execaRunner}, which throws a FleetmedicError (`GpuToolErrorCode`) instead. */
   readonly timedOut: boolean;
 }
 
@@ -29,32 +31,87 @@ export interface CommandRunner {
 }
 
 /**
- * Runs the real `dcgmi` / `nvidia-smi` through execa, with a timeout and cancellation. A non-zero exit
- * is returned, not thrown: the tools report findings through exit codes (dcgmi diag exits 226 when it
- * found an error) that the parsers interpret.
+ * Codes of the {@link FleetmedicError} a GPU tool raises when it gave no result to interpret (never a
+ * finding about the GPU itself). Transient (retryable) except an output over the limit.
  */
-export function execaRunner(
-  paths: Readonly<Record<GpuTool, string>> = { dcgmi: 'dcgmi', 'nvidia-smi': 'nvidia-smi' },
-): CommandRunner {
+export const GpuToolErrorCode = {
+  TimedOut: 'GPU_TOOL_TIMEOUT',
+  Cancelled: 'GPU_TOOL_CANCELLED',
+  OutputTooLarge: 'GPU_TOOL_OUTPUT_TOO_LARGE',
+  NotStarted: 'GPU_TOOL_NOT_STARTED',
+} as const;
+
+/** The most a GPU tool may print on stdout (and on stderr) before it is killed: 16 MiB. */
+export const DEFAULT_MAX_OUTPUT_BYTES = 16 * 1024 * 1024;
+
+export interface ExecaRunnerOptions {
+  /** Each tool's executable: a path, or a name looked up on `PATH`. */
+  readonly paths?: Readonly<Record<GpuTool, string>>;
+  /** The output limit per stream, in bytes (characters for text); default {@link DEFAULT_MAX_OUTPUT_BYTES}. */
+  readonly maxOutputBytes?: number;
+  /** How long a tool that ignores SIGTERM gets before SIGKILL; default 5 s. */
+  readonly forceKillAfterMs?: number;
+}
+
+/**
+ * Runs the real `dcgmi` / `nvidia-smi` through execa, with a timeout, cancellation and an output
+ * limit. A non-zero exit is returned, not thrown: the tools report findings through exit codes (dcgmi
+ * diag exits 226 when it found an error) that the parsers interpret. A tool that gave no result
+ * (not started, timed out, cancelled, too much output) throws a {@link FleetmedicError} (codes in {@link GpuToolErrorCode}), so that a
+ * killed tool's exit code is never read as a finding.
+ *
+ * @example
+ * const runner = execaRunner({ paths: { dcgmi: '/usr/bin/dcgmi', 'nvidia-smi': 'nvidia-smi' } });
+ * const r = await runner.run('nvidia-smi', ['-L'], { timeoutMs: 30_000 });
+ */
+export function execaRunner(options: ExecaRunnerOptions = {}): CommandRunner {
+  const paths = options.paths ?? { dcgmi: 'dcgmi', 'nvidia-smi': 'nvidia-smi' };
+  const maxBuffer = options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
+  if (!Number.isSafeInteger(maxBuffer) || maxBuffer <= 0) {
+    throw new TypeError(`maxOutputBytes must be a positive integer, got ${String(maxBuffer)}`);
+  }
   return {
-    async run(tool, args, options) {
+    async run(tool, args, runOptions) {
+      const command = `${tool} ${args.join(' ')}`.trim();
       const result = await execa(paths[tool], args, {
         reject: false,
-        timeout: options.timeoutMs,
-        cancelSignal: options.signal,
-        forceKillAfterDelay: 5_000,
+        stdin: 'ignore',
+        timeout: runOptions.timeoutMs,
+        cancelSignal: runOptions.signal,
+        forceKillAfterDelay: options.forceKillAfterMs ?? 5_000,
+        maxBuffer,
         stripFinalNewline: false,
       });
-      if (result.isCanceled) throw new Error(`${tool} ${args.join(' ')} was cancelled`);
-      if (result.exitCode === undefined && !result.timedOut) {
-        // Could not start at all (ENOENT, EACCES): not a finding about the GPU.
-        throw new Error(`${tool} could not run: ${result.shortMessage}`);
+      if (result.isCanceled)
+        throw new FleetmedicError(GpuToolErrorCode.Cancelled, `${command} was cancelled`, {
+          permanent: false,
+        });
+      if (result.timedOut) {
+        throw new FleetmedicError(
+          GpuToolErrorCode.TimedOut,
+          `${command} timed out after ${runOptions.timeoutMs} ms and was stopped`,
+          { permanent: false },
+        );
+      }
+      if (result.isMaxBuffer) {
+        throw new FleetmedicError(
+          GpuToolErrorCode.OutputTooLarge,
+          `${command} printed more than the output limit of ${maxBuffer} bytes and was stopped`,
+        );
+      }
+      if (result.exitCode === undefined) {
+        // Could not start at all (ENOENT, EACCES) or killed by a signal: not a finding about the GPU.
+        throw new FleetmedicError(
+          GpuToolErrorCode.NotStarted,
+          `${command} gave no result: ${result.shortMessage}`,
+          { permanent: false },
+        );
       }
       return {
         stdout: String(result.stdout ?? ''),
         stderr: String(result.stderr ?? ''),
-        exitCode: result.exitCode ?? -1,
-        timedOut: result.timedOut,
+        exitCode: result.exitCode,
+        timedOut: false,
       };
     },
   };
