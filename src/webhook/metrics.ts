@@ -24,7 +24,7 @@ export interface WebhookMetrics {
   readonly temporalErrors: Counter<'operation'>;
   /** Failed node reads (each makes the request answer 503). */
   readonly nodeLookupErrors: Counter;
-  /** Refused credentials, by reason. */
+  /** Requests refused by authentication, by reason (a missing or wrong credential, a scope, too many failures). */
   readonly authFailures: Counter<'reason'>;
 }
 
@@ -77,7 +77,7 @@ export function createWebhookMetrics(options: { defaultMetrics?: boolean } = {})
     }),
     authFailures: new Counter({
       name: 'fleetmedic_webhook_auth_failures_total',
-      help: 'Requests refused for missing or wrong credentials',
+      help: 'Requests refused by authentication, by reason (missing, wrong-token, bad-signature, replayed, scope, too-many-failures, ...)',
       labelNames: ['reason'],
       registers: [registry],
     }),

@@ -9,12 +9,14 @@ import {
   type OperatorErrorKind,
   type OperatorService,
 } from '../client/operator-client.js';
+import { HttpError } from './http-error.js';
 
 /**
  * Operator actions over HTTP, for chat-ops: the same actions as the CLI, on the webhook's server and
- * behind its credentials. The identity recorded in the workflow history is the authenticated caller
- * (the bearer token's or HMAC key's name); a body that names someone (`by`) is refused with 400, so
- * that nobody can act in another's name and no client believes it did.
+ * behind its credentials; every route, reads included, needs the `operator` scope. The identity
+ * recorded in the workflow history is the authenticated caller (the bearer token's or HMAC key's
+ * name); a body that names someone (`by`) is refused with 400, so that nobody can act in another's
+ * name and no client believes it did.
  */
 
 /** Routes of the operator actions. */
@@ -29,12 +31,10 @@ export const OPERATOR_ROUTES = Object.freeze({
 
 export interface OperatorRoutesOptions {
   readonly operator: OperatorService;
-  /**
-   * Whether the server has any credential configured. Without one every caller is anonymous
-   * (loopback development), and operator actions are refused with 403: an action must name who took it.
-   */
-  readonly credentialsConfigured: boolean;
 }
+
+/** Every operator route needs the `operator` scope (checked by authenticate.ts before the handler). */
+const OPERATOR = { config: { scope: 'operator' as const } };
 
 const STATUS: Record<OperatorErrorKind, number> = {
   invalid: 400,
@@ -94,11 +94,13 @@ function actionBody(request: FastifyRequest): { reason?: string } {
 
 /**
  * Registers the operator routes (a fastify plugin). Register it inside the scope that authenticates
- * requests, so that `request.caller` is set before a handler runs.
+ * requests (authenticate.ts), so that `request.caller` is set and the `operator` scope checked before
+ * a handler runs.
  *
  * Answers: 200 with the action's result; 400 bad node name or body; 401 (the scope's) missing or
- * wrong credentials; 403 no credential configured on the server; 404 no remediation for the node;
- * 409 the workflow refused (its validator's message); 503 Temporal or the control worker not answering.
+ * wrong credentials; 403 a credential without the `operator` scope, or none configured on the server;
+ * 404 no remediation for the node; 409 the workflow refused (its validator's message); 503 Temporal
+ * or the control worker not answering (the server's error handler answers it without details).
  */
 export function operatorRoutes(app: FastifyInstance, options: OperatorRoutesOptions): Promise<void> {
   const { operator } = options;
@@ -107,25 +109,14 @@ export function operatorRoutes(app: FastifyInstance, options: OperatorRoutesOpti
   const guarded =
     (handler: (request: FastifyRequest, caller: string) => Promise<unknown>) =>
     async (request: FastifyRequest, reply: FastifyReply) => {
-      if (!options.credentialsConfigured) {
-        return reply.code(403).send({
-          error:
-            'operator actions need a configured credential: start the webhook with --token-file or ' +
-            '--hmac-key-file, so every action records who took it',
-        });
-      }
       try {
         return reply.code(200).send(await handler(request, request.caller ?? 'unknown'));
       } catch (err) {
         if (err instanceof BadRequest) return reply.code(400).send({ error: err.message });
         if (!(err instanceof OperatorError)) throw err;
         const status = STATUS[err.kind];
-        if (status === 503) {
-          request.log.warn({ caller: request.caller, error: err.message }, 'operator action: answering 503');
-          void reply.header('retry-after', '5');
-        } else {
-          request.log.info({ caller: request.caller, error: err.message }, 'operator action not done');
-        }
+        if (status >= 500) throw new HttpError(status, `operator action: ${err.message}`);
+        request.log.info({ caller: request.caller, error: err.message }, 'operator action not done');
         return reply.code(status).send({ error: err.message });
       }
     };
@@ -133,6 +124,7 @@ export function operatorRoutes(app: FastifyInstance, options: OperatorRoutesOpti
   for (const name of Object.keys(DECISIONS) as DecisionName[]) {
     app.post(
       OPERATOR_ROUTES.decision(name),
+      OPERATOR,
       guarded(async (request, caller) => {
         const { node } = parse(paramsSchema, request.params, 'params');
         const { reason } = actionBody(request);
@@ -149,6 +141,7 @@ export function operatorRoutes(app: FastifyInstance, options: OperatorRoutesOpti
   for (const paused of [true, false]) {
     app.post(
       paused ? OPERATOR_ROUTES.pause : OPERATOR_ROUTES.resume,
+      OPERATOR,
       guarded(async (request, caller) => {
         const { reason } = actionBody(request);
         const answer = await operator.setPaused(paused, {
@@ -163,6 +156,7 @@ export function operatorRoutes(app: FastifyInstance, options: OperatorRoutesOpti
 
   app.post(
     OPERATOR_ROUTES.resetBreaker,
+    OPERATOR,
     guarded(async (request, caller) => {
       const { reason } = actionBody(request);
       const budget = await operator.resetBreaker({ by: caller, ...(reason !== undefined && { reason }) });
@@ -173,6 +167,7 @@ export function operatorRoutes(app: FastifyInstance, options: OperatorRoutesOpti
 
   app.get(
     OPERATOR_ROUTES.list,
+    OPERATOR,
     guarded(async (request) => {
       const q = parse(listQuerySchema, request.query ?? {}, 'query');
       // Both settle before the answer: no call is left running against a request already answered.
@@ -191,6 +186,7 @@ export function operatorRoutes(app: FastifyInstance, options: OperatorRoutesOpti
 
   app.get(
     OPERATOR_ROUTES.node,
+    OPERATOR,
     guarded(async (request) => {
       const { node } = parse(paramsSchema, request.params, 'params');
       return operator.node(node);

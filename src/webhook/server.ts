@@ -9,6 +9,7 @@ import Fastify, {
   type RawRequestDefaultExpression,
   type RawServerDefault,
 } from 'fastify';
+import { randomUUID } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import {
   parseAlertmanagerPayload,
@@ -16,16 +17,10 @@ import {
   type ParsedPayload,
   type ParseResult,
 } from './alertmanager.js';
-import {
-  assertAuthForHost,
-  DEFAULT_MAX_SKEW_MS,
-  HmacVerifier,
-  KEY_ID_HEADER,
-  SIGNATURE_HEADER,
-  TIMESTAMP_HEADER,
-  TokenVerifier,
-  type AuthConfig,
-} from './auth.js';
+import { assertAuthForHost, isLoopbackHost, type AuthConfig } from './auth.js';
+import { authenticate } from './authenticate.js';
+import { HttpError } from './http-error.js';
+import { ConfigError } from '../errors.js';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.js';
 import { operatorRoutes } from './operator-routes.js';
 import type { OperatorService } from '../client/operator-client.js';
@@ -39,15 +34,6 @@ import {
   type RuleSet,
 } from './rules.js';
 import type { RemediationStarter } from './starter.js';
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** The request body as received, for HMAC verification. */
-    rawBody?: Buffer;
-    /** Who sent the request, from its credentials. */
-    caller?: string;
-  }
-}
 
 /** Routes of the webhook. */
 export const ROUTES = Object.freeze({
@@ -68,7 +54,14 @@ export interface WebhookLimits {
   readonly rateLimitMax?: number;
   /** The rate-limit window. Default one minute. */
   readonly rateLimitWindowMs?: number;
+  /** Failed authentications per source address per window before it gets 429. Default 10. */
+  readonly authFailureMax?: number;
+  /** The window of {@link authFailureMax}. Default one minute. */
+  readonly authFailureWindowMs?: number;
 }
+
+/** The message of every 503: what was away is in the log, under the request ID. */
+export const UNAVAILABLE_MESSAGE = 'temporarily unavailable: nothing was lost, retry later';
 
 /** Everything the webhook depends on, injected so that tests use fakes. */
 export interface WebhookDeps {
@@ -99,6 +92,10 @@ export interface WebhookDeps {
    * the same credentials; see operator-routes.ts. Without it those routes do not exist.
    */
   readonly operator?: OperatorService;
+  /** Serve HTTPS with this certificate chain and key (PEM) instead of plain HTTP. */
+  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  /** Whether `GET /metrics` is served on this server. Default true; false when it has a listener of its own. */
+  readonly serveMetrics?: boolean;
 }
 
 /** The webhook's Fastify instance (with fleetmedic's pino logger). */
@@ -134,16 +131,6 @@ export interface WebhookAnswer {
   readonly truncatedAlerts?: number;
 }
 
-class HttpError extends Error {
-  constructor(
-    readonly statusCode: number,
-    message: string,
-    readonly details?: Record<string, unknown>,
-  ) {
-    super(message);
-  }
-}
-
 /**
  * Builds the webhook (not yet listening): `POST /v1/alerts/alertmanager` (Alertmanager webhook v4),
  * `POST /v1/alerts` (generic form), both with `?dryRun=true` to answer "what would this payload do"
@@ -152,7 +139,8 @@ class HttpError extends Error {
  * Firing alerts start or join their node's remediation (signal-with-start), resolved ones are
  * signalled to the running remediation. The answer, 202, is sent only after Temporal acknowledged
  * every signal; when Temporal or Kubernetes cannot be reached it is 503 so Alertmanager retries.
- * Invalid payloads get 400 (422 when every alert in it is unusable) with what was wrong.
+ * Invalid payloads get 400 (422 when every alert in it is unusable) with what was wrong. A 5xx answer
+ * carries a generic message and the request ID (also in `x-request-id`); the details are logged under it.
  *
  * @example
  * const app = await buildWebhookServer({ clusterId, taskQueue, rules, starter, nodes, auth });
@@ -163,31 +151,44 @@ export async function buildWebhookServer(deps: WebhookDeps): Promise<WebhookApp>
   const metrics = deps.metrics ?? createWebhookMetrics();
   const log = deps.logger ?? pino({ level: 'silent' });
   const bodyLimit = deps.limits?.bodyLimitBytes ?? 1024 * 1024;
-  const tokens = new TokenVerifier(deps.auth.tokens);
-  const hmac = new HmacVerifier(deps.auth.hmacKeys, deps.auth.maxSkewMs ?? DEFAULT_MAX_SKEW_MS);
-  const authRequired = tokens.size > 0 || hmac.size > 0;
   const knownRuns = new BoundedMap<string, string>(50_000);
   const inFlight = new Map<string, Promise<{ workflowId: string; runId: string }>>();
   const dedupeWindowMs = deps.dedupeWindowMs ?? DEFAULT_DEDUPE_WINDOW_MS;
   const acknowledged = new BoundedMap<string, { until: number; workflowId: string; runId: string }>(100_000);
 
-  const app = Fastify({
+  const options = {
     loggerInstance: log,
     bodyLimit,
     // Per-request lines would flood the log in an alert storm; decisions are logged instead.
-    logController: new LogController({ disableRequestLogging: true }),
+    // Each line logged for a request carries its `requestId`, the one a 5xx answer names.
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
+    // Our own IDs, never a client's (requestIdHeader stays off): nobody can forge a log line's ID.
+    genReqId: () => randomUUID(),
     // The body is always parsed by the JSON parser below, which keeps the raw bytes for HMAC.
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
-  });
+  } as const;
+  // With `https` Fastify serves TLS; the instance differs only in the raw server's class.
+  const app = (deps.tls
+    ? Fastify({ ...options, https: { cert: deps.tls.cert, key: deps.tls.key } })
+    : Fastify(options)) as unknown as WebhookApp;
 
+  app.addHook('onRequest', (request, reply, done) => {
+    void reply.header('x-request-id', request.id);
+    done();
+  });
   app.setErrorHandler((err: FastifyError | HttpError, request, reply) => {
-    const { status, message, details } = describeError(err, bodyLimit);
-    // 503 is a dependency being away (logged where it happens), 500 a bug worth its stack.
-    if (status === 503) request.log.warn({ caller: request.caller, error: message }, 'answering 503');
-    else if (status >= 500) request.log.error({ err }, 'webhook request failed');
-    if (status === 503) void reply.header('retry-after', '5');
-    return reply.code(status).send({ error: message, ...details });
+    const { status, message, details, headers } = describeError(err, bodyLimit);
+    if (headers) void reply.headers(headers);
+    if (status < 500) return reply.code(status).send({ error: message, ...details });
+    // 503 is a dependency being away, 500 a bug worth its stack; either way the details stay here.
+    if (status === 503) {
+      request.log.warn({ caller: request.caller, error: message, ...details }, 'answering 503');
+      void reply.header('retry-after', '5');
+      return reply.code(503).send({ error: UNAVAILABLE_MESSAGE, requestId: request.id });
+    }
+    request.log.error({ err, caller: request.caller }, 'webhook request failed');
+    return reply.code(status).send({ error: 'internal error', requestId: request.id });
   });
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ error: `no route ${request.method} ${request.url}` }),
@@ -201,10 +202,7 @@ export async function buildWebhookServer(deps: WebhookDeps): Promise<WebhookApp>
   });
 
   app.get(ROUTES.healthz, () => ({ status: 'ok' }));
-  app.get(ROUTES.metrics, async (_request, reply) => {
-    void reply.header('content-type', metrics.registry.contentType);
-    return metrics.registry.metrics();
-  });
+  if (deps.serveMetrics ?? true) addMetricsRoute(app, metrics);
 
   await app.register(async (alerts) => {
     alerts.removeAllContentTypeParsers();
@@ -221,57 +219,15 @@ export async function buildWebhookServer(deps: WebhookDeps): Promise<WebhookApp>
       });
     });
 
-    // Bearer tokens are checked before the body is read; a signed request only after (it signs the body).
-    alerts.addHook(
-      'onRequest',
-      syncHook((request) => {
-        const header = request.headers.authorization;
-        if (header !== undefined) {
-          const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-          if (!m) throw authError(metrics, 'malformed', 'the Authorization header must be "Bearer <token>"');
-          const caller = tokens.verify(m[1]!);
-          if (caller === undefined) throw authError(metrics, 'wrong-token', 'unknown bearer token');
-          request.caller = caller;
-          return;
-        }
-        if (request.headers[SIGNATURE_HEADER] !== undefined) {
-          if (hmac.size === 0)
-            throw authError(metrics, 'hmac-disabled', 'signed requests are not enabled on this server');
-          return;
-        }
-        if (authRequired) {
-          throw authError(
-            metrics,
-            'missing',
-            `credentials required: an "Authorization: Bearer <token>" header${hmac.size > 0 ? ` or the ${SIGNATURE_HEADER} headers` : ''}`,
-          );
-        }
-        request.caller = 'anonymous';
-      }),
-    );
-    alerts.addHook(
-      'preValidation',
-      syncHook((request) => {
-        if (request.caller !== undefined) return;
-        const result = hmac.verify(
-          {
-            keyId: headerValue(request, KEY_ID_HEADER),
-            timestamp: headerValue(request, TIMESTAMP_HEADER),
-            signature: headerValue(request, SIGNATURE_HEADER),
-          },
-          request.rawBody ?? Buffer.alloc(0),
-          clock(),
-        );
-        if (!result.ok) {
-          throw authError(
-            metrics,
-            /replayed/.test(result.reason) ? 'replayed' : 'bad-signature',
-            result.reason,
-          );
-        }
-        request.caller = result.caller;
-      }),
-    );
+    authenticate(alerts, {
+      auth: deps.auth,
+      metrics,
+      clock,
+      failures: {
+        max: deps.limits?.authFailureMax ?? 10,
+        windowMs: deps.limits?.authFailureWindowMs ?? 60_000,
+      },
+    });
 
     // onRequest, after the bearer check above (route-level hooks run after the scope's): bad payloads
     // count against the limit too, and a token's caller is the key. Signed requests are keyed by
@@ -288,7 +244,7 @@ export async function buildWebhookServer(deps: WebhookDeps): Promise<WebhookApp>
         ),
     });
     if (deps.operator) {
-      await alerts.register(operatorRoutes, { operator: deps.operator, credentialsConfigured: authRequired });
+      await alerts.register(operatorRoutes, { operator: deps.operator });
     }
 
     const handle =
@@ -314,8 +270,8 @@ export async function buildWebhookServer(deps: WebhookDeps): Promise<WebhookApp>
               : answer,
           );
       };
-    alerts.post(ROUTES.alertmanager, handle('alertmanager'));
-    alerts.post(ROUTES.generic, handle('generic'));
+    alerts.post(ROUTES.alertmanager, { config: { scope: 'alerts' } }, handle('alertmanager'));
+    alerts.post(ROUTES.generic, { config: { scope: 'alerts' } }, handle('generic'));
   });
 
   /** Decides every alert: rule match, then the node gates (reading each node once). */
@@ -533,31 +489,8 @@ function jsonProblem(raw: Buffer, err: Error): string {
   return `refused JSON: ${err.message}`;
 }
 
-/** A hook that throws to refuse the request, as fastify's callback-style hook. */
-function syncHook(check: (request: FastifyRequest) => void) {
-  return (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void => {
-    try {
-      check(request);
-    } catch (err) {
-      done(err as Error);
-      return;
-    }
-    done();
-  };
-}
-
 function isTrue(value: unknown): boolean {
   return value === 'true' || value === '1' || value === '';
-}
-
-function headerValue(request: FastifyRequest, name: string): string | undefined {
-  const v = request.headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
-function authError(metrics: WebhookMetrics, reason: string, message: string): HttpError {
-  metrics.authFailures.inc({ reason });
-  return new HttpError(401, message);
 }
 
 function errorMessage(err: unknown): string {
@@ -568,9 +501,20 @@ function errorMessage(err: unknown): string {
 function describeError(
   err: FastifyError | HttpError,
   bodyLimit: number,
-): { status: number; message: string; details?: Record<string, unknown> } {
-  if (err instanceof HttpError)
-    return { status: err.statusCode, message: err.message, ...(err.details && { details: err.details }) };
+): {
+  status: number;
+  message: string;
+  details?: Record<string, unknown>;
+  headers?: Record<string, string>;
+} {
+  if (err instanceof HttpError) {
+    return {
+      status: err.statusCode,
+      message: err.message,
+      ...(err.details && { details: err.details }),
+      ...(err.headers && { headers: err.headers }),
+    };
+  }
   switch (err.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return { status: 413, message: `body larger than the limit of ${bodyLimit} bytes` };
@@ -585,7 +529,14 @@ function describeError(
     typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600
       ? err.statusCode
       : 500;
-  return { status, message: status >= 500 ? 'internal error' : err.message };
+  return { status, message: err.message };
+}
+
+function addMetricsRoute(app: FastifyInstance | WebhookApp, metrics: WebhookMetrics): void {
+  (app as FastifyInstance).get(ROUTES.metrics, async (_request, reply) => {
+    void reply.header('content-type', metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
 }
 
 /** A Map that forgets its oldest entries beyond `max` (runs seen, for started-vs-joined). */
@@ -608,24 +559,76 @@ class BoundedMap<K, V> {
 /** A listening webhook. */
 export interface RunningWebhook {
   readonly app: WebhookApp;
-  /** `http://host:port`. */
+  /** `http://host:port`, or `https://` with TLS. */
   readonly url: string;
+  /** Where `/metrics` is served: `<url>/metrics`, or the metrics listener's. */
+  readonly metricsUrl: string;
   close(): Promise<void>;
 }
 
+/** Where and how the webhook listens. */
+export interface ListenOptions {
+  /** Address to bind; default 127.0.0.1. */
+  readonly host?: string;
+  /** Port; default 0 (any free port). */
+  readonly port?: number;
+  /** A listener of its own for `/metrics` (plain HTTP), instead of the webhook's; host default 127.0.0.1. */
+  readonly metricsListener?: { readonly host?: string; readonly port: number };
+  /** Allow `/metrics`, which has no credentials, on a non-loopback address. */
+  readonly allowUnauthenticatedMetrics?: boolean;
+}
+
 /**
- * Builds and starts the webhook on `host:port` (default 127.0.0.1, port 0 = any free port). Refuses
- * to bind a non-loopback address without credentials configured.
+ * Checks that `/metrics`, which answers anyone, may be served on `host`: only on loopback unless the
+ * operator allowed it explicitly (the process metrics and alert counts are nobody else's business).
+ *
+ * @throws ConfigError naming the host and the option that allows it.
  */
-export async function startWebhookServer(
-  deps: WebhookDeps & { readonly host?: string; readonly port?: number },
-): Promise<RunningWebhook> {
+export function assertMetricsHost(host: string, allowed: boolean): void {
+  if (!allowed && !isLoopbackHost(host)) {
+    throw new ConfigError(
+      `/metrics would be served on ${host}, which is not a loopback address, without credentials: ` +
+        'bind it to loopback with --metrics-host/--metrics-port, or allow it with --allow-unauthenticated-metrics',
+    );
+  }
+}
+
+/**
+ * Builds and starts the webhook on `host:port` (default 127.0.0.1, port 0 = any free port), and the
+ * metrics listener when asked. Refuses to bind a non-loopback address without credentials configured,
+ * or to serve `/metrics` on one unless allowed.
+ */
+export async function startWebhookServer(deps: WebhookDeps & ListenOptions): Promise<RunningWebhook> {
   const host = deps.host ?? '127.0.0.1';
   assertAuthForHost(deps.auth, host);
-  const app = await buildWebhookServer(deps);
+  const separate = deps.metricsListener;
+  const metricsHost = separate ? (separate.host ?? '127.0.0.1') : host;
+  assertMetricsHost(metricsHost, deps.allowUnauthenticatedMetrics ?? false);
+  const metrics = deps.metrics ?? createWebhookMetrics();
+  const app = await buildWebhookServer({ ...deps, metrics, serveMetrics: !separate });
   await app.listen({ host, port: deps.port ?? 0 });
-  const address = app.server.address();
-  const port = typeof address === 'object' && address !== null ? address.port : deps.port;
-  const shown = host.includes(':') ? `[${host}]` : host;
-  return { app, url: `http://${shown}:${port}`, close: () => app.close() };
+  const url = listeningUrl(app.server, deps.tls ? 'https' : 'http', host);
+  if (!separate) return { app, url, metricsUrl: `${url}/metrics`, close: () => app.close() };
+  const metricsApp = Fastify({ logger: false });
+  addMetricsRoute(metricsApp, metrics);
+  try {
+    await metricsApp.listen({ host: metricsHost, port: separate.port });
+  } catch (err) {
+    await app.close();
+    throw err;
+  }
+  return {
+    app,
+    url,
+    metricsUrl: `${listeningUrl(metricsApp.server, 'http', metricsHost)}/metrics`,
+    close: async () => {
+      await Promise.all([app.close(), metricsApp.close()]);
+    },
+  };
+}
+
+function listeningUrl(server: { address(): unknown }, scheme: string, host: string): string {
+  const address = server.address() as { port: number } | string | null;
+  const port = typeof address === 'object' && address !== null ? address.port : 0;
+  return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }

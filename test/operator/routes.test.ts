@@ -1,61 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  OperatorError,
-  type AutomationAnswer,
-  type BudgetView,
-  type DecisionName,
-  type NodeRemediation,
-  type OperatorService,
-  type RemediationRow,
-} from '../../src/client/operator-client.js';
-import type { OperatorAction } from '../../src/workflows/fleet-budget.js';
-import type { OperatorDecision } from '../../src/workflows/remediation.js';
-import { signBody } from '../../src/webhook/auth.js';
-import { AUTH, HMAC_SECRET, harness, TOKEN } from '../webhook/helpers.js';
-
-const BUDGET: BudgetView = {
-  workflowId: 'fleet-budget/fmunit',
-  paused: false,
-  inUse: 0,
-  limit: 1,
-  draining: [],
-  breaker: { state: 'closed' },
-  healthyNodes: 4,
-  gpuNodeCount: 4,
-  minHealthyFraction: 0.51,
-  queued: [],
-};
-
-/** Records every call; `fail` makes the next calls throw. */
-class FakeOperator implements OperatorService {
-  readonly calls: unknown[][] = [];
-  fail: Error | undefined;
-
-  private answer<T>(call: unknown[], value: T): Promise<T> {
-    this.calls.push(call);
-    return this.fail ? Promise.reject(this.fail) : Promise.resolve(value);
-  }
-  decide(node: string, decision: DecisionName, by: OperatorDecision) {
-    return this.answer(['decide', node, decision, by], `${decision} accepted for ${node}`);
-  }
-  setPaused(paused: boolean, action: OperatorAction) {
-    const answer: AutomationAnswer = { paused, by: action.by, effect: 'x', budget: { ...BUDGET, paused } };
-    return this.answer(['setPaused', paused, action], answer);
-  }
-  resetBreaker(action: OperatorAction) {
-    return this.answer(['resetBreaker', action], BUDGET);
-  }
-  list(filter?: object) {
-    return this.answer<RemediationRow[]>(['list', filter], []);
-  }
-  node(node: string) {
-    return this.answer(['node', node], { workflowId: `remediation/fmunit/${node}` } as NodeRemediation);
-  }
-  budget() {
-    return this.answer(['budget'], BUDGET);
-  }
-}
+import { OperatorError } from '../../src/client/operator-client.js';
+import { signRequest } from '../../src/webhook/auth.js';
+import { UNAVAILABLE_MESSAGE } from '../../src/webhook/server.js';
+import { BUDGET, FakeOperator } from './fake-operator.js';
+import { AUTH, HMAC_SECRET, harness, OPERATOR_TOKEN, TOKEN } from '../webhook/helpers.js';
 
 async function setup(auth = AUTH) {
   const operator = new FakeOperator();
@@ -68,7 +17,7 @@ async function setup(auth = AUTH) {
     const res = await app.inject({
       method,
       url,
-      headers: { authorization: `Bearer ${TOKEN}`, ...options.headers },
+      headers: { authorization: `Bearer ${OPERATOR_TOKEN}`, ...options.headers },
       ...(options.payload !== undefined && { payload: options.payload }),
     });
     return { status: res.statusCode, body: JSON.parse(res.body) as Record<string, unknown> };
@@ -87,7 +36,7 @@ describe('operator routes', () => {
     const { app, operator, request, json } = await setup();
     const ok = await request('POST', '/v1/remediations/gpu-node-2/approve', json({ reason: 'ok' }));
     assert.equal(ok.status, 200);
-    assert.equal(ok.body.by, 'alertmanager');
+    assert.equal(ok.body.by, 'chatops-alice');
     const body = '{"reason":"signed"}';
     const ts = Math.floor(Date.now() / 1000);
     const signed = await app.inject({
@@ -97,28 +46,41 @@ describe('operator routes', () => {
         'content-type': 'application/json',
         'x-fleetmedic-key-id': 'other-source',
         'x-fleetmedic-timestamp': String(ts),
-        'x-fleetmedic-signature': signBody(HMAC_SECRET, ts, body),
+        'x-fleetmedic-signature': signRequest(HMAC_SECRET, ts, {
+          method: 'POST',
+          target: '/v1/automation/pause',
+          body,
+        }),
       },
       payload: body,
     });
     assert.equal(signed.statusCode, 200, signed.body);
     assert.deepEqual(operator.calls, [
-      ['decide', 'gpu-node-2', 'approve', { by: 'alertmanager', reason: 'ok' }],
+      ['decide', 'gpu-node-2', 'approve', { by: 'chatops-alice', reason: 'ok' }],
       ['setPaused', true, { by: 'other-source', reason: 'signed' }],
     ]);
-    // The same signed request again is a replay, whichever route it is sent to.
+    // The same signature on another route does not match it (the path is signed), and again is a replay.
+    const headers = {
+      'content-type': 'application/json',
+      'x-fleetmedic-key-id': 'other-source',
+      'x-fleetmedic-timestamp': String(ts),
+      'x-fleetmedic-signature': signRequest(HMAC_SECRET, ts, {
+        method: 'POST',
+        target: '/v1/automation/pause',
+        body,
+      }),
+    };
+    const moved = await app.inject({ method: 'POST', url: '/v1/automation/resume', headers, payload: body });
+    assert.equal(moved.statusCode, 401);
+    assert.match(moved.body, /does not match the request/);
     const replayed = await app.inject({
       method: 'POST',
-      url: '/v1/automation/resume',
-      headers: {
-        'content-type': 'application/json',
-        'x-fleetmedic-key-id': 'other-source',
-        'x-fleetmedic-timestamp': String(ts),
-        'x-fleetmedic-signature': signBody(HMAC_SECRET, ts, body),
-      },
+      url: '/v1/automation/pause',
+      headers,
       payload: body,
     });
     assert.equal(replayed.statusCode, 401);
+    assert.match(replayed.body, /replayed request/);
     await app.close();
   });
 
@@ -191,12 +153,14 @@ describe('operator routes', () => {
       operator.fail = new OperatorError(kind, `the ${kind} message`);
       const res = await request('POST', '/v1/remediations/gpu-node-2/reject');
       assert.equal(res.status, status, kind);
-      assert.equal(res.body.error, `the ${kind} message`);
+      // A 5xx says nothing of what failed: that is in the log, under the request ID.
+      assert.equal(res.body.error, status === 503 ? UNAVAILABLE_MESSAGE : `the ${kind} message`);
     }
     operator.fail = new Error('a bug');
     const bug = await request('GET', '/v1/remediations/gpu-node-2');
     assert.equal(bug.status, 500);
     assert.equal(bug.body.error, 'internal error');
+    assert.match(String(bug.body.requestId), /^[0-9a-f-]{36}$/);
     await app.close();
   });
 
@@ -212,7 +176,7 @@ describe('operator routes', () => {
     assert.deepEqual(operator.calls, [
       ['list', { all: true, phase: 'awaiting-approval', node: 'gpu-node-2', limit: 5 }],
       ['budget'],
-      ['setPaused', false, { by: 'alertmanager' }],
+      ['setPaused', false, { by: 'chatops-alice' }],
     ]);
     await app.close();
   });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { KEY_ID_HEADER, SIGNATURE_HEADER, signBody, TIMESTAMP_HEADER } from '../../src/webhook/auth.js';
+import { KEY_ID_HEADER, SIGNATURE_HEADER, signRequest, TIMESTAMP_HEADER } from '../../src/webhook/auth.js';
 import { HMAC_SECRET, harness, post, type Harness, xidPayload } from './helpers.js';
 
 // Every kind of bad input the issue lists, one test each: the answer is a 4xx that says what was
@@ -155,7 +155,11 @@ describe('webhook: bad input is refused with a clear error and starts nothing', 
       'content-type': 'application/json',
       [KEY_ID_HEADER]: 'other-source',
       [TIMESTAMP_HEADER]: String(ts),
-      [SIGNATURE_HEADER]: signBody(secret, ts, body),
+      [SIGNATURE_HEADER]: signRequest(secret, ts, {
+        method: 'POST',
+        target: '/v1/alerts/alertmanager',
+        body,
+      }),
     };
   }
 
@@ -168,7 +172,7 @@ describe('webhook: bad input is refused with a clear error and starts nothing', 
       payload: body,
     });
     assert.equal(res.statusCode, 401);
-    assert.match(res.json<{ error: string }>().error, /signature does not match the body/);
+    assert.match(res.json<{ error: string }>().error, /signature does not match the request/);
   });
 
   it('a signature over a different body -> 401', async () => {

@@ -101,3 +101,46 @@ describe('fleetmedic webhook dry-run', () => {
     );
   });
 });
+
+describe('fleetmedic webhook serve: refused before it starts', () => {
+  it('refuses half a TLS configuration, an unreadable certificate, and a metrics host without a port', async () => {
+    await assert.rejects(
+      cli('webhook', 'serve', '--rules', RULES, '--tls-cert-file', '/nonexistent/cert.pem'),
+      /--tls-cert-file \(FLEETMEDIC_WEBHOOK_TLS_CERT_FILE\) and --tls-key-file .* go together: got only --tls-cert-file/,
+    );
+    await assert.rejects(
+      cli(
+        'webhook',
+        'serve',
+        '--rules',
+        RULES,
+        '--tls-cert-file',
+        '/nonexistent/c',
+        '--tls-key-file',
+        '/nonexistent/k',
+      ),
+      /--tls-cert-file \/nonexistent\/c could not be read/,
+    );
+    await assert.rejects(
+      cli('webhook', 'serve', '--rules', RULES, '--metrics-host', '127.0.0.1'),
+      /--metrics-host \(FLEETMEDIC_WEBHOOK_METRICS_HOST\) needs --metrics-port/,
+    );
+    await assert.rejects(
+      cli('webhook', 'serve', '--rules', RULES, '--metrics-port', 'x'),
+      /--metrics-port must be a port/,
+    );
+  });
+
+  it('refuses FLEETMEDIC_WEBHOOK_ALLOW_UNAUTHENTICATED_METRICS set to anything but true or 1', async () => {
+    const name = 'FLEETMEDIC_WEBHOOK_ALLOW_UNAUTHENTICATED_METRICS';
+    process.env[name] = 'false';
+    try {
+      await assert.rejects(
+        cli('webhook', 'serve', '--rules', RULES),
+        /FLEETMEDIC_WEBHOOK_ALLOW_UNAUTHENTICATED_METRICS must be "true" or "1" \(or unset\), got "false"/,
+      );
+    } finally {
+      delete process.env[name];
+    }
+  });
+});

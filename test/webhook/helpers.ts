@@ -13,6 +13,8 @@ import { buildWebhookServer, type WebhookApp, type WebhookDeps } from '../../src
 export const CLUSTER = 'fmunit';
 export const TOKEN = 'test-token-0123456789abcdef';
 export const HMAC_SECRET = 'hmac-secret-0123456789abcdef';
+/** A token with the `operator` scope only (chat-ops). */
+export const OPERATOR_TOKEN = 'operator-token-0123456789abcdef';
 
 /** Reads a fixture from test/fixtures/alertmanager. */
 export function fixture(name: string): Record<string, unknown> {
@@ -115,8 +117,11 @@ export function rules(doc: unknown = RULES_DOC): RuleSet {
 }
 
 export const AUTH: AuthConfig = {
-  tokens: [{ caller: 'alertmanager', token: TOKEN }],
-  hmacKeys: [{ caller: 'other-source', secret: HMAC_SECRET }],
+  tokens: [
+    { caller: 'alertmanager', token: TOKEN, scopes: ['alerts'] },
+    { caller: 'chatops-alice', token: OPERATOR_TOKEN, scopes: ['operator'] },
+  ],
+  hmacKeys: [{ caller: 'other-source', secret: HMAC_SECRET, scopes: ['alerts', 'operator'] }],
 };
 
 export interface Harness {

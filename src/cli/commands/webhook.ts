@@ -43,11 +43,44 @@ function nonNegativeInt(name: string) {
   };
 }
 
-function port(value: string): number {
-  if (!/^\d+$/.test(value) || Number(value) > 65535) {
-    throw new InvalidArgumentError(`--port must be a port number (0-65535), got ${JSON.stringify(value)}`);
+function portOf(name: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value) || Number(value) > 65535) {
+      throw new InvalidArgumentError(`${name} must be a port number (0-65535), got ${JSON.stringify(value)}`);
+    }
+    return Number(value);
+  };
+}
+
+async function readPem(file: string, option: string): Promise<Buffer> {
+  try {
+    return await fs.readFile(file);
+  } catch (err) {
+    throw new ConfigError(`${option} ${file} could not be read: ${(err as Error).message}`, { cause: err });
   }
-  return Number(value);
+}
+
+/** Certificate and key for HTTPS: both or neither. */
+async function tlsFiles(opts: ServeOptions): Promise<{ cert: Buffer; key: Buffer } | undefined> {
+  if (opts.tlsCertFile === undefined && opts.tlsKeyFile === undefined) return undefined;
+  if (opts.tlsCertFile === undefined || opts.tlsKeyFile === undefined) {
+    throw new ConfigError(
+      `--tls-cert-file (${WEBHOOK_ENV.tlsCertFile}) and --tls-key-file (${WEBHOOK_ENV.tlsKeyFile}) go together: ` +
+        `got only ${opts.tlsCertFile === undefined ? '--tls-key-file' : '--tls-cert-file'}`,
+    );
+  }
+  return {
+    cert: await readPem(opts.tlsCertFile, '--tls-cert-file'),
+    key: await readPem(opts.tlsKeyFile, '--tls-key-file'),
+  };
+}
+
+/** Commander sets a boolean option from its variable whatever the value; only these mean yes. */
+function assertBooleanEnv(name: string): void {
+  const value = process.env[name];
+  if (value !== undefined && value !== 'true' && value !== '1') {
+    throw new ConfigError(`${name} must be "true" or "1" (or unset), got ${JSON.stringify(value)}`);
+  }
 }
 
 /** The cluster ID to use: the rules file's and the configuration's must agree when both are set. */
@@ -71,6 +104,11 @@ export const WEBHOOK_ENV = {
   port: 'FLEETMEDIC_WEBHOOK_PORT',
   tokenFile: 'FLEETMEDIC_WEBHOOK_TOKEN_FILE',
   hmacKeyFile: 'FLEETMEDIC_WEBHOOK_HMAC_KEY_FILE',
+  tlsCertFile: 'FLEETMEDIC_WEBHOOK_TLS_CERT_FILE',
+  tlsKeyFile: 'FLEETMEDIC_WEBHOOK_TLS_KEY_FILE',
+  metricsHost: 'FLEETMEDIC_WEBHOOK_METRICS_HOST',
+  metricsPort: 'FLEETMEDIC_WEBHOOK_METRICS_PORT',
+  allowUnauthenticatedMetrics: 'FLEETMEDIC_WEBHOOK_ALLOW_UNAUTHENTICATED_METRICS',
 } as const;
 
 interface ServeOptions {
@@ -79,6 +117,11 @@ interface ServeOptions {
   rules: string;
   tokenFile?: string;
   hmacKeyFile?: string;
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  metricsHost?: string;
+  metricsPort?: number;
+  allowUnauthenticatedMetrics?: boolean;
   bodyLimit: number;
   rateLimit: number;
   temporalTimeout: number;
@@ -115,17 +158,48 @@ export function registerWebhookCommands(program: Command, io: WebhookCommandIo =
         .default('127.0.0.1'),
     )
     .addOption(
-      new Option('--port <port>', 'port to listen on').env(WEBHOOK_ENV.port).argParser(port).default(9095),
+      new Option('--port <port>', 'port to listen on')
+        .env(WEBHOOK_ENV.port)
+        .argParser(portOf('--port'))
+        .default(9095),
     )
     .addOption(
-      new Option('--token-file <file>', 'bearer tokens, one "<caller> <token>" (or "<token>") per line').env(
-        WEBHOOK_ENV.tokenFile,
+      new Option(
+        '--token-file <file>',
+        'bearer tokens, one "<caller> <token> [alerts|operator|alerts,operator]" per line (no scope: alerts)',
+      ).env(WEBHOOK_ENV.tokenFile),
+    )
+    .addOption(
+      new Option(
+        '--hmac-key-file <file>',
+        'HMAC signing keys, one "<key-id> <secret> [<scope>]" per line (no scope: alerts)',
+      ).env(WEBHOOK_ENV.hmacKeyFile),
+    )
+    .addOption(
+      new Option('--tls-cert-file <file>', 'serve HTTPS with this certificate chain (PEM)').env(
+        WEBHOOK_ENV.tlsCertFile,
       ),
     )
     .addOption(
-      new Option('--hmac-key-file <file>', 'HMAC signing keys, one "<key-id> <secret>" per line').env(
-        WEBHOOK_ENV.hmacKeyFile,
+      new Option('--tls-key-file <file>', 'the private key (PEM) of --tls-cert-file').env(
+        WEBHOOK_ENV.tlsKeyFile,
       ),
+    )
+    .addOption(
+      new Option('--metrics-port <port>', 'serve /metrics on a listener of its own (plain HTTP) on this port')
+        .env(WEBHOOK_ENV.metricsPort)
+        .argParser(portOf('--metrics-port')),
+    )
+    .addOption(
+      new Option('--metrics-host <address>', 'address of the metrics listener (default 127.0.0.1)').env(
+        WEBHOOK_ENV.metricsHost,
+      ),
+    )
+    .addOption(
+      new Option(
+        '--allow-unauthenticated-metrics',
+        'allow /metrics (no credentials) on a non-loopback address',
+      ).env(WEBHOOK_ENV.allowUnauthenticatedMetrics),
     )
     .option('--body-limit <bytes>', 'largest accepted request body', positiveInt('--body-limit'), 1024 * 1024)
     .option('--rate-limit <n>', 'requests per caller per minute', positiveInt('--rate-limit'), 3000)
@@ -142,6 +216,11 @@ export function registerWebhookCommands(program: Command, io: WebhookCommandIo =
       DEFAULT_DEDUPE_WINDOW_MS,
     )
     .action(async (opts: ServeOptions) => {
+      assertBooleanEnv(WEBHOOK_ENV.allowUnauthenticatedMetrics);
+      if (opts.metricsHost !== undefined && opts.metricsPort === undefined) {
+        throw new ConfigError(`--metrics-host (${WEBHOOK_ENV.metricsHost}) needs --metrics-port`);
+      }
+      const tls = await tlsFiles(opts);
       const config = configFrom(program);
       const rules = await loadRulesFile(opts.rules);
       const targets = await resolveTargets(config);
@@ -149,9 +228,9 @@ export function registerWebhookCommands(program: Command, io: WebhookCommandIo =
       const taskQueue = rules.taskQueue ?? targets.taskQueue;
       const auth: AuthConfig = {
         tokens: opts.tokenFile
-          ? (await loadCredentialFile(opts.tokenFile, 'token')).map((c) => ({
-              caller: c.caller,
-              token: c.secret,
+          ? (await loadCredentialFile(opts.tokenFile, 'token')).map(({ secret, ...c }) => ({
+              ...c,
+              token: secret,
             }))
           : [],
         hmacKeys: opts.hmacKeyFile ? await loadCredentialFile(opts.hmacKeyFile, 'HMAC key') : [],
@@ -188,10 +267,16 @@ export function registerWebhookCommands(program: Command, io: WebhookCommandIo =
         limits: { bodyLimitBytes: opts.bodyLimit, rateLimitMax: opts.rateLimit, rateLimitWindowMs: 60_000 },
         dedupeWindowMs: opts.dedupeWindow,
         logger,
+        ...(tls && { tls }),
+        ...(opts.metricsPort !== undefined && {
+          metricsListener: { port: opts.metricsPort, ...(opts.metricsHost && { host: opts.metricsHost }) },
+        }),
+        allowUnauthenticatedMetrics: opts.allowUnauthenticatedMetrics === true,
       });
       io.stderr(
         `webhook for cluster ${clusterId} on ${running.url} (task queue ${taskQueue}, mode ${rules.mode}, ` +
-          `${rules.rules.length} rule(s), ${auth.tokens.length} token(s), ${auth.hmacKeys.length} HMAC key(s))\n`,
+          `${rules.rules.length} rule(s), ${auth.tokens.length} token(s), ${auth.hmacKeys.length} HMAC key(s)), ` +
+          `metrics on ${running.metricsUrl}\n`,
       );
       // So that `fleetmedic sim inject` finds this webhook through the state directory.
       await writeWebhookEndpoint(config.stateDir, {
