@@ -1,4 +1,5 @@
 import type { KubeConfig, V1Node, V1ValidatingAdmissionPolicy } from '@kubernetes/client-node';
+import { Client, Connection } from '@temporalio/client';
 import { execa } from 'execa';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
@@ -10,6 +11,7 @@ import { loadKubeConfig } from '../../src/k8s/kubeconfig.js';
 import { mergePatch } from '../../src/k8s/patch.js';
 import { isSimulatedCluster } from '../../src/stack/sim-cluster.js';
 import { simNodeManifest } from '../../src/stack/sim-nodes.js';
+import { fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
 import { clients, eventually, tempNamespace } from '../helpers/k8s.js';
 import { TEST_STACK_ENV, useTestStack, type TestStack } from '../helpers/stack.js';
 import { TEST_WORKER_KUBECONFIG_ENV } from '../helpers/workers.js';
@@ -38,6 +40,7 @@ const RBAC_KINDS = new Set([
 /** The chart's identities, and one the chart gives nothing. */
 type Identity = 'worker' | 'agent' | 'webhook' | 'gateway' | 'nobody';
 
+const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const REMEDIATION_E2E = fileURLToPath(new URL('../workflows/remediation.e2e.test.ts', import.meta.url));
 
 // The chart's RBAC and admission policy, applied to the embedded API server and exercised with the
@@ -114,6 +117,17 @@ describe("Helm chart: RBAC and admission policy enforced, and the remediation su
   after(async () => {
     for (const fn of cleanup.reverse()) await fn().catch(() => {});
   });
+
+  let workerFile: string | undefined;
+  /** The worker's token as a kubeconfig file, for processes of their own. */
+  async function workerKubeconfigFile(): Promise<string> {
+    if (workerFile) return workerFile;
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fleetmedic-sa-'));
+    cleanup.push(() => fs.rm(dir, { recursive: true, force: true }));
+    workerFile = path.join(dir, 'worker.kubeconfig');
+    await fs.writeFile(workerFile, kcs.worker.exportConfig(), { mode: 0o600 });
+    return workerFile;
+  }
 
   const nodePath = () => `/api/v1/nodes/${node}`;
   function patchNode(kc: KubeConfig, body: unknown, dryRun = false): Promise<KubeResponse> {
@@ -321,10 +335,7 @@ describe("Helm chart: RBAC and admission policy enforced, and the remediation su
       timeout: 6 * 60_000,
     },
     async () => {
-      const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fleetmedic-sa-'));
-      cleanup.push(() => fs.rm(dir, { recursive: true, force: true }));
-      const kubeconfig = path.join(dir, 'worker.kubeconfig');
-      await fs.writeFile(kubeconfig, kcs.worker.exportConfig(), { mode: 0o600 });
+      const kubeconfig = await workerKubeconfigFile();
       // The file is the worker's identity: the same token is refused a Secret.
       const fromFile = loadKubeConfig(kubeconfig);
       assert.equal(fromFile.getCurrentUser()?.name, `${ns}:${release}-worker`);
@@ -360,6 +371,65 @@ describe("Helm chart: RBAC and admission policy enforced, and the remediation su
       assert.equal(child.exitCode, 0, output.split('\n').slice(-80).join('\n'));
       assert.match(output, /^ℹ fail 0$/m);
       assert.doesNotMatch(output, /^ℹ pass 0$/m);
+    },
+  );
+  it(
+    "starts `fleetmedic worker`, the image's command, with the worker's token: marker read, nodes listed for metrics",
+    {
+      timeout: 5 * 60_000,
+    },
+    async () => {
+      const kubeconfig = await workerKubeconfigFile();
+      const stateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fleetmedic-worker-'));
+      cleanup.push(() => fs.rm(stateDir, { recursive: true, force: true }));
+      // A cluster ID and queue of its own: its fleet budget must not meet the other suites'.
+      const clusterId = `${ns}-w`;
+      const env: NodeJS.ProcessEnv = { ...process.env, NODE_TEST_CONTEXT: undefined };
+      for (const key of Object.keys(env)) if (key.startsWith('FLEETMEDIC_')) delete env[key];
+      const worker = execa(process.execPath, ['--import', 'tsx', CLI, 'worker'], {
+        env: {
+          ...env,
+          FLEETMEDIC_STATE_DIR: stateDir,
+          FLEETMEDIC_KUBECONFIG: kubeconfig,
+          FLEETMEDIC_TEMPORAL_ADDRESS: stack.state.temporal.address,
+          FLEETMEDIC_CLUSTER_ID: clusterId,
+          FLEETMEDIC_TASK_QUEUE: `fleetmedic-${clusterId}`,
+          FLEETMEDIC_METRICS_PORT: '0',
+          FLEETMEDIC_LOG_LEVEL: 'warn',
+        },
+        extendEnv: false,
+        reject: false,
+        all: true,
+        timeout: 4 * 60_000,
+      });
+      const temporal = await Connection.connect({ address: stack.state.temporal.address });
+      try {
+        let output = '';
+        // The worker bundles the workflows at start (no prebuilt bundle here): up to a minute or two.
+        const metricsUrl = await new Promise<string>((resolve, reject) => {
+          worker.all?.on('data', (chunk: Buffer) => {
+            output += chunk.toString();
+            const m = /control worker for cluster .*metrics on (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(
+              output,
+            );
+            if (m) resolve(m[1]!);
+          });
+          void worker.then((r) => reject(new Error(`fleetmedic worker exited (${r.exitCode}):\n${output}`)));
+        });
+        const scrape = await fetch(metricsUrl);
+        assert.equal(scrape.status, 200);
+        const text = await scrape.text();
+        assert.match(text, /^fleetmedic_nodes_quarantined \d+$/m);
+        assert.doesNotMatch(text, /fleetmedic_metrics_scrape_errors_total\{source="nodes"\} [1-9]/);
+      } finally {
+        worker.kill('SIGTERM');
+        await worker;
+        await new Client({ connection: temporal }).workflow
+          .getHandle(fleetBudgetWorkflowId(clusterId))
+          .terminate('test finished')
+          .catch(() => {});
+        await temporal.close();
+      }
     },
   );
 });
