@@ -245,10 +245,19 @@ describe('docker-compose.yml', () => {
         port,
         `${name} serves a port (webhook, or the worker's metrics, which the healthcheck reads)`,
       );
+      // The webhook may serve /metrics on a listener of its own, published too.
+      const metricsPort = env.FLEETMEDIC_WEBHOOK_METRICS_PORT;
       assert.deepEqual(
         (service.ports ?? []).map((p) => parsePort(p).target),
-        [Number(port)],
+        [Number(port), ...(metricsPort ? [Number(metricsPort)] : [])],
       );
+      if (metricsPort) {
+        assert.equal(
+          env.FLEETMEDIC_WEBHOOK_ALLOW_UNAUTHENTICATED_METRICS,
+          'true',
+          'or the webhook refuses to start',
+        );
+      }
       assert.equal(env.FLEETMEDIC_WEBHOOK_HOST ?? env.FLEETMEDIC_METRICS_HOST, '0.0.0.0');
       if (env.FLEETMEDIC_WEBHOOK_HOST) {
         assert.ok(env.FLEETMEDIC_WEBHOOK_TOKEN_FILE, 'a webhook on a non-loopback address needs credentials');
