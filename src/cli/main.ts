@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { FleetmedicError } from '../errors.js';
 import { addGlobalFlags } from './context.js';
+import { registerAgentCommand } from './commands/agent.js';
 import { registerCheckpointCommands } from './commands/checkpoint.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { registerOperatorCommands } from './commands/operator.js';
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerToolchainCommand(program);
   registerStackCommands(program);
   registerRemediationCommands(program);
+  registerAgentCommand(program);
   registerOperatorCommands(program);
   registerCheckpointCommands(program);
   registerDemoCommand(program);

@@ -1,0 +1,202 @@
+import { CoreV1Api, type KubeConfig, type V1Node } from '@kubernetes/client-node';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { createNodeAgentActivities } from '../../activities/node-agent.js';
+import { connectionOptions } from '../../client/temporal-connection.js';
+import { ConfigError, FleetmedicError } from '../../errors.js';
+import { execaRunner, type CommandRunner, type GpuTool } from '../../gpu/command-runner.js';
+import { isApiError } from '../../k8s/api-errors.js';
+import { installRuntime } from '../../workers/runtime.js';
+import { nodeTaskQueue } from '../../workflows/ids.js';
+import { configFrom, resolveTargets, targetKubeConfig } from '../context.js';
+
+/**
+ * The node name variable. Not `FLEETMEDIC_NODE`: the scripts read that one as the Node.js binary to
+ * run with (scripts/node.sh), and a pod setting it to its node name would break them.
+ */
+export const AGENT_NODE_ENV = 'FLEETMEDIC_NODE_NAME';
+
+/** How long `--version` of a tool may take at start. */
+const VERSION_TIMEOUT_MS = 15_000;
+
+interface AgentFlags {
+  node: string;
+  dcgmi: string;
+  nvidiaSmi: string;
+  queryTimeout: number;
+  shutdownGrace: number;
+}
+
+function positiveSeconds(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+(\.\d+)?$/.test(value) || !(n > 0)) {
+      throw new InvalidArgumentError(
+        `${flag} must be a positive number of seconds, got ${JSON.stringify(value)}`,
+      );
+    }
+    return n;
+  };
+}
+
+/**
+ * The executable a tool name or path stands for: a path is taken as given, a bare name is looked up
+ * on `PATH` (as execa would), so the agent can say at start exactly which binary it will run.
+ *
+ * @throws ConfigError naming the flag and its variable when nothing executable is found.
+ */
+export async function resolveExecutable(
+  given: string,
+  source: string,
+  envPath: string | undefined = process.env.PATH,
+): Promise<string> {
+  const candidates = given.includes('/')
+    ? [path.resolve(given)]
+    : (envPath ?? '')
+        .split(path.delimiter)
+        .filter(Boolean)
+        .map((dir) => path.join(dir, given));
+  for (const candidate of candidates) {
+    try {
+      await fs.access(candidate, fs.constants.X_OK);
+      if ((await fs.stat(candidate)).isFile()) return candidate;
+    } catch {
+      // not here: try the next directory
+    }
+  }
+  throw new ConfigError(
+    `${source}=${JSON.stringify(given)}: ${given.includes('/') ? 'not an executable file' : 'not found on PATH'}; ` +
+      "mount the host's driver tools into the container (docs/node-agent.md) or name them with the flag",
+  );
+}
+
+/** The agent's own Node object; the only read its ServiceAccount is allowed (get nodes). */
+async function readOwnNode(kc: KubeConfig, node: string): Promise<V1Node> {
+  try {
+    return await kc.makeApiClient(CoreV1Api).readNode({ name: node });
+  } catch (err) {
+    if (isApiError(err, 404)) {
+      throw new FleetmedicError(
+        'NODE_NOT_FOUND',
+        `node ${node} does not exist in the cluster: give the agent its own node's name ` +
+          `(--node, or ${AGENT_NODE_ENV} from the downward API's spec.nodeName)`,
+      );
+    }
+    if (isApiError(err, 403)) {
+      throw new FleetmedicError(
+        'FORBIDDEN',
+        `may not read node ${node}: the agent's ServiceAccount needs "get" on nodes`,
+      );
+    }
+    throw err;
+  }
+}
+
+/** `tool --version`, bounded; a tool that cannot tell its version will not triage a GPU either. */
+async function toolVersion(runner: CommandRunner, tool: GpuTool): Promise<string> {
+  const result = await runner.run(tool, ['--version'], { timeoutMs: VERSION_TIMEOUT_MS });
+  const text = `${result.stdout}${result.stderr}`.trim();
+  if (result.exitCode !== 0) {
+    throw new FleetmedicError(
+      'GPU_TOOL_BROKEN',
+      `${tool} --version exited ${result.exitCode}: ${text.slice(0, 500) || 'no output'}`,
+    );
+  }
+  return text
+    .split('\n')
+    .map((l) => l.replace(/\s+/g, ' ').trim())
+    .filter(Boolean)
+    .join('; ');
+}
+
+/** `fleetmedic agent`: the node agent of one real GPU node (a DaemonSet pod per node). */
+export function registerAgentCommand(program: Command): void {
+  program
+    .command('agent')
+    .description(
+      "run the node agent of one GPU node: dcgmi / nvidia-smi activities on the node's task queue, until SIGTERM",
+    )
+    .addOption(
+      new Option('--node <name>', "this node's name (the downward API's spec.nodeName)")
+        .env(AGENT_NODE_ENV)
+        .makeOptionMandatory(),
+    )
+    .addOption(
+      new Option('--dcgmi <path>', 'dcgmi: a path, or a name looked up on PATH')
+        .env('FLEETMEDIC_DCGMI')
+        .default('dcgmi'),
+    )
+    .addOption(
+      new Option('--nvidia-smi <path>', 'nvidia-smi: a path, or a name looked up on PATH')
+        .env('FLEETMEDIC_NVIDIA_SMI')
+        .default('nvidia-smi'),
+    )
+    .addOption(
+      new Option('--query-timeout <seconds>', 'timeout of each quick query (health, nvidia-smi)')
+        .argParser(positiveSeconds('--query-timeout'))
+        .default(30),
+    )
+    .addOption(
+      new Option(
+        '--shutdown-grace <seconds>',
+        "on SIGTERM, how long running activities may finish before they are cancelled (keep it below the pod's terminationGracePeriodSeconds)",
+      )
+        .argParser(positiveSeconds('--shutdown-grace'))
+        .default(10),
+    )
+    .action(async (flags: AgentFlags) => {
+      const config = configFrom(program);
+      installRuntime(config.logLevel);
+      const targets = await resolveTargets(config);
+      const node = flags.node;
+      // Refuse early, before polling: a wrong name would serve another node's queue, or none.
+      await readOwnNode(targetKubeConfig(targets), node);
+      const paths: Record<GpuTool, string> = {
+        dcgmi: await resolveExecutable(flags.dcgmi, '--dcgmi / FLEETMEDIC_DCGMI'),
+        'nvidia-smi': await resolveExecutable(flags.nvidiaSmi, '--nvidia-smi / FLEETMEDIC_NVIDIA_SMI'),
+      };
+      const runner = execaRunner({ paths });
+      const versions = {
+        'nvidia-smi': await toolVersion(runner, 'nvidia-smi'),
+        dcgmi: await toolVersion(runner, 'dcgmi'),
+      };
+      const connection = await NativeConnection.connect(connectionOptions(targets.temporal));
+      const taskQueue = nodeTaskQueue(targets.clusterId, node);
+      const worker = await Worker.create({
+        connection,
+        namespace: targets.namespace,
+        taskQueue,
+        identity: `fleetmedic agent ${node} (${os.hostname()}, pid ${process.pid})`,
+        activities: createNodeAgentActivities({
+          clusterId: targets.clusterId,
+          node,
+          runner,
+          queryTimeoutMs: flags.queryTimeout * 1000,
+        }),
+        activityTaskPollerBehavior: { type: 'simple-maximum', maximum: 1 },
+        maxConcurrentActivityTaskExecutions: 4,
+        // Shorter than the pod's grace period: a running attempt fails (and is retried at once by the
+        // next agent) instead of being killed without a word and waiting out its heartbeat timeout.
+        shutdownGraceTime: flags.shutdownGrace * 1000,
+      });
+      for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+        process.once(sig, () => {
+          process.stderr.write(
+            `node agent ${node}: ${sig}, stopping (running activities get ${flags.shutdownGrace} s, then are cancelled and retried)\n`,
+          );
+          if (worker.getState() === 'RUNNING') worker.shutdown();
+        });
+      }
+      process.stderr.write(
+        `node agent for node ${node} of cluster ${targets.clusterId} on task queue ${taskQueue}\n` +
+          `  nvidia-smi ${paths['nvidia-smi']}: ${versions['nvidia-smi']}\n` +
+          `  dcgmi ${paths.dcgmi}: ${versions.dcgmi}\n`,
+      );
+      await worker.run();
+      await connection.close();
+      process.stderr.write(`node agent ${node}: stopped\n`);
+    });
+}

@@ -1,0 +1,262 @@
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { execa, type ResultPromise } from 'execa';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { resolveExecutable } from '../../src/cli/commands/agent.js';
+import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
+import type { RemediationPolicy } from '../../src/domain/remediation-plan.js';
+import { healthyGpuState, MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
+import { simNodeManifest } from '../../src/stack/sim-nodes.js';
+import {
+  rejectUpdate,
+  statusQuery,
+  type gpuRemediationWorkflow,
+  type RemediationStatus,
+} from '../../src/workflows/remediation.js';
+import type { StandinState } from '../fixtures/standin/standin.js';
+import { clearRemediationHistory, clients, eventually, liftQuarantine } from '../helpers/k8s.js';
+import { FAST_POLICY, xidAlert } from '../helpers/remediation-inputs.js';
+import { useTestStack, type TestStack } from '../helpers/stack.js';
+import { installQuietRuntime } from '../helpers/temporal.js';
+import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
+
+installQuietRuntime();
+
+const cli = fileURLToPath(new URL('../../bin/fleetmedic.js', import.meta.url));
+const standins = fileURLToPath(new URL('../fixtures/bin', import.meta.url));
+const policy: Partial<RemediationPolicy> = { ...FAST_POLICY, approvalReminderMs: 60_000 };
+const QUERY_TIMEOUT_S = 2;
+const SHUTDOWN_GRACE_S = 3;
+
+interface Call {
+  tool: string;
+  args: string[];
+  pid: number;
+}
+
+// The real node agent (`fleetmedic agent`), started as on a node, whose dcgmi / nvidia-smi are the
+// stand-ins of test/fixtures/bin first on its PATH, printing the real formats: remediations on the
+// embedded stack end to end. The node is created after the control worker started, so the in-process
+// simulated agents (one per node of the stack at start) never serve its task queue.
+describe('fleetmedic agent on a node, with stand-in dcgmi / nvidia-smi', () => {
+  let stack: TestStack;
+  let workers: RemediationWorkers | undefined;
+  let client: Client;
+  let dir: string;
+  let agent: ResultPromise | undefined;
+  const output: string[] = [];
+  const taskQueue = `fleetmedic-agent-e2e-${process.pid}`;
+  const node = `fm-agent-${process.pid}`;
+  let env: Record<string, string>;
+
+  const stateFile = () => path.join(dir, 'state.json');
+  const callLog = () => path.join(dir, 'calls.log');
+
+  async function setState(s: Omit<StandinState, 'node'>) {
+    await fs.writeFile(stateFile(), JSON.stringify({ node, ...s }));
+    await fs.rm(callLog(), { force: true });
+  }
+
+  async function calls(): Promise<Call[]> {
+    const text = await fs.readFile(callLog(), 'utf8').catch(() => '');
+    return text
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Call);
+  }
+
+  function runAgent(nodeName: string): ResultPromise {
+    // reject: false: a failed or signalled child resolves with its exit code or signal.
+    return execa(
+      process.execPath,
+      [
+        cli,
+        'agent',
+        '--node',
+        nodeName,
+        '--query-timeout',
+        String(QUERY_TIMEOUT_S),
+        '--shutdown-grace',
+        String(SHUTDOWN_GRACE_S),
+      ],
+      { env, reject: false, stdin: 'ignore', all: true },
+    );
+  }
+
+  async function start() {
+    await clearRemediationHistory(stack.kc, [node]);
+    return startOrJoinRemediation(client, {
+      clusterId: stack.state.clusterId,
+      node,
+      taskQueue,
+      alert: xidAlert(48),
+      policy,
+    });
+  }
+
+  async function phaseOf(
+    handle: WorkflowHandle<typeof gpuRemediationWorkflow>,
+    phase: string,
+  ): Promise<RemediationStatus> {
+    return eventually(
+      `phase ${phase}`,
+      async () => {
+        const s = await handle.query(statusQuery);
+        return s.phase === phase ? s : undefined;
+      },
+      120_000,
+    );
+  }
+
+  /** A failed triage: the node waits for an operator, quarantined, and no GPU was reset. */
+  async function assertHeldForOperator(
+    handle: WorkflowHandle<typeof gpuRemediationWorkflow>,
+    why: RegExp,
+  ): Promise<void> {
+    const waiting = await phaseOf(handle, 'awaiting-approval');
+    assert.equal(waiting.class, 'needs-operator');
+    assert.ok(
+      waiting.reasons.some((r) => why.test(r)),
+      waiting.reasons.join('\n'),
+    );
+    const n = await clients(stack.kc).core.readNode({ name: node });
+    assert.equal(n.spec?.unschedulable, true, 'the node was released');
+    assert.ok(!(await calls()).some((c) => c.args[0] === '-r'), 'a GPU was reset');
+    await handle.executeUpdate(rejectUpdate, { args: [{ by: 'test', reason: 'scenario done' }] });
+    assert.equal((await handle.result()).outcome, 'rejected');
+    await liftQuarantine(stack.kc, node);
+  }
+
+  before(async () => {
+    stack = await useTestStack();
+    workers = await startRemediationWorkers(stack, {
+      taskQueue,
+      gpus: new MemoryGpuStateStore(),
+      budgetConfig: { breakerThreshold: 1, minHealthyFraction: 0, maxConcurrentDrains: 1 },
+    });
+    client = workers.client;
+    const manifest = simNodeManifest(93, stack.state.clusterId);
+    manifest.metadata!.name = node;
+    manifest.metadata!.labels!['kubernetes.io/hostname'] = node;
+    await clients(stack.kc).core.createNode({ body: manifest });
+    await eventually('the node Ready', async () =>
+      (await clients(stack.kc).core.readNode({ name: node })).status?.conditions?.some(
+        (c) => c.type === 'Ready' && c.status === 'True',
+      )
+        ? true
+        : undefined,
+    );
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fm-agent-'));
+    env = {
+      // Stand-ins first; then the supported Node the stand-ins' scripts run with.
+      PATH: [standins, path.dirname(process.execPath), process.env.PATH ?? ''].join(path.delimiter),
+      FLEETMEDIC_DCGMI: 'dcgmi',
+      FLEETMEDIC_NVIDIA_SMI: 'nvidia-smi',
+      FLEETMEDIC_STANDIN_NODE: process.execPath,
+      FLEETMEDIC_STANDIN_STATE: stateFile(),
+      FLEETMEDIC_STANDIN_LOG: callLog(),
+      FLEETMEDIC_STATE_DIR: stack.config.stateDir,
+      FLEETMEDIC_LOG_LEVEL: 'warn',
+    };
+    // Never a real tool: on the agent's PATH the names resolve to the stand-ins.
+    for (const tool of ['dcgmi', 'nvidia-smi']) {
+      assert.equal(await resolveExecutable(tool, tool, env.PATH), path.join(standins, tool));
+    }
+    await setState({});
+  });
+
+  after(async () => {
+    agent?.kill('SIGKILL');
+    await agent;
+    await workers?.stop();
+    await clients(stack.kc)
+      .core.deleteNode({ name: node })
+      .catch(() => {});
+    if (dir) await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses to start for a node that does not exist, saying so', async () => {
+    const missing = `fm-no-such-node-${process.pid}`;
+    const result = await runAgent(missing);
+    assert.equal(result.exitCode, 1, String(result.all));
+    assert.match(String(result.all), new RegExp(`node ${missing} does not exist in the cluster`));
+    assert.deepEqual(await calls(), [], 'it ran a GPU tool before checking its node');
+  });
+
+  it('starts on its node: reports the stand-ins it resolved on PATH and their versions', async () => {
+    agent = runAgent(node);
+    let exited = false;
+    void agent.then(() => (exited = true));
+    agent.all?.on('data', (d: Buffer) => output.push(d.toString()));
+    const started = await eventually(
+      'the agent started',
+      () => {
+        const text = output.join('');
+        if (exited) assert.fail(`the agent exited: ${text}`);
+        return Promise.resolve(/node agent for node[^]*dcgmi .*\n/.test(text) ? text : undefined);
+      },
+      60_000,
+    );
+    assert.match(started, new RegExp(`dcgmi ${path.join(standins, 'dcgmi')}: dcgmi version: 4.2.3`));
+  });
+
+  it('XID 48: triage on the stand-ins, nvidia-smi -r -i 3, dcgmi diag passes -> returned to service', async () => {
+    await setState({ gpus: withFault(healthyGpuState(node), { gpu: 3, xid: 48, eccUncorrected: 2 }) });
+    const handle = await start();
+    const result = await handle.result();
+    assert.equal(result.outcome, 'returned-to-service', result.reasons?.join('\n'));
+    const ran = (await calls()).map((c) => `${c.tool} ${c.args.join(' ')}`);
+    assert.ok(ran.includes('dcgmi health -c -j'), ran.join('\n'));
+    assert.ok(
+      ran.some((c) => c.startsWith('nvidia-smi --query-gpu=')),
+      ran.join('\n'),
+    );
+    assert.ok(ran.includes('nvidia-smi -r -i 3'), ran.join('\n'));
+    assert.ok(ran.includes('dcgmi diag -r 1 -j'), ran.join('\n'));
+    assert.ok(ran.indexOf('nvidia-smi -r -i 3') < ran.indexOf('dcgmi diag -r 1 -j'));
+    const n = await clients(stack.kc).core.readNode({ name: node });
+    assert.notEqual(n.spec?.unschedulable, true);
+    const saved = JSON.parse(await fs.readFile(stateFile(), 'utf8')) as StandinState;
+    assert.equal(saved.gpus?.gpus[3]?.xid, undefined, 'the reset did not clear the fault');
+  });
+
+  it('host engine down (dcgmi exit 235): triage fails after its retries, the node waits for an operator', async () => {
+    await setState({
+      gpus: {
+        ...withFault(healthyGpuState(node), { gpu: 3, xid: 48 }),
+        hostEngineReachable: false,
+      },
+    });
+    await assertHeldForOperator(await start(), /host engine \(nv-hostengine\) is not reachable/);
+  });
+
+  it('garbage output: a parse error, the node stays quarantined for an operator', async () => {
+    await setState({ misbehave: { dcgmi: 'garbage' } });
+    await assertHeldForOperator(await start(), /cannot parse the output/);
+  });
+
+  it('a hanging dcgmi: each attempt times out and is killed, the node is not released', async () => {
+    await setState({ misbehave: { dcgmi: 'hang' } });
+    await assertHeldForOperator(await start(), new RegExp(`timed out after ${QUERY_TIMEOUT_S * 1000} ms`));
+    const hung = (await calls()).filter((c) => c.tool === 'dcgmi');
+    assert.ok(hung.length >= 1);
+    for (const c of hung)
+      assert.throws(() => process.kill(c.pid, 0), /ESRCH/, `stand-in ${c.pid} still runs`);
+  });
+
+  it('stops on SIGTERM within its shutdown grace time', async () => {
+    const running = agent!;
+    const sent = Date.now();
+    running.kill('SIGTERM');
+    const result = await running;
+    const took = Date.now() - sent;
+    assert.equal(result.exitCode, 0, String(result.all));
+    assert.ok(took < (SHUTDOWN_GRACE_S + 5) * 1000, `took ${took} ms`);
+    assert.match(String(result.all), /SIGTERM, stopping/);
+    assert.match(String(result.all), new RegExp(`node agent ${node}: stopped`));
+  });
+});
