@@ -260,6 +260,11 @@ describe('Helm chart: rendered', () => {
       '9095',
       '--token-file',
       '/etc/fleetmedic/auth/tokens',
+      '--metrics-port',
+      '9096',
+      '--metrics-host',
+      '0.0.0.0',
+      '--allow-unauthenticated-metrics',
     ]);
     assert.ok(webhook.volumes?.some((v) => v.secret?.secretName === 'fleetmedic-webhook-auth'));
     assert.equal(find(production, 'Service', '-webhook').kind, 'Service');

@@ -1,4 +1,10 @@
-import type { KubeConfig, V1Node, V1ValidatingAdmissionPolicy } from '@kubernetes/client-node';
+import type {
+  KubeConfig,
+  V1ConfigMap,
+  V1Deployment,
+  V1Node,
+  V1ValidatingAdmissionPolicy,
+} from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { execa } from 'execa';
 import assert from 'node:assert/strict';
@@ -11,6 +17,7 @@ import { loadKubeConfig } from '../../src/k8s/kubeconfig.js';
 import { mergePatch } from '../../src/k8s/patch.js';
 import { isSimulatedCluster } from '../../src/stack/sim-cluster.js';
 import { simNodeManifest } from '../../src/stack/sim-nodes.js';
+import { assertMetricsHost } from '../../src/webhook/server.js';
 import { fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
 import { clients, eventually, tempNamespace } from '../helpers/k8s.js';
 import { TEST_STACK_ENV, useTestStack, type TestStack } from '../helpers/stack.js';
@@ -23,7 +30,9 @@ import {
   renderChart,
   serverSideApply,
   serviceAccountKubeConfig,
+  find,
   type KubeResponse,
+  type Rendered,
 } from './chart.js';
 
 /** The kinds that make up the chart's identities and their limits; applied for real. */
@@ -54,6 +63,7 @@ describe("Helm chart: RBAC and admission policy enforced, and the remediation su
   let ns: string;
   const cleanup: Array<() => Promise<void>> = [];
   let kcs: Record<Identity, KubeConfig>;
+  let objects: Rendered[];
   let inferenceNs: string;
   let node: string;
 
@@ -68,7 +78,7 @@ describe("Helm chart: RBAC and admission policy enforced, and the remediation su
     const drill = await tempNamespace(stack.kc, 'fmdrill');
     cleanup.push(drill.remove);
     release = `fleetmedic-${ns.slice(-6)}`;
-    const objects = await renderChart({
+    objects = await renderChart({
       release,
       namespace: ns,
       valuesFiles: [PRODUCTION_VALUES],
@@ -429,6 +439,88 @@ describe("Helm chart: RBAC and admission policy enforced, and the remediation su
           .terminate('test finished')
           .catch(() => {});
         await temporal.close();
+      }
+    },
+  );
+  it(
+    "serves `fleetmedic webhook serve` with the chart's arguments and files under the webhook's token: a node lookup answers",
+    {
+      timeout: 3 * 60_000,
+    },
+    async () => {
+      const deployment = find<V1Deployment>(objects, 'Deployment', '-webhook');
+      const container = deployment.spec!.template.spec!.containers[0]!;
+      const rendered = container.args ?? [];
+      const value = (flag: string) => rendered[rendered.indexOf(flag) + 1] ?? '';
+      // On the pod IP, as rendered: the webhook's own start-up checks accept the address and the metrics listener.
+      assertMetricsHost(value('--metrics-host'), rendered.includes('--allow-unauthenticated-metrics'));
+      const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fleetmedic-webhook-'));
+      cleanup.push(() => fs.rm(dir, { recursive: true, force: true }));
+      const rules = find<V1ConfigMap>(objects, 'ConfigMap', '-webhook-rules').data!['rules.yaml']!;
+      await fs.writeFile(path.join(dir, 'rules.yaml'), rules);
+      await fs.writeFile(path.join(dir, 'tokens'), 'alertmanager test-token-0123456789abcdef alerts\n', {
+        mode: 0o600,
+      });
+      const webhookFile = path.join(dir, 'webhook.kubeconfig');
+      await fs.writeFile(webhookFile, kcs.webhook.exportConfig(), { mode: 0o600 });
+      // The same arguments, with the mounted files' paths and (tests bind loopback only) 127.0.0.1.
+      const local: Record<string, string> = {
+        '--rules': path.join(dir, 'rules.yaml'),
+        '--token-file': path.join(dir, 'tokens'),
+        '--host': '127.0.0.1',
+        '--port': '0',
+        '--metrics-host': '127.0.0.1',
+        '--metrics-port': '0',
+      };
+      const args = rendered.map((a, i) => local[rendered[i - 1] ?? ''] ?? a);
+      const clusterId = container.env?.find((e) => e.name === 'FLEETMEDIC_CLUSTER_ID')?.value ?? '';
+      const env: NodeJS.ProcessEnv = { ...process.env, NODE_TEST_CONTEXT: undefined };
+      for (const key of Object.keys(env)) if (key.startsWith('FLEETMEDIC_')) delete env[key];
+      const webhook = execa(process.execPath, ['--import', 'tsx', CLI, ...args], {
+        env: {
+          ...env,
+          FLEETMEDIC_STATE_DIR: dir,
+          FLEETMEDIC_KUBECONFIG: webhookFile,
+          FLEETMEDIC_TEMPORAL_ADDRESS: stack.state.temporal.address,
+          FLEETMEDIC_CLUSTER_ID: clusterId,
+          FLEETMEDIC_LOG_LEVEL: 'warn',
+        },
+        extendEnv: false,
+        reject: false,
+        all: true,
+        timeout: 2 * 60_000,
+      });
+      try {
+        let output = '';
+        const url = await new Promise<string>((resolve, reject) => {
+          webhook.all?.on('data', (chunk: Buffer) => {
+            output += chunk.toString();
+            const m = /webhook for cluster \S+ on (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
+            if (m) resolve(m[1]!);
+          });
+          void webhook.then((r) =>
+            reject(new Error(`fleetmedic webhook exited (${r.exitCode}):\n${output}`)),
+          );
+        });
+        // A dry run evaluates the rollout's node selector, so the webhook reads the node as its own identity.
+        const res = await fetch(`${url}/v1/alerts?dryRun=true`, {
+          method: 'POST',
+          headers: {
+            authorization: 'Bearer test-token-0123456789abcdef',
+            'content-type': 'application/json',
+          },
+          body: JSON.stringify({
+            source: 'chart-test',
+            alerts: [{ alertName: 'GpuXidCritical', node, xid: 79, labels: { severity: 'critical' } }],
+          }),
+        });
+        const answer = await res.text();
+        assert.equal(res.status, 200, answer);
+        // Known only from the node's labels: the lookup read it (a 403 would be a 503, a 404 "does not exist").
+        assert.match(answer, new RegExp(`node ${node} belongs to cluster ${stack.state.clusterId}`), answer);
+      } finally {
+        webhook.kill('SIGTERM');
+        await webhook;
       }
     },
   );
