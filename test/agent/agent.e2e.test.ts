@@ -161,6 +161,7 @@ describe('fleetmedic agent on a node, with stand-in dcgmi / nvidia-smi', () => {
       FLEETMEDIC_STANDIN_LOG: callLog(),
       FLEETMEDIC_STATE_DIR: stack.config.stateDir,
       FLEETMEDIC_LOG_LEVEL: 'warn',
+      FLEETMEDIC_DCGM_HOST: '127.0.0.1',
     };
     // Never a real tool: on the agent's PATH the names resolve to the stand-ins.
     for (const tool of ['dcgmi', 'nvidia-smi']) {
@@ -201,7 +202,10 @@ describe('fleetmedic agent on a node, with stand-in dcgmi / nvidia-smi', () => {
       },
       60_000,
     );
-    assert.match(started, new RegExp(`dcgmi ${path.join(standins, 'dcgmi')}: dcgmi version: 4.2.3`));
+    assert.match(
+      started,
+      new RegExp(`dcgmi ${path.join(standins, 'dcgmi')}: dcgmi version: 4.2.3; host engine 127.0.0.1`),
+    );
   });
 
   it('XID 48: triage on the stand-ins, nvidia-smi -r -i 3, dcgmi diag passes -> returned to service', async () => {
@@ -210,14 +214,14 @@ describe('fleetmedic agent on a node, with stand-in dcgmi / nvidia-smi', () => {
     const result = await handle.result();
     assert.equal(result.outcome, 'returned-to-service', result.reasons?.join('\n'));
     const ran = (await calls()).map((c) => `${c.tool} ${c.args.join(' ')}`);
-    assert.ok(ran.includes('dcgmi health -c -j'), ran.join('\n'));
+    assert.ok(ran.includes('dcgmi health --host 127.0.0.1 -c -j'), ran.join('\n'));
     assert.ok(
       ran.some((c) => c.startsWith('nvidia-smi --query-gpu=')),
       ran.join('\n'),
     );
     assert.ok(ran.includes('nvidia-smi -r -i 3'), ran.join('\n'));
-    assert.ok(ran.includes('dcgmi diag -r 1 -j'), ran.join('\n'));
-    assert.ok(ran.indexOf('nvidia-smi -r -i 3') < ran.indexOf('dcgmi diag -r 1 -j'));
+    assert.ok(ran.includes('dcgmi diag --host 127.0.0.1 -r 1 -j'), ran.join('\n'));
+    assert.ok(ran.indexOf('nvidia-smi -r -i 3') < ran.indexOf('dcgmi diag --host 127.0.0.1 -r 1 -j'));
     const n = await clients(stack.kc).core.readNode({ name: node });
     assert.notEqual(n.spec?.unschedulable, true);
     const saved = JSON.parse(await fs.readFile(stateFile(), 'utf8')) as StandinState;

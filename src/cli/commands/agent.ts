@@ -28,6 +28,21 @@ interface AgentFlags {
   nvidiaSmi: string;
   queryTimeout: number;
   shutdownGrace: number;
+  dcgmHost?: string;
+}
+
+/**
+ * Points every `dcgmi` subcommand at the DCGM host engine on `host` (`dcgmi health --host H -c -j`):
+ * the engine runs on the node (GPU operator, dcgm-exporter), not in the agent's container.
+ */
+export function withDcgmHost(runner: CommandRunner, host: string | undefined): CommandRunner {
+  if (host === undefined) return runner;
+  return {
+    run(tool, args, options) {
+      const routed = tool === 'dcgmi' && args.length > 0 && !args[0]!.startsWith('-');
+      return runner.run(tool, routed ? [args[0]!, '--host', host, ...args.slice(1)] : args, options);
+    },
+  };
 }
 
 function positiveSeconds(flag: string) {
@@ -135,6 +150,12 @@ export function registerAgentCommand(program: Command): void {
         .default('nvidia-smi'),
     )
     .addOption(
+      new Option(
+        '--dcgm-host <address>',
+        "the DCGM host engine (nv-hostengine) dcgmi talks to, e.g. the node's IP (default: dcgmi's own, localhost)",
+      ).env('FLEETMEDIC_DCGM_HOST'),
+    )
+    .addOption(
       new Option('--query-timeout <seconds>', 'timeout of each quick query (health, nvidia-smi)')
         .argParser(positiveSeconds('--query-timeout'))
         .default(30),
@@ -158,7 +179,7 @@ export function registerAgentCommand(program: Command): void {
         dcgmi: await resolveExecutable(flags.dcgmi, '--dcgmi / FLEETMEDIC_DCGMI'),
         'nvidia-smi': await resolveExecutable(flags.nvidiaSmi, '--nvidia-smi / FLEETMEDIC_NVIDIA_SMI'),
       };
-      const runner = execaRunner({ paths });
+      const runner = withDcgmHost(execaRunner({ paths }), flags.dcgmHost);
       const versions = {
         'nvidia-smi': await toolVersion(runner, 'nvidia-smi'),
         dcgmi: await toolVersion(runner, 'dcgmi'),
@@ -193,7 +214,7 @@ export function registerAgentCommand(program: Command): void {
       process.stderr.write(
         `node agent for node ${node} of cluster ${targets.clusterId} on task queue ${taskQueue}\n` +
           `  nvidia-smi ${paths['nvidia-smi']}: ${versions['nvidia-smi']}\n` +
-          `  dcgmi ${paths.dcgmi}: ${versions.dcgmi}\n`,
+          `  dcgmi ${paths.dcgmi}: ${versions.dcgmi}; host engine ${flags.dcgmHost ?? 'dcgmi default (localhost)'}\n`,
       );
       await worker.run();
       await connection.close();
