@@ -69,7 +69,7 @@ describe('fleetmedic agent on a node, with stand-in dcgmi / nvidia-smi', () => {
       .map((l) => JSON.parse(l) as Call);
   }
 
-  function runAgent(nodeName: string): ResultPromise {
+  function runAgent(nodeName: string, extraEnv: Record<string, string> = {}): ResultPromise {
     // reject: false: a failed or signalled child resolves with its exit code or signal.
     return execa(
       process.execPath,
@@ -83,7 +83,7 @@ describe('fleetmedic agent on a node, with stand-in dcgmi / nvidia-smi', () => {
         '--shutdown-grace',
         String(SHUTDOWN_GRACE_S),
       ],
-      { env, reject: false, stdin: 'ignore', all: true },
+      { env: { ...env, ...extraEnv }, reject: false, stdin: 'ignore', all: true },
     );
   }
 
@@ -186,6 +186,12 @@ describe('fleetmedic agent on a node, with stand-in dcgmi / nvidia-smi', () => {
     assert.equal(result.exitCode, 1, String(result.all));
     assert.match(String(result.all), new RegExp(`node ${missing} does not exist in the cluster`));
     assert.deepEqual(await calls(), [], 'it ran a GPU tool before checking its node');
+  });
+
+  it('refuses to start without a dcgmi it can run, naming the flag and its variable', async () => {
+    const result = await runAgent(node, { FLEETMEDIC_DCGMI: path.join(dir, 'no-such-dcgmi') });
+    assert.equal(result.exitCode, 1, String(result.all));
+    assert.match(String(result.all), /--dcgmi \/ FLEETMEDIC_DCGMI=".*no-such-dcgmi": not an executable file/);
   });
 
   it('starts on its node: reports the stand-ins it resolved on PATH and their versions', async () => {
