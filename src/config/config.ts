@@ -211,6 +211,24 @@ export const OTHER_VARIABLES: ReadonlyArray<{ readonly name: string } & ConfigDo
     default: 'the cached build',
   },
   {
+    name: 'FLEETMEDIC_CHECKPOINT_PATH',
+    description: "set by fleetmedic for a checkpoint verifier's process: the path of the copy to check",
+  },
+  {
+    name: 'FLEETMEDIC_RECORD_HISTORIES',
+    description: 'tests: `1` records the remediation histories the replay test reads',
+  },
+  {
+    name: 'FLEETMEDIC_TEST_WORKER_KUBECONFIG',
+    description:
+      "tests: the control worker's kubeconfig (the chart's RBAC test runs the e2e suite with the worker's token)",
+  },
+  {
+    name: 'FLEETMEDIC_CHROMIUM',
+    description: "tests: the Chromium the Temporal UI test drives (Debian's; never a downloaded browser)",
+    default: '`/usr/bin/chromium`',
+  },
+  {
     name: 'FLEETMEDIC_TEST_STATE_DIR',
     description: 'tests: reuse the stack in this state directory instead of starting one',
   },

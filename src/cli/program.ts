@@ -1,0 +1,28 @@
+import { Command } from 'commander';
+import { addGlobalFlags } from './context.js';
+import { registerAgentCommand } from './commands/agent.js';
+import { registerCheckpointCommands } from './commands/checkpoint.js';
+import { registerDemoCommand } from './commands/demo.js';
+import { registerOperatorCommands } from './commands/operator.js';
+import { registerRemediationCommands } from './commands/remediation.js';
+import { registerStackCommands } from './commands/stack.js';
+import { registerWebhookCommands } from './commands/webhook.js';
+import { registerToolchainCommand } from './commands/toolchain.js';
+
+/** The `fleetmedic` command tree. */
+export function buildProgram(): Command {
+  const program = new Command('fleetmedic')
+    .description('Keeps GPU inference fleets on Kubernetes serving through hardware faults.')
+    .showHelpAfterError()
+    .configureHelp({ sortSubcommands: true });
+  addGlobalFlags(program);
+  registerToolchainCommand(program);
+  registerStackCommands(program);
+  registerRemediationCommands(program);
+  registerAgentCommand(program);
+  registerOperatorCommands(program);
+  registerCheckpointCommands(program);
+  registerDemoCommand(program);
+  registerWebhookCommands(program);
+  return program;
+}
