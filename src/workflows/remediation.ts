@@ -37,24 +37,13 @@ import { drainSlotFree } from './fleet-budget.js';
 import { maxClass, type RemediationClass } from '../domain/remediation-class.js';
 import { refineWithEvidence, type TriageEvidence } from '../domain/xid-classification.js';
 import { nodeTaskQueue } from './ids.js';
+import type { RemediationPhase } from '../domain/remediation-machine/types.js';
 import { ALERT, CLUSTER_ID, NODE, OUTCOME, PHASE } from './search-attributes.js';
 
 export type { AlertSignal } from '../domain/remediation-plan.js';
 
-export type RemediationPhase =
-  | 'received'
-  | 'restarting-pods'
-  | 'quarantining'
-  | 'triage'
-  | 'waiting-for-budget'
-  | 'waiting-for-capacity'
-  | 'draining'
-  | 'awaiting-approval'
-  | 'repairing'
-  | 'validating'
-  | 'releasing'
-  | 'quarantined'
-  | 'done';
+// One list of phases: the remediation machine's (src/domain), which the workflow will run.
+export type { RemediationPhase };
 
 export type RemediationOutcome =
   | 'returned-to-service'
