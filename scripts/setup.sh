@@ -12,13 +12,13 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "system packages: chromium (for the Temporal UI browser test)"
 if [ -x /usr/bin/chromium ]; then
-  /usr/bin/chromium --version
+  /usr/bin/chromium --version 2>/dev/null
 else
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
-  /usr/bin/chromium --version
+  /usr/bin/chromium --version 2>/dev/null
 fi
 
 step "Node.js (22, 24 or 26 are supported)"
