@@ -15,6 +15,7 @@ import { buildWebhookServer, UNAVAILABLE_MESSAGE, type WebhookApp } from '../../
 import { TemporalRemediationStarter } from '../../src/webhook/starter.js';
 import { createWebhookMetrics } from '../../src/webhook/metrics.js';
 import { fleetBudgetState, fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
+import { remediationWorkflowId } from '../../src/workflows/ids.js';
 import {
   statusQuery,
   type gpuRemediationWorkflow,
@@ -139,6 +140,14 @@ describe('operator CLI and HTTP actions', () => {
 
   after(async () => {
     await app?.close();
+    // A failed test must not leave its remediations running (holding the drain slot, the nodes
+    // quarantined) for the next test file on the shared stack.
+    for (const name of nodes) {
+      await client?.workflow
+        .getHandle(remediationWorkflowId(stack.state.clusterId, name))
+        .terminate('operator test finished')
+        .catch(() => {});
+    }
     await workers?.stop();
     if (stack) await cleanNodes();
   });
@@ -250,10 +259,12 @@ describe('operator CLI and HTTP actions', () => {
 
     // Bad input and unknown nodes.
     assert.equal((await http('POST', '/v1/remediations/GPU_Node!/approve', { body: {} })).status, 400);
-    const missing = await http('POST', '/v1/remediations/gpu-node-99/approve');
+    // A name no other test file uses: they share the stack, and a closed remediation is not "none".
+    const never = `gpu-node-never-${process.pid}`;
+    const missing = await http('POST', `/v1/remediations/${never}/approve`);
     assert.equal(missing.status, 404, JSON.stringify(missing.body));
-    assert.match(String(missing.body.error), /gpu-node-99 has no remediation/);
-    assert.equal((await http('GET', '/v1/remediations/gpu-node-99')).status, 404);
+    assert.match(String(missing.body.error), new RegExp(`${never} has no remediation`));
+    assert.equal((await http('GET', `/v1/remediations/${never}`)).status, 404);
     assert.equal((await http('GET', '/v1/remediations?phase=sleeping')).status, 400);
     assert.equal((await http('GET', '/v1/remediations', { token: null })).status, 401);
 
