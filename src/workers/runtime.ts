@@ -1,4 +1,10 @@
-import { DefaultLogger, Runtime, type LogEntry, type LogLevel } from '@temporalio/worker';
+import {
+  DefaultLogger,
+  makeTelemetryFilterString,
+  Runtime,
+  type LogEntry,
+  type LogLevel,
+} from '@temporalio/worker';
 
 const LEVELS: Record<string, LogLevel> = {
   trace: 'TRACE',
@@ -20,5 +26,16 @@ let installed = false;
 export function installRuntime(level: string, sink?: (entry: LogEntry) => void): void {
   if (installed) return;
   installed = true;
-  Runtime.install({ logger: new DefaultLogger(LEVELS[level] ?? 'WARN', sink) });
+  const logger = new DefaultLogger(LEVELS[level] ?? 'WARN', sink);
+  // With a sink, the native core's own log lines (Rust, on stderr by default) go through it too.
+  Runtime.install(
+    sink
+      ? {
+          logger,
+          telemetryOptions: {
+            logging: { filter: makeTelemetryFilterString({ core: logger.level }), forward: {} },
+          },
+        }
+      : { logger },
+  );
 }

@@ -47,17 +47,19 @@ describe('fleetmedic demo', () => {
   });
 
   it('remediates an XID 48 (reset) and an XID 79 (approved reboot) and returns both nodes to service', async () => {
-    const r = await execa(process.execPath, [CLI, 'demo'], {
-      env: {
-        FLEETMEDIC_STATE_DIR: dir,
-        FLEETMEDIC_TEMPORAL_ADDRESS: stack.state.temporal.address,
-        FLEETMEDIC_KUBECONFIG: stack.state.kube.kubeconfig,
-        FLEETMEDIC_CLUSTER_ID: stack.state.clusterId,
-      },
-      extendEnv: true,
-      reject: false,
-      timeout: 300_000,
-    });
+    const demo = () =>
+      execa(process.execPath, [CLI, 'demo'], {
+        env: {
+          FLEETMEDIC_STATE_DIR: dir,
+          FLEETMEDIC_TEMPORAL_ADDRESS: stack.state.temporal.address,
+          FLEETMEDIC_KUBECONFIG: stack.state.kube.kubeconfig,
+          FLEETMEDIC_CLUSTER_ID: stack.state.clusterId,
+        },
+        extendEnv: true,
+        reject: false,
+        timeout: 300_000,
+      });
+    const r = await demo();
     assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /injected on \S+ GPU 2: XID 48/);
     assert.match(r.stdout, /the demo approves as "demo"/);
@@ -70,5 +72,12 @@ describe('fleetmedic demo', () => {
     const logFile = path.join(dir, 'logs', 'demo.log');
     assert.match(r.stdout, new RegExp(`worker logs: ${logFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
     assert.match(await fs.readFile(logFile, 'utf8'), /"msg":"notification","kind":"returned-to-service"/);
+
+    // Run again (a user who runs the quickstart twice): the nodes' earlier remediations must not send
+    // them to replace-hardware, and the demo must not wait forever.
+    const again = await demo();
+    assert.equal(again.exitCode, 0, `${again.stdout}\n${again.stderr}`);
+    assert.match(again.stdout, /forgot the remediations of earlier demo runs/);
+    assert.equal(again.stdout.match(/: returned-to-service;/g)?.length, 2, again.stdout);
   });
 });

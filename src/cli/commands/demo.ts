@@ -13,11 +13,16 @@ import { readStackState } from '../../stack/state.js';
 import { createControlWorkers } from '../../workers/control-worker.js';
 import { createNodeAgentWorkers } from '../../workers/node-agent-host.js';
 import { installRuntime } from '../../workers/runtime.js';
+import { ConfigError } from '../../errors.js';
+import { demoNodes, endEarlierDemoRuns, forgetDemoHistory } from '../../sim/demo-nodes.js';
 import { Notifier } from '../../notify/notifier.js';
 import { createControlMetrics } from '../../observability/metrics.js';
 import { commandLog } from '../command-log.js';
 import { approveUpdate, statusQuery } from '../../workflows/remediation.js';
 import { configFrom, resolveTargets, targetKubeConfig } from '../context.js';
+
+/** How long the demo follows one remediation before it says where it stopped. */
+const DEMO_STEP_DEADLINE_MS = 5 * 60_000;
 
 /**
  * `fleetmedic demo`: on the embedded stack, runs the control worker and the simulated node agents in
@@ -45,7 +50,7 @@ export function registerDemoCommand(program: Command): void {
         await kc.makeApiClient(CoreV1Api).listNode({ labelSelector: `${SIMULATED_LABEL}=true` })
       ).items.map((n) => n.metadata!.name!);
       if (nodes.length < 3)
-        throw new Error('the demo needs at least 3 simulated nodes (fleetmedic up --nodes 3)');
+        throw new ConfigError('the demo needs at least 3 simulated nodes (fleetmedic up --nodes 3)');
       const store = new FileGpuStateStore(simGpuStateDir(config.stateDir, targets.clusterId));
       const connection = await NativeConnection.connect(connectionOptions(targets.temporal));
       const clientConnection = await Connection.connect(connectionOptions(targets.temporal));
@@ -75,10 +80,29 @@ export function registerDemoCommand(program: Command): void {
       const running = Promise.all(workers.map((w) => w.run()));
       const out = (line: string) => process.stdout.write(`${line}\n`);
       try {
+        for (const node of await endEarlierDemoRuns(kc, client, taskQueue)) {
+          out(`${node}: ended the remediation an earlier demo left open, and returned the node to service`);
+        }
+        // Nodes an operator left cordoned or under a remediation of their own are not taken over.
+        const free = await demoNodes(kc, client, targets.clusterId, nodes);
+        if (free.length < 2) {
+          throw new ConfigError(
+            `the demo needs 2 simulated nodes that are in service without an open remediation; free: ` +
+              `${free.join(', ') || 'none'} (\`fleetmedic list\` shows the open ones; \`fleetmedic down --purge\` ` +
+              'and `fleetmedic up` start afresh)',
+          );
+        }
         const faults = [
-          { node: nodes[0]!, xid: 48, gpu: 2, what: 'XID 48 (double-bit ECC): reset automatically' },
-          { node: nodes[1]!, xid: 79, gpu: 5, what: 'XID 79 (fell off the bus): needs an operator' },
+          { node: free[0]!, xid: 48, gpu: 2, what: 'XID 48 (double-bit ECC): reset automatically' },
+          { node: free[1]!, xid: 79, gpu: 5, what: 'XID 79 (fell off the bus): needs an operator' },
         ];
+        for (const f of faults) {
+          if (await forgetDemoHistory(kc, f.node)) {
+            out(
+              `${f.node}: forgot the remediations of earlier demo runs (else: twice in 7 days -> replace hardware)`,
+            );
+          }
+        }
         if (log.file) out(`worker logs: ${log.file} (--verbose shows them here)`);
         if (state)
           out(
@@ -104,25 +128,41 @@ export function registerDemoCommand(program: Command): void {
           });
           out(`injected on ${f.node} GPU ${f.gpu}: ${f.what}`);
           let last = '';
-          for (let tick = 0; tick < 1200; tick++) {
+          let finished = false;
+          const deadline = Date.now() + DEMO_STEP_DEADLINE_MS;
+          while (Date.now() < deadline) {
             const s = await handle.query(statusQuery);
             const line = `${s.phase}${s.class ? ` (${s.class})` : ''}${s.waitingFor ? `: waiting for ${s.waitingFor}` : ''}`;
             if (line !== last) out(`  ${f.node}: ${line}`);
             last = line;
-            if (s.phase === 'awaiting-approval') {
+            if (s.phase === 'done') {
+              finished = true;
+              break;
+            }
+            // The demo approves only the repairs it injected faults for; anything else is an operator's.
+            if (s.phase === 'awaiting-approval' && (s.class === 'reboot-node' || s.class === 'reset-gpu')) {
               out(
                 `  the demo approves as "demo" (an operator runs: fleetmedic approve ${f.node} --by <you>)`,
               );
               await handle.executeUpdate(approveUpdate, { args: [{ by: 'demo', reason: 'demo run' }] });
+            } else if (s.phase === 'awaiting-approval' || s.phase === 'quarantined') {
+              break;
             }
-            if (s.phase === 'done') break;
             await sleep(250);
+          }
+          if (!finished) {
+            out(
+              `${f.node}: the demo stops here: the remediation waits (${last}); see \`fleetmedic show ${f.node}\` ` +
+                'and the Temporal UI',
+            );
+            process.exitCode = 1;
+            break;
           }
           const r = await handle.result();
           out(`${r.node}: ${r.outcome ?? 'unfinished'}; ${r.reasons.join('; ')}`);
         }
       } finally {
-        for (const w of workers) w.shutdown();
+        for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
         await running;
         await clientConnection.close();
         await connection.close();
