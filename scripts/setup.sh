@@ -37,6 +37,6 @@ else
   echo "up to date"
 fi
 
-step "toolchain: Temporal CLI, kwok, etcd, Kubernetes, helm from Go modules (cached)"
+step "toolchain: Temporal CLI and server, kwok, etcd, Kubernetes, helm from Go modules (cached)"
 if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"; fi
 node bin/fleetmedic.js toolchain
