@@ -57,19 +57,13 @@ import {
   type DrainNodeResult,
   type QuarantineNodeInput,
 } from '../src/activities/kubernetes.js';
-import { EPISODES_ANNOTATION } from '../src/activities/remediation-support.js';
 import { startOrJoinRemediation } from '../src/client/remediation-client.js';
 import { DEFAULT_REMEDIATION_POLICY } from '../src/domain/remediation-plan.js';
 import { loadConfig, type Config } from '../src/config/config.js';
 import { FleetmedicError } from '../src/errors.js';
 import { loadKubeConfig } from '../src/k8s/kubeconfig.js';
 import { mergePatch } from '../src/k8s/patch.js';
-import {
-  CORDON_ANNOTATION,
-  QUARANTINE_TAINT_KEY,
-  QUARANTINED_LABEL,
-  REMEDIATIONS_ANNOTATION,
-} from '../src/k8s/remediation-labels.js';
+import { liftQuarantinePatch } from '../src/sim/demo-nodes.js';
 import { FileGpuStateStore, healthyGpuState, withFault } from '../src/sim/gpu-state.js';
 import { pickFreePorts, startDetached, stopProcess } from '../src/stack/processes.js';
 import { readySimNodes } from '../src/stack/sim-cluster.js';
@@ -883,26 +877,7 @@ async function latencyPart(): Promise<LatencyResult> {
     async function restoreNodes(round: readonly string[]): Promise<void> {
       await pool(round, 16, async (name) => {
         const node = await core.readNode({ name });
-        await core.patchNode(
-          {
-            name,
-            body: {
-              spec: {
-                unschedulable: false,
-                taints: node.spec?.taints?.filter((t) => t.key !== QUARANTINE_TAINT_KEY) ?? [],
-              },
-              metadata: {
-                labels: { [QUARANTINED_LABEL]: null },
-                annotations: {
-                  [CORDON_ANNOTATION]: null,
-                  [REMEDIATIONS_ANNOTATION]: null,
-                  [EPISODES_ANNOTATION]: null,
-                },
-              },
-            },
-          },
-          mergePatch,
-        );
+        await core.patchNode({ name, body: liftQuarantinePatch(node, { forgetHistory: true }) }, mergePatch);
         await gpus.set(name, healthyGpuState(name));
       });
       const w = watch!;

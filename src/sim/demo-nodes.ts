@@ -1,4 +1,4 @@
-import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig, type V1Node } from '@kubernetes/client-node';
 import type { Client } from '@temporalio/client';
 import { EPISODES_ANNOTATION } from '../activities/remediation-support.js';
 import { mergePatch } from '../k8s/patch.js';
@@ -10,6 +10,26 @@ import {
 } from '../k8s/remediation-labels.js';
 import { assertSimulatedNode } from '../stack/sim-cluster.js';
 import { remediationWorkflowId } from '../workflows/ids.js';
+
+const HISTORY_ANNOTATIONS = { [REMEDIATIONS_ANNOTATION]: null, [EPISODES_ANNOTATION]: null };
+
+/**
+ * The merge patch an operator's "this node is fine" amounts to on a simulated node: uncordon, drop
+ * fleetmedic's quarantine taint, label and cordon record, and with `forgetHistory` its remediation
+ * and episode history too. Shared by the demo and the remediation benchmark.
+ */
+export function liftQuarantinePatch(node: V1Node, options: { forgetHistory: boolean }): object {
+  return {
+    spec: {
+      unschedulable: false,
+      taints: node.spec?.taints?.filter((t) => t.key !== QUARANTINE_TAINT_KEY) ?? [],
+    },
+    metadata: {
+      labels: { [QUARANTINED_LABEL]: null },
+      annotations: { [CORDON_ANNOTATION]: null, ...(options.forgetHistory && HISTORY_ANNOTATIONS) },
+    },
+  };
+}
 
 /**
  * The simulated nodes `fleetmedic demo` may use: healthy ones (not cordoned) without an open
@@ -54,13 +74,7 @@ export async function forgetDemoHistory(kc: KubeConfig, name: string): Promise<b
   if (annotations[REMEDIATIONS_ANNOTATION] === undefined && annotations[EPISODES_ANNOTATION] === undefined) {
     return false;
   }
-  await core.patchNode(
-    {
-      name,
-      body: { metadata: { annotations: { [REMEDIATIONS_ANNOTATION]: null, [EPISODES_ANNOTATION]: null } } },
-    },
-    mergePatch,
-  );
+  await core.patchNode({ name, body: { metadata: { annotations: HISTORY_ANNOTATIONS } } }, mergePatch);
   return true;
 }
 
@@ -87,19 +101,7 @@ export async function endEarlierDemoRuns(
     if (node) assertSimulatedNode(node);
     await client.workflow.getHandle(run.workflowId, run.runId).terminate('ended by a later fleetmedic demo');
     if (!node) continue;
-    await core.patchNode(
-      {
-        name,
-        body: {
-          spec: {
-            unschedulable: false,
-            taints: node.spec?.taints?.filter((t) => t.key !== QUARANTINE_TAINT_KEY) ?? [],
-          },
-          metadata: { labels: { [QUARANTINED_LABEL]: null }, annotations: { [CORDON_ANNOTATION]: null } },
-        },
-      },
-      mergePatch,
-    );
+    await core.patchNode({ name, body: liftQuarantinePatch(node, { forgetHistory: false }) }, mergePatch);
     released.push(name);
   }
   return released;
