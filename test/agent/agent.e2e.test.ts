@@ -11,18 +11,13 @@ import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
 import type { RemediationPolicy } from '../../src/domain/remediation-plan.js';
 import { healthyGpuState, MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
 import { simNodeManifest } from '../../src/stack/sim-nodes.js';
-import {
-  rejectUpdate,
-  statusQuery,
-  type gpuRemediationWorkflow,
-  type RemediationStatus,
-} from '../../src/workflows/remediation.js';
+import { rejectUpdate, type gpuRemediationWorkflow } from '../../src/workflows/remediation.js';
 import type { StandinState } from '../fixtures/standin/standin.js';
 import { clearRemediationHistory, clients, eventually, liftQuarantine } from '../helpers/k8s.js';
 import { FAST_POLICY, xidAlert } from '../helpers/remediation-inputs.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
-import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
+import { startRemediationWorkers, waitForPhase, type RemediationWorkers } from '../helpers/workers.js';
 
 installQuietRuntime();
 
@@ -98,19 +93,8 @@ describe('fleetmedic agent on a node, with stand-in dcgmi / nvidia-smi', () => {
     });
   }
 
-  async function phaseOf(
-    handle: WorkflowHandle<typeof gpuRemediationWorkflow>,
-    phase: string,
-  ): Promise<RemediationStatus> {
-    return eventually(
-      `phase ${phase}`,
-      async () => {
-        const s = await handle.query(statusQuery);
-        return s.phase === phase ? s : undefined;
-      },
-      120_000,
-    );
-  }
+  const phaseOf = (handle: WorkflowHandle<typeof gpuRemediationWorkflow>, phase: string) =>
+    waitForPhase(handle, phase, 120_000);
 
   /** A failed triage: the node waits for an operator, quarantined, and no GPU was reset. */
   async function assertHeldForOperator(

@@ -1,5 +1,5 @@
 import type { KubeConfig } from '@kubernetes/client-node';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { bundleWorkflowCode, NativeConnection, type Worker } from '@temporalio/worker';
 import type { TemporalConnectionOptions } from '../../src/client/temporal-connection.js';
 import type { FleetBudgetConfig } from '../../src/domain/fleet-budget.js';
@@ -11,7 +11,12 @@ import { simulatedRunner } from '../../src/sim/sim-runner.js';
 import { createControlWorkers, workflowsPath } from '../../src/workers/control-worker.js';
 import { createNodeAgentWorkers } from '../../src/workers/node-agent-host.js';
 import { fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
-import { clients } from './k8s.js';
+import {
+  statusQuery,
+  type gpuRemediationWorkflow,
+  type RemediationStatus,
+} from '../../src/workflows/remediation.js';
+import { clients, eventually } from './k8s.js';
 import type { TestStack } from './stack.js';
 
 /** A control worker and simulated node agents for every node of the test stack, running in this process. */
@@ -106,4 +111,20 @@ export async function startRemediationWorkers(
       await connection.close();
     },
   };
+}
+
+/** Waits until the remediation's status query reports `phase`, and returns that status. */
+export function waitForPhase(
+  handle: WorkflowHandle<typeof gpuRemediationWorkflow>,
+  phase: string,
+  timeoutMs = 60_000,
+): Promise<RemediationStatus> {
+  return eventually(
+    `phase ${phase}`,
+    async () => {
+      const s = await handle.query(statusQuery);
+      return s.phase === phase ? s : undefined;
+    },
+    timeoutMs,
+  );
 }

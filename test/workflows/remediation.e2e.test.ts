@@ -10,14 +10,13 @@ import { mergePatch } from '../../src/k8s/patch.js';
 import { healthyGpuState, MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
 import { simNodeManifest } from '../../src/stack/sim-nodes.js';
 import { fleetBudgetState, fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
-import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
+import { startRemediationWorkers, waitForPhase, type RemediationWorkers } from '../helpers/workers.js';
 import {
   approveUpdate,
   markRepairedUpdate,
   rejectUpdate,
   statusQuery,
   type gpuRemediationWorkflow,
-  type RemediationStatus,
 } from '../../src/workflows/remediation.js';
 import {
   clearRemediationHistory,
@@ -105,19 +104,8 @@ describe('GPU remediation end to end', () => {
     });
   }
 
-  async function phaseOf(
-    handle: WorkflowHandle<typeof gpuRemediationWorkflow>,
-    phase: string,
-  ): Promise<RemediationStatus> {
-    return eventually(
-      `phase ${phase}`,
-      async () => {
-        const s = await handle.query(statusQuery);
-        return s.phase === phase ? s : undefined;
-      },
-      60_000,
-    );
-  }
+  const phaseOf = (handle: WorkflowHandle<typeof gpuRemediationWorkflow>, phase: string) =>
+    waitForPhase(handle, phase);
 
   async function node(name: string) {
     return clients(stack.kc).core.readNode({ name });
