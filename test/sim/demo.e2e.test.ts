@@ -6,8 +6,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
+import { mergePatch } from '../../src/k8s/patch.js';
 import { fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
 import { clearRemediationHistory, clients, liftQuarantine } from '../helpers/k8s.js';
+import { xidAlert } from '../helpers/remediation-inputs.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 
 const CLI = fileURLToPath(new URL('../../bin/fleetmedic.js', import.meta.url));
@@ -75,8 +78,39 @@ describe('fleetmedic demo', () => {
 
     // Run again (a user who runs the quickstart twice): the nodes' earlier remediations must not send
     // them to replace-hardware, and the demo must not wait forever.
+    // An earlier demo killed mid-way left a remediation open on the demo's task queue (no worker
+    // polls it) with its node cordoned: the next demo ends it and returns the node to service.
+    const leftover = nodes.at(-1)!;
+    const connection = await Connection.connect({ address: stack.state.temporal.address });
+    try {
+      await startOrJoinRemediation(new Client({ connection }), {
+        clusterId: stack.state.clusterId,
+        node: leftover,
+        taskQueue: 'fleetmedic-demo',
+        alert: { ...xidAlert(79), source: 'a demo killed mid-way' },
+      });
+    } finally {
+      await connection.close();
+    }
+    await clients(stack.kc).core.patchNode(
+      {
+        name: leftover,
+        body: {
+          spec: { unschedulable: true },
+          metadata: { labels: { 'fleetmedic.io/quarantined': 'true' } },
+        },
+      },
+      mergePatch,
+    );
     const again = await demo();
     assert.equal(again.exitCode, 0, `${again.stdout}\n${again.stderr}`);
+    assert.match(
+      again.stdout,
+      new RegExp(
+        `${leftover}: ended the remediation an earlier demo left open, and returned the node to service`,
+      ),
+    );
+    assert.notEqual((await clients(stack.kc).core.readNode({ name: leftover })).spec?.unschedulable, true);
     assert.match(again.stdout, /forgot the remediations of earlier demo runs/);
     assert.equal(again.stdout.match(/: returned-to-service;/g)?.length, 2, again.stdout);
   });

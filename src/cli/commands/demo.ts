@@ -77,12 +77,13 @@ export function registerDemoCommand(program: Command): void {
           runnerFor: (node) => simulatedRunner(store, node),
         })),
       ];
-      const running = Promise.all(workers.map((w) => w.run()));
       const out = (line: string) => process.stdout.write(`${line}\n`);
+      // Before this demo's workers poll the demo's task queue, where those runs would wake up.
+      for (const node of await endEarlierDemoRuns(kc, client, taskQueue)) {
+        out(`${node}: ended the remediation an earlier demo left open, and returned the node to service`);
+      }
+      const running = Promise.all(workers.map((w) => w.run()));
       try {
-        for (const node of await endEarlierDemoRuns(kc, client, taskQueue)) {
-          out(`${node}: ended the remediation an earlier demo left open, and returned the node to service`);
-        }
         // Nodes an operator left cordoned or under a remediation of their own are not taken over.
         const free = await demoNodes(kc, client, targets.clusterId, nodes);
         if (free.length < 2) {
