@@ -13,31 +13,36 @@ import { z } from 'zod';
 import type { BreakerState, FleetState } from '../domain/fleet-budget.js';
 import { FleetmedicError } from '../errors.js';
 import {
+  FLEET_BUDGET_WORKFLOW,
   fleetBudgetState,
-  fleetBudgetWorkflow,
   fleetBudgetWorkflowId,
   pauseAutomation,
   resetFleetBreaker,
   resumeAutomation,
+  type FleetBudgetInput,
   type OperatorAction,
-} from '../workflows/fleet-budget.js';
-import { budgetTaskQueue, remediationWorkflowId } from '../workflows/ids.js';
+} from '../contracts/fleet-budget.js';
+import { budgetTaskQueue, remediationWorkflowId } from '../contracts/ids.js';
 import {
-  approveUpdate,
-  gpuRemediationWorkflow,
-  markRepairedUpdate,
-  rejectUpdate,
+  DECISION_UPDATES,
+  REMEDIATION_WORKFLOW,
   statusQuery,
+  type OperatorAction as RemediationAction,
   type OperatorDecision,
   type RemediationPhase,
   type RemediationStatus,
-} from '../workflows/remediation.js';
-import { CLUSTER_ID, NODE, OUTCOME, PHASE } from '../workflows/search-attributes.js';
+} from '../contracts/remediation.js';
+import { CLUSTER_ID, NODE, OUTCOME, PHASE } from '../contracts/search-attributes.js';
+import type { RemediationWorkflow } from './remediation-client.js';
+
+/** The fleet budget workflow as clients start it, by its type name {@link FLEET_BUDGET_WORKFLOW}. */
+type FleetBudgetWorkflow = (input: FleetBudgetInput) => Promise<void>;
 
 /**
  * What operators do to a cluster's remediations, shared by the CLI and the webhook's HTTP routes:
- * approve / reject / mark-repaired a node's remediation, pause and resume automation through the
- * fleet budget, list remediations from Temporal visibility and read one node's full status. Every
+ * approve / reject / mark-repaired / release / retry a node's remediation, pause and resume
+ * automation through the fleet budget, list remediations from Temporal visibility and read one
+ * node's full status. Every
  * action is a Temporal update, so the caller learns at once whether it was accepted; every call
  * carries a deadline, so an unreachable Temporal (or no control worker) is an answer, not a hang.
  */
@@ -76,13 +81,38 @@ export const phaseSchema = z.enum(REMEDIATION_PHASES, {
   error: `unknown phase; expected one of ${REMEDIATION_PHASES.join(', ')}`,
 });
 
-/** The operator decisions a remediation accepts, by the name used on the CLI and in HTTP paths. */
+/**
+ * The operator decisions a remediation accepts, by the name used on the CLI and in HTTP paths, each
+ * with the action (update) it sends to the workflow.
+ */
 export const DECISIONS = {
-  approve: approveUpdate,
-  reject: rejectUpdate,
-  'mark-repaired': markRepairedUpdate,
-} as const;
+  approve: 'approve',
+  reject: 'reject',
+  'mark-repaired': 'markRepaired',
+  release: 'release',
+  retry: 'retry',
+} as const satisfies Record<string, RemediationAction>;
 export type DecisionName = keyof typeof DECISIONS;
+// Compile-time check that every action the workflow accepts has a name above.
+const _everyAction: Record<Exclude<RemediationAction, (typeof DECISIONS)[DecisionName]>, never> = {};
+void _everyAction;
+
+/** Other names for a decision, on the CLI and in HTTP paths: issue #13 calls `retry` `retry-drain`. */
+export const DECISION_ALIASES = { 'retry-drain': 'retry' } as const satisfies Record<string, DecisionName>;
+export type DecisionAlias = keyof typeof DECISION_ALIASES;
+
+/**
+ * The CLI / HTTP name of a workflow action (`markRepaired` -> `mark-repaired`); undefined for an
+ * action this client does not know (a newer workflow's).
+ */
+export function decisionName(action: RemediationAction): DecisionName | undefined {
+  return (Object.keys(DECISIONS) as DecisionName[]).find((name) => DECISIONS[name] === action);
+}
+
+/** The decision a name or alias stands for (`retry-drain` -> `retry`). */
+export function resolveDecision(name: DecisionName | DecisionAlias): DecisionName {
+  return name in DECISION_ALIASES ? DECISION_ALIASES[name as DecisionAlias] : (name as DecisionName);
+}
 
 /** Why an operator action did not happen; the HTTP routes map each kind to a status code. */
 export type OperatorErrorKind = 'refused' | 'not-found' | 'unavailable' | 'invalid';
@@ -120,6 +150,8 @@ export interface RemediationRow {
   readonly ageSeconds: number;
   /** What an open remediation waits for (from its status query); null when it waits for nothing. */
   readonly waitingFor: string | null;
+  /** The decisions it accepts now, by CLI / HTTP name; empty for a closed one or an unanswered query. */
+  readonly actions: readonly DecisionName[];
   /** Set when an open remediation's status query was not answered: the row comes from search attributes. */
   readonly queryError?: string;
 }
@@ -134,6 +166,11 @@ export interface NodeRemediation {
   readonly ageSeconds: number;
   /** The workflow's own account (query for an open run, result for a completed one); null if unavailable. */
   readonly remediation: RemediationStatus | null;
+  /**
+   * The decisions the run accepts now, by CLI / HTTP name (`remediation.actions` names them as the
+   * workflow does); empty for a closed run or when the workflow did not answer.
+   */
+  readonly actions: readonly DecisionName[];
   /** Search attributes, the fallback when the workflow cannot answer. */
   readonly phase: string | null;
   readonly outcome: string | null;
@@ -172,14 +209,15 @@ export const PAUSE_EFFECT =
   '(its remediation ends as automation-blocked; application XIDs still restart their pods), and a ' +
   'remediation that has not started draining waits for a drain slot; running remediations continue ' +
   '(a drain in progress, a repair, validation, return to service), and approve / reject / ' +
-  'mark-repaired still work';
+  'mark-repaired / release / retry still work (a retried drain waits for a drain slot)';
 export const RESUME_EFFECT =
   'automatic remediation runs again: new alerts quarantine their nodes and remediations waiting for a ' +
   'drain slot get one as the budget allows';
 
 /** The operator actions the HTTP routes need; {@link OperatorClient} implements it against Temporal. */
 export interface OperatorService {
-  decide(node: string, decision: DecisionName, by: OperatorDecision): Promise<string>;
+  /** Sends a decision (a name or an alias) to the node's remediation; answers the workflow's reply. */
+  decide(node: string, decision: DecisionName | DecisionAlias, by: OperatorDecision): Promise<string>;
   setPaused(paused: boolean, action: OperatorAction): Promise<AutomationAnswer>;
   resetBreaker(action: OperatorAction): Promise<BudgetView>;
   list(filter?: ListFilter): Promise<RemediationRow[]>;
@@ -227,23 +265,30 @@ export class OperatorClient implements OperatorService {
   /**
    * Sends an operator decision to the node's remediation and returns the workflow's answer.
    *
-   * @throws OperatorError `refused` with the validator's message ("node gpu-7 is not waiting for
-   *   approval (phase draining)"), `not-found` when the node has no remediation, `unavailable`.
+   * @param decision a name of {@link DECISIONS} or an alias (`retry-drain` is `retry`).
+   * @throws OperatorError `refused` with the validator's message, which says what the run accepts
+   *   now (`retry refused: node gpu-7 is not waiting for retry (phase quarantined; it accepts
+   *   mark-repaired, release)`), or that its remediation has ended; `not-found` when the node has no
+   *   remediation; `unavailable`. Either of the first two says what to do instead.
+   * @example await operator.decide('gpu-7', 'release', { by: 'alice', reason: 'RMA cancelled' })
    */
-  async decide(node: string, decision: DecisionName, by: OperatorDecision): Promise<string> {
+  async decide(node: string, decision: DecisionName | DecisionAlias, by: OperatorDecision): Promise<string> {
     checkNode(node);
     checkIdentity(by.by);
+    const name = resolveDecision(decision);
     const workflowId = remediationWorkflowId(this.options.clusterId, node);
     try {
       return await this.call(() =>
-        this.client.workflow.getHandle(workflowId).executeUpdate(DECISIONS[decision], { args: [by] }),
+        this.client.workflow
+          .getHandle(workflowId)
+          .executeUpdate(DECISION_UPDATES[DECISIONS[name]], { args: [by] }),
       );
     } catch (err) {
       if (err instanceof WorkflowUpdateFailedError) {
-        throw new OperatorError('refused', err.cause?.message ?? err.message, { cause: err });
+        throw new OperatorError('refused', refusal(name, err.cause?.message ?? err.message), { cause: err });
       }
-      if (err instanceof WorkflowNotFoundError) throw await this.noRunning(node, decision, err);
-      throw this.translate(err, `${decision} ${node}`);
+      if (err instanceof WorkflowNotFoundError) throw await this.noRunning(node, name, err);
+      throw this.translate(err, `${name} ${node}`);
     }
   }
 
@@ -254,13 +299,16 @@ export class OperatorClient implements OperatorService {
   async setPaused(paused: boolean, action: OperatorAction): Promise<AutomationAnswer> {
     checkIdentity(action.by);
     const workflowId = fleetBudgetWorkflowId(this.options.clusterId);
-    const startWorkflowOperation = new WithStartWorkflowOperation(fleetBudgetWorkflow, {
-      workflowId,
-      taskQueue: budgetTaskQueue(this.options.taskQueue),
-      args: [{ clusterId: this.options.clusterId }],
-      workflowIdConflictPolicy: 'USE_EXISTING',
-      staticSummary: `fleet budget of cluster ${this.options.clusterId}`,
-    });
+    const startWorkflowOperation = new WithStartWorkflowOperation<FleetBudgetWorkflow>(
+      FLEET_BUDGET_WORKFLOW,
+      {
+        workflowId,
+        taskQueue: budgetTaskQueue(this.options.taskQueue),
+        args: [{ clusterId: this.options.clusterId }],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+        staticSummary: `fleet budget of cluster ${this.options.clusterId}`,
+      },
+    );
     const args: [OperatorAction] = [
       { by: action.by, ...(action.reason !== undefined && { reason: action.reason }) },
     ];
@@ -351,7 +399,7 @@ export class OperatorClient implements OperatorService {
    */
   async list(filter: ListFilter = {}): Promise<RemediationRow[]> {
     const clauses = [
-      `WorkflowType = '${gpuRemediationWorkflow.name}'`,
+      `WorkflowType = '${REMEDIATION_WORKFLOW}'`,
       `${CLUSTER_ID.name} = '${this.options.clusterId}'`,
     ];
     if (!filter.all) clauses.push(`ExecutionStatus = 'Running'`);
@@ -387,7 +435,7 @@ export class OperatorClient implements OperatorService {
    */
   async node(node: string): Promise<NodeRemediation> {
     checkNode(node);
-    const handle = this.client.workflow.getHandle<typeof gpuRemediationWorkflow>(
+    const handle = this.client.workflow.getHandle<RemediationWorkflow>(
       remediationWorkflowId(this.options.clusterId, node),
     );
     let desc;
@@ -411,17 +459,17 @@ export class OperatorClient implements OperatorService {
       phase: desc.typedSearchAttributes.get(PHASE) ?? null,
       outcome: desc.typedSearchAttributes.get(OUTCOME) ?? null,
     };
-    const pinned = this.client.workflow.getHandle<typeof gpuRemediationWorkflow>(desc.workflowId, desc.runId);
+    const pinned = this.client.workflow.getHandle<RemediationWorkflow>(desc.workflowId, desc.runId);
     try {
       const remediation = await this.call(() =>
         // A completed run's result is its final status and needs no worker; an open one answers its query.
         desc.status.name === 'COMPLETED' ? pinned.result() : pinned.query(statusQuery),
       );
-      return { ...base, remediation };
+      return { ...base, remediation, actions: desc.status.name === 'RUNNING' ? namesOf(remediation) : [] };
     } catch (err) {
       const why = this.translate(err, `query the remediation of ${node}`);
       if (!(why instanceof OperatorError)) throw why;
-      return { ...base, remediation: null, queryError: why.message };
+      return { ...base, remediation: null, actions: [], queryError: why.message };
     }
   }
 
@@ -436,13 +484,14 @@ export class OperatorClient implements OperatorService {
       phase: attrs.get(PHASE) ?? null,
       outcome: attrs.get(OUTCOME) ?? null,
       waitingFor: null,
+      actions: [],
     };
     if (info.status.name !== 'RUNNING') return base;
     try {
       const s = await this.call(() =>
         this.client.workflow.getHandle(info.workflowId, info.runId).query(statusQuery),
       );
-      return { ...base, phase: s.phase, outcome: s.outcome, waitingFor: s.waitingFor };
+      return { ...base, phase: s.phase, outcome: s.outcome, waitingFor: s.waitingFor, actions: namesOf(s) };
     } catch (err) {
       const why = this.translate(err, `query ${info.workflowId}`);
       return { ...base, queryError: why instanceof Error ? why.message : String(why) };
@@ -458,20 +507,37 @@ export class OperatorClient implements OperatorService {
     };
   }
 
-  /** An update found no running remediation: a closed one refuses, a missing one is not found. */
+  /**
+   * An update found no open remediation: a closed one refuses, a missing one is not found; both say
+   * what to do instead.
+   */
   private async noRunning(node: string, decision: DecisionName, cause: unknown): Promise<OperatorError> {
+    const what = `${decision} refused: node ${node} has no open remediation to ${VERB[decision]}`;
+    let last: NodeRemediation;
     try {
-      const last = await this.node(node);
+      last = await this.node(node);
+    } catch (err) {
+      if (!(err instanceof OperatorError)) throw err;
+      if (err.kind !== 'not-found') return err;
       return new OperatorError(
-        'refused',
-        `node ${node} is not waiting for ${decision === 'approve' ? 'approval' : 'a decision'}: ` +
-          `its remediation has ended (${last.status.toLowerCase()}${last.outcome ? `, outcome ${last.outcome}` : ''})`,
+        'not-found',
+        `${what} (Temporal keeps none for it in cluster ${this.options.clusterId}); ${nextStep(node, decision)}`,
         { cause },
       );
-    } catch (err) {
-      if (err instanceof OperatorError) return err;
-      throw err;
     }
+    if (last.status === 'RUNNING') {
+      // The update raced the run's continue-as-new: the next run accepts it.
+      const again = `${decision} ${node}: the remediation moved to a new run; send it again`;
+      return new OperatorError('refused', again, { cause });
+    }
+    const outcome = last.remediation?.outcome ?? last.outcome;
+    const ended = `${last.status.toLowerCase()}${outcome ? `, outcome ${outcome}` : ''}`;
+    return new OperatorError(
+      'refused',
+      `${what}: its last one has ended (${ended}; \`fleetmedic status ${node}\` shows it); ` +
+        nextStep(node, decision),
+      { cause },
+    );
   }
 
   private call<T>(fn: () => Promise<T>): Promise<T> {
@@ -501,6 +567,48 @@ export class OperatorClient implements OperatorService {
     }
     return err;
   }
+}
+
+/** How each decision reads after "no open remediation to". */
+const VERB: Record<DecisionName, string> = {
+  approve: 'approve',
+  reject: 'reject',
+  'mark-repaired': 'mark repaired',
+  release: 'release',
+  retry: 'retry',
+};
+
+/** What to do when the node has no open remediation to take `decision`. */
+function nextStep(node: string, decision: DecisionName): string {
+  if (decision === 'release' || decision === 'mark-repaired') {
+    // Runs never end with the node quarantined; a cordon left behind is another's, or a terminated run's.
+    return (
+      `fleetmedic holds a node only while its remediation is open. If the node is still quarantined, ` +
+      `\`fleetmedic remediate ${node}\` starts a remediation that takes it over and waits for an ` +
+      'operator: mark-repaired then validates the node and returns it to service (release applies ' +
+      'where an earlier reject holds the node)'
+    );
+  }
+  return `a new firing alert, or \`fleetmedic remediate ${node}\`, starts a new remediation`;
+}
+
+/**
+ * The validator's refusal, led by the decision and in the CLI / HTTP names of the actions it lists
+ * (`it accepts markRepaired` -> `it accepts mark-repaired`), so the operator can type what it says.
+ */
+function refusal(decision: DecisionName, message: string): string {
+  let text = message;
+  for (const [name, action] of Object.entries(DECISIONS)) {
+    if (name !== action) text = text.replace(new RegExp(`\\b${action}\\b`, 'g'), name);
+  }
+  return text.startsWith(`${decision} refused`) ? text : `${decision} refused: ${text}`;
+}
+
+/** The decisions a status accepts, by CLI / HTTP name (a status from before `actions` existed: none). */
+function namesOf(status: RemediationStatus): DecisionName[] {
+  // A run recorded before the status carried `actions` answers without it.
+  const actions = (status.actions as readonly RemediationAction[] | undefined) ?? [];
+  return actions.flatMap((action) => decisionName(action) ?? []);
 }
 
 function causeOf(err: unknown): unknown {

@@ -1,8 +1,21 @@
 import type { Client, WorkflowHandleWithSignaledRunId } from '@temporalio/client';
 import type { AlertSignal, RemediationPolicy } from '../domain/remediation-plan.js';
-import { remediationWorkflowId } from '../workflows/ids.js';
-import { alertSignal, gpuRemediationWorkflow, type RemediationPhase } from '../workflows/remediation.js';
-import { ALERT, CLUSTER_ID, NODE, PHASE } from '../workflows/search-attributes.js';
+import { remediationWorkflowId } from '../contracts/ids.js';
+import {
+  alertSignal,
+  REMEDIATION_WORKFLOW,
+  type RemediationInput,
+  type RemediationPhase,
+  type RemediationStatus,
+} from '../contracts/remediation.js';
+import { ALERT, CLUSTER_ID, NODE, PHASE } from '../contracts/search-attributes.js';
+
+/**
+ * The remediation workflow as clients call it, by its type name {@link REMEDIATION_WORKFLOW}: a run
+ * takes its input and ends with its final status. Declared from the contracts, so no client imports
+ * workflow code.
+ */
+export type RemediationWorkflow = (input: RemediationInput) => Promise<RemediationStatus>;
 
 export interface StartRemediationOptions {
   readonly clusterId: string;
@@ -22,8 +35,8 @@ export interface StartRemediationOptions {
 export async function startOrJoinRemediation(
   client: Client,
   options: StartRemediationOptions,
-): Promise<WorkflowHandleWithSignaledRunId<typeof gpuRemediationWorkflow>> {
-  return client.workflow.signalWithStart(gpuRemediationWorkflow, {
+): Promise<WorkflowHandleWithSignaledRunId<RemediationWorkflow>> {
+  return client.workflow.signalWithStart<RemediationWorkflow, [AlertSignal]>(REMEDIATION_WORKFLOW, {
     workflowId: remediationWorkflowId(options.clusterId, options.node),
     taskQueue: options.taskQueue,
     args: [{ clusterId: options.clusterId, node: options.node, policy: options.policy }],

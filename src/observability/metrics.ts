@@ -6,8 +6,8 @@ import { makeApiClient } from '../k8s/api-client.js';
 import { GPU_RESOURCE } from '../k8s/labels.js';
 import { QUARANTINED_LABEL } from '../k8s/remediation-labels.js';
 import type { FleetState } from '../domain/fleet-budget.js';
-import { fleetBudgetState, fleetBudgetWorkflowId } from '../workflows/fleet-budget.js';
-import { nodeTaskQueue } from '../workflows/ids.js';
+import { fleetBudgetState, fleetBudgetWorkflowId } from '../contracts/fleet-budget.js';
+import { nodeTaskQueue } from '../contracts/ids.js';
 
 /**
  * The control worker's Prometheus metrics, in a registry of its own (like the webhook's). Counters and

@@ -1,10 +1,13 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import {
+  DECISION_ALIASES,
   DECISIONS,
   nodeNameSchema,
   OperatorError,
   phaseSchema,
+  resolveDecision,
+  type DecisionAlias,
   type DecisionName,
   type OperatorErrorKind,
   type OperatorService,
@@ -23,7 +26,8 @@ import { HttpError } from './http-error.js';
 export const OPERATOR_ROUTES = Object.freeze({
   list: '/v1/remediations',
   node: '/v1/remediations/:node',
-  decision: (name: DecisionName) => `/v1/remediations/:node/${name}`,
+  /** approve, reject, mark-repaired, release, retry; and `retry-drain`, an alias of retry. */
+  decision: (name: DecisionName | DecisionAlias) => `/v1/remediations/:node/${name}`,
   pause: '/v1/automation/pause',
   resume: '/v1/automation/resume',
   resetBreaker: '/v1/automation/reset-breaker',
@@ -99,7 +103,8 @@ function actionBody(request: FastifyRequest): { reason?: string } {
  *
  * Answers: 200 with the action's result; 400 bad node name or body; 401 (the scope's) missing or
  * wrong credentials; 403 a credential without the `operator` scope, or none configured on the server;
- * 404 no remediation for the node; 409 the workflow refused (its validator's message); 503 Temporal
+ * 404 no remediation for the node; 409 the workflow refused (its validator's message, which says what
+ * the node accepts now) or the node's remediation has ended (404 and 409 say what to do); 503 Temporal
  * or the control worker not answering (the server's error handler answers it without details).
  */
 export function operatorRoutes(app: FastifyInstance, options: OperatorRoutesOptions): Promise<void> {
@@ -121,9 +126,14 @@ export function operatorRoutes(app: FastifyInstance, options: OperatorRoutesOpti
       }
     };
 
-  for (const name of Object.keys(DECISIONS) as DecisionName[]) {
+  const names = [...Object.keys(DECISIONS), ...Object.keys(DECISION_ALIASES)] as (
+    DecisionName | DecisionAlias
+  )[];
+  for (const route of names) {
+    // An alias answers as the decision it stands for.
+    const name = resolveDecision(route);
     app.post(
-      OPERATOR_ROUTES.decision(name),
+      OPERATOR_ROUTES.decision(route),
       OPERATOR,
       guarded(async (request, caller) => {
         const { node } = parse(paramsSchema, request.params, 'params');

@@ -88,8 +88,8 @@ export interface WebhookDeps {
    */
   readonly dedupeWindowMs?: number;
   /**
-   * Operator actions over HTTP (approve, reject, mark-repaired, pause, resume, list, status) behind
-   * the same credentials; see operator-routes.ts. Without it those routes do not exist.
+   * Operator actions over HTTP (approve, reject, mark-repaired, release, retry, pause, resume, list,
+   * status) behind the same credentials; see operator-routes.ts. Without it those routes do not exist.
    */
   readonly operator?: OperatorService;
   /** Serve HTTPS with this certificate chain and key (PEM) instead of plain HTTP. */

@@ -2,8 +2,8 @@ import { WorkflowNotFoundError } from '@temporalio/common';
 import type { Client } from '@temporalio/client';
 import { startOrJoinRemediation, type StartRemediationOptions } from '../client/remediation-client.js';
 import type { AlertSignal } from '../domain/remediation-plan.js';
-import { remediationWorkflowId } from '../workflows/ids.js';
-import { alertSignal } from '../workflows/remediation.js';
+import { remediationWorkflowId } from '../contracts/ids.js';
+import { alertSignal } from '../contracts/remediation.js';
 
 /**
  * What the webhook needs from Temporal: start or join a node's remediation with a firing alert, and

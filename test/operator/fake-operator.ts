@@ -1,13 +1,14 @@
 import type {
   AutomationAnswer,
   BudgetView,
+  DecisionAlias,
   DecisionName,
   NodeRemediation,
   OperatorService,
   RemediationRow,
 } from '../../src/client/operator-client.js';
-import type { OperatorAction } from '../../src/workflows/fleet-budget.js';
-import type { OperatorDecision } from '../../src/workflows/remediation.js';
+import type { OperatorAction } from '../../src/contracts/fleet-budget.js';
+import type { OperatorDecision } from '../../src/contracts/remediation.js';
 
 export const BUDGET: BudgetView = {
   workflowId: 'fleet-budget/fmunit',
@@ -22,16 +23,17 @@ export const BUDGET: BudgetView = {
   queued: [],
 };
 
-/** Records every call; `fail` makes the next calls throw. */
+/** Records every call; `fail` makes the next calls throw; `nodes` answers `node()` for a name. */
 export class FakeOperator implements OperatorService {
   readonly calls: unknown[][] = [];
   fail: Error | undefined;
+  readonly nodes = new Map<string, NodeRemediation>();
 
   private answer<T>(call: unknown[], value: T): Promise<T> {
     this.calls.push(call);
     return this.fail ? Promise.reject(this.fail) : Promise.resolve(value);
   }
-  decide(node: string, decision: DecisionName, by: OperatorDecision) {
+  decide(node: string, decision: DecisionName | DecisionAlias, by: OperatorDecision) {
     return this.answer(['decide', node, decision, by], `${decision} accepted for ${node}`);
   }
   setPaused(paused: boolean, action: OperatorAction) {
@@ -45,7 +47,10 @@ export class FakeOperator implements OperatorService {
     return this.answer<RemediationRow[]>(['list', filter], []);
   }
   node(node: string) {
-    return this.answer(['node', node], { workflowId: `remediation/fmunit/${node}` } as NodeRemediation);
+    return this.answer(
+      ['node', node],
+      this.nodes.get(node) ?? ({ workflowId: `remediation/fmunit/${node}` } as NodeRemediation),
+    );
   }
   budget() {
     return this.answer(['budget'], BUDGET);

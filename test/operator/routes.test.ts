@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { OperatorError } from '../../src/client/operator-client.js';
+import { OperatorError, type NodeRemediation } from '../../src/client/operator-client.js';
 import { signRequest } from '../../src/webhook/auth.js';
 import { UNAVAILABLE_MESSAGE } from '../../src/webhook/server.js';
 import { BUDGET, FakeOperator } from './fake-operator.js';
@@ -161,6 +161,117 @@ describe('operator routes', () => {
     assert.equal(bug.status, 500);
     assert.equal(bug.body.error, 'internal error');
     assert.match(String(bug.body.requestId), /^[0-9a-f-]{36}$/);
+    await app.close();
+  });
+
+  it('routes every decision, retry-drain as retry, with the caller as the identity', async () => {
+    const { app, operator, request, json } = await setup();
+    const routes = [
+      ['approve', 'approve'],
+      ['reject', 'reject'],
+      ['mark-repaired', 'mark-repaired'],
+      ['release', 'release'],
+      ['retry', 'retry'],
+      ['retry-drain', 'retry'],
+    ] as const;
+    for (const [route, action] of routes) {
+      const res = await request(
+        'POST',
+        `/v1/remediations/gpu-node-2/${route}`,
+        json({ reason: `why ${route}` }),
+      );
+      assert.equal(res.status, 200, `${route}: ${JSON.stringify(res.body)}`);
+      assert.deepEqual(res.body, {
+        node: 'gpu-node-2',
+        action,
+        by: 'chatops-alice',
+        reason: `why ${route}`,
+        result: `${action} accepted for gpu-node-2`,
+      });
+    }
+    // Without a body the decision carries no reason.
+    assert.equal((await request('POST', '/v1/remediations/gpu-node-3/release')).status, 200);
+    assert.deepEqual(operator.calls, [
+      ...routes.map(([route, action]) => [
+        'decide',
+        'gpu-node-2',
+        action,
+        { by: 'chatops-alice', reason: `why ${route}` },
+      ]),
+      ['decide', 'gpu-node-3', 'release', { by: 'chatops-alice' }],
+    ]);
+    await app.close();
+  });
+
+  it('refuses release and retry to a credential without the operator scope, and a body naming someone', async () => {
+    const { app, operator, json } = await setup();
+    for (const route of ['release', 'retry', 'retry-drain']) {
+      const res = await app.inject({
+        method: 'POST',
+        url: `/v1/remediations/gpu-node-2/${route}`,
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      assert.equal(res.statusCode, 403, route);
+      assert.match(
+        String((JSON.parse(res.body) as { error: string }).error),
+        /credential alertmanager lacks the "operator" scope/,
+        route,
+      );
+      const named = await app.inject({
+        method: 'POST',
+        url: `/v1/remediations/gpu-node-2/${route}`,
+        headers: { authorization: `Bearer ${OPERATOR_TOKEN}`, ...json({}).headers },
+        payload: JSON.stringify({ by: 'mallory', reason: 'x' }),
+      });
+      assert.equal(named.statusCode, 400, route);
+      assert.match(named.body, /body\.by is not accepted/, route);
+    }
+    assert.deepEqual(operator.calls, []);
+    await app.close();
+  });
+
+  it("answers a refused release or retry with 409 and the workflow's message, no open run with 404 or 409", async () => {
+    const { app, operator, request } = await setup();
+    const refused =
+      'retry refused: node gpu-node-2 is not waiting for retry (phase quarantined; it accepts mark-repaired, release)';
+    operator.fail = new OperatorError('refused', refused);
+    const retry = await request('POST', '/v1/remediations/gpu-node-2/retry-drain');
+    assert.equal(retry.status, 409);
+    assert.equal(retry.body.error, refused);
+    const ended =
+      'release refused: node gpu-node-2 has no open remediation to release: its last one has ended ' +
+      '(completed, outcome returned-to-service; ...)';
+    operator.fail = new OperatorError('refused', ended);
+    assert.deepEqual(await request('POST', '/v1/remediations/gpu-node-2/release'), {
+      status: 409,
+      body: { error: ended },
+    });
+    operator.fail = new OperatorError(
+      'not-found',
+      'release refused: node gpu-node-9 has no open remediation',
+    );
+    assert.equal((await request('POST', '/v1/remediations/gpu-node-9/release')).status, 404);
+    await app.close();
+  });
+
+  it('shows the decisions a run accepts now in the node JSON', async () => {
+    const { app, operator, request } = await setup();
+    const held: NodeRemediation = {
+      workflowId: 'remediation/fmunit/gpu-node-2',
+      runId: 'run-1',
+      status: 'RUNNING',
+      startedAt: '2025-01-01T00:00:00.000Z',
+      closedAt: null,
+      ageSeconds: 60,
+      remediation: null,
+      actions: ['retry', 'mark-repaired', 'reject', 'release'],
+      phase: 'quarantined',
+      outcome: null,
+    };
+    operator.nodes.set('gpu-node-2', held);
+    const res = await request('GET', '/v1/remediations/gpu-node-2');
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body.actions, ['retry', 'mark-repaired', 'reject', 'release']);
     await app.close();
   });
 

@@ -18,7 +18,7 @@ import { demoNodes, endEarlierDemoRuns, forgetDemoHistory } from '../../sim/demo
 import { Notifier } from '../../notify/notifier.js';
 import { createControlMetrics } from '../../observability/metrics.js';
 import { commandLog } from '../command-log.js';
-import { approveUpdate, statusQuery } from '../../workflows/remediation.js';
+import { approveUpdate, statusQuery } from '../../contracts/remediation.js';
 import { configFrom, resolveTargets, targetKubeConfig } from '../context.js';
 
 /** How long the demo follows one remediation before it says where it stopped. */

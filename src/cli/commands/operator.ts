@@ -3,12 +3,14 @@ import { connectionOptions } from '../../client/temporal-connection.js';
 import { InvalidArgumentError, type Command } from 'commander';
 import os from 'node:os';
 import {
+  DECISION_ALIASES,
   OperatorClient,
   OperatorError,
   REMEDIATION_PHASES,
   type BudgetView,
   type DecisionName,
   type NodeRemediation,
+  type OperatorService,
   type RemediationRow,
 } from '../../client/operator-client.js';
 import type { Config } from '../../config/config.js';
@@ -20,7 +22,20 @@ import { printStackStatus } from './stack.js';
 /** Deadline of each Temporal call the operator commands make. */
 const TIMEOUT_MS = 15_000;
 
-const out = (text: string) => process.stdout.write(text);
+const stdout = (text: string) => {
+  process.stdout.write(text);
+};
+
+/** What the operator commands take from outside; tests pass a fake operator and collect the output. */
+export interface OperatorCommandDeps {
+  /**
+   * Runs `fn` with the operator service. Default: an {@link OperatorClient} on the configured
+   * Temporal, connected for the call. (`status` without a node always reads the configured stack.)
+   */
+  readonly withService?: <T>(fn: (operator: OperatorService) => Promise<T>) => Promise<T>;
+  /** Where answers go (default stdout). */
+  readonly out?: (text: string) => void;
+}
 
 function loginName(): string {
   try {
@@ -152,6 +167,7 @@ export function nodeReport(n: NodeRemediation): string {
   lines.push(
     `  class        ${r.class ?? '-'}`,
     `  waiting for  ${r.waitingFor ?? '-'}`,
+    `  accepts      ${n.actions.length > 0 ? n.actions.join(', ') : '-'}`,
     `  quarantine   ${r.quarantineReason ?? '-'}`,
     `  alerts       ${r.alerts} firing, ${r.resolvedAlerts} resolved; ${r.reminders} reminder(s) sent`,
   );
@@ -179,11 +195,30 @@ async function stackLine(config: Config, targets: Targets): Promise<string> {
   );
 }
 
+/** The decision commands, with their help (aliases: `DECISION_ALIASES`). */
+const DECISION_COMMANDS: readonly (readonly [DecisionName, string])[] = [
+  ['approve', 'authorize the repair a remediation proposes (or a drain although pods do not fit elsewhere)'],
+  [
+    'reject',
+    'reject the repair: the run holds the node quarantined with the reason until release or mark-repaired',
+  ],
+  ['mark-repaired', 'after an out-of-band fix: validate and return the node to service (lifts a reject too)'],
+  ['release', 'return a held node to service without a repair (you take responsibility; lifts a reject)'],
+  ['retry', "run a held node's failed step again: its quarantine, drain or release"],
+];
+
 /**
- * `fleetmedic pause|resume|reset-breaker|list|status|show`: what an operator does and reads. (approve, reject and
- * mark-repaired live with the remediation commands.)
+ * `fleetmedic approve|reject|mark-repaired|release|retry <node>`, `pause|resume|reset-breaker`,
+ * `list|status|show`: what an operator does and reads.
+ *
+ * @param deps the operator service and output, for tests; the CLI passes none.
  */
-export function registerOperatorCommands(program: Command): void {
+export function registerOperatorCommands(program: Command, deps: OperatorCommandDeps = {}): void {
+  const out = deps.out ?? stdout;
+  const service =
+    deps.withService ??
+    (<T>(fn: (operator: OperatorService) => Promise<T>) => withOperator(program, (operator) => fn(operator)));
+
   for (const paused of [true, false]) {
     program
       .command(paused ? 'pause' : 'resume')
@@ -196,7 +231,7 @@ export function registerOperatorCommands(program: Command): void {
       .option('--reason <text>', 'why (recorded in the history)')
       .option('--json', 'print JSON')
       .action(async (opts: { by: string; reason?: string; json?: boolean }) => {
-        const answer = await withOperator(program, (operator) =>
+        const answer = await service((operator) =>
           operator.setPaused(paused, {
             by: opts.by,
             ...(opts.reason !== undefined && { reason: opts.reason }),
@@ -213,31 +248,24 @@ export function registerOperatorCommands(program: Command): void {
       });
   }
 
-  const decisions: [DecisionName, string][] = [
-    ['approve', 'authorize the repair a remediation proposes'],
-    ['reject', 'reject the repair: the node stays cordoned with the reason'],
-    ['mark-repaired', 'after an out-of-band fix: validate and return the node to service'],
-  ];
-  for (const [name, help] of decisions) {
+  for (const [name, help] of DECISION_COMMANDS) {
+    const aliases = Object.entries(DECISION_ALIASES)
+      .filter(([, to]) => to === name)
+      .map(([alias]) => alias);
     program
       .command(`${name} <node>`)
+      .aliases(aliases)
       .description(help)
       .option('--by <identity>', 'who decides (recorded in the history)', loginName())
       .option('--reason <text>', 'why (recorded in the history)')
       .action(async (node: string, opts: { by: string; reason?: string }) => {
-        const answer = await withOperator(program, async (operator) => {
-          try {
-            return await operator.decide(node, name, {
-              by: opts.by,
-              ...(opts.reason !== undefined && { reason: opts.reason }),
-            });
-          } catch (err) {
-            if (err instanceof OperatorError && err.kind === 'refused') {
-              throw new OperatorError('refused', `${name} refused: ${err.message}`, { cause: err });
-            }
-            throw err;
-          }
-        });
+        // A refusal already says which decision and what the node accepts now (operator-client.ts).
+        const answer = await service((operator) =>
+          operator.decide(node, name, {
+            by: opts.by,
+            ...(opts.reason !== undefined && { reason: opts.reason }),
+          }),
+        );
         out(`${answer}\n`);
       });
   }
@@ -248,7 +276,7 @@ export function registerOperatorCommands(program: Command): void {
     .option('--by <identity>', 'who (recorded in the history)', loginName())
     .option('--reason <text>', 'why (recorded in the history)')
     .action(async (opts: { by: string; reason?: string }) => {
-      const budget = await withOperator(program, (operator) =>
+      const budget = await service((operator) =>
         operator.resetBreaker({ by: opts.by, ...(opts.reason !== undefined && { reason: opts.reason }) }),
       );
       out(`breaker reset by ${opts.by}${opts.reason ? ` (${opts.reason})` : ''}\n${budgetLine(budget)}`);
@@ -265,7 +293,7 @@ export function registerOperatorCommands(program: Command): void {
     .option('--limit <n>', 'at most this many', positiveInt('--limit'), 200)
     .option('--json', 'print JSON')
     .action(async (opts: { all?: boolean; phase?: string; node?: string; limit: number; json?: boolean }) => {
-      const rows = await withOperator(program, (operator) =>
+      const rows = await service((operator) =>
         operator.list({
           all: opts.all ?? false,
           limit: opts.limit,
@@ -279,7 +307,7 @@ export function registerOperatorCommands(program: Command): void {
     });
 
   const showNode = async (node: string, opts: { json?: boolean }) => {
-    const n = await withOperator(program, (operator) => operator.node(node));
+    const n = await service((operator) => operator.node(node));
     out(opts.json ? `${JSON.stringify(n, null, 2)}\n` : nodeReport(n));
   };
 

@@ -17,7 +17,7 @@ import { simulatedRunner } from '../../sim/sim-runner.js';
 import { assertSimulatedCluster, assertSimulatedNode, isSimulatedCluster } from '../../stack/sim-cluster.js';
 import { assertLoopbackUrl } from '../../k8s/loopback.js';
 import { createControlWorkers, prebuiltWorkflowBundle } from '../../workers/control-worker.js';
-import { budgetTaskQueue } from '../../workflows/ids.js';
+import { budgetTaskQueue } from '../../contracts/ids.js';
 import { createNodeAgentWorkers, runWorkers } from '../../workers/node-agent-host.js';
 import { installRuntime } from '../../workers/runtime.js';
 import {
@@ -162,7 +162,8 @@ export function registerRemediationCommands(program: Command): void {
       await connection.close();
     });
 
-  // approve / reject / mark-repaired and `show <node>` live with the operator commands (operator.ts).
+  // approve / reject / mark-repaired / release / retry and `show <node>` live with the operator commands
+  // (operator.ts).
 
   const sim = program
     .command('sim')
