@@ -18,6 +18,11 @@ import {
  */
 export interface CordonRecord {
   workflowId: string;
+  /**
+   * The run that quarantined the node, or that took the quarantine over from an earlier run of the
+   * same workflow ID (every run of a node shares it). Absent in records written before runs were named.
+   */
+  runId?: string;
   reason: string;
   /** ISO-8601 time of the quarantine. */
   at: string;
@@ -70,10 +75,14 @@ export function parseCordonRecord(raw: string | undefined): ParsedCordon {
   if (typeof v.preexistingCordon !== 'boolean') {
     return { kind: 'invalid', raw, error: 'preexistingCordon missing or not a boolean' };
   }
+  if (v.runId !== undefined && (typeof v.runId !== 'string' || v.runId === '')) {
+    return { kind: 'invalid', raw, error: 'runId not a non-empty string' };
+  }
   return {
     kind: 'ok',
     record: {
       workflowId: v.workflowId,
+      ...(v.runId !== undefined && { runId: v.runId }),
       reason: typeof v.reason === 'string' ? v.reason : '',
       at: typeof v.at === 'string' ? v.at : '',
       preexistingCordon: v.preexistingCordon,
@@ -85,6 +94,7 @@ export function parseCordonRecord(raw: string | undefined): ParsedCordon {
 export function formatCordonRecord(record: CordonRecord): string {
   return JSON.stringify({
     workflowId: record.workflowId,
+    ...(record.runId !== undefined && { runId: record.runId }),
     reason: record.reason,
     at: record.at,
     preexistingCordon: record.preexistingCordon,
@@ -136,13 +146,15 @@ export type QuarantinePlan =
  * what is missing (nothing when all is there), keeping the original record, so a retried or repeated
  * call is a no-op. A node already cordoned without a fleetmedic record is recorded with
  * `preexistingCordon: true`. A node another workflow quarantined, or whose record cannot be read, is
- * refused: taking it over could uncordon a node its owner still needs out of service.
+ * refused: taking it over could uncordon a node its owner still needs out of service. A record of an
+ * earlier run of the same workflow ID is taken over by `runId` (only one run of an ID is open at a
+ * time), keeping its reason, time and `preexistingCordon`.
  *
  * @param now ISO time written into a new record.
  */
 export function planQuarantine(
   node: V1Node,
-  input: { workflowId: string; reason: string; now: string },
+  input: { workflowId: string; runId?: string; reason: string; now: string },
 ): QuarantinePlan {
   const name = node.metadata?.name ?? '?';
   const parsed = parseCordonRecord(node.metadata?.annotations?.[CORDON_ANNOTATION]);
@@ -161,11 +173,13 @@ export function planQuarantine(
       message: `node ${name} is already quarantined by workflow ${r.workflowId} (reason: ${r.reason || 'none'}, at ${r.at || '?'})`,
     };
   }
+  const adopt = parsed.kind === 'ok' && input.runId !== undefined && parsed.record.runId !== input.runId;
   const record: CordonRecord =
     parsed.kind === 'ok'
-      ? parsed.record
+      ? { ...parsed.record, ...(adopt && { runId: input.runId }) }
       : {
           workflowId: input.workflowId,
+          ...(input.runId !== undefined && { runId: input.runId }),
           reason: input.reason,
           at: input.now,
           preexistingCordon: node.spec?.unschedulable === true,
@@ -178,7 +192,7 @@ export function planQuarantine(
   const foreignEffect = (node.spec?.taints ?? []).some(
     (t) => t.key === QUARANTINE_TAINT_KEY && t.effect !== QUARANTINE_TAINT_EFFECT,
   );
-  if (parsed.kind === 'ok' && labelled && tainted && cordoned && !foreignEffect) {
+  if (parsed.kind === 'ok' && !adopt && labelled && tainted && cordoned && !foreignEffect) {
     return { action: 'noop', record };
   }
 

@@ -20,7 +20,7 @@ export const QUARANTINE_TAINT_EFFECT = 'NoSchedule';
 
 /**
  * Annotation recording who quarantined (cordoned) the node: JSON `CordonRecord` from node-ownership.ts
- * (`{ workflowId, reason, at, preexistingCordon }`). Release checks it so fleetmedic never lifts a
+ * (`{ workflowId, runId?, reason, at, preexistingCordon }`). Release checks it so fleetmedic never lifts a
  * quarantine another workflow owns, and never uncordons a node someone else had cordoned.
  */
 export const CORDON_ANNOTATION = 'fleetmedic.io/cordon';
@@ -37,3 +37,17 @@ export const MAX_REMEDIATION_RECORDS = 20;
 
 /** Marks a static pod's mirror on the API server; a mirror pod cannot be evicted (kubelet owns it). */
 export const MIRROR_POD_ANNOTATION = 'kubernetes.io/config.mirror';
+
+/**
+ * Annotation holding the fault episodes fleetmedic handled on the node, one entry per alert
+ * fingerprint (see episodes.ts). Temporal forgets closed workflows; the node keeps this, so an
+ * alert Alertmanager re-sends for a repaired fault starts nothing.
+ */
+export const EPISODES_ANNOTATION = 'fleetmedic.io/handled-episodes';
+
+/**
+ * Annotation marking a node an operator rejected (sent for RMA, say): JSON `NodeHold` from
+ * node-hold.ts. It outlives the run that wrote it, so a later run keeps the node quarantined; only an
+ * explicit operator action (release, mark-repaired) clears it, and `releaseNode` refuses while it is on.
+ */
+export const HOLD_ANNOTATION = 'fleetmedic.io/hold';

@@ -85,6 +85,17 @@ describe('parseCordonRecord', () => {
   it('round-trips a record', () => {
     assert.deepEqual(parseCordonRecord(formatCordonRecord(ours())), { kind: 'ok', record: ours() });
   });
+  it('round-trips a record naming its run, and reads one written before runs were named', () => {
+    const named = ours({ runId: 'run-1' });
+    assert.deepEqual(parseCordonRecord(formatCordonRecord(named)), { kind: 'ok', record: named });
+    assert.doesNotMatch(formatCordonRecord(ours()), /runId/);
+  });
+  it('refuses a runId that is not a non-empty string', () => {
+    for (const runId of [7, '', null]) {
+      const raw = JSON.stringify({ workflowId: 'w', runId, preexistingCordon: false });
+      assert.equal(parseCordonRecord(raw).kind, 'invalid', String(runId));
+    }
+  });
 });
 
 describe('planQuarantine', () => {
@@ -107,6 +118,25 @@ describe('planQuarantine', () => {
         annotations: { [CORDON_ANNOTATION]: formatCordonRecord(plan.record) },
       },
       spec: { unschedulable: true, taints: [{ key: QUARANTINE_TAINT_KEY, effect: 'NoSchedule' }] },
+    });
+  });
+
+  it('names the run in a new record', () => {
+    const plan = planQuarantine(node(), { ...input, runId: 'run-1' });
+    assert.equal(plan.action === 'patch' && plan.record.runId, 'run-1');
+  });
+
+  it("takes over an earlier run's record of the same workflow, keeping its time and preexisting cordon", () => {
+    const earlier = ours({ runId: 'run-1', preexistingCordon: true });
+    const plan = planQuarantine(quarantined(earlier), { ...input, runId: 'run-2' });
+    assert.equal(plan.action, 'patch');
+    if (plan.action !== 'patch') return;
+    assert.deepEqual(plan.record, { ...earlier, runId: 'run-2' });
+    assert.equal(plan.patch.metadata.annotations?.[CORDON_ANNOTATION], formatCordonRecord(plan.record));
+    // The same run again changes nothing.
+    assert.deepEqual(planQuarantine(quarantined(plan.record), { ...input, runId: 'run-2' }), {
+      action: 'noop',
+      record: plan.record,
     });
   });
 
