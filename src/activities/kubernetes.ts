@@ -23,6 +23,7 @@ import {
   type PodRef,
 } from '../k8s/drain-plan.js';
 import { CLUSTER_LABEL } from '../k8s/labels.js';
+import { holdOf, parseHold } from '../k8s/node-hold.js';
 import {
   appendRemediation,
   parseRemediations,
@@ -35,7 +36,7 @@ import {
 } from '../k8s/node-ownership.js';
 import { mergePatch } from '../k8s/patch.js';
 import { coveringPdbs, pdbAllowance, type PdbAllowance } from '../k8s/pdb.js';
-import { REMEDIATIONS_ANNOTATION } from '../k8s/remediation-labels.js';
+import { HOLD_ANNOTATION, REMEDIATIONS_ANNOTATION } from '../k8s/remediation-labels.js';
 import {
   nodeSummary,
   nodeView,
@@ -72,6 +73,8 @@ export const KubernetesFailureType = {
   QuarantinedByOther: 'QuarantinedByOther',
   /** Release asked by a workflow that does not own the quarantine (non-retryable). */
   NotOwner: 'NotOwner',
+  /** An operator's hold (a reject) is on the node: only an operator clears it (non-retryable). */
+  NodeHeld: 'NodeHeld',
   /** A fleetmedic annotation on the node cannot be read; an operator must fix it (non-retryable). */
   InvalidAnnotation: 'InvalidAnnotation',
   /** The node is not ready to return to service yet (retryable; the message says what is missing). */
@@ -105,6 +108,8 @@ export interface KubernetesActivityDeps {
 export interface QuarantineNodeInput {
   node: string;
   workflowId: string;
+  /** The run quarantining, written into the ownership record (all runs of a node share the workflow ID). */
+  runId?: string;
   /** Why, in a few words an operator reads (`XID 79: GPU fell off the bus`). */
   reason: string;
 }
@@ -432,10 +437,11 @@ function podName(ref: PodRef): string {
 const QUARANTINE_CONFLICT_ATTEMPTS = 5;
 
 /**
- * Reading and updating nodes of one cluster, shared by the activities and by `createQuarantineSteps`:
- * API errors mapped to Temporal failures, nodes of another cluster refused.
+ * Reading and updating nodes of one cluster, shared by the activities, `createQuarantineSteps` and the
+ * node record activities (activities/node-records.ts): API errors mapped to Temporal failures, nodes
+ * of another cluster refused.
  */
-function nodeAccess(deps: KubernetesActivityDeps) {
+export function nodeAccess(deps: KubernetesActivityDeps) {
   const apiClient: ApiClientFactory = deps.apiClient ?? ((api) => makeApiClient(deps.kc, api));
   const core = apiClient(CoreV1Api);
   const policyApi = apiClient(PolicyV1Api);
@@ -506,6 +512,7 @@ function nodeAccess(deps: KubernetesActivityDeps) {
     const name = requireName(a, 'node', i.node);
     const workflowId = requireText(a, 'workflowId', i.workflowId, 1000);
     const reason = requireText(a, 'reason', i.reason, 1024);
+    const runId = i.runId === undefined ? undefined : requireText(a, 'runId', i.runId, 256);
     // Nodes change all the time (status, leases, other controllers): a 409 reads and plans again at
     // once, a few times, instead of waiting for Temporal's retry backoff with the node still schedulable.
     for (let attempt = 1; ; attempt++) {
@@ -516,7 +523,7 @@ function nodeAccess(deps: KubernetesActivityDeps) {
       } else {
         node = await requireNode(name);
       }
-      const plan = planQuarantine(node, { workflowId, reason, now: now().toISOString() });
+      const plan = planQuarantine(node, { workflowId, runId, reason, now: now().toISOString() });
       if (plan.action === 'refuse') throw ApplicationFailure.nonRetryable(plan.message, plan.reason);
       if (plan.action === 'patch') {
         try {
@@ -870,8 +877,9 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
      * Ready, allocatable `nvidia.com/gpu` equal to capacity. Then removes the taint, label and record,
      * and uncordons only when fleetmedic did the cordoning. A retry after success is a no-op.
      *
-     * @throws retryable `NodeNotReadyForRelease` naming what is missing; non-retryable `NotOwner`,
-     *   `NodeNotFound`, `Forbidden`, `InvalidAnnotation`, `WrongCluster`, `InvalidInput`.
+     * @throws retryable `NodeNotReadyForRelease` naming what is missing; non-retryable `NodeHeld`
+     *   (an operator's hold is on the node, readable or not), `NotOwner`, `NodeNotFound`, `Forbidden`,
+     *   `InvalidAnnotation`, `WrongCluster`, `InvalidInput`.
      */
     releaseNode: async (input: ReleaseNodeInput): Promise<ReleaseNodeResult> => {
       const a = 'releaseNode';
@@ -880,6 +888,14 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
       const workflowId = requireText(a, 'workflowId', i.workflowId, 1000);
       const selectors = optionalStrings(a, 'gpuDaemonSetSelectors', i.gpuDaemonSetSelectors);
       const node = await requireNode(name);
+      const hold = holdOf(parseHold(node.metadata?.annotations?.[HOLD_ANNOTATION]));
+      if (hold !== null) {
+        throw ApplicationFailure.nonRetryable(
+          `node ${name} is held by ${hold.by} (${hold.reason}): not releasing it for ${workflowId}; ` +
+            `an operator clears the hold (fleetmedic release ${name}, or mark-repaired)`,
+          KubernetesFailureType.NodeHeld,
+        );
+      }
       const plan = planRelease(node, workflowId);
       if (plan.action === 'refuse') throw ApplicationFailure.nonRetryable(plan.message, plan.reason);
       if (plan.action === 'noop') {

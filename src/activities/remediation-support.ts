@@ -1,4 +1,4 @@
-import { CoreV1Api, type KubeConfig, type V1Node } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import {
@@ -15,9 +15,7 @@ import {
 import { podsFitElsewhere, type CapacityCheck } from '../domain/capacity.js';
 import { isNodeHealthy } from '../domain/node-health.js';
 import { makeApiClient } from '../k8s/api-client.js';
-import { isApiError } from '../k8s/api-errors.js';
 import { GPU_RESOURCE } from '../k8s/labels.js';
-import { mergePatch } from '../k8s/patch.js';
 import {
   acquireDrainSlot,
   fleetBudgetState,
@@ -28,10 +26,6 @@ import {
   reportNodeFailures,
 } from '../workflows/fleet-budget.js';
 import { remediationWorkflowId } from '../workflows/ids.js';
-
-/** Annotation on a node: the fault episodes fleetmedic already handled there, with when. */
-export const EPISODES_ANNOTATION = 'fleetmedic.io/handled-episodes';
-const MAX_EPISODES = 50;
 
 /**
  * The breaker's fleet view: read again (in the background) once older than this, used as it is up to
@@ -111,32 +105,6 @@ export function coalesce<T, R>(
     });
 }
 
-export interface Episode {
-  /** Alert fingerprint + startsAt: one fault episode, however often Alertmanager re-sends it. */
-  readonly key: string;
-  readonly handledAt: string;
-}
-
-/** The fault episodes recorded on `node`; a damaged annotation reads as none (it must not block remediation). */
-function handledEpisodes(node: V1Node): Episode[] {
-  const raw = node.metadata?.annotations?.[EPISODES_ANNOTATION];
-  if (!raw) return [];
-  try {
-    const parsed = JSON.parse(raw) as unknown;
-    return Array.isArray(parsed) ? (parsed as Episode[]) : [];
-  } catch {
-    return [];
-  }
-}
-
-/**
- * Whether the fault episode `key` was handled on `node` less than `cooldownMs` before `now` (a
- * re-sent alert for a node already repaired), from the node's `fleetmedic.io/handled-episodes`.
- */
-export function episodeHandledOn(node: V1Node, key: string, cooldownMs: number, now: number): boolean {
-  return handledEpisodes(node).some((e) => e.key === key && now - Date.parse(e.handledAt) < cooldownMs);
-}
-
 export interface RemediationSupportDeps {
   readonly kc: KubeConfig;
   readonly client: Client;
@@ -147,20 +115,12 @@ export interface RemediationSupportDeps {
 }
 
 /**
- * Activities the remediation workflow needs beside the Kubernetes steps: durable memory of handled
- * fault episodes (on the node, because Temporal forgets closed workflows), and the fleet budget's
- * updates, called through the client so that the caller learns at once whether it got a slot.
+ * Activities the remediation workflow needs beside the Kubernetes steps: the fleet budget's updates,
+ * called through the client so that the caller learns at once whether it got a slot, and the
+ * capacity check before a drain. (The node's own records, episodes and holds, are in node-records.ts.)
  */
 export function createRemediationSupportActivities(deps: RemediationSupportDeps) {
   const core = makeApiClient(deps.kc, CoreV1Api);
-
-  /** The node, or undefined when it does not exist (404). */
-  function readNodeIfExists(name: string): Promise<V1Node | undefined> {
-    return core.readNode({ name }).catch((err: unknown) => {
-      if (isApiError(err, 404)) return undefined;
-      throw err;
-    });
-  }
 
   async function readFleetView(): Promise<FleetView> {
     const nodes = (await core.listNode()).items.filter(
@@ -333,39 +293,6 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
   );
 
   return {
-    /** Whether this fault episode was handled within `cooldownMs` (a re-sent alert for a repaired node). */
-    async episodeHandled(input: {
-      node: string;
-      key: string;
-      cooldownMs: number;
-    }): Promise<boolean | 'node-gone'> {
-      const node = await readNodeIfExists(input.node);
-      if (node === undefined) return 'node-gone';
-      return episodeHandledOn(node, input.key, input.cooldownMs, Date.now());
-    },
-
-    /** Remembers a handled episode on the node (optimistic update; a conflict retries). */
-    async recordEpisode(input: { node: string; key: string }): Promise<void> {
-      const node = await readNodeIfExists(input.node);
-      if (!node) return;
-      const episodes = [
-        ...handledEpisodes(node).filter((e) => e.key !== input.key),
-        { key: input.key, handledAt: new Date().toISOString() },
-      ];
-      await core.patchNode(
-        {
-          name: input.node,
-          body: {
-            metadata: {
-              resourceVersion: node.metadata?.resourceVersion,
-              annotations: { [EPISODES_ANNOTATION]: JSON.stringify(episodes.slice(-MAX_EPISODES)) },
-            },
-          },
-        },
-        mergePatch,
-      );
-    },
-
     /** Records a failure with the fleet's circuit breaker; says whether automatic quarantine may go on. */
     async budgetReportFailure(input: { node: string }): Promise<QuarantineVerdict> {
       if (!input.node)

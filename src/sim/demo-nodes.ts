@@ -1,9 +1,9 @@
 import { CoreV1Api, type KubeConfig, type V1Node } from '@kubernetes/client-node';
 import type { Client } from '@temporalio/client';
-import { EPISODES_ANNOTATION } from '../activities/remediation-support.js';
 import { mergePatch } from '../k8s/patch.js';
 import {
   CORDON_ANNOTATION,
+  EPISODES_ANNOTATION,
   QUARANTINE_TAINT_KEY,
   QUARANTINED_LABEL,
   REMEDIATIONS_ANNOTATION,

@@ -13,6 +13,7 @@ import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createKubernetesActivities, createQuarantineSteps } from '../activities/kubernetes.js';
+import { createNodeRecordActivities } from '../activities/node-records.js';
 import { createObservabilityActivities } from '../activities/observability.js';
 import { createQuarantineActivities } from '../activities/quarantine.js';
 import { createRemediationSupportActivities } from '../activities/remediation-support.js';
@@ -108,9 +109,9 @@ export async function prebuiltWorkflowBundle(codePath: string): Promise<{ readon
 }
 
 /**
- * The control workers, both on `options.connection`: the control worker (every workflow
- * plus the cluster activities: Kubernetes API, fleet budget, episode memory, node Events and
- * notifications) on the `fleetmedic` task queue, and the fleet budget's own worker on
+ * The control workers, both on `options.connection`: the control worker (every workflow plus the
+ * cluster activities: Kubernetes API, fleet budget, the node's records of handled episodes and holds,
+ * node Events and notifications) on the `fleetmedic` task queue, and the fleet budget's own worker on
  * `budgetTaskQueue(taskQueue)`. Node-local steps run on the node agents' own queues. Run (and shut
  * down) all of them; the control worker is the first.
  */
@@ -145,6 +146,7 @@ export async function createControlWorkers(options: ControlWorkerOptions): Promi
       kubernetes,
       steps: createQuarantineSteps({ kc: options.kc, clusterId: options.clusterId }),
     }),
+    ...createNodeRecordActivities({ kc: options.kc, clusterId: options.clusterId }),
     ...createObservabilityActivities({
       kc: options.kc,
       clusterId: options.clusterId,

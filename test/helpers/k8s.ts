@@ -8,10 +8,15 @@ import {
 } from '@kubernetes/client-node';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EPISODES_ANNOTATION } from '../../src/activities/remediation-support.js';
 import { apiServerUrl } from '../../src/k8s/kubeconfig.js';
 import { mergePatch } from '../../src/k8s/patch.js';
-import { REMEDIATIONS_ANNOTATION } from '../../src/k8s/remediation-labels.js';
+import {
+  CORDON_ANNOTATION,
+  EPISODES_ANNOTATION,
+  HOLD_ANNOTATION,
+  QUARANTINED_LABEL,
+  REMEDIATIONS_ANNOTATION,
+} from '../../src/k8s/remediation-labels.js';
 
 /** Clients for the test cluster. */
 export function clients(kc: KubeConfig) {
@@ -131,7 +136,7 @@ export function isReady(pod: V1Pod): boolean {
 
 /**
  * What an operator does after deciding a node is fine (or repaired by hand): lift fleetmedic's
- * quarantine (taint, label, ownership record) and uncordon it.
+ * quarantine (taint, label, ownership record, an operator's hold) and uncordon it.
  */
 export async function liftQuarantine(kc: KubeConfig, name: string): Promise<void> {
   const { core } = clients(kc);
@@ -145,8 +150,8 @@ export async function liftQuarantine(kc: KubeConfig, name: string): Promise<void
           taints: node.spec?.taints?.filter((t) => !t.key.startsWith('fleetmedic.io/')) ?? [],
         },
         metadata: {
-          labels: { 'fleetmedic.io/quarantined': null },
-          annotations: { 'fleetmedic.io/cordon': null },
+          labels: { [QUARANTINED_LABEL]: null },
+          annotations: { [CORDON_ANNOTATION]: null, [HOLD_ANNOTATION]: null },
         },
       },
     },
@@ -155,16 +160,25 @@ export async function liftQuarantine(kc: KubeConfig, name: string): Promise<void
 }
 
 /**
- * Forgets the nodes' remediation history (the repeat guard's record and the handled fault episodes).
- * Test files share the stack: without this, a node remediated by an earlier file would count as
- * remediated twice in 7 days (replace hardware) or see its alert as already handled.
+ * Forgets the nodes' remediation history (the repeat guard's record, the handled fault episodes and an
+ * operator's hold). Test files share the stack: without this, a node remediated by an earlier file
+ * would count as remediated twice in 7 days (replace hardware), see its alert as already handled, or
+ * stay held by an earlier file's reject.
  */
 export async function clearRemediationHistory(kc: KubeConfig, names: readonly string[]): Promise<void> {
   for (const name of names) {
     await clients(kc).core.patchNode(
       {
         name,
-        body: { metadata: { annotations: { [REMEDIATIONS_ANNOTATION]: null, [EPISODES_ANNOTATION]: null } } },
+        body: {
+          metadata: {
+            annotations: {
+              [REMEDIATIONS_ANNOTATION]: null,
+              [EPISODES_ANNOTATION]: null,
+              [HOLD_ANNOTATION]: null,
+            },
+          },
+        },
       },
       mergePatch,
     );
