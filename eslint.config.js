@@ -67,6 +67,26 @@ export default tseslint.config(
     },
   },
   {
+    // Workflow code stays in the workflow bundle: everything else (clients, webhook, CLI, activities,
+    // workers) reaches workflows through their messages in src/contracts, and names them by type.
+    files: ['src/**/*.ts'],
+    ignores: ['src/workflows/**'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/workflows/**', '../workflows', '../../workflows'],
+              allowTypeImports: true,
+              message: 'Import workflow messages from src/contracts; name workflows by their type.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,
     languageOptions: {

@@ -79,7 +79,7 @@ import {
   type ControlWorkerTuning,
 } from '../src/workers/control-worker.js';
 import { fleetBudgetWorkflowId } from '../src/workflows/fleet-budget.js';
-import { budgetTaskQueue, remediationWorkflowId } from '../src/workflows/ids.js';
+import { budgetTaskQueue, remediationWorkflowId } from '../src/contracts/ids.js';
 import { createRemediationSupportActivities } from '../src/activities/remediation-support.js';
 import { createQuarantineActivities, type QuarantineFailedNodeInput } from '../src/activities/quarantine.js';
 

@@ -61,7 +61,7 @@ export function processesOnGpu(procs: GpuProcesses, gpu: number): { count: numbe
 }
 
 /**
- * Activities that must run on the GPU node itself (task queue `fleetmedic-node-<cluster>-<node>`):
+ * Activities that must run on the GPU node itself (task queue `fleetmedic-node/<cluster>/<node>`):
  * `dcgmi` and `nvidia-smi`. The central worker never needs `pods/exec`; a node whose agent is gone
  * shows up as a schedule-to-start timeout, which the workflow treats as "node unreachable".
  */

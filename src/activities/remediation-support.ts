@@ -18,14 +18,15 @@ import { makeApiClient } from '../k8s/api-client.js';
 import { GPU_RESOURCE } from '../k8s/labels.js';
 import {
   acquireDrainSlot,
+  FLEET_BUDGET_WORKFLOW,
   fleetBudgetState,
-  fleetBudgetWorkflow,
   fleetBudgetWorkflowId,
   queueForDrainSlot,
   releaseDrainSlot,
   reportNodeFailures,
-} from '../workflows/fleet-budget.js';
-import { remediationWorkflowId } from '../workflows/ids.js';
+  type FleetBudgetInput,
+} from '../contracts/fleet-budget.js';
+import { remediationWorkflowId } from '../contracts/ids.js';
 
 /**
  * The breaker's fleet view: read again (in the background) once older than this, used as it is up to
@@ -186,7 +187,7 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
   let started: Promise<void> | undefined;
   function ensureBudget(): Promise<void> {
     started ??= deps.client.workflow
-      .start(fleetBudgetWorkflow, {
+      .start<(input: FleetBudgetInput) => Promise<void>>(FLEET_BUDGET_WORKFLOW, {
         workflowId: fleetBudgetWorkflowId(deps.clusterId),
         taskQueue: deps.taskQueue,
         args: [{ clusterId: deps.clusterId, config: deps.budgetConfig }],

@@ -5,7 +5,7 @@ import {
   type ScheduleDescription,
   type ScheduleHandle,
 } from '@temporalio/client';
-import { CLUSTER_ID } from '../workflows/search-attributes.js';
+import { CLUSTER_ID } from '../contracts/search-attributes.js';
 import { CheckpointError } from './errors.js';
 import { checkpointBackupInputProblems, type CheckpointBackupInput } from './types.js';
 

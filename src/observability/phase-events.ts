@@ -36,7 +36,7 @@ export interface PhaseChange {
 /** Phases an operator should look at: the node waits for a person or stays out of service. */
 const WARNING_PHASES = new Set(['awaiting-approval', 'quarantined', 'waiting-for-capacity']);
 /** Outcomes that leave the node out of service or untouched although it is faulty. */
-const WARNING_OUTCOMES = new Set(['rejected', 'automation-blocked']);
+const WARNING_OUTCOMES = new Set(['automation-blocked', 'node-gone']);
 
 /** `awaiting-approval` -> `FleetmedicAwaitingApproval`. */
 export function phaseReason(phase: string): string {

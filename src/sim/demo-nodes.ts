@@ -9,7 +9,7 @@ import {
   REMEDIATIONS_ANNOTATION,
 } from '../k8s/remediation-labels.js';
 import { assertSimulatedNode } from '../stack/sim-cluster.js';
-import { remediationWorkflowId } from '../workflows/ids.js';
+import { remediationWorkflowId } from '../contracts/ids.js';
 
 const HISTORY_ANNOTATIONS = { [REMEDIATIONS_ANNOTATION]: null, [EPISODES_ANNOTATION]: null };
 

@@ -1,7 +1,7 @@
 import { Connection } from '@temporalio/client';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { SEARCH_ATTRIBUTES } from '../workflows/search-attributes.js';
+import { SEARCH_ATTRIBUTES } from '../contracts/search-attributes.js';
 import {
   startDetached,
   stopProcess,

@@ -5,7 +5,7 @@ import { REMEDIATION_CLASSES } from '../domain/remediation-class.js';
 import type { AlertSignal, RemediationPolicy } from '../domain/remediation-plan.js';
 import { ConfigError } from '../errors.js';
 import { CLUSTER_LABEL } from '../k8s/labels.js';
-import { remediationWorkflowId } from '../workflows/ids.js';
+import { remediationWorkflowId } from '../contracts/ids.js';
 import {
   DEFAULT_ALERT_FIELDS,
   type AlertFieldOptions,

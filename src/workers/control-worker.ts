@@ -26,8 +26,8 @@ import { ConfigError } from '../errors.js';
 import { Notifier } from '../notify/notifier.js';
 import { createControlMetrics, type ControlMetrics } from '../observability/metrics.js';
 import { createPhaseEventRecorder } from '../observability/phase-event-recorder.js';
-import type { PhaseEventSinks } from '../workflows/remediation.js';
-import { budgetTaskQueue } from '../workflows/ids.js';
+import type { PhaseEventSinks } from '../contracts/remediation.js';
+import { budgetTaskQueue } from '../contracts/ids.js';
 
 export interface ControlWorkerOptions {
   readonly connection: NativeConnection;

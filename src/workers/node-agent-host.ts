@@ -1,7 +1,7 @@
 import { Worker, type NativeConnection } from '@temporalio/worker';
 import { createNodeAgentActivities } from '../activities/node-agent.js';
 import type { CommandRunner } from '../gpu/command-runner.js';
-import { nodeTaskQueue } from '../workflows/ids.js';
+import { nodeTaskQueue } from '../contracts/ids.js';
 
 export interface NodeAgentHostOptions {
   readonly connection: NativeConnection;

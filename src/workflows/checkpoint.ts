@@ -22,7 +22,7 @@ import {
   type CheckpointBackupStatus,
   type RetentionSummary,
 } from '../checkpoint/types.js';
-import { OUTCOME, PHASE } from './search-attributes.js';
+import { OUTCOME, PHASE } from '../contracts/search-attributes.js';
 
 /** Where a backup run is; answered while it runs and after it ends. */
 export const checkpointBackupStatusQuery = defineQuery<CheckpointBackupStatus>('checkpointBackupStatus');

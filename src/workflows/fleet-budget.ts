@@ -2,11 +2,8 @@ import {
   ApplicationFailure,
   allHandlersFinished,
   condition,
-  defineQuery,
-  defineSignal,
   getExternalWorkflowHandle,
   makeContinueAsNewFunc,
-  defineUpdate,
   patched,
   setHandler,
   upsertSearchAttributes,
@@ -27,77 +24,29 @@ import {
   releaseSlot,
   resetBreaker,
   validateFleetBudgetConfig,
-  type Admission,
   type FleetBudgetConfig,
   type FleetState,
   type QuarantineVerdict,
 } from '../domain/fleet-budget.js';
-import { budgetTaskQueue, remediationWorkflowId } from './ids.js';
-import { CLUSTER_ID } from './search-attributes.js';
+import { budgetTaskQueue, remediationWorkflowId } from '../contracts/ids.js';
+import { CLUSTER_ID } from '../contracts/search-attributes.js';
+import {
+  acquireDrainSlot,
+  drainSlotFree,
+  fleetBudgetState,
+  pauseAutomation,
+  queueForDrainSlot,
+  releaseDrainSlot,
+  reportNodeFailure,
+  reportNodeFailures,
+  resetFleetBreaker,
+  resumeAutomation,
+  type FleetBudgetInput,
+} from '../contracts/fleet-budget.js';
 
-export interface FleetBudgetInput {
-  readonly clusterId: string;
-  readonly config?: Partial<FleetBudgetConfig>;
-  /** Carried over by continue-as-new. */
-  readonly state?: FleetState;
-}
-
-export interface AcquireRequest {
-  readonly node: string;
-  readonly gpuNodeCount: number;
-  readonly healthyNodes: readonly string[];
-  readonly remediationTimestamps?: readonly number[];
-  /**
-   * Holders (and nodes first in the queue) whose remediation workflow is closed: their slots and
-   * places are recovered first.
-   */
-  readonly staleHolders?: readonly string[];
-}
+export * from '../contracts/fleet-budget.js';
 
 const DRAIN_SLOT_QUEUE_PATCH = 'drain-slot-queue';
-
-export interface OperatorAction {
-  readonly by: string;
-  readonly reason?: string;
-}
-
-/** Asks for a drain slot; the answer says whether it was granted and why not. */
-export const acquireDrainSlot = defineUpdate<Admission, [AcquireRequest]>('acquireDrainSlot');
-/** Returns a node's drain slot (idempotent). */
-export const releaseDrainSlot = defineUpdate<void, [{ node: string }]>('releaseDrainSlot');
-/** Records a node failure for the breaker; answers whether automatic quarantine may go on. */
-export const reportNodeFailure = defineUpdate<
-  QuarantineVerdict,
-  [{ node: string; gpuNodeCount: number; healthyNodes: readonly string[] }]
->('reportNodeFailure');
-/**
- * Records the failures of several nodes at once (a worker coalesces the reports that arrive while
- * one is in flight). The answer has one verdict per node, in order, each exactly what
- * `reportNodeFailure` would have answered had the nodes been reported one after another.
- */
-export const reportNodeFailures = defineUpdate<
-  QuarantineVerdict[],
-  [{ nodes: readonly string[]; gpuNodeCount: number; healthyNodes: readonly string[] }]
->('reportNodeFailures');
-/**
- * Puts a node at the end of the queue for a drain slot (a worker answered its request from the
- * budget's state: every slot taken, or others ahead). Idempotent.
- */
-export const queueForDrainSlot = defineSignal<[{ node: string }]>('queueForDrainSlot');
-/**
- * Sent by the budget to a queued node's remediation (`remediation/<cluster>/<node>`) when a slot is
- * free for it: ask again now instead of at the next retry.
- */
-export const drainSlotFree = defineSignal('drainSlotFree');
-export const pauseAutomation = defineUpdate<void, [OperatorAction]>('pauseAutomation');
-export const resumeAutomation = defineUpdate<void, [OperatorAction]>('resumeAutomation');
-export const resetFleetBreaker = defineUpdate<void, [OperatorAction]>('resetFleetBreaker');
-export const fleetBudgetState = defineQuery<FleetState>('fleetBudgetState');
-
-/** The budget's workflow ID for a cluster. */
-export function fleetBudgetWorkflowId(clusterId: string): string {
-  return `fleet-budget/${clusterId}`;
-}
 
 /**
  * The fleet budget of one cluster: a long-lived workflow that caps disruption. Remediations ask it

@@ -3,5 +3,5 @@
  * builtins, activities imported as types.
  */
 export { fleetBudgetWorkflow } from './fleet-budget.js';
-export { gpuRemediationWorkflow } from './remediation.js';
+export { gpuRemediationWorkflow } from './remediation/workflow.js';
 export { checkpointBackupWorkflow } from './checkpoint.js';

@@ -17,7 +17,7 @@ import {
   pauseAutomation,
   resumeAutomation,
 } from '../../src/workflows/fleet-budget.js';
-import { remediationWorkflowId } from '../../src/workflows/ids.js';
+import { remediationWorkflowId } from '../../src/contracts/ids.js';
 import { clients, eventually } from '../helpers/k8s.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 import { useTestStack } from '../helpers/stack.js';

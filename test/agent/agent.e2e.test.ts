@@ -11,7 +11,8 @@ import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
 import type { RemediationPolicy } from '../../src/domain/remediation-plan.js';
 import { healthyGpuState, MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
 import { simNodeManifest } from '../../src/stack/sim-nodes.js';
-import { rejectUpdate, type gpuRemediationWorkflow } from '../../src/workflows/remediation.js';
+import { rejectUpdate, releaseUpdate, statusQuery } from '../../src/contracts/remediation.js';
+import type { gpuRemediationWorkflow } from '../../src/workflows/remediation/workflow.js';
 import type { StandinState } from '../fixtures/standin/standin.js';
 import { clearRemediationHistory, clients, eventually, liftQuarantine } from '../helpers/k8s.js';
 import { FAST_POLICY, xidAlert } from '../helpers/remediation-inputs.js';
@@ -111,7 +112,12 @@ describe('fleetmedic agent on a node, with stand-in dcgmi / nvidia-smi', () => {
     assert.equal(n.spec?.unschedulable, true, 'the node was released');
     assert.ok(!(await calls()).some((c) => c.args[0] === '-r'), 'a GPU was reset');
     await handle.executeUpdate(rejectUpdate, { args: [{ by: 'test', reason: 'scenario done' }] });
-    assert.equal((await handle.result()).outcome, 'rejected');
+    // A reject holds the node until an operator releases it: the next scenario starts from a clean node.
+    await eventually('held by the reject', async () =>
+      (await handle.query(statusQuery)).actions.includes('release') ? true : undefined,
+    );
+    await handle.executeUpdate(releaseUpdate, { args: [{ by: 'test', reason: 'scenario done' }] });
+    assert.equal((await handle.result()).outcome, 'released-by-operator');
     await liftQuarantine(stack.kc, node);
   }
 

@@ -83,6 +83,7 @@ function status(overrides: Partial<RemediationStatus> = {}): RemediationStatus {
     outcome: null,
     reminders: 0,
     decisions: [],
+    running: null,
     actions: ['retry', 'markRepaired', 'reject', 'release'],
     ...overrides,
   };

@@ -207,7 +207,7 @@ describe('remediation machine: a. a higher class is never swallowed', () => {
 });
 
 describe('remediation machine: b. reject wins', () => {
-  it('a reject accepted during a capacity re-check ends the run when it returns: no drain', () => {
+  it('a reject accepted during a capacity re-check holds the node when it returns: no drain', () => {
     const run = new Run();
     run.feed(
       { type: 'alert', alert: alert(79) },
@@ -222,8 +222,9 @@ describe('remediation machine: b. reject wins', () => {
     assert.equal(validateDecision(run.state, { action: 'reject', by: 'bob' }), undefined);
     assert.deepEqual(run.feed(decide('reject', 'bob', 'RMA')), []);
     const after = run.feed(fits);
-    assert.deepEqual(run.types(after), ['holdNode', 'releaseSlot', 'finish']);
-    assert.equal(finishOf(after)?.type === 'finish' && finishOf(after)?.outcome, 'rejected');
+    assert.deepEqual(run.types(after), ['holdNode', 'releaseSlot', 'startTimer', 'notify']);
+    assert.equal(finishOf(after), undefined);
+    assert.equal(run.phase, 'quarantined');
     assert.deepEqual(ran(run, 'drain'), []);
   });
 
@@ -234,7 +235,7 @@ describe('remediation machine: b. reject wins', () => {
     assert.equal(run.phase, 'draining');
     run.feed(decide('reject'));
     const after = run.feed(drained);
-    assert.deepEqual(run.types(after), ['releaseSlot', 'holdNode', 'finish']);
+    assert.deepEqual(run.types(after), ['releaseSlot', 'holdNode', 'startTimer', 'notify']);
     assert.deepEqual(ran(run, 'resetGpu', 'validate', 'release'), []);
   });
 
@@ -244,9 +245,11 @@ describe('remediation machine: b. reject wins', () => {
     assert.equal(run.phase, 'validating');
     run.feed(decide('reject'));
     const after = run.feed(passed);
-    assert.deepEqual(run.types(after), ['holdNode', 'finish']);
-    assert.equal(view(run.state).outcome, 'rejected');
+    assert.deepEqual(run.types(after), ['holdNode', 'startTimer', 'notify']);
+    assert.equal(view(run.state).outcome, null);
+    assert.equal(view(run.state).phase, 'quarantined');
     assert.match(view(run.state).quarantineReason ?? '', /rejected by alice/);
+    assert.deepEqual([...actionsAllowed(run.state)], ['markRepaired', 'release']);
   });
 
   it('a reject accepted while a slot is requested releases the slot it is granted', () => {
@@ -254,7 +257,7 @@ describe('remediation machine: b. reject wins', () => {
     run.feed({ type: 'alert', alert: alert(79) }, quarantined(), ok('triage', { evidence: {} }));
     assert.equal(run.state.inFlight, 'requestSlot');
     run.feed(decide('reject'));
-    assert.deepEqual(run.types(run.feed(admitted)), ['holdNode', 'releaseSlot', 'finish']);
+    assert.deepEqual(run.types(run.feed(admitted)), ['holdNode', 'releaseSlot', 'startTimer', 'notify']);
   });
 
   it('a decision recorded during an activity is never overtaken: later ones are refused until it applies', () => {
@@ -377,7 +380,7 @@ describe('remediation machine: c. a reject sticks to the node', () => {
     next.feed({ type: 'alert', alert: alert(79) }, quarantined({ hold: { by: 'bob', reason: 'RMA' } }));
     assert.equal(next.phase, 'quarantined');
     assert.match(view(next.state).quarantineReason ?? '', /rejected by bob: RMA/);
-    assert.deepEqual([...actionsAllowed(next.state)], ['markRepaired', 'reject', 'release']);
+    assert.deepEqual([...actionsAllowed(next.state)], ['markRepaired', 'release']);
     // Re-sent and new alerts, reminders: nothing is drained, repaired or released.
     next.feed({ type: 'alert', alert: alert(79) }, { type: 'alert', alert: alert(48, { episode: 'x' }) });
     next.fireTimer(POLICY.approvalReminderMs);
@@ -865,7 +868,8 @@ interface World {
   readonly nodes: NodeWorld[];
   budget: FleetState | null;
   now: number;
-  ends: RemediationOutcome[];
+  /** How runs ended, and `rejected` for each reject accepted. */
+  ends: (RemediationOutcome | 'rejected')[];
   drains: number;
 }
 
@@ -1073,11 +1077,19 @@ function feed(w: World, n: NodeWorld, event: MachineEvent): void {
   if (event.type === 'result' && !returned) assert.equal(state, before, 'a stale result changed the state');
 
   if (acceptedDecision !== null) {
-    if (acceptedDecision.action === 'reject') n.track.rejected = true;
-    if (acceptedDecision.action === 'release') n.track.operatorRelease = true;
+    if (acceptedDecision.action === 'reject') {
+      n.track.rejected = true;
+      w.ends.push('rejected');
+    }
+    // Only an operator's release or mark-repaired lifts a reject.
+    if (acceptedDecision.action === 'release') {
+      n.track.operatorRelease = true;
+      n.track.rejected = false;
+    }
     if (acceptedDecision.action === 'markRepaired') {
       n.track.validated = false;
       n.track.operatorRelease = false;
+      n.track.rejected = false;
     }
   }
 
@@ -1169,7 +1181,6 @@ function onFinish(w: World, n: NodeWorld, outcome: RemediationOutcome): void {
   if (outcome === 'ignored' || outcome === 'pods-restarted' || outcome === 'duplicate-episode')
     assert.ok(highest === null || !requiresQuarantine(highest), `${outcome} with an open ${highest} alert`);
   if (outcome === 'returned-to-service') assert.ok(t.validated, 'returned to service without validation');
-  if (outcome === 'rejected') assert.ok(n.hold !== null, 'a reject left no mark on the node');
   // Every end but a release leaves the node quarantined only with a visible reason (the reject).
   if (n.quarantined)
     assert.ok(
@@ -1191,6 +1202,15 @@ function checkState(w: World, n: NodeWorld): void {
   if (highest !== null && s.class !== null)
     assert.ok(severityOf(s.class) >= severityOf(highest), `class ${s.class} below a fired ${highest}`);
   if (s.quarantined || s.stage.name === 'held') assert.ok(v.quarantineReason, 'quarantined without a reason');
+  // A reject sticks to the node: the run holds it, and the mark on the node outlives the run.
+  if (n.track.rejected) {
+    assert.equal(
+      s.stage.name === 'held' || s.pending?.action === 'reject',
+      true,
+      `rejected, yet ${s.stage.name}`,
+    );
+    if (s.pending === null) assert.ok(n.hold !== null, 'a reject left no mark on the node');
+  }
   // Never stuck: between steps the run waits for an alert, a timer it started or an operator.
   if (s.inFlight === null) {
     const st = s.stage;

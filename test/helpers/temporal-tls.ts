@@ -7,7 +7,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TemporalConnectionOptions } from '../../src/client/temporal-connection.js';
 import { pickFreePorts } from '../../src/stack/processes.js';
-import { SEARCH_ATTRIBUTES } from '../../src/workflows/search-attributes.js';
+import { SEARCH_ATTRIBUTES } from '../../src/contracts/search-attributes.js';
 
 /** PEM files of a throwaway CA, a server certificate for 127.0.0.1 / localhost and a client certificate. */
 export interface TestPki {

@@ -2,7 +2,7 @@ import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { loadConfig } from '../../src/config/config.js';
 import { resolveTool } from '../../src/toolchain/toolchain.js';
-import { SEARCH_ATTRIBUTES } from '../../src/workflows/search-attributes.js';
+import { SEARCH_ATTRIBUTES } from '../../src/contracts/search-attributes.js';
 
 /** Path of the Temporal CLI built by `fleetmedic toolchain` (or named by FLEETMEDIC_TEMPORAL_BIN). */
 export async function temporalBinary(): Promise<string> {

@@ -11,11 +11,8 @@ import { simulatedRunner } from '../../src/sim/sim-runner.js';
 import { createControlWorkers, workflowsPath } from '../../src/workers/control-worker.js';
 import { createNodeAgentWorkers } from '../../src/workers/node-agent-host.js';
 import { fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
-import {
-  statusQuery,
-  type gpuRemediationWorkflow,
-  type RemediationStatus,
-} from '../../src/workflows/remediation.js';
+import { statusQuery, type RemediationStatus } from '../../src/contracts/remediation.js';
+import type { gpuRemediationWorkflow } from '../../src/workflows/remediation/workflow.js';
 import { clients, eventually } from './k8s.js';
 import type { TestStack } from './stack.js';
 

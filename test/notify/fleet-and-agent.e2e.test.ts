@@ -8,7 +8,7 @@ import { parseNotifyConfig } from '../../src/notify/config.js';
 import type { JsonNotification } from '../../src/notify/message.js';
 import { MemoryGpuStateStore } from '../../src/sim/gpu-state.js';
 import { simNodeManifest } from '../../src/stack/sim-nodes.js';
-import { rejectUpdate, statusQuery } from '../../src/workflows/remediation.js';
+import { rejectUpdate, statusQuery } from '../../src/contracts/remediation.js';
 import { eventually } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
@@ -117,7 +117,11 @@ describe('notification when a node agent is unreachable', () => {
       assert.deepEqual(kinds, ['agent-unreachable', 'needs-operator']);
       assert.equal((await handle.query(statusQuery)).class, 'needs-operator');
       await handle.executeUpdate(rejectUpdate, { args: [{ by: 'erin', reason: 'decommissioned' }] });
-      assert.equal((await handle.result()).outcome, 'rejected');
+      // A reject holds the node (the run stays open) until an operator releases it; this node goes.
+      await eventually('held by the reject', async () =>
+        (await handle.query(statusQuery)).actions.includes('release') ? true : undefined,
+      );
+      await handle.terminate('node decommissioned');
     } finally {
       await core.deleteNode({ name });
     }

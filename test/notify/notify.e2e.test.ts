@@ -6,7 +6,8 @@ import type { AlertSignal, RemediationPolicy } from '../../src/domain/remediatio
 import { parseNotifyConfig } from '../../src/notify/config.js';
 import type { JsonNotification } from '../../src/notify/message.js';
 import { MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
-import { approveUpdate, statusQuery, type gpuRemediationWorkflow } from '../../src/workflows/remediation.js';
+import { approveUpdate, statusQuery } from '../../src/contracts/remediation.js';
+import type { gpuRemediationWorkflow } from '../../src/workflows/remediation/workflow.js';
 import { clients, eventually } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';

@@ -11,7 +11,7 @@ import {
 } from '../../src/observability/phase-events.js';
 import { MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
 import { simNodeManifest } from '../../src/stack/sim-nodes.js';
-import { approveUpdate, statusQuery } from '../../src/workflows/remediation.js';
+import { approveUpdate, statusQuery } from '../../src/contracts/remediation.js';
 import { eventually } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';

@@ -43,7 +43,7 @@ describe('phase events', () => {
     ['waiting-for-capacity', null, 'Warning'],
     ['quarantined', null, 'Warning'],
     ['done', 'returned-to-service', 'Normal'],
-    ['done', 'rejected', 'Warning'],
+    ['done', 'node-gone', 'Warning'],
     ['done', 'automation-blocked', 'Warning'],
   ];
   for (const [phase, outcome, type] of types) {
@@ -83,7 +83,7 @@ describe('phase events', () => {
   });
 
   it('a core/v1 Event about the Node, from fleetmedic, with the new-style fields', () => {
-    const e = phaseEvent({ ...change, phase: 'done', outcome: 'rejected' }, 'worker-1');
+    const e = phaseEvent({ ...change, phase: 'done', outcome: 'node-gone' }, 'worker-1');
     assert.equal(e.reason, 'FleetmedicDone');
     assert.equal(e.action, 'PhaseDone');
     assert.equal(e.type, 'Warning');

@@ -54,6 +54,7 @@ const HELD: NodeRemediation = {
     outcome: null,
     reminders: 2,
     decisions: [],
+    running: null,
     actions: ['retry', 'markRepaired', 'reject', 'release'],
   },
 };

@@ -24,7 +24,7 @@ import { registerRemediationCommands } from '../../src/cli/commands/remediation.
 import { registerWebhookCommands } from '../../src/cli/commands/webhook.js';
 import { CONFIG_DOCS, envVarName, loadConfig, type ConfigKey } from '../../src/config/config.js';
 import { loadRulesFile } from '../../src/webhook/rules.js';
-import { SEARCH_ATTRIBUTES } from '../../src/workflows/search-attributes.js';
+import { SEARCH_ATTRIBUTES } from '../../src/contracts/search-attributes.js';
 import { useTestStack } from '../helpers/stack.js';
 import { temporalBinary } from '../helpers/temporal.js';
 

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import type { StartRemediationOptions } from '../../src/client/remediation-client.js';
 import type { AlertSignal } from '../../src/domain/remediation-plan.js';
 import { CLUSTER_LABEL } from '../../src/k8s/labels.js';
-import { remediationWorkflowId } from '../../src/workflows/ids.js';
+import { remediationWorkflowId } from '../../src/contracts/ids.js';
 import type { AuthConfig } from '../../src/webhook/auth.js';
 import { createWebhookMetrics } from '../../src/webhook/metrics.js';
 import type { NodeLookup } from '../../src/webhook/node-lookup.js';

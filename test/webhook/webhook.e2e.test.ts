@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { MemoryGpuStateStore } from '../../src/sim/gpu-state.js';
 import { pickFreePorts } from '../../src/stack/processes.js';
-import { approveUpdate, statusQuery } from '../../src/workflows/remediation.js';
+import { approveUpdate, statusQuery } from '../../src/contracts/remediation.js';
 import { createWebhookMetrics } from '../../src/webhook/metrics.js';
 import { CachedNodeLookup, KubernetesNodeLookup } from '../../src/webhook/node-lookup.js';
 import { parseRules } from '../../src/webhook/rules.js';

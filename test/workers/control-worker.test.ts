@@ -10,7 +10,7 @@ import {
   fleetBudgetWorkflow,
   fleetBudgetWorkflowId,
 } from '../../src/workflows/fleet-budget.js';
-import { budgetTaskQueue } from '../../src/workflows/ids.js';
+import { budgetTaskQueue } from '../../src/contracts/ids.js';
 import { useTestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 

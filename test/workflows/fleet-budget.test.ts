@@ -16,7 +16,7 @@ import {
   releaseDrainSlot,
   reportNodeFailures,
 } from '../../src/workflows/fleet-budget.js';
-import { remediationWorkflowId } from '../../src/workflows/ids.js';
+import { remediationWorkflowId } from '../../src/contracts/ids.js';
 import { eventually } from '../helpers/k8s.js';
 import { createTemporalTestEnv, installQuietRuntime } from '../helpers/temporal.js';
 

@@ -15,16 +15,16 @@ import {
   approveUpdate,
   markRepairedUpdate,
   rejectUpdate,
+  releaseUpdate,
   statusQuery,
-  type gpuRemediationWorkflow,
-} from '../../src/workflows/remediation.js';
+} from '../../src/contracts/remediation.js';
+import type { gpuRemediationWorkflow } from '../../src/workflows/remediation/workflow.js';
 import {
   clearRemediationHistory,
   clients,
   deployment,
   eventually,
   isReady,
-  liftQuarantine,
   livePods,
   tempNamespace,
 } from '../helpers/k8s.js';
@@ -270,7 +270,7 @@ describe('GPU remediation end to end', () => {
     );
   });
 
-  it('failed validation keeps the node quarantined with its reason; reject leaves it cordoned', async () => {
+  it('failed validation keeps the node quarantined with its reason; reject holds it until released', async () => {
     const target = 'gpu-node-1';
     await inject(target, { gpu: 3, xid: 48, remappedRowsFailure: true });
     const handle = await start(target, xidAlert(48));
@@ -289,19 +289,24 @@ describe('GPU remediation end to end', () => {
       handle.executeUpdate(approveUpdate, { args: [{ by: 'bob' }] }),
       (err: unknown) =>
         err instanceof WorkflowUpdateFailedError &&
-        /not waiting for approval/.test(String(err.cause?.message)),
+        /not waiting for approve/.test(String(err.cause?.message)),
     );
     await handle.executeUpdate(rejectUpdate, { args: [{ by: 'bob', reason: 'RMA the board' }] });
-    const result = await handle.result();
-    assert.equal(result.outcome, 'rejected');
-    await record('validation-failed-reject', handle);
-    assert.match(result.quarantineReason ?? '', /rejected by bob: RMA the board/);
+    const held = await eventually('the reject applied', async () => {
+      const s = await handle.query(statusQuery);
+      return /rejected by bob: RMA the board/.test(s.quarantineReason ?? '') ? s : undefined;
+    });
+    assert.equal(held.phase, 'quarantined', 'a reject holds the run open, the node quarantined');
     const n = await node(target);
     assert.equal(n.spec?.unschedulable, true, 'a rejected node must stay cordoned');
     assert.ok(n.spec?.taints?.some((t) => t.key === 'fleetmedic.io/quarantine'));
-    // Clean up for other tests: an operator repairs the board and lifts the quarantine by hand.
-    await liftQuarantine(stack.kc, target);
+    // The board comes back from RMA: the operator releases the node.
     await gpus.set(target, healthyGpuState(target));
+    await handle.executeUpdate(releaseUpdate, { args: [{ by: 'bob', reason: 'board replaced' }] });
+    const result = await handle.result();
+    assert.equal(result.outcome, 'released-by-operator');
+    await record('validation-failed-reject', handle);
+    assert.notEqual((await node(target)).spec?.unschedulable, true);
   });
 
   it('never uncordons a node someone else cordoned', async () => {
@@ -324,48 +329,35 @@ describe('GPU remediation end to end', () => {
     }
   });
 
-  it('with a budget of one drain, three failing nodes are drained one at a time', async () => {
+  it('with a budget of one drain, three failing nodes are drained one at a time, none blocked by a wait for approval', async () => {
     const targets = ['gpu-node-1', 'gpu-node-2', 'gpu-node-4'];
     for (const t of targets) await inject(t, { gpu: 0, xid: 79 });
     const handles = await Promise.all(targets.map((t) => start(t, xidAlert(79, { gpu: 0 }))));
     const budget = client.workflow.getHandle(fleetBudgetWorkflowId(stack.state.clusterId));
-    const done = new Set<number>();
     let maxInFlight = 0;
-    /** The queue for the slot as the budget had it when the first drain began; then the slot order. */
-    let queued: readonly string[] | undefined;
-    const holders: string[] = [];
-    for (let round = 0; round < targets.length; round++) {
-      // Exactly one remediation gets past the budget; the others wait for a slot, visibly.
-      const statuses = await eventually(
-        'one remediation holding the slot',
-        async () => {
-          const all = await Promise.all(
-            handles.map((h, i) => (done.has(i) ? Promise.resolve(undefined) : h.query(statusQuery))),
-          );
-          const holding = all.filter((x) => x && x.phase === 'awaiting-approval');
-          const waiting = all.filter((x) => x && x.phase === 'waiting-for-budget');
-          return holding.length === 1 && waiting.length === targets.length - done.size - 1 ? all : undefined;
-        },
-        60_000,
-      );
-      const state = await budget.query(fleetBudgetState);
-      maxInFlight = Math.max(maxInFlight, state.draining.length);
-      queued ??= await eventually('the other two queued', async () => {
-        const q = (await budget.query(fleetBudgetState)).queue ?? [];
-        return q.length === targets.length - 1 ? q : undefined;
-      });
-      const i = statuses.findIndex((x) => x?.phase === 'awaiting-approval');
-      holders.push(targets[i]!);
-      await handles[i]!.executeUpdate(approveUpdate, { args: [{ by: 'carol' }] });
-      assert.equal((await handles[i]!.result()).outcome, 'returned-to-service');
-      done.add(i);
+    // The slot goes back when a drain ends: all three are drained while the first waits for an
+    // operator (before the state machine, the first held the only slot until it was approved).
+    await eventually(
+      'all three drained and waiting for approval',
+      async () => {
+        const state = await budget.query(fleetBudgetState);
+        maxInFlight = Math.max(maxInFlight, state.draining.length);
+        const all = await Promise.all(handles.map((h) => h.query(statusQuery)));
+        return all.every((x) => x.phase === 'awaiting-approval' && x.reasons.some((r) => /^drained:/.test(r)))
+          ? all
+          : undefined;
+      },
+      60_000,
+    );
+    assert.ok(maxInFlight <= 1, `the budget let ${maxInFlight} drains run at once`);
+    assert.deepEqual((await budget.query(fleetBudgetState)).draining, [], 'a slot outlived its drain');
+    for (const h of handles) {
+      await h.executeUpdate(approveUpdate, { args: [{ by: 'carol' }] });
+      assert.equal((await h.result()).outcome, 'returned-to-service');
     }
-    assert.equal(maxInFlight, 1, 'the budget let more than one drain run');
-    // First come, first served: after the first holder, the slot went in the order of the queue.
-    assert.deepEqual(holders.slice(1), queued);
   });
 
-  it('waits instead of evicting when the pods do not fit elsewhere; reject leaves the node cordoned', async () => {
+  it('waits instead of evicting when the pods do not fit elsewhere; a reject holds the node', async () => {
     const target = 'gpu-node-4';
     const { apps } = clients(stack.kc);
     const app = 'pinned';
@@ -399,12 +391,20 @@ describe('GPU remediation end to end', () => {
     const still = await livePods(stack.kc, ns.name, app);
     assert.equal(still[0]?.metadata?.uid, pod!.metadata?.uid);
     await handle.executeUpdate(rejectUpdate, { args: [{ by: 'dave', reason: 'no spare capacity' }] });
-    const result = await handle.result();
-    assert.equal(result.outcome, 'rejected');
+    await eventually('held by the reject', async () =>
+      /rejected by dave/.test((await handle.query(statusQuery)).quarantineReason ?? '') ? true : undefined,
+    );
     const n = await node(target);
     assert.equal(n.spec?.unschedulable, true);
+    assert.equal(
+      (await livePods(stack.kc, ns.name, app))[0]?.metadata?.uid,
+      pod!.metadata?.uid,
+      'evicted after a reject',
+    );
     await apps.deleteNamespacedDeployment({ name: app, namespace: ns.name });
-    await liftQuarantine(stack.kc, target);
+    await gpus.set(target, healthyGpuState(target));
+    await handle.executeUpdate(releaseUpdate, { args: [{ by: 'dave' }] });
+    assert.equal((await handle.result()).outcome, 'released-by-operator');
   });
 
   it('escalates to an operator when the node agent is unreachable, and ends cleanly when the node is deleted', async () => {
@@ -436,9 +436,15 @@ describe('GPU remediation end to end', () => {
       await handle.executeUpdate(rejectUpdate, {
         args: [{ by: 'erin', reason: 'node is being decommissioned' }],
       });
-      assert.equal((await handle.result()).outcome, 'rejected');
-    } finally {
+      await eventually('held by the reject', async () =>
+        (await handle.query(statusQuery)).actions.includes('release') ? true : undefined,
+      );
+      // The node is deleted while held; the operator's release finds it gone and ends the run.
       await core.deleteNode({ name });
+      await handle.executeUpdate(releaseUpdate, { args: [{ by: 'erin' }] });
+      assert.equal((await handle.result()).outcome, 'node-gone');
+    } finally {
+      await core.deleteNode({ name }).catch(() => undefined);
     }
     // A later alert for the deleted node (the autoscaler removed it) ends at once.
     const gone = await start(name, xidAlert(48));

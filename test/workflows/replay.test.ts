@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { workflowsPath } from '../../src/workers/control-worker.js';
-import type { PhaseEventSinks } from '../../src/workflows/remediation.js';
+import type { PhaseEventSinks } from '../../src/contracts/remediation.js';
 
 const dir = fileURLToPath(new URL('../fixtures/histories/', import.meta.url));
 

@@ -10,7 +10,7 @@ import { MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
 import { simulatedRunner } from '../../src/sim/sim-runner.js';
 import { createNodeAgentWorkers } from '../../src/workers/node-agent-host.js';
 import { fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
-import { statusQuery } from '../../src/workflows/remediation.js';
+import { statusQuery } from '../../src/contracts/remediation.js';
 import {
   clearRemediationHistory,
   clients,

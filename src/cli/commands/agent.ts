@@ -10,7 +10,7 @@ import { ConfigError, FleetmedicError } from '../../errors.js';
 import { execaRunner, type CommandRunner, type GpuTool } from '../../gpu/command-runner.js';
 import { isApiError } from '../../k8s/api-errors.js';
 import { installRuntime } from '../../workers/runtime.js';
-import { nodeTaskQueue } from '../../workflows/ids.js';
+import { nodeTaskQueue } from '../../contracts/ids.js';
 import { configFrom, resolveTargets, targetKubeConfig } from '../context.js';
 
 /**

@@ -335,10 +335,11 @@ function apply(tx: Tx, d: RecordedDecision): void {
   switch (d.action) {
     case 'reject': {
       const detail = `rejected by ${d.by}${d.reason === undefined ? ': no reason given' : why}`;
-      note(tx, detail);
-      // The reject outlives the run: a later run finds it on the node and waits for an operator.
+      // The reject outlives the run: it is marked on the node, so a later run (a re-sent or new
+      // alert, a run started after this one was terminated) finds it and waits for an operator too.
       tx.out.push({ type: 'holdNode', by: d.by, reason: d.reason ?? 'no reason given' });
-      return finish(tx, 'rejected', detail);
+      // The run stays open, the node quarantined, until an operator releases it or marks it repaired.
+      return hold(tx, 'rejected', detail, null);
     }
     case 'approve':
       if (stage.name === 'waiting-for-capacity') {

@@ -24,14 +24,17 @@ export type RemediationPhase =
   | 'quarantined'
   | 'done';
 
-/** How a run ended. Every end but `returned-to-service` and `released-by-operator` leaves the node as it found it or quarantined. */
+/**
+ * How a run ended. Every end but `returned-to-service` and `released-by-operator` leaves the node as
+ * the run found it: a run never ends with the node quarantined by it (a reject or a failure holds
+ * the run open, in `quarantined`, until an operator acts).
+ */
 export type RemediationOutcome =
   | 'returned-to-service'
   | 'released-by-operator'
   | 'ignored'
   | 'duplicate-episode'
   | 'pods-restarted'
-  | 'rejected'
   | 'node-gone'
   | 'automation-blocked';
 
@@ -141,6 +144,7 @@ export type RetryStep = 'quarantine' | 'drain' | 'release';
 /** Why the node stays quarantined while the run waits for an operator. */
 export interface Hold {
   readonly kind:
+    | 'rejected'
     | 'rejected-earlier'
     | 'episode-unreadable'
     | 'quarantine-failed'

@@ -4,6 +4,7 @@
  */
 import type { RemediationClass } from '../remediation-class.js';
 import type {
+  ActivityKind,
   OperatorAction,
   OperatorDecision,
   RecordedDecision,
@@ -23,6 +24,8 @@ export interface RemediationView {
   readonly quarantineReason: string | null;
   /** What the run waits for, in words (an operator, a drain slot, ...); null while a step runs. */
   readonly waitingFor: string | null;
+  /** The step running now (an activity), or null between steps. */
+  readonly running: ActivityKind | null;
   /** The operator decisions that apply now (an update's validator accepts exactly these). */
   readonly actions: readonly OperatorAction[];
   readonly outcome: RemediationOutcome | null;
@@ -53,9 +56,17 @@ const PHASE_OF: Readonly<Record<StageName, RemediationPhase>> = {
   done: 'done',
 };
 
-/** The public phase of a state. */
+/**
+ * The public phase of a state. Asking for a drain slot and checking capacity belong to `draining`
+ * until they have to wait: a remediation that gets its slot and fits at once goes from `triage` to
+ * `draining`, without two more phases (each a search-attribute upsert and a node Event, which in an
+ * alert storm of 150 nodes the Temporal server and the API server pay for).
+ */
 export function phaseOf(state: RemediationState): RemediationPhase {
-  return PHASE_OF[state.stage.name];
+  const stage = state.stage;
+  if (stage.name === 'waiting-for-budget' && stage.asking && stage.detail === null) return 'draining';
+  if (stage.name === 'waiting-for-capacity' && stage.unplaced === null) return 'draining';
+  return PHASE_OF[stage.name];
 }
 
 /**
@@ -81,6 +92,9 @@ export function actionsAllowed(state: RemediationState): readonly OperatorAction
         ? ['approve', 'reject', 'markRepaired']
         : ['reject', 'markRepaired'];
     case 'held':
+      // A reject holds the node for an operator; only release or mark-repaired lift it.
+      if (stage.hold.kind === 'rejected' || stage.hold.kind === 'rejected-earlier')
+        return ['markRepaired', 'release'];
       return stage.hold.retry === null
         ? ['markRepaired', 'reject', 'release']
         : ['retry', 'markRepaired', 'reject', 'release'];
@@ -128,7 +142,7 @@ export function formatWait(ms: number): string {
 function quarantineReason(state: RemediationState): string | null {
   const stage = state.stage;
   if (stage.name === 'held') return stage.hold.reason;
-  if (stage.name === 'done') return stage.outcome === 'rejected' ? stage.detail : null;
+  if (stage.name === 'done') return null;
   if (!state.quarantined) return null;
   if (stage.name === 'awaiting-approval') return `waiting for an operator (${state.class ?? 'unknown'})`;
   return `remediation in progress (${state.class ?? 'unknown'})`;
@@ -179,6 +193,7 @@ export function view(state: RemediationState): RemediationView {
     alertName: state.alertName,
     quarantineReason: reason,
     waitingFor: waiting,
+    running: state.inFlight,
     actions: actionsAllowed(state),
     outcome: stage.name === 'done' ? stage.outcome : null,
     reasons: state.reasons,

@@ -42,7 +42,10 @@ export function hold(tx: Tx, kind: Hold['kind'], reason: string, retry: Hold['re
   releaseSlot(tx);
   note(tx, reason);
   go(tx, { name: 'held', hold: { kind, reason, retry }, wait: newWait(tx) });
-  const options = `${retry === null ? '' : `retry the ${retry}, `}mark it repaired, reject or release`;
+  const rejected = kind === 'rejected' || kind === 'rejected-earlier';
+  const options = rejected
+    ? 'release it or mark it repaired when it is back'
+    : `${retry === null ? '' : `retry the ${retry}, `}mark it repaired, reject or release`;
   notify(
     tx,
     kind === 'validation-failed' ? 'validation-failed' : 'needs-operator',

@@ -8,9 +8,13 @@ export function remediationWorkflowId(clusterId: string, node: string): string {
   return `remediation/${clusterId}/${node}`;
 }
 
-/** The task queue of a node's agent. */
+/**
+ * The task queue of a node's agent. A cluster ID is a DNS label and a node name a DNS subdomain,
+ * neither holds a `/`, so no two (cluster, node) pairs share a queue (with `-` between them,
+ * `prod-east`/`gpu-1` and `prod`/`east-gpu-1` did).
+ */
 export function nodeTaskQueue(clusterId: string, node: string): string {
-  return `fleetmedic-node-${clusterId}-${node}`;
+  return `fleetmedic-node/${clusterId}/${node}`;
 }
 
 /**
