@@ -78,7 +78,7 @@ function status(overrides: Partial<RemediationStatus> = {}): RemediationStatus {
     reasons: [],
     alerts: 1,
     resolvedAlerts: 0,
-    waitingFor: 'operator: retry, markRepaired, reject, release',
+    waitingFor: 'operator: retry, mark-repaired, reject, release',
     quarantineReason: 'drain failed (DrainRefused)',
     outcome: null,
     reminders: 0,

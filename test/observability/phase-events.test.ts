@@ -100,6 +100,6 @@ describe('phase events', () => {
     assert.equal(e.metadata.annotations['fleetmedic.io/sequence'], '4');
     assert.equal(e.eventTime, '2026-11-27T01:00:30.250000Z');
     assert.equal(e.firstTimestamp.toISOString(), '2026-11-27T01:00:30.250Z');
-    assert.match(e.message, /outcome rejected/);
+    assert.match(e.message, /outcome node-gone/);
   });
 });

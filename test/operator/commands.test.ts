@@ -49,7 +49,7 @@ const HELD: NodeRemediation = {
     reasons: ['XID 79: GPU fell off the bus'],
     alerts: 1,
     resolvedAlerts: 0,
-    waitingFor: 'operator: retry, markRepaired, reject, release',
+    waitingFor: 'operator: retry, mark-repaired, reject, release',
     quarantineReason: 'drain failed (DrainRefused: a PodDisruptionBudget allows no eviction)',
     outcome: null,
     reminders: 2,

@@ -15,13 +15,19 @@ import { buildWebhookServer, UNAVAILABLE_MESSAGE, type WebhookApp } from '../../
 import { TemporalRemediationStarter } from '../../src/webhook/starter.js';
 import { createWebhookMetrics } from '../../src/webhook/metrics.js';
 import { fleetBudgetState, fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
-import { remediationWorkflowId } from '../../src/workflows/ids.js';
+import { remediationWorkflowId } from '../../src/contracts/ids.js';
+import { statusQuery, type RemediationStatus } from '../../src/contracts/remediation.js';
+import type { gpuRemediationWorkflow } from '../../src/workflows/remediation/workflow.js';
 import {
-  statusQuery,
-  type gpuRemediationWorkflow,
-  type RemediationStatus,
-} from '../../src/workflows/remediation.js';
-import { clearRemediationHistory, eventually, liftQuarantine } from '../helpers/k8s.js';
+  clearRemediationHistory,
+  clients,
+  deployment,
+  eventually,
+  isReady,
+  liftQuarantine,
+  livePods,
+  tempNamespace,
+} from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
@@ -213,159 +219,239 @@ describe('operator CLI and HTTP actions', () => {
     await client.workflow.getHandle(budgetId).terminate('operator test: pause scenario done');
   });
 
-  it('approve is refused with the reason while not waiting, accepted while waiting; list and status show both', async () => {
+  it('approve is refused with the validator message while not waiting, accepted while waiting; reject holds, release lifts; list and status show each', async () => {
     const [first, second] = nodes as [string, string];
-    await gpus.set(first, withFault(await gpus.get(first), { gpu: 3, xid: 79 }));
-    await gpus.set(second, withFault(await gpus.get(second), { gpu: 3, xid: 79 }));
+    type Handle = WorkflowHandle<typeof gpuRemediationWorkflow>;
     const start = (node: string) =>
       startOrJoinRemediation(client, {
         clusterId: stack.state.clusterId,
         node,
         taskQueue,
         alert: xidAlert(79),
-        policy,
+        // The blocked drain outlasts the CLI calls below on a slow machine: no deadline may end it first.
+        policy: { ...policy, drainDeadlineSeconds: 600 },
       });
-    const phaseOf = (handle: WorkflowHandle<typeof gpuRemediationWorkflow>, phase: string) =>
+    const until = (handle: Handle, what: string, test: (s: RemediationStatus) => boolean) =>
       eventually(
-        `${handle.workflowId} in ${phase}`,
-        async (): Promise<RemediationStatus | undefined> => {
+        `${handle.workflowId}: ${what}`,
+        async () => {
           const s = await handle.query(statusQuery);
-          return s.phase === phase ? s : undefined;
+          return test(s) ? s : undefined;
         },
         60_000,
       );
 
-    // The first holds the only drain slot while it waits for an operator; the second waits for the slot.
-    const h1 = await start(first);
-    await phaseOf(h1, 'awaiting-approval');
-    const h2 = await start(second);
-    await phaseOf(h2, 'waiting-for-budget');
+    // A pod on the second node that no eviction may take (a PDB with maxUnavailable 0): its drain
+    // runs until the PDB goes, and meanwhile the run accepts nothing but reject.
+    const ns = await tempNamespace(stack.kc, 'fmop');
+    const { apps, policy: pdbApi } = clients(stack.kc);
+    const blocker = 'operator-blocker';
+    const unblock = () =>
+      pdbApi.deleteNamespacedPodDisruptionBudget({ name: blocker, namespace: ns.name }).catch(() => {});
+    try {
+      await apps.createNamespacedDeployment({
+        namespace: ns.name,
+        body: deployment(blocker, 1, { preferNode: second }),
+      });
+      await pdbApi.createNamespacedPodDisruptionBudget({
+        namespace: ns.name,
+        body: {
+          metadata: { name: blocker },
+          spec: { maxUnavailable: 0, selector: { matchLabels: { app: blocker } } },
+        },
+      });
+      await eventually(
+        `${blocker} Ready on ${second}`,
+        async () => {
+          const pods = await livePods(stack.kc, ns.name, blocker);
+          return pods.length === 1 && isReady(pods[0]!) && pods[0]!.spec?.nodeName === second
+            ? true
+            : undefined;
+        },
+        60_000,
+      );
 
-    // Refused with the workflow validator's message, from the CLI and over HTTP.
-    const refusedCli = await cli('approve', second, '--by', 'bob');
-    assert.equal(refusedCli.exitCode, 1);
-    assert.match(
-      refusedCli.stderr,
-      new RegExp(
-        `approve refused: node ${second} is not waiting for approval \\(phase waiting-for-budget\\)`,
-      ),
-    );
-    const refusedHttp = await http('POST', `/v1/remediations/${second}/approve`, { body: {} });
-    assert.equal(refusedHttp.status, 409);
-    assert.equal(
-      refusedHttp.body.error,
-      `node ${second} is not waiting for approval (phase waiting-for-budget)`,
-    );
+      await gpus.set(first, withFault(await gpus.get(first), { gpu: 3, xid: 79 }));
+      await gpus.set(second, withFault(await gpus.get(second), { gpu: 3, xid: 79 }));
+      // The first drains (nothing blocks it), gives the slot back and waits for an operator; the
+      // second takes the slot and sits in its blocked drain.
+      const h1 = await start(first);
+      await until(h1, 'awaiting approval', (s) => s.phase === 'awaiting-approval');
+      const h2 = await start(second);
+      const draining = await until(h2, 'in its blocked drain', (s) => s.running === 'drain');
+      assert.equal(draining.phase, 'draining');
+      assert.deepEqual([...draining.actions], ['reject']);
 
-    // Bad input and unknown nodes.
-    assert.equal((await http('POST', '/v1/remediations/GPU_Node!/approve', { body: {} })).status, 400);
-    // A name no other test file uses: they share the stack, and a closed remediation is not "none".
-    const never = `gpu-node-never-${process.pid}`;
-    const missing = await http('POST', `/v1/remediations/${never}/approve`);
-    assert.equal(missing.status, 404, JSON.stringify(missing.body));
-    assert.match(String(missing.body.error), new RegExp(`${never} has no remediation`));
-    assert.equal((await http('GET', `/v1/remediations/${never}`)).status, 404);
-    assert.equal((await http('GET', '/v1/remediations?phase=sleeping')).status, 400);
-    assert.equal((await http('GET', '/v1/remediations', { token: null })).status, 401);
+      // Refused with the workflow validator's message, from the CLI and over HTTP.
+      const notWaiting = `approve refused: node ${second} is not waiting for approve (phase draining; it accepts reject)`;
+      const refusedCli = await cli('approve', second, '--by', 'bob');
+      assert.equal(refusedCli.exitCode, 1, refusedCli.stdout);
+      assert.equal(refusedCli.stderr.trim(), `fleetmedic: ${notWaiting}`);
+      const refusedHttp = await http('POST', `/v1/remediations/${second}/approve`, { body: {} });
+      assert.equal(refusedHttp.status, 409, JSON.stringify(refusedHttp.body));
+      assert.equal(refusedHttp.body.error, notWaiting);
+      // The refusal lists the actions by the names an operator types (markRepaired -> mark-repaired).
+      const notRepaired = await http('POST', `/v1/remediations/${second}/mark-repaired`, { body: {} });
+      assert.equal(notRepaired.status, 409, JSON.stringify(notRepaired.body));
+      assert.equal(
+        notRepaired.body.error,
+        `mark-repaired refused: node ${second} is not waiting for mark-repaired (phase draining; it accepts reject)`,
+      );
+      assert.deepEqual(await acceptedUpdates(h2), [], 'a refused update reached the history');
 
-    // list and status: phase, age and what each waits for.
-    const listed = await eventually('both remediations listed with their phases', async () => {
-      const res = await http('GET', '/v1/remediations');
-      const rows = res.body.remediations as RemediationRow[];
-      const a = rows.find((r) => r.node === first);
-      const b = rows.find((r) => r.node === second);
-      return a?.phase === 'awaiting-approval' && b?.phase === 'waiting-for-budget'
-        ? { a, b, res }
-        : undefined;
-    });
-    assert.match(listed.a.waitingFor ?? '', /^operator: /);
-    assert.match(listed.b.waitingFor ?? '', /drain slot.*1 of 1 drain slot\(s\) in use \(gpu-node-2\)/);
-    assert.ok(listed.a.ageSeconds >= 0 && listed.a.status === 'RUNNING');
-    assert.deepEqual((listed.res.body.budget as { draining: string[] }).draining, [first]);
-    const one = await http('GET', `/v1/remediations/${first}`);
-    assert.equal(one.status, 200);
-    assert.equal((one.body.remediation as RemediationStatus).phase, 'awaiting-approval');
-    assert.equal((one.body.remediation as RemediationStatus).class, 'reboot-node');
+      // Bad input and unknown nodes.
+      assert.equal((await http('POST', '/v1/remediations/GPU_Node!/approve', { body: {} })).status, 400);
+      // A name no other test file uses: they share the stack, and a closed remediation is not "none".
+      const never = `gpu-node-never-${process.pid}`;
+      const missing = await http('POST', `/v1/remediations/${never}/approve`);
+      assert.equal(missing.status, 404, JSON.stringify(missing.body));
+      assert.match(String(missing.body.error), new RegExp(`${never} has no open remediation to approve`));
+      assert.equal((await http('GET', `/v1/remediations/${never}`)).status, 404);
+      assert.equal((await http('GET', '/v1/remediations?phase=sleeping')).status, 400);
+      assert.equal((await http('GET', '/v1/remediations', { token: null })).status, 401);
 
-    const table = await cli('list');
-    assert.equal(table.exitCode, 0, table.stderr);
-    assert.match(table.stdout, /^NODE\s+PHASE\s+OUTCOME\s+AGE\s+WAITING FOR$/m);
-    assert.match(
-      table.stdout,
-      new RegExp(`^${first}\\s+awaiting-approval\\s+-\\s+\\d+(m\\d\\ds|s)\\s+operator: `, 'm'),
-    );
-    assert.match(
-      table.stdout,
-      new RegExp(`^${second}\\s+waiting-for-budget\\s+-\\s+\\S+\\s+a drain slot`, 'm'),
-    );
-    const filtered = await cli('list', '--phase', 'waiting-for-budget', '--json');
-    assert.deepEqual(
-      (JSON.parse(filtered.stdout) as RemediationRow[]).map((r) => r.node),
-      [second],
-    );
-    const overview = await cli('status');
-    assert.match(
-      overview.stdout,
-      new RegExp(
-        `fleet budget: 1/1 drain slot\\(s\\) in use \\(gpu-node-2\\), 1 waiting \\(${second}\\), ` +
-          'breaker closed, automation running',
-      ),
-    );
-    assert.match(overview.stdout, new RegExp(`^${second}\\s+waiting-for-budget`, 'm'));
-    const detail = await cli('status', first);
-    assert.equal(detail.exitCode, 0, detail.stderr);
-    assert.match(detail.stdout, /^ {2}phase {8}awaiting-approval$/m);
-    assert.match(detail.stdout, /^ {2}waiting for {2}operator: /m);
-    const shown = await cli('show', first, '--json');
-    assert.equal(
-      (JSON.parse(shown.stdout) as { remediation: RemediationStatus }).remediation.class,
-      'reboot-node',
-    );
+      // list and status: phase, age, what each waits for and what each accepts.
+      const listed = await eventually('both remediations listed with their phases', async () => {
+        const res = await http('GET', '/v1/remediations');
+        const rows = res.body.remediations as RemediationRow[];
+        const a = rows.find((r) => r.node === first);
+        const b = rows.find((r) => r.node === second);
+        return a?.phase === 'awaiting-approval' && b?.phase === 'draining' ? { a, b, res } : undefined;
+      });
+      assert.match(listed.a.waitingFor ?? '', /^operator: /);
+      assert.deepEqual(listed.a.actions, ['approve', 'reject', 'mark-repaired']);
+      assert.ok(listed.a.ageSeconds >= 0 && listed.a.status === 'RUNNING');
+      assert.equal(listed.b.waitingFor, null, 'a running drain waits for nothing but itself');
+      assert.deepEqual(listed.b.actions, ['reject']);
+      // The slot belongs to the drain, not to the run waiting for approval.
+      const budget = listed.res.body.budget as { draining: string[]; queued: string[] };
+      assert.deepEqual(budget.draining, [second]);
+      assert.deepEqual(budget.queued, []);
+      const one = await http('GET', `/v1/remediations/${first}`);
+      assert.equal(one.status, 200);
+      assert.equal((one.body.remediation as RemediationStatus).phase, 'awaiting-approval');
+      assert.equal((one.body.remediation as RemediationStatus).class, 'reboot-node');
+      assert.deepEqual(one.body.actions, ['approve', 'reject', 'mark-repaired']);
 
-    // A body `by` does not override the credential's identity: refused, nothing recorded.
-    const spoofed = await http('POST', `/v1/remediations/${first}/approve`, { body: { by: 'mallory' } });
-    assert.equal(spoofed.status, 400);
-    assert.equal((await h1.query(statusQuery)).phase, 'awaiting-approval');
+      const table = await cli('list');
+      assert.equal(table.exitCode, 0, table.stderr);
+      assert.match(table.stdout, /^NODE\s+PHASE\s+OUTCOME\s+AGE\s+WAITING FOR$/m);
+      assert.match(
+        table.stdout,
+        new RegExp(`^${first}\\s+awaiting-approval\\s+-\\s+\\d+(m\\d\\ds|s)\\s+operator: `, 'm'),
+      );
+      assert.match(table.stdout, new RegExp(`^${second}\\s+draining\\s+-\\s+\\S+\\s+-$`, 'm'));
+      const filtered = await cli('list', '--phase', 'draining', '--json');
+      assert.deepEqual(
+        (JSON.parse(filtered.stdout) as RemediationRow[]).map((r) => r.node),
+        [second],
+      );
+      const overview = await cli('status');
+      assert.match(
+        overview.stdout,
+        new RegExp(
+          `fleet budget: 1/1 drain slot\\(s\\) in use \\(${second}\\), breaker closed, automation running`,
+        ),
+      );
+      assert.match(overview.stdout, new RegExp(`^${second}\\s+draining`, 'm'));
+      const detail = await cli('status', first);
+      assert.equal(detail.exitCode, 0, detail.stderr);
+      assert.match(detail.stdout, /^ {2}phase {8}awaiting-approval$/m);
+      assert.match(detail.stdout, /^ {2}waiting for {2}operator: /m);
+      assert.match(detail.stdout, /^ {2}accepts {6}approve, reject, mark-repaired$/m);
+      const shown = await cli('show', first, '--json');
+      assert.equal(
+        (JSON.parse(shown.stdout) as { remediation: RemediationStatus }).remediation.class,
+        'reboot-node',
+      );
 
-    // Accepted over HTTP: the history records the credential's caller and the reason.
-    const approved = await http('POST', `/v1/remediations/${first}/approve`, {
-      body: { reason: 'reboot ok' },
-    });
-    assert.equal(approved.status, 200, JSON.stringify(approved.body));
-    assert.match(String(approved.body.result), /approve accepted for gpu-node-2/);
-    assert.equal(approved.body.by, CALLER);
-    const done1 = await h1.result();
-    assert.equal(done1.outcome, 'returned-to-service', done1.reasons.join('\n'));
-    assert.deepEqual(await acceptedUpdates(h1), [['approve', CALLER, 'reboot ok']]);
-    assert.deepEqual(
-      done1.decisions.map((d) => [d.action, d.by]),
-      [['approve', CALLER]],
-    );
+      // A body `by` does not override the credential's identity: refused, nothing recorded.
+      const spoofed = await http('POST', `/v1/remediations/${first}/approve`, { body: { by: 'mallory' } });
+      assert.equal(spoofed.status, 400);
+      assert.equal((await h1.query(statusQuery)).phase, 'awaiting-approval');
 
-    // The slot is free: the second drains and waits; approved from the CLI with --by.
-    await phaseOf(h2, 'awaiting-approval');
-    const accepted = await cli('approve', second, '--by', 'bob', '--reason', 'reboot it');
-    assert.equal(accepted.exitCode, 0, accepted.stderr);
-    assert.match(accepted.stdout, /approve accepted for gpu-node-3/);
-    const done2 = await h2.result();
-    assert.equal(done2.outcome, 'returned-to-service', done2.reasons.join('\n'));
-    assert.deepEqual(await acceptedUpdates(h2), [['approve', 'bob', 'reboot it']]);
+      // Accepted over HTTP: the history records the credential's caller and the reason.
+      const approved = await http('POST', `/v1/remediations/${first}/approve`, {
+        body: { reason: 'reboot ok' },
+      });
+      assert.equal(approved.status, 200, JSON.stringify(approved.body));
+      assert.match(String(approved.body.result), new RegExp(`approve accepted for ${first}`));
+      assert.equal(approved.body.by, CALLER);
+      const done1 = await h1.result();
+      assert.equal(done1.outcome, 'returned-to-service', done1.reasons.join('\n'));
+      assert.deepEqual(await acceptedUpdates(h1), [['approve', CALLER, 'reboot ok']]);
+      assert.deepEqual(
+        done1.decisions.map((d) => [d.action, d.by]),
+        [['approve', CALLER]],
+      );
 
-    // Closed remediations: refused (not waiting), listed with --all from their search attributes.
-    const late = await http('POST', `/v1/remediations/${first}/reject`, { body: { reason: 'too late' } });
-    assert.equal(late.status, 409);
-    assert.match(String(late.body.error), /has ended \(completed, outcome returned-to-service\)/);
-    const all = await eventually('closed remediations listed', async () => {
-      const res = await cli('list', '--all', '--node', first, '--json');
-      const rows = JSON.parse(res.stdout) as RemediationRow[];
-      return rows.some((r) => r.runId === h1.signaledRunId && r.status === 'COMPLETED') ? rows : undefined;
-    });
-    const closed = all.find((r) => r.runId === h1.signaledRunId)!;
-    assert.equal(closed.outcome, 'returned-to-service');
-    assert.equal(closed.phase, 'done');
-    assert.equal(closed.waitingFor, null);
-    const openOnly = await cli('list', '--node', first);
-    assert.equal(openOnly.stdout, 'no open remediations');
+      // The PDB goes: the second's drain ends and it waits for approval; rejected from the CLI, it
+      // holds the node with the run open, and approve is refused in the names the operator types.
+      await unblock();
+      await until(h2, 'awaiting approval', (s) => s.phase === 'awaiting-approval');
+      const rejected = await cli('reject', second, '--by', 'bob', '--reason', 'RMA');
+      assert.equal(rejected.exitCode, 0, rejected.stderr);
+      assert.match(rejected.stdout, new RegExp(`reject accepted for ${second}`));
+      const held = await until(h2, 'held by the reject', (s) => s.phase === 'quarantined');
+      assert.match(held.quarantineReason ?? '', /rejected by bob/);
+      const heldRow = await http('GET', `/v1/remediations/${second}`);
+      assert.equal(heldRow.body.status, 'RUNNING');
+      assert.deepEqual(heldRow.body.actions, ['mark-repaired', 'release']);
+      const stillHeld = await cli('approve', second, '--by', 'bob');
+      assert.equal(stillHeld.exitCode, 1, stillHeld.stdout);
+      assert.equal(
+        stillHeld.stderr.trim(),
+        `fleetmedic: approve refused: node ${second} is not waiting for approve (phase quarantined; it accepts mark-repaired, release)`,
+      );
+
+      // Released over HTTP (the RMA was cancelled): back in service without a repair, by the caller.
+      await gpus.set(second, healthyGpuState(second));
+      const released = await http('POST', `/v1/remediations/${second}/release`, {
+        body: { reason: 'RMA cancelled' },
+      });
+      assert.equal(released.status, 200, JSON.stringify(released.body));
+      assert.equal(released.body.by, CALLER);
+      const done2 = await h2.result();
+      assert.equal(done2.outcome, 'released-by-operator', done2.reasons.join('\n'));
+      assert.deepEqual(await acceptedUpdates(h2), [
+        ['reject', 'bob', 'RMA'],
+        ['release', CALLER, 'RMA cancelled'],
+      ]);
+      const node2 = await clients(stack.kc).core.readNode({ name: second });
+      assert.notEqual(node2.spec?.unschedulable, true, 'the released node is still cordoned');
+
+      // Closed remediations: refused (ended, with what to do), listed with --all from their search attributes.
+      const late = await http('POST', `/v1/remediations/${first}/reject`, { body: { reason: 'too late' } });
+      assert.equal(late.status, 409);
+      assert.match(
+        String(late.body.error),
+        new RegExp(
+          `reject refused: node ${first} has no open remediation to reject: ` +
+            'its last one has ended \\(completed, outcome returned-to-service;',
+        ),
+      );
+      const all = await eventually('closed remediations listed', async () => {
+        const res = await cli('list', '--all', '--node', first, '--json');
+        const rows = JSON.parse(res.stdout) as RemediationRow[];
+        return rows.some((r) => r.runId === h1.signaledRunId && r.status === 'COMPLETED') ? rows : undefined;
+      });
+      const closed = all.find((r) => r.runId === h1.signaledRunId)!;
+      assert.equal(closed.outcome, 'returned-to-service');
+      assert.equal(closed.phase, 'done');
+      assert.equal(closed.waitingFor, null);
+      assert.deepEqual(closed.actions, []);
+      const closedHttp = await eventually('the released remediation listed over HTTP', async () => {
+        const res = await http('GET', `/v1/remediations?all=true&node=${second}`);
+        const rows = res.body.remediations as RemediationRow[];
+        return rows.find((r) => r.runId === h2.signaledRunId && r.status === 'COMPLETED');
+      });
+      assert.equal(closedHttp.outcome, 'released-by-operator');
+      const openOnly = await cli('list', '--node', first);
+      assert.equal(openOnly.stdout, 'no open remediations');
+    } finally {
+      await unblock();
+      await ns.remove();
+    }
   });
 
   it('refuses operator routes to a credential without the operator scope, and changes nothing', async () => {

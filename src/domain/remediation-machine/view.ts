@@ -170,7 +170,10 @@ function waitingFor(state: RemediationState): string | null {
     case 'awaiting-approval':
       return `operator: ${stage.plan.description}`;
     case 'held':
-      return `operator: ${actionsAllowed(state).join(', ')}`;
+      // As an operator types them (`fleetmedic mark-repaired`).
+      return `operator: ${actionsAllowed(state)
+        .map((a) => (a === 'markRepaired' ? 'mark-repaired' : a))
+        .join(', ')}`;
     default:
       return null;
   }
