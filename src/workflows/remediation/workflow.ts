@@ -121,8 +121,12 @@ export async function gpuRemediationWorkflow(input: RemediationInput): Promise<R
   function publish(before: RemediationState): void {
     const v = view(state);
     const previous = phaseOf(before);
+    // `quarantining` while the local quarantine runs is left within the same workflow task: its
+    // Event is written, but no upsert (in a storm of 150, each upsert of the first task is a history
+    // event and a visibility write that delays the cordons).
+    const transient = v.phase === 'quarantining' && v.running === 'quarantine';
     upsert([
-      { key: PHASE, value: v.phase },
+      { key: PHASE, value: transient ? null : v.phase },
       { key: ALERT, value: v.alertName },
       { key: OUTCOME, value: v.outcome },
     ]);
