@@ -1,7 +1,9 @@
 import {
+  AppsV1Api,
   CoreV1Api,
   PolicyV1Api,
   type KubeConfig,
+  type V1DaemonSet,
   type V1Node,
   type V1Pod,
   type V1PodDisruptionBudget,
@@ -22,6 +24,11 @@ import {
   type DrainPodFilter,
   type PodRef,
 } from '../k8s/drain-plan.js';
+import {
+  DEFAULT_GPU_DAEMONSET_SELECTORS,
+  gpuDaemonSetBlockers,
+  gpuDaemonSetSelectors,
+} from '../k8s/gpu-daemonsets.js';
 import { CLUSTER_LABEL } from '../k8s/labels.js';
 import { holdOf, parseHold } from '../k8s/node-hold.js';
 import {
@@ -103,6 +110,12 @@ export interface KubernetesActivityDeps {
   pollIntervalMs?: number;
   /** How API clients are made; default {@link makeApiClient} on `kc`, with its request timeout. */
   apiClient?: ApiClientFactory;
+  /**
+   * Label selectors (pod templates) of the GPU DaemonSets that must run on a node before
+   * `releaseNode` returns it to service; default `DEFAULT_GPU_DAEMONSET_SELECTORS`. The worker's
+   * configuration sets them, never workflow input. Checked when the activities are created.
+   */
+  gpuDaemonSetSelectors?: readonly string[];
 }
 
 export interface QuarantineNodeInput {
@@ -125,12 +138,6 @@ export interface QuarantineNodeResult {
 export interface ReleaseNodeInput {
   node: string;
   workflowId: string;
-  /**
-   * Label selectors of the DaemonSet pods that must be Running and Ready before release (the device
-   * plugin, dcgm-exporter, the node agent); each must match at least one pod on the node. Without
-   * them, every DaemonSet pod on the node must be Running and Ready.
-   */
-  gpuDaemonSetSelectors?: string[];
 }
 
 export interface ReleaseNodeResult {
@@ -573,16 +580,36 @@ export type QuarantineSteps = ReturnType<typeof createQuarantineSteps>;
 /**
  * Creates the Kubernetes activities bound to one cluster.
  *
+ * @throws ConfigError when a `gpuDaemonSetSelectors` entry is not a label selector (naming it).
  * @example
  * const activities = createKubernetesActivities({ kc: loadKubeConfig(file), clusterId: 'lab-1' });
  * await activities.quarantineNode({ node: 'gpu-node-7', workflowId, reason: 'XID 79' });
  */
 export function createKubernetesActivities(deps: KubernetesActivityDeps) {
+  // Before any client is made: a worker with a selector it cannot parse must not start.
+  const gpuSelectors = gpuDaemonSetSelectors(deps.gpuDaemonSetSelectors ?? DEFAULT_GPU_DAEMONSET_SELECTORS);
   const access = nodeAccess(deps);
   const { core, policyApi, now, readNode, assertOurCluster, requireNode, patchNode } = access;
   // Annotated, so that control flow knows a call never returns.
   const fail: (err: unknown, doing: string) => never = access.fail;
   const pollMs = deps.pollIntervalMs ?? 1_000;
+  const apps = (deps.apiClient ?? ((api) => makeApiClient(deps.kc, api)))(AppsV1Api);
+
+  /** Every DaemonSet of the cluster: their pod templates say which must run on a node. */
+  async function listDaemonSets(): Promise<V1DaemonSet[]> {
+    const all: V1DaemonSet[] = [];
+    let cont: string | undefined;
+    try {
+      do {
+        const page = await apps.listDaemonSetForAllNamespaces({ limit: LIST_PAGE, _continue: cont });
+        all.push(...page.items);
+        cont = page.metadata?._continue || undefined;
+      } while (cont);
+    } catch (err) {
+      fail(err, 'listing DaemonSets');
+    }
+    return all;
+  }
 
   async function listPodsOnNode(name: string, labelSelector?: string): Promise<V1Pod[]> {
     const pods: V1Pod[] = [];
@@ -872,10 +899,12 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
     quarantineNode: (input: QuarantineNodeInput): Promise<QuarantineNodeResult> => access.quarantine(input),
 
     /**
-     * Returns a node to service, if this workflow owns its quarantine and the node can serve: the
-     * DaemonSet pods (all, or those matching `gpuDaemonSetSelectors`) Running and Ready, the node
-     * Ready, allocatable `nvidia.com/gpu` equal to capacity. Then removes the taint, label and record,
-     * and uncordons only when fleetmedic did the cordoning. A retry after success is a no-op.
+     * Returns a node to service, if this workflow owns its quarantine and the node can serve: the node
+     * Ready, allocatable `nvidia.com/gpu` equal to capacity, every DaemonSet pod on it Running and
+     * Ready, and a Running and Ready pod there of every GPU DaemonSet (the worker's
+     * `gpuDaemonSetSelectors`) that would run on it once the quarantine taint is gone. Then removes
+     * the taint, label and record, and uncordons only when fleetmedic did the cordoning. A retry
+     * after success is a no-op.
      *
      * @throws retryable `NodeNotReadyForRelease` naming what is missing; non-retryable `NodeHeld`
      *   (an operator's hold is on the node, readable or not), `NotOwner`, `NodeNotFound`, `Forbidden`,
@@ -886,7 +915,6 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
       const i = requireInput(a, input);
       const name = requireName(a, 'node', i.node);
       const workflowId = requireText(a, 'workflowId', i.workflowId, 1000);
-      const selectors = optionalStrings(a, 'gpuDaemonSetSelectors', i.gpuDaemonSetSelectors);
       const node = await requireNode(name);
       const hold = holdOf(parseHold(node.metadata?.annotations?.[HOLD_ANNOTATION]));
       if (hold !== null) {
@@ -906,13 +934,11 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
           leftCordoned: node.spec?.unschedulable === true,
         };
       }
-      const groups =
-        selectors && selectors.length > 0
-          ? await Promise.all(
-              selectors.map(async (selector) => ({ selector, pods: await listPodsOnNode(name, selector) })),
-            )
-          : [{ selector: null, pods: await listPodsOnNode(name) }];
-      const blockers = releaseBlockers(node, groups);
+      const [pods, daemonSets] = await Promise.all([listPodsOnNode(name), listDaemonSets()]);
+      const blockers = [
+        ...releaseBlockers(node, pods),
+        ...gpuDaemonSetBlockers(node, gpuSelectors, daemonSets, pods),
+      ];
       if (blockers.length > 0) {
         throw ApplicationFailure.retryable(
           `node ${name} is not ready to return to service: ${blockers.join('; ')}`,

@@ -2,6 +2,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import {
+  DEFAULT_GPU_DAEMONSET_SELECTORS,
+  GPU_DAEMONSET_SELECTOR_SEPARATOR,
+  parseLabelSelector,
+} from '../k8s/gpu-daemonsets.js';
 
 /** Every environment variable fleetmedic reads starts with this prefix. */
 export const ENV_PREFIX = 'FLEETMEDIC_';
@@ -132,6 +137,11 @@ const docs = {
       'YAML/JSON file of the checkpoint verifiers the control worker may run (name -> argv, timeout); workflow input names one and never carries a command (see [checkpoints](checkpoints.md))',
     default: '(none: only the built-in checks)',
   },
+  gpuDaemonsetSelectors: {
+    description:
+      'label selectors, separated by `;`, of the GPU DaemonSets (matched against their pod templates) that must have a Running and Ready pod on a node before the control worker returns it to service; a selector that matches no DaemonSet in the cluster requires nothing (see [install](install-kubernetes.md#gpu-daemonsets-checked-at-release))',
+    default: `${DEFAULT_GPU_DAEMONSET_SELECTORS.map((s) => `\`${s}\``).join('; ')} (GPU Operator, NVIDIA's charts, the fleetmedic agent)`,
+  },
   workflowBundle: {
     description:
       'a workflow bundle prebuilt with `npm run build:bundle`, loaded by the control worker instead of bundling the workflows at start (the container image sets it)',
@@ -178,6 +188,25 @@ const schema = z.object({
   metricsHost: z.string().min(1).default('127.0.0.1'),
   checkpointRoot: absolutePath.optional(),
   checkpointVerifiers: absolutePath.optional(),
+  gpuDaemonsetSelectors: z
+    .string()
+    .transform((raw, ctx) => {
+      const texts = raw
+        .split(GPU_DAEMONSET_SELECTOR_SEPARATOR)
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
+      const bad = texts.map((text) => ({ text, parsed: parseLabelSelector(text) })).find((s) => !s.parsed.ok);
+      if (texts.length === 0 || bad !== undefined) {
+        const why =
+          bad === undefined || bad.parsed.ok
+            ? 'none given'
+            : `${JSON.stringify(bad.text)} is not one: ${bad.parsed.error}`;
+        ctx.addIssue({ code: 'custom', message: `label selectors separated by ";" (${why})` });
+        return z.NEVER;
+      }
+      return Object.freeze(texts);
+    })
+    .default(DEFAULT_GPU_DAEMONSET_SELECTORS),
   workflowBundle: absolutePath.optional(),
 });
 

@@ -321,17 +321,13 @@ export function remediationsPatch(node: V1Node, history: readonly string[]): Nod
 /**
  * What stops a quarantined node from returning to service, in words an operator can act on; empty
  * when nothing does. The node must be Ready and report all its GPUs allocatable (a device plugin that
- * is down leaves allocatable below capacity), and the DaemonSet pods must be Running and Ready. With
- * selectors (`groups` with a `selector`), each selector must match at least one DaemonSet pod on the
- * node: a missing device plugin is a blocker, not a pass. Fails safe: a node without GPU capacity
- * cannot be shown healthy, so it is blocked too.
+ * is down leaves allocatable below capacity), and every DaemonSet pod on it must be Running and Ready.
+ * Which GPU DaemonSets must have a pod there at all is `gpuDaemonSetBlockers` (k8s/gpu-daemonsets.ts).
+ * Fails safe: a node without GPU capacity cannot be shown healthy, so it is blocked too.
  *
- * @param groups the node's pods, listed once per selector (or once, with `selector: null`, for all).
+ * @param pods the pods on the node.
  */
-export function releaseBlockers(
-  node: V1Node,
-  groups: readonly { selector: string | null; pods: readonly V1Pod[] }[],
-): string[] {
+export function releaseBlockers(node: V1Node, pods: readonly V1Pod[]): string[] {
   const blockers: string[] = [];
   if (!node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) {
     blockers.push('node is not Ready');
@@ -344,25 +340,15 @@ export function releaseBlockers(
       `allocatable ${GPU_RESOURCE} is ${allocatable} of ${capacity} (device plugin not serving all GPUs)`,
     );
   }
-  const seen = new Set<string>();
-  for (const group of groups) {
-    const pods = group.pods.filter(isDaemonSetPod);
-    if (group.selector !== null && pods.length === 0) {
-      blockers.push(`no DaemonSet pod matching ${group.selector} on the node`);
-    }
-    for (const pod of pods) {
-      const key = pod.metadata?.uid ?? `${pod.metadata?.namespace}/${pod.metadata?.name}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      const ready = pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
-      const phase = pod.status?.phase ?? 'Unknown';
-      if (isTerminating(pod)) {
-        blockers.push(`DaemonSet pod ${pod.metadata?.namespace}/${pod.metadata?.name} is terminating`);
-      } else if (phase !== 'Running' || !ready) {
-        blockers.push(
-          `DaemonSet pod ${pod.metadata?.namespace}/${pod.metadata?.name} is ${phase}${ready ? '' : ' and not Ready'}`,
-        );
-      }
+  for (const pod of pods.filter(isDaemonSetPod)) {
+    const ready = pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+    const phase = pod.status?.phase ?? 'Unknown';
+    if (isTerminating(pod)) {
+      blockers.push(`DaemonSet pod ${pod.metadata?.namespace}/${pod.metadata?.name} is terminating`);
+    } else if (phase !== 'Running' || !ready) {
+      blockers.push(
+        `DaemonSet pod ${pod.metadata?.namespace}/${pod.metadata?.name} is ${phase}${ready ? '' : ' and not Ready'}`,
+      );
     }
   }
   return blockers;

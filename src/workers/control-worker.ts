@@ -44,6 +44,11 @@ export interface ControlWorkerOptions {
   /** Fleet budget limits used when this worker starts the cluster's budget workflow. */
   readonly budgetConfig?: Partial<FleetBudgetConfig>;
   /**
+   * Selectors of the GPU DaemonSets that must run on a node before release
+   * (`FLEETMEDIC_GPU_DAEMONSET_SELECTORS`); default `DEFAULT_GPU_DAEMONSET_SELECTORS`.
+   */
+  readonly gpuDaemonSetSelectors?: readonly string[];
+  /**
    * Notification sinks and metrics (see `setupControlObservability`); without them notifications are
    * only logged and the metrics go to a registry nobody serves.
    */
@@ -120,7 +125,11 @@ export async function createControlWorkers(options: ControlWorkerOptions): Promi
   // workflow fails at once and every remediation's budget call would retry against a closed workflow.
   const invalidBudget = validateFleetBudgetConfig({ ...DEFAULT_FLEET_BUDGET, ...options.budgetConfig });
   if (invalidBudget) throw new ConfigError(`invalid fleet budget for the control worker: ${invalidBudget}`);
-  const kubernetes = createKubernetesActivities({ kc: options.kc, clusterId: options.clusterId });
+  const kubernetes = createKubernetesActivities({
+    kc: options.kc,
+    clusterId: options.clusterId,
+    gpuDaemonSetSelectors: options.gpuDaemonSetSelectors,
+  });
   const support = createRemediationSupportActivities({
     kc: options.kc,
     client: options.client,

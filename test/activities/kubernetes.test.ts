@@ -443,28 +443,6 @@ describe('Kubernetes activities against the embedded cluster', () => {
     }
   });
 
-  it('refuses to release a node whose GPU DaemonSet pods are missing (retryable), changing nothing', async () => {
-    const name = nodes[3]!;
-    const before = await snapshot(name);
-    try {
-      await acts.quarantineNode({ node: name, workflowId: 'wf-gate', reason: 'XID 79' });
-      const quarantined = await snapshot(name);
-      await assert.rejects(
-        acts.releaseNode({
-          node: name,
-          workflowId: 'wf-gate',
-          gpuDaemonSetSelectors: ['app=nvidia-device-plugin-daemonset'],
-        }),
-        (err: unknown) =>
-          isFailure('NodeNotReadyForRelease', false)(err) &&
-          /no DaemonSet pod matching app=nvidia-device-plugin-daemonset/.test((err as Error).message),
-      );
-      assert.deepEqual(await snapshot(name), quarantined);
-    } finally {
-      await restore(name, before);
-    }
-  });
-
   it('fails an unknown node with a non-retryable NodeNotFound and creates nothing', async () => {
     const ghost = 'gpu-node-does-not-exist';
     await assert.rejects(

@@ -15,7 +15,14 @@ import type {
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
+import {
+  DEFAULT_GPU_DAEMONSET_SELECTORS,
+  gpuDaemonSetBlockers,
+  gpuDaemonSetSelectors,
+} from '../../src/k8s/gpu-daemonsets.js';
+import { QUARANTINE_TAINT_KEY } from '../../src/k8s/remediation-labels.js';
 import { parseNotifyConfig } from '../../src/notify/config.js';
+import { simNodeManifest } from '../../src/stack/sim-nodes.js';
 import { parseRules } from '../../src/webhook/rules.js';
 import { clients, tempNamespace } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
@@ -116,6 +123,18 @@ describe('Helm chart: rendered', () => {
     assert.equal(JSON.stringify(pod.containers[0]?.resources).includes('nvidia.com/gpu'), false);
     assert.equal(pod.containers[0]?.securityContext?.privileged, true);
     assert.equal(pod.serviceAccountName, 'fleetmedic-node-agent');
+    // The release waits for the agent: the default selectors find it, and it runs through a quarantine.
+    const quarantined = simNodeManifest(0, 'fleetmedic');
+    quarantined.spec = { unschedulable: true, taints: [{ key: QUARANTINE_TAINT_KEY, effect: 'NoSchedule' }] };
+    assert.deepEqual(
+      gpuDaemonSetBlockers(
+        quarantined,
+        gpuDaemonSetSelectors(DEFAULT_GPU_DAEMONSET_SELECTORS),
+        [agent],
+        [],
+      ).map((b) => b.split(' (')[0]),
+      [`GPU DaemonSet ${NS}/fleetmedic-node-agent`],
+    );
 
     const readOnly = await renderChart({
       release: 'fleetmedic',

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { envVarName, loadConfig } from '../../src/config/config.js';
 import { ConfigError } from '../../src/errors.js';
+import { DEFAULT_GPU_DAEMONSET_SELECTORS } from '../../src/k8s/gpu-daemonsets.js';
 
 describe('loadConfig', () => {
   it('derives defaults from XDG directories and is frozen', () => {
@@ -41,6 +42,18 @@ describe('loadConfig', () => {
     ],
     ['unknown log level', { FLEETMEDIC_LOG_LEVEL: 'loud' }, {}, /FLEETMEDIC_LOG_LEVEL="loud"/],
     [
+      'a GPU DaemonSet selector that is not one, naming it',
+      { FLEETMEDIC_GPU_DAEMONSET_SELECTORS: 'app=a;app in (b' },
+      {},
+      /FLEETMEDIC_GPU_DAEMONSET_SELECTORS="app=a;app in \(b": expected label selectors separated by ";" \("app in \(b" is not one/,
+    ],
+    [
+      'GPU DaemonSet selectors that name none',
+      { FLEETMEDIC_GPU_DAEMONSET_SELECTORS: ' ; ' },
+      {},
+      /FLEETMEDIC_GPU_DAEMONSET_SELECTORS=" ; ": expected label selectors separated by ";" \(none given\)/,
+    ],
+    [
       'bad flag names the flag',
       {},
       { kubeconfig: 'kube.yaml' },
@@ -55,6 +68,15 @@ describe('loadConfig', () => {
       );
     });
   }
+
+  it('reads the GPU DaemonSet selectors separated by ";" (commas belong to a selector), with defaults', () => {
+    assert.deepEqual(loadConfig({}).gpuDaemonsetSelectors, DEFAULT_GPU_DAEMONSET_SELECTORS);
+    assert.deepEqual(
+      loadConfig({ FLEETMEDIC_GPU_DAEMONSET_SELECTORS: 'app=plugin ; tier in (gpu,infer),!canary;' })
+        .gpuDaemonsetSelectors,
+      ['app=plugin', 'tier in (gpu,infer),!canary'],
+    );
+  });
 
   it('maps keys to variable names', () => {
     assert.equal(envVarName('stateDir'), 'FLEETMEDIC_STATE_DIR');

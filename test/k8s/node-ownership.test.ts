@@ -313,59 +313,61 @@ describe('releaseBlockers', () => {
   const cases: {
     name: string;
     node: V1Node;
-    groups: { selector: string | null; pods: V1Pod[] }[];
+    pods: V1Pod[];
     expect: RegExp[];
   }[] = [
     {
       name: 'nothing blocks a Ready node with all GPUs and Ready DaemonSet pods (app pods ignored)',
       node: node(),
-      groups: [{ selector: null, pods: [dsPod('plugin', 'Running', true), appPod] }],
+      pods: [dsPod('plugin', 'Running', true), appPod],
       expect: [],
     },
     {
       name: 'a node with no DaemonSet pods and no selectors',
       node: node(),
-      groups: [{ selector: null, pods: [] }],
+      pods: [],
       expect: [],
     },
     {
       name: 'allocatable GPUs below capacity',
       node: node({ gpu: ['8', '0'] }),
-      groups: [{ selector: null, pods: [] }],
+      pods: [],
       expect: [/allocatable nvidia.com\/gpu is 0 of 8/],
     },
     {
       name: 'no GPU capacity at all (fails safe)',
       node: node({ gpu: [undefined, undefined] }),
-      groups: [{ selector: null, pods: [] }],
+      pods: [],
       expect: [/no nvidia.com\/gpu capacity/],
     },
-    { name: 'node not Ready', node: node({ ready: false }), groups: [], expect: [/node is not Ready/] },
+    { name: 'node not Ready', node: node({ ready: false }), pods: [], expect: [/node is not Ready/] },
     {
       name: 'a DaemonSet pod Running but not Ready',
       node: node(),
-      groups: [{ selector: null, pods: [dsPod('dcgm', 'Running', false)] }],
+      pods: [dsPod('dcgm', 'Running', false)],
       expect: [/gpu-operator\/dcgm is Running and not Ready/],
     },
     {
       name: 'a DaemonSet pod Pending',
       node: node(),
-      groups: [{ selector: null, pods: [dsPod('agent', 'Pending', false)] }],
+      pods: [dsPod('agent', 'Pending', false)],
       expect: [/agent is Pending and not Ready/],
     },
     {
-      name: 'a selector that matches no DaemonSet pod',
+      name: 'a DaemonSet pod terminating',
       node: node(),
-      groups: [
-        { selector: 'app=nvidia-device-plugin', pods: [] },
-        { selector: 'app=dcgm-exporter', pods: [dsPod('dcgm', 'Running', true)] },
+      pods: [
+        {
+          ...dsPod('plugin', 'Running', true),
+          metadata: { ...dsPod('plugin', 'Running', true).metadata, deletionTimestamp: new Date() },
+        },
       ],
-      expect: [/no DaemonSet pod matching app=nvidia-device-plugin/],
+      expect: [/gpu-operator\/plugin is terminating/],
     },
   ];
   for (const c of cases) {
     it(c.name, () => {
-      const blockers = releaseBlockers(c.node, c.groups);
+      const blockers = releaseBlockers(c.node, c.pods);
       assert.equal(blockers.length, c.expect.length, blockers.join('; '));
       c.expect.forEach((re, k) => assert.match(blockers[k] ?? '', re));
     });

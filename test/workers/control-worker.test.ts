@@ -32,6 +32,22 @@ describe('control worker', () => {
     );
   });
 
+  it('refuses a GPU DaemonSet selector that is not one before connecting anything, naming it', async () => {
+    await assert.rejects(
+      createControlWorkers({
+        connection: undefined as never,
+        client: undefined as never,
+        kc: undefined as never,
+        clusterId: 'lab-1',
+        taskQueue: 'fleetmedic',
+        gpuDaemonSetSelectors: ['app=nvidia-device-plugin-daemonset', 'app notin (a'],
+      }),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        /gpuDaemonSetSelectors: "app notin \(a" is not a label selector/.test(err.message),
+    );
+  });
+
   it('names the fleet budget queue after the control queue, once', () => {
     assert.equal(budgetTaskQueue('fleetmedic'), 'fleetmedic-fleet-budget');
     assert.equal(budgetTaskQueue(budgetTaskQueue('fleetmedic')), 'fleetmedic-fleet-budget');

@@ -84,6 +84,7 @@ export function registerRemediationCommands(program: Command): void {
         namespace: targets.namespace,
         observability,
         workflowBundle,
+        gpuDaemonSetSelectors: config.gpuDaemonsetSelectors,
         extraActivities: createCheckpointActivities({
           storage: new FilesystemStorage(config.backupDir ?? path.join(config.stateDir, 'checkpoints')),
           simulated,
@@ -97,6 +98,7 @@ export function registerRemediationCommands(program: Command): void {
         `control worker for cluster ${targets.clusterId} on task queue ${targets.taskQueue} ` +
           `(fleet budget on ${budgetTaskQueue(targets.taskQueue)})` +
           `; workflow bundle ${workflowBundle ? `prebuilt ${workflowBundle.codePath}` : 'built at start'}` +
+          `; GPU DaemonSets checked at release: ${config.gpuDaemonsetSelectors.join(' ; ')}` +
           `${observability.server ? `; metrics on ${observability.server.url}/metrics` : ''}` +
           `; notification sinks: ${observability.notifier.sinkNames.join(', ') || 'none (logged only)'}\n`,
       );
