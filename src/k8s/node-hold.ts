@@ -4,6 +4,7 @@
  * operator; `releaseNode` refuses while it is on.
  */
 import { z } from 'zod';
+import { readAnnotationJson } from './annotation-json.js';
 
 /** The hold as stored, JSON in the annotation. */
 export interface NodeHold {
@@ -41,14 +42,10 @@ const holdSchema = z.object({
  * @example
  * const hold = holdOf(parseHold(node.metadata?.annotations?.[HOLD_ANNOTATION]));
  */
-export function parseHold(raw: string | undefined): ParsedHold {
-  if (raw === undefined) return { kind: 'absent' };
-  let value: unknown;
-  try {
-    value = JSON.parse(raw);
-  } catch (err) {
-    return { kind: 'invalid', raw, error: `not JSON: ${(err as Error).message}` };
-  }
+export function parseHold(annotation: string | undefined): ParsedHold {
+  const read = readAnnotationJson(annotation);
+  if (read.kind !== 'json') return read;
+  const { value, raw } = read;
   const parsed = holdSchema.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];

@@ -10,6 +10,7 @@ import {
   QUARANTINE_TAINT_KEY,
   REMEDIATIONS_ANNOTATION,
 } from './remediation-labels.js';
+import { readAnnotationJson } from './annotation-json.js';
 
 /**
  * Who quarantined a node, stored as JSON in the `fleetmedic.io/cordon` annotation. `preexistingCordon`
@@ -57,14 +58,10 @@ export type ParsedCordon =
   { kind: 'absent' } | { kind: 'ok'; record: CordonRecord } | { kind: 'invalid'; raw: string; error: string };
 
 /** Reads the `fleetmedic.io/cordon` annotation value, refusing anything that is not a complete record. */
-export function parseCordonRecord(raw: string | undefined): ParsedCordon {
-  if (raw === undefined) return { kind: 'absent' };
-  let value: unknown;
-  try {
-    value = JSON.parse(raw);
-  } catch (err) {
-    return { kind: 'invalid', raw, error: `not JSON: ${(err as Error).message}` };
-  }
+export function parseCordonRecord(annotation: string | undefined): ParsedCordon {
+  const read = readAnnotationJson(annotation);
+  if (read.kind !== 'json') return read;
+  const { value, raw } = read;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return { kind: 'invalid', raw, error: 'not a JSON object' };
   }

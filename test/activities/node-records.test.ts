@@ -138,7 +138,12 @@ describe('node record activities against the embedded cluster', () => {
     const deps = { kc: stack.kc, clusterId: stack.state.clusterId, apiClient: hooked.factory };
     records = createNodeRecordActivities(deps);
     kubernetes = createKubernetesActivities(deps);
-    quarantine = createQuarantineActivities({
+    quarantine = quarantineWith(deps);
+  });
+
+  /** The quarantine activities on `deps`, with the test's breaker as the fleet budget. */
+  function quarantineWith(deps: { kc: KubeConfig; clusterId: string }) {
+    return createQuarantineActivities({
       support: {
         budgetReportFailure: (i) => {
           breaker.reported.push(i.node);
@@ -149,7 +154,7 @@ describe('node record activities against the embedded cluster', () => {
       kubernetes,
       steps: createQuarantineSteps(deps),
     });
-  });
+  }
 
   after(async () => {
     const { core } = clients(stack.kc);
@@ -428,17 +433,7 @@ describe('node record activities against the embedded cluster', () => {
       const deps = { kc: stack.kc, clusterId: 'another-cluster' };
       const other = {
         records: createNodeRecordActivities(deps),
-        quarantine: createQuarantineActivities({
-          support: {
-            budgetReportFailure: (i) => {
-              breaker.reported.push(i.node);
-              return Promise.resolve(breaker.verdict);
-            },
-            budgetAcquire: () => Promise.reject(new Error('not in these tests')),
-          },
-          kubernetes,
-          steps: createQuarantineSteps(deps),
-        }),
+        quarantine: quarantineWith(deps),
       };
       const before = await marks(NODES.plain);
       for (const call of calls(other, NODES.plain)) await assert.rejects(call(), isFailure('WrongCluster'));
