@@ -5,9 +5,7 @@ import { budgetTaskQueue, nodeTaskQueue, remediationWorkflowId } from '../../src
 
 // Cluster IDs are DNS labels, node names DNS subdomains (see src/config/config.ts).
 const label = fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?$/);
-const subdomain = fc
-  .array(label, { minLength: 1, maxLength: 3 })
-  .map((parts) => parts.join('.'));
+const subdomain = fc.array(label, { minLength: 1, maxLength: 3 }).map((parts) => parts.join('.'));
 
 describe('contracts: names that carry the cluster ID', () => {
   it('never give two (cluster, node) pairs the same node task queue or workflow ID', () => {
