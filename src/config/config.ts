@@ -142,6 +142,11 @@ const docs = {
       'label selectors, separated by `;`, of the GPU DaemonSets (matched against their pod templates) that must have a Running and Ready pod on a node before the control worker returns it to service; a selector that matches no DaemonSet in the cluster requires nothing (see [install](install-kubernetes.md#gpu-daemonsets-checked-at-release))',
     default: `${DEFAULT_GPU_DAEMONSET_SELECTORS.map((s) => `\`${s}\``).join('; ')} (GPU Operator, NVIDIA's charts, the fleetmedic agent)`,
   },
+  settingsNamespace: {
+    description:
+      "namespace of the fleet budget's settings ConfigMap `fleetmedic-fleet-budget-<cluster ID>` (the pause and an open breaker, kept across a restart of the budget; see [remediation](remediation.md#the-fleet-budget-after-a-restart))",
+    default: '`default` (the chart: its release namespace)',
+  },
   workflowBundle: {
     description:
       'a workflow bundle prebuilt with `npm run build:bundle`, loaded by the control worker instead of bundling the workflows at start (the container image sets it)',
@@ -186,6 +191,10 @@ const schema = z.object({
     .refine((n) => n <= 65535, 'a port number from 0 to 65535')
     .optional(),
   metricsHost: z.string().min(1).default('127.0.0.1'),
+  settingsNamespace: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'a namespace name (a DNS label)')
+    .default('default'),
   checkpointRoot: absolutePath.optional(),
   checkpointVerifiers: absolutePath.optional(),
   gpuDaemonsetSelectors: z

@@ -4,6 +4,7 @@
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { Admission, FleetBudgetConfig, FleetState, QuarantineVerdict } from '../domain/fleet-budget.js';
+import type { PauseRecord } from '../k8s/budget-settings.js';
 
 /** The workflow type of a cluster's fleet budget (its workflow ID: {@link fleetBudgetWorkflowId}). */
 export const FLEET_BUDGET_WORKFLOW = 'fleetBudgetWorkflow';
@@ -11,8 +12,27 @@ export const FLEET_BUDGET_WORKFLOW = 'fleetBudgetWorkflow';
 export interface FleetBudgetInput {
   readonly clusterId: string;
   readonly config?: Partial<FleetBudgetConfig>;
-  /** Carried over by continue-as-new. */
+  /**
+   * Carried over by continue-as-new. Without it the budget rebuilds itself from the cluster (its
+   * settings object, the quarantined nodes and their remediations) before it answers anything.
+   */
   readonly state?: FleetState;
+  /** Who paused automation, carried over by continue-as-new while it is paused. */
+  readonly pause?: PauseRecord;
+}
+
+/** A node failure reported to the breaker, with the fleet as the reporting worker sees it. */
+export interface FailureReport {
+  readonly node: string;
+  readonly gpuNodeCount: number;
+  readonly healthyNodes: readonly string[];
+}
+
+/** Several nodes' failures at once (see {@link reportNodeFailures}). */
+export interface FailureBatch {
+  readonly nodes: readonly string[];
+  readonly gpuNodeCount: number;
+  readonly healthyNodes: readonly string[];
 }
 
 export interface AcquireRequest {
@@ -37,19 +57,13 @@ export const acquireDrainSlot = defineUpdate<Admission, [AcquireRequest]>('acqui
 /** Returns a node's drain slot (idempotent). */
 export const releaseDrainSlot = defineUpdate<void, [{ node: string }]>('releaseDrainSlot');
 /** Records a node failure for the breaker; answers whether automatic quarantine may go on. */
-export const reportNodeFailure = defineUpdate<
-  QuarantineVerdict,
-  [{ node: string; gpuNodeCount: number; healthyNodes: readonly string[] }]
->('reportNodeFailure');
+export const reportNodeFailure = defineUpdate<QuarantineVerdict, [FailureReport]>('reportNodeFailure');
 /**
  * Records the failures of several nodes at once (a worker coalesces the reports that arrive while
  * one is in flight). The answer has one verdict per node, in order, each exactly what
  * `reportNodeFailure` would have answered had the nodes been reported one after another.
  */
-export const reportNodeFailures = defineUpdate<
-  QuarantineVerdict[],
-  [{ nodes: readonly string[]; gpuNodeCount: number; healthyNodes: readonly string[] }]
->('reportNodeFailures');
+export const reportNodeFailures = defineUpdate<QuarantineVerdict[], [FailureBatch]>('reportNodeFailures');
 /**
  * Puts a node at the end of the queue for a drain slot (a worker answered its request from the
  * budget's state: every slot taken, or others ahead). Idempotent.

@@ -28,3 +28,13 @@ export function budgetTaskQueue(controlTaskQueue: string): string {
     : `${controlTaskQueue}${BUDGET_QUEUE_SUFFIX}`;
 }
 const BUDGET_QUEUE_SUFFIX = '-fleet-budget';
+
+/**
+ * The control task queue of a fleet budget's task queue (the inverse of {@link budgetTaskQueue}): the
+ * budget's activities (its records in the cluster) run on the control worker.
+ */
+export function controlTaskQueueOf(budgetQueue: string): string {
+  return budgetQueue.endsWith(BUDGET_QUEUE_SUFFIX)
+    ? budgetQueue.slice(0, -BUDGET_QUEUE_SUFFIX.length)
+    : budgetQueue;
+}

@@ -76,6 +76,11 @@ export interface RemediationStatus {
   readonly running: ActivityKind | null;
   /** The operator decisions the run accepts now. */
   readonly actions: readonly OperatorAction[];
+  /**
+   * Whether the run may hold a fleet budget drain slot (asked for one and has not given it back). A
+   * budget rebuilt after it was terminated counts these runs' nodes as draining.
+   */
+  readonly holdsDrainSlot: boolean;
 }
 
 /** Alerts for the node: firing ones start or join the remediation, resolved ones are counted. */

@@ -28,6 +28,8 @@ import { createControlMetrics, type ControlMetrics } from '../observability/metr
 import { createPhaseEventRecorder } from '../observability/phase-event-recorder.js';
 import type { PhaseEventSinks } from '../contracts/remediation.js';
 import { budgetTaskQueue } from '../contracts/ids.js';
+import { createFleetBudgetRecordActivities } from '../activities/fleet-budget-records.js';
+import { DEFAULT_SETTINGS_NAMESPACE } from '../k8s/budget-settings.js';
 
 export interface ControlWorkerOptions {
   readonly connection: NativeConnection;
@@ -48,6 +50,11 @@ export interface ControlWorkerOptions {
    * (`FLEETMEDIC_GPU_DAEMONSET_SELECTORS`); default `DEFAULT_GPU_DAEMONSET_SELECTORS`.
    */
   readonly gpuDaemonSetSelectors?: readonly string[];
+  /**
+   * Namespace of the fleet budget's settings ConfigMap (`FLEETMEDIC_SETTINGS_NAMESPACE`); default
+   * `default`. The chart sets its release namespace.
+   */
+  readonly settingsNamespace?: string;
   /**
    * Notification sinks and metrics (see `setupControlObservability`); without them notifications are
    * only logged and the metrics go to a registry nobody serves.
@@ -156,6 +163,12 @@ export async function createControlWorkers(options: ControlWorkerOptions): Promi
       steps: createQuarantineSteps({ kc: options.kc, clusterId: options.clusterId }),
     }),
     ...createNodeRecordActivities({ kc: options.kc, clusterId: options.clusterId }),
+    ...createFleetBudgetRecordActivities({
+      kc: options.kc,
+      client: options.client,
+      clusterId: options.clusterId,
+      settingsNamespace: options.settingsNamespace ?? DEFAULT_SETTINGS_NAMESPACE,
+    }),
     ...createObservabilityActivities({
       kc: options.kc,
       clusterId: options.clusterId,

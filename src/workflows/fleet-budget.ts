@@ -3,12 +3,16 @@ import {
   allHandlersFinished,
   condition,
   getExternalWorkflowHandle,
+  log,
   makeContinueAsNewFunc,
   patched,
+  proxyActivities,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import type { FleetBudgetRecordActivities } from '../activities/fleet-budget-records.js';
+import type { BudgetSettings, PauseRecord } from '../k8s/budget-settings.js';
 import {
   acquireSlot,
   admitDrain,
@@ -28,7 +32,7 @@ import {
   type FleetState,
   type QuarantineVerdict,
 } from '../domain/fleet-budget.js';
-import { budgetTaskQueue, remediationWorkflowId } from '../contracts/ids.js';
+import { budgetTaskQueue, controlTaskQueueOf, remediationWorkflowId } from '../contracts/ids.js';
 import { CLUSTER_ID } from '../contracts/search-attributes.js';
 import {
   acquireDrainSlot,
@@ -41,12 +45,21 @@ import {
   reportNodeFailures,
   resetFleetBreaker,
   resumeAutomation,
+  type AcquireRequest,
+  type FailureBatch,
+  type FailureReport,
   type FleetBudgetInput,
+  type OperatorAction,
 } from '../contracts/fleet-budget.js';
 
 export * from '../contracts/fleet-budget.js';
 
 const DRAIN_SLOT_QUEUE_PATCH = 'drain-slot-queue';
+/**
+ * The budget keeps its pause and an open breaker in the cluster's settings object, and a budget that
+ * starts without state rebuilds itself from the cluster. Runs recorded before it do neither.
+ */
+const DURABLE_BUDGET_PATCH = 'durable-budget';
 
 /**
  * The fleet budget of one cluster: a long-lived workflow that caps disruption. Remediations ask it
@@ -62,6 +75,62 @@ export async function fleetBudgetWorkflow(input: FleetBudgetInput): Promise<void
   upsertSearchAttributes([{ key: CLUSTER_ID, value: input.clusterId }]);
   // The queue for drain slots: runs recorded before it replay without it (no queue, no signals).
   const queueing = patched(DRAIN_SLOT_QUEUE_PATCH);
+  const durable = patched(DURABLE_BUDGET_PATCH);
+  // The budget's records in the cluster, read and written by the control worker.
+  const controlQueue = controlTaskQueueOf(workflowInfo().taskQueue);
+  const { readFleetBudgetRecords } = proxyActivities<FleetBudgetRecordActivities>({
+    taskQueue: controlQueue,
+    startToCloseTimeout: '2 minutes',
+    // Without its records the budget admits nothing: it keeps trying (every call waits for it).
+    retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
+  });
+  const { writeFleetBudgetSettings } = proxyActivities<FleetBudgetRecordActivities>({
+    taskQueue: controlQueue,
+    startToCloseTimeout: '30 seconds',
+    retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 6 },
+  });
+
+  /** Who paused automation, while it is paused (the settings object keeps it). */
+  let pauseRecord: PauseRecord | null = input.pause ?? null;
+  /** The budget answers nothing (but its state query) until it has rebuilt itself. */
+  let ready = !(durable && input.state === undefined);
+  // A handler runs at once when the budget is ready (as before it could rebuild: replays unchanged).
+  const whenReady =
+    <A extends unknown[], R>(handler: (...args: A) => R) =>
+    (...args: A): R | Promise<Awaited<R>> =>
+      ready ? handler(...args) : condition(() => ready).then(() => handler(...args) as Awaited<R>);
+
+  /** Settings writes, one after another, each writing the settings as they are when it starts. */
+  let writing: Promise<void> = Promise.resolve();
+  const settings = (): BudgetSettings => ({
+    paused: state.paused ? pauseRecord : null,
+    breaker: state.breaker,
+  });
+  const persist = (): Promise<void> => {
+    const write = writing.then(() => writeFleetBudgetSettings(settings()));
+    writing = write.catch((err: unknown) => {
+      log.warn('the fleet budget could not write its settings object', { error: String(err) });
+    });
+    return write;
+  };
+  /** Writes the settings for an operator's action: a failure is the operator's to know. */
+  const persistFor = async (what: string): Promise<void> => {
+    if (!durable) return;
+    try {
+      await persist();
+    } catch (err) {
+      throw ApplicationFailure.nonRetryable(
+        `${what} applies to the running fleet budget, but it could not be recorded in the cluster's ` +
+          `settings object (${(err as Error).message}); a budget restarted now would not know it: ` +
+          `check the control worker's rights on its fleetmedic-fleet-budget ConfigMap and repeat the action`,
+        'SettingsNotRecorded',
+      );
+    }
+  };
+  /** Records a breaker that opened (no caller waits: the failure reports go on). */
+  const persistIfTripped = (before: FleetState['breaker']) => {
+    if (durable && before.state !== 'open' && state.breaker.state === 'open') void persist().catch(() => {});
+  };
 
   /**
    * Queued nodes to tell that a slot is free for them (see `drainSlotFree`), sent one after another
@@ -87,24 +156,30 @@ export async function fleetBudgetWorkflow(input: FleetBudgetInput): Promise<void
   }
 
   setHandler(fleetBudgetState, () => state);
-  setHandler(acquireDrainSlot, (request) => {
-    const before = state.draining.length;
-    for (const stale of request.staleHolders ?? []) state = dequeue(releaseSlot(state, stale), stale);
-    state = { ...state, gpuNodeCount: request.gpuNodeCount, healthyNodes: [...request.healthyNodes] };
-    const admission = admitDrain(
-      state,
-      { node: request.node, remediationTimestamps: request.remediationTimestamps },
-      Date.now(),
-    );
-    if (admission.admitted) state = acquireSlot(state, request.node);
-    else if (queueing && QUEUEING_REFUSALS.has(admission.reason)) state = enqueue(state, request.node);
-    if (state.draining.length < before || !admission.admitted) wakeNext();
-    return admission;
-  });
-  setHandler(releaseDrainSlot, ({ node }) => {
-    state = releaseSlot(state, node);
-    wakeNext();
-  });
+  setHandler(
+    acquireDrainSlot,
+    whenReady((request: AcquireRequest) => {
+      const before = state.draining.length;
+      for (const stale of request.staleHolders ?? []) state = dequeue(releaseSlot(state, stale), stale);
+      state = { ...state, gpuNodeCount: request.gpuNodeCount, healthyNodes: [...request.healthyNodes] };
+      const admission = admitDrain(
+        state,
+        { node: request.node, remediationTimestamps: request.remediationTimestamps },
+        Date.now(),
+      );
+      if (admission.admitted) state = acquireSlot(state, request.node);
+      else if (queueing && QUEUEING_REFUSALS.has(admission.reason)) state = enqueue(state, request.node);
+      if (state.draining.length < before || !admission.admitted) wakeNext();
+      return admission;
+    }),
+  );
+  setHandler(
+    releaseDrainSlot,
+    whenReady(({ node }: { node: string }) => {
+      state = releaseSlot(state, node);
+      wakeNext();
+    }),
+  );
   setHandler(queueForDrainSlot, ({ node }) => {
     if (queueing && typeof node === 'string') state = enqueue(state, node);
   });
@@ -113,19 +188,27 @@ export async function fleetBudgetWorkflow(input: FleetBudgetInput): Promise<void
     ...allowsAutomaticQuarantine(state, now),
     recentFailures: recentFailureCount(state, now),
   });
-  setHandler(reportNodeFailure, ({ node, gpuNodeCount, healthyNodes }) => {
-    state = recordFailure({ ...state, gpuNodeCount, healthyNodes: [...healthyNodes] }, node, Date.now());
-    return verdict(Date.now());
-  });
+  setHandler(
+    reportNodeFailure,
+    whenReady(({ node, gpuNodeCount, healthyNodes }: FailureReport) => {
+      const breaker = state.breaker;
+      state = recordFailure({ ...state, gpuNodeCount, healthyNodes: [...healthyNodes] }, node, Date.now());
+      persistIfTripped(breaker);
+      return verdict(Date.now());
+    }),
+  );
   setHandler(
     reportNodeFailures,
-    ({ nodes, gpuNodeCount, healthyNodes }) => {
+    whenReady(({ nodes, gpuNodeCount, healthyNodes }: FailureBatch) => {
+      const breaker = state.breaker;
       state = { ...state, gpuNodeCount, healthyNodes: [...healthyNodes] };
-      return nodes.map((node) => {
+      const verdicts = nodes.map((node) => {
         state = recordFailure(state, node, Date.now());
         return verdict(Date.now());
       });
-    },
+      persistIfTripped(breaker);
+      return verdicts;
+    }),
     {
       // Rejected before it is recorded: a batch with a nameless failure would count a node that is none.
       validator: ({ nodes }) => {
@@ -137,24 +220,64 @@ export async function fleetBudgetWorkflow(input: FleetBudgetInput): Promise<void
       },
     },
   );
-  setHandler(pauseAutomation, () => {
-    state = { ...state, paused: true };
-  });
-  setHandler(resumeAutomation, () => {
-    state = { ...state, paused: false };
-  });
-  setHandler(resetFleetBreaker, () => {
-    state = resetBreaker(state);
-  });
+  setHandler(
+    pauseAutomation,
+    whenReady(async (action: OperatorAction) => {
+      state = { ...state, paused: true };
+      pauseRecord = {
+        by: action.by,
+        ...(action.reason !== undefined && { reason: action.reason }),
+        at: new Date().toISOString(),
+      };
+      await persistFor('the pause');
+    }),
+  );
+  setHandler(
+    resumeAutomation,
+    whenReady(async () => {
+      state = { ...state, paused: false };
+      pauseRecord = null;
+      await persistFor('the resume');
+    }),
+  );
+  setHandler(
+    resetFleetBreaker,
+    whenReady(async () => {
+      state = resetBreaker(state);
+      await persistFor('the breaker reset');
+    }),
+  );
+
+  if (!ready) {
+    // Started without state: a first start, or after the budget was terminated or reset. Rebuild
+    // what it knew from the cluster, never start empty while nodes drain or a pause stands.
+    const records = await readFleetBudgetRecords();
+    log.info(`fleet budget rebuilt from the cluster: ${records.summary}`);
+    pauseRecord = records.settings.paused;
+    state = {
+      ...state,
+      paused: records.settings.paused !== null,
+      breaker: records.settings.breaker,
+      draining: [...records.draining],
+      failures: [...records.failures],
+    };
+    ready = true;
+  }
 
   // A queue carried over by continue-as-new, with a slot free: its first nodes may have missed it.
   wakeNext();
   // Keep the history short: continue as new once it grows, after in-flight handlers finish.
   await Promise.race([wakeQueued(), condition(() => workflowInfo().continueAsNewSuggested)]);
   await condition(allHandlersFinished);
+  await writing;
   // A budget started on the control task queue (by a version without a budget queue) moves to its own.
   const next = makeContinueAsNewFunc<typeof fleetBudgetWorkflow>({
     taskQueue: budgetTaskQueue(workflowInfo().taskQueue),
   });
-  await next({ clusterId: input.clusterId, config, state });
+  await next({
+    clusterId: input.clusterId,
+    config,
+    state,
+    ...(pauseRecord !== null && state.paused && { pause: pauseRecord }),
+  });
 }

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { createFleetBudgetRecordActivities } from '../../src/activities/fleet-budget-records.js';
+import { DEFAULT_SETTINGS_NAMESPACE } from '../../src/k8s/budget-settings.js';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { CoreV1Api } from '@kubernetes/client-node';
@@ -15,12 +17,14 @@ import {
   fleetBudgetState,
   fleetBudgetWorkflowId,
   pauseAutomation,
+  resetFleetBreaker,
   resumeAutomation,
 } from '../../src/workflows/fleet-budget.js';
 import { remediationWorkflowId } from '../../src/contracts/ids.js';
 import { clients, eventually } from '../helpers/k8s.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 import { useTestStack } from '../helpers/stack.js';
+import { forgetBudgetSettings } from '../helpers/workers.js';
 
 /** A promise with its resolve/reject, to hold a send in flight. */
 function deferred<T>() {
@@ -122,7 +126,7 @@ describe('coalesce', () => {
  * (each describe below runs its own fleet budget: its own cluster ID). `stop` terminates the named
  * workflows, then closes everything.
  */
-async function budgetWorker(taskQueue: string) {
+async function budgetWorker(taskQueue: string, clusterId: string) {
   installQuietRuntime();
   const stack = await useTestStack();
   const connection = await NativeConnection.connect({ address: stack.state.temporal.address });
@@ -131,6 +135,13 @@ async function budgetWorker(taskQueue: string) {
   const worker = await Worker.create({
     connection,
     taskQueue,
+    // The budget rebuilds itself from the cluster at start (nothing on record for this cluster ID).
+    activities: createFleetBudgetRecordActivities({
+      kc: stack.kc,
+      client,
+      clusterId,
+      settingsNamespace: DEFAULT_SETTINGS_NAMESPACE,
+    }),
     workflowBundle: await bundleWorkflowCode({
       workflowsPath: workflowsPath(),
       logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} },
@@ -148,6 +159,7 @@ async function budgetWorker(taskQueue: string) {
           .terminate('test finished')
           .catch(() => {});
       }
+      await forgetBudgetSettings(stack.kc, clusterId);
       worker.shutdown();
       await running;
       await connection.close();
@@ -170,7 +182,7 @@ describe('budgetReportFailure under a storm', () => {
   const listNode = CoreV1Api.prototype.listNode;
 
   before(async () => {
-    setup = await budgetWorker(taskQueue);
+    setup = await budgetWorker(taskQueue, clusterId);
     const { stack } = setup;
     client = setup.client;
     gpuNodes = (await clients(stack.kc).core.listNode()).items.filter(
@@ -235,12 +247,14 @@ describe('budgetReportFailure under a storm', () => {
     assert.ok(updates > 0 && updates < reports, `${updates} updates for ${reports} reports`);
   });
 
-  it('starts the budget again when it was terminated, and reports to the new run', async () => {
+  it('starts the budget again when it was terminated, with its open breaker, and reports to the new run', async () => {
     const handle = client.workflow.getHandle(fleetBudgetWorkflowId(clusterId));
     const before = (await handle.describe()).runId;
+    assert.equal((await handle.query(fleetBudgetState)).breaker.state, 'open', 'the storm above tripped it');
     await handle.terminate('an operator ended the budget');
     const verdict = await activities.budgetReportFailure({ node: 'after-restart' });
-    assert.equal(verdict.allowed, true, verdict.detail);
+    assert.equal(verdict.allowed, false, 'the budget started again forgot its open breaker');
+    assert.equal(!verdict.allowed && verdict.reason, 'breaker-open');
     const now = await handle.describe();
     assert.notEqual(now.runId, before);
     assert.equal(now.status.name, 'RUNNING');
@@ -248,6 +262,11 @@ describe('budgetReportFailure under a storm', () => {
       (await handle.query(fleetBudgetState)).failures.map((f) => f.node),
       ['after-restart'],
     );
+    // An operator's reset is kept the same way.
+    await handle.executeUpdate(resetFleetBreaker, { args: [{ by: 'test', reason: 'fleet checked' }] });
+    await handle.terminate('an operator ended the budget again');
+    const afterReset = await activities.budgetReportFailure({ node: 'after-reset' });
+    assert.equal(afterReset.allowed, true, afterReset.detail);
   });
 
   it('refuses a drain slot while automation is paused without listing the nodes', async () => {
@@ -336,7 +355,7 @@ describe('drain slots: first come, first served', () => {
   let activities: RemediationSupportActivities;
 
   before(async () => {
-    setup = await budgetWorker(taskQueue);
+    setup = await budgetWorker(taskQueue, clusterId);
     const { stack } = setup;
     client = setup.client;
     activities = createRemediationSupportActivities({

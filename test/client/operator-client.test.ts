@@ -85,6 +85,7 @@ function status(overrides: Partial<RemediationStatus> = {}): RemediationStatus {
     decisions: [],
     running: null,
     actions: ['retry', 'markRepaired', 'reject', 'release'],
+    holdsDrainSlot: false,
     ...overrides,
   };
 }

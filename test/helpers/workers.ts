@@ -13,6 +13,7 @@ import { createNodeAgentWorkers } from '../../src/workers/node-agent-host.js';
 import { fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
 import { statusQuery, type RemediationStatus } from '../../src/contracts/remediation.js';
 import type { gpuRemediationWorkflow } from '../../src/workflows/remediation/workflow.js';
+import { budgetSettingsConfigMap, DEFAULT_SETTINGS_NAMESPACE } from '../../src/k8s/budget-settings.js';
 import { clients, eventually } from './k8s.js';
 import type { TestStack } from './stack.js';
 
@@ -60,6 +61,8 @@ export async function startRemediationWorkers(
   const client = new Client({ connection: clientConnection, namespace });
   const clusterId = stack.state.clusterId;
   const nodes = (await clients(stack.kc).core.listNode()).items.map((n) => n.metadata!.name!);
+  // Each test file starts with a budget of its own: no pause or open breaker of an earlier file.
+  await forgetBudgetSettings(stack.kc, clusterId);
   // Wired the way `fleetmedic worker` wires them.
   const observability = await setupControlObservability({
     kc,
@@ -101,6 +104,7 @@ export async function startRemediationWorkers(
         .getHandle(fleetBudgetWorkflowId(clusterId))
         .terminate('test finished')
         .catch(() => {});
+      await forgetBudgetSettings(stack.kc, clusterId);
       for (const w of workers) w.shutdown();
       await running;
       await observability.close();
@@ -108,6 +112,18 @@ export async function startRemediationWorkers(
       await connection.close();
     },
   };
+}
+
+/** Deletes the fleet budget's settings ConfigMap (what a restarted budget would read its pause from). */
+export async function forgetBudgetSettings(kc: KubeConfig, clusterId: string): Promise<void> {
+  await clients(kc)
+    .core.deleteNamespacedConfigMap({
+      name: budgetSettingsConfigMap(clusterId),
+      namespace: DEFAULT_SETTINGS_NAMESPACE,
+    })
+    .catch((err: unknown) => {
+      if ((err as { code?: number }).code !== 404) throw err;
+    });
 }
 
 /** Waits until the remediation's status query reports `phase`, and returns that status. */

@@ -56,6 +56,7 @@ const HELD: NodeRemediation = {
     decisions: [],
     running: null,
     actions: ['retry', 'markRepaired', 'reject', 'release'],
+    holdsDrainSlot: false,
   },
 };
 

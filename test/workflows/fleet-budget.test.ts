@@ -12,13 +12,27 @@ import {
   fleetBudgetState,
   fleetBudgetWorkflow,
   fleetBudgetWorkflowId,
+  pauseAutomation,
   queueForDrainSlot,
   releaseDrainSlot,
   reportNodeFailures,
+  resumeAutomation,
 } from '../../src/workflows/fleet-budget.js';
 import { remediationWorkflowId } from '../../src/contracts/ids.js';
 import { eventually } from '../helpers/k8s.js';
 import { createTemporalTestEnv, installQuietRuntime } from '../helpers/temporal.js';
+import type { FleetBudgetRecords } from '../../src/activities/fleet-budget-records.js';
+import type { BudgetSettings } from '../../src/k8s/budget-settings.js';
+
+function emptyRecords(): FleetBudgetRecords {
+  return {
+    settings: { paused: null, breaker: { state: 'closed' } },
+    settingsError: null,
+    draining: [],
+    failures: [],
+    summary: 'nothing on record',
+  };
+}
 
 // The fleet budget workflow alone, on a real Temporal dev server: its queue for drain slots. Callers
 // pass the fleet view themselves (the activities read it from Kubernetes; see
@@ -30,6 +44,12 @@ describe('fleet budget: the queue for drain slots (real Temporal dev server)', {
   let worker: Worker;
   let running: Promise<void>;
   const taskQueue = 'fleet-budget-test';
+  // The budget's records in the cluster, faked: what a budget started without state rebuilds from,
+  // and every settings object it writes.
+  let records: FleetBudgetRecords = emptyRecords();
+  const written: BudgetSettings[] = [];
+  let recordsRead = 0;
+  let releaseRead: (() => void) | undefined;
   const clusterId = 'replay';
   const healthyNodes = ['n1', 'n2', 'n3', 'n4'];
 
@@ -40,6 +60,17 @@ describe('fleet budget: the queue for drain slots (real Temporal dev server)', {
     worker = await Worker.create({
       connection: env.nativeConnection,
       taskQueue,
+      activities: {
+        async readFleetBudgetRecords(): Promise<FleetBudgetRecords> {
+          recordsRead++;
+          if (releaseRead) await new Promise<void>((resolve) => (releaseRead = resolve));
+          return records;
+        },
+        writeFleetBudgetSettings(settings: BudgetSettings): Promise<void> {
+          written.push(settings);
+          return Promise.resolve();
+        },
+      },
       workflowBundle: await bundleWorkflowCode({
         workflowsPath: workflowsPath(),
         logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} },
@@ -106,6 +137,68 @@ describe('fleet budget: the queue for drain slots (real Temporal dev server)', {
       await n2.terminate('test finished');
     }
     await record(budget);
+  });
+
+  it('a budget started without state rebuilds itself from the cluster before it answers', async () => {
+    records = {
+      ...emptyRecords(),
+      settings: {
+        paused: { by: 'alice', reason: 'driver rollout', at: '2026-12-02T10:00:00.000Z' },
+        breaker: { state: 'closed' },
+      },
+      draining: ['n1'],
+      failures: [{ node: 'n1', at: Date.now() - 1000 }],
+    };
+    // The read is held until the update below is in: it must wait for the rebuild, not see an empty budget.
+    releaseRead = () => {};
+    const reads = recordsRead;
+    const budget = await client.workflow.start(fleetBudgetWorkflow, {
+      workflowId: fleetBudgetWorkflowId('rebuild'),
+      taskQueue,
+      args: [{ clusterId: 'rebuild', config: { maxConcurrentDrains: 1, minHealthyFraction: 0 } }],
+    });
+    try {
+      await eventually('the records read', () => Promise.resolve(recordsRead > reads ? true : undefined));
+      const asked = budget.executeUpdate(acquireDrainSlot, {
+        args: [{ node: 'n2', gpuNodeCount: 4, healthyNodes }],
+      });
+      const release = releaseRead;
+      releaseRead = undefined;
+      release();
+      const refused = await asked;
+      assert.ok(!refused.admitted && refused.reason === 'paused', JSON.stringify(refused));
+      const state = await budget.query(fleetBudgetState);
+      assert.equal(state.paused, true);
+      assert.deepEqual(state.draining, ['n1']);
+      assert.deepEqual(
+        state.failures.map((f) => f.node),
+        ['n1'],
+      );
+
+      // Resumed: the slot n1 holds still counts, and the resume is written to the settings object.
+      await budget.executeUpdate(resumeAutomation, { args: [{ by: 'bob' }] });
+      assert.deepEqual(written.at(-1), { paused: null, breaker: { state: 'closed' } });
+      const full = await budget.executeUpdate(acquireDrainSlot, {
+        args: [{ node: 'n2', gpuNodeCount: 4, healthyNodes }],
+      });
+      assert.ok(!full.admitted && full.reason === 'max-concurrent', JSON.stringify(full));
+
+      // A pause is written with who and why; a breaker that opens is written without anyone waiting.
+      await budget.executeUpdate(pauseAutomation, { args: [{ by: 'carol', reason: 'maintenance' }] });
+      assert.deepEqual(
+        { ...written.at(-1)!.paused, at: undefined },
+        { by: 'carol', reason: 'maintenance', at: undefined },
+      );
+      await budget.executeUpdate(reportNodeFailures, {
+        args: [{ nodes: ['n2', 'n3', 'n4'], gpuNodeCount: 4, healthyNodes }],
+      });
+      await eventually('the open breaker written', () =>
+        Promise.resolve(written.at(-1)?.breaker.state === 'open' ? true : undefined),
+      );
+    } finally {
+      await budget.terminate('test finished');
+      records = emptyRecords();
+    }
   });
 
   async function record(handle: WorkflowHandle): Promise<void> {

@@ -22,6 +22,12 @@ import {
   QUARANTINE_TAINT_KEY,
 } from '../../src/k8s/remediation-labels.js';
 import { mergePatch } from '../../src/k8s/patch.js';
+import {
+  fleetBudgetState,
+  fleetBudgetWorkflowId,
+  pauseAutomation,
+  resumeAutomation,
+} from '../../src/contracts/fleet-budget.js';
 import { healthyGpuState, MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
 import { GPU_RESOURCE } from '../../src/k8s/labels.js';
 import { simNodeManifest } from '../../src/stack/sim-nodes.js';
@@ -38,7 +44,21 @@ const policy: Partial<RemediationPolicy> = { ...FAST_POLICY, approvalReminderMs:
 type Handle = WorkflowHandle<typeof gpuRemediationWorkflow>;
 
 /** This file's own nodes (one per scenario), so that no scenario depends on another's leftovers. */
-const NODE_INDEX = { a: 71, b: 72, d: 73, e: 74, f: 75, g1: 76, g2: 77, i: 78, unread: 79, n: 80 } as const;
+const NODE_INDEX = {
+  a: 71,
+  b: 72,
+  d: 73,
+  e: 74,
+  f: 75,
+  g1: 76,
+  g2: 77,
+  i: 78,
+  unread: 79,
+  n: 80,
+  h1: 81,
+  h2: 82,
+  h3: 83,
+} as const;
 
 // The do-no-harm promises of docs/remediation.md on the embedded stack, each path of issue #13 on a
 // node of its own: real Temporal, real control plane (kwok nodes), the real activities, simulated
@@ -312,6 +332,89 @@ describe('GPU remediation: every safety promise holds end to end', () => {
       assert.equal((await h.result()).outcome, 'returned-to-service');
     }
   });
+
+  it('h. the budget terminated mid-storm is rebuilt from the cluster: no limit exceeded, a pause kept', async () => {
+    const [h1, h2, h3] = [nodeName('h1'), nodeName('h2'), nodeName('h3')];
+    const budget = client.workflow.getHandle(fleetBudgetWorkflowId(stack.state.clusterId));
+    const { unblock } = await blockedPods(h1, 'app-h');
+    await inject(h1, { gpu: 3, xid: 48 });
+    const first = await start(h1, xidAlert(48));
+    await until(first, 'h1 draining (it holds the only slot)', (s) => s.running === 'drain');
+    assert.equal((await first.query(statusQuery)).holdsDrainSlot, true);
+
+    // The budget is lost mid-storm; more nodes fail. Each failure report restarts it, empty but for
+    // what it rebuilds from the cluster: h1 still drains.
+    await budget.terminate('test: the budget is lost mid-storm');
+    const handles = [first];
+    for (const node of [h2, h3]) {
+      await inject(node, { gpu: 3, xid: 48 });
+      handles.push(await start(node, xidAlert(48)));
+    }
+    // Every drain slot in use of every budget state seen from here on: never above the limit of 1.
+    let watching = true;
+    const seen: string[][] = [];
+    const watcher = (async () => {
+      while (watching) {
+        const state = await budget.query(fleetBudgetState).catch(() => undefined);
+        if (state) seen.push([...state.draining]);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    try {
+      for (const handle of handles.slice(1))
+        await until(handle, 'waiting for the slot h1 holds', (s) => s.phase === 'waiting-for-budget');
+      const rebuilt = await budget.query(fleetBudgetState);
+      assert.deepEqual([...rebuilt.draining], [h1], 'the restarted budget forgot the drain in flight');
+
+      // An operator pauses; the budget is lost again; the pause stands in the rebuilt one.
+      await budget.executeUpdate(pauseAutomation, { args: [{ by: 'ops', reason: 'storm' }] });
+      await budget.terminate('test: lost again while paused');
+      await unblock();
+      // h1's drain ends: giving its slot back restarts the budget, which rebuilds paused.
+      await eventually('the budget restarted', async () =>
+        (await budget.describe()).status.name === 'RUNNING' ? true : undefined,
+      );
+      const paused = await eventually('the rebuilt budget', async () => {
+        const state = await budget.query(fleetBudgetState);
+        return state.draining.length === 0 ? state : undefined;
+      });
+      assert.equal(paused.paused, true, 'the pause was forgotten when the budget restarted');
+      for (const handle of handles.slice(1))
+        await until(handle, 'refused while paused', (s) => /paused/.test(s.waitingFor ?? ''));
+      assert.equal((await first.result()).outcome, 'returned-to-service');
+
+      await budget.executeUpdate(resumeAutomation, { args: [{ by: 'ops', reason: 'storm over' }] });
+      for (const handle of handles.slice(1)) {
+        const end = await handle.result();
+        assert.equal(end.outcome, 'returned-to-service', end.reasons.join('\n'));
+      }
+    } finally {
+      watching = false;
+      await watcher;
+      await unblock().catch(() => undefined);
+    }
+    const most = Math.max(...seen.map((d) => d.length));
+    assert.ok(most <= 1, `more than one drain at once: ${JSON.stringify(seen.find((d) => d.length > 1))}`);
+    // The drains themselves, from the runs' histories: one after another, never overlapping.
+    const spans = (await Promise.all(handles.map(drainSpans))).flat().sort((a, b) => a.from - b.from);
+    assert.equal(spans.length, 3, JSON.stringify(spans));
+    for (let i = 1; i < spans.length; i++)
+      assert.ok(spans[i]!.from >= spans[i - 1]!.to, `drains overlap: ${JSON.stringify(spans)}`);
+  });
+
+  /** When each drain activity of the run was scheduled and when it completed (ms since the epoch). */
+  async function drainSpans(handle: Handle): Promise<{ from: number; to: number }[]> {
+    const events = (await handle.fetchHistory()).events ?? [];
+    const ms = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) =>
+      Number(t?.seconds ?? 0) * 1000 + Math.floor((t?.nanos ?? 0) / 1e6);
+    return events.flatMap((e) => {
+      if (e.activityTaskScheduledEventAttributes?.activityType?.name !== 'drainNode') return [];
+      const done = events.find(
+        (c) => Number(c.activityTaskCompletedEventAttributes?.scheduledEventId) === Number(e.eventId),
+      );
+      return [{ from: ms(e.eventTime), to: done ? ms(done.eventTime) : Infinity }];
+    });
+  }
 
   it('i. triage expects the node’s own GPU count: an XID 48 on a 4-GPU node is reset, not escalated', async () => {
     const node = nodeName('i');

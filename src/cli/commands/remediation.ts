@@ -85,6 +85,7 @@ export function registerRemediationCommands(program: Command): void {
         observability,
         workflowBundle,
         gpuDaemonSetSelectors: config.gpuDaemonsetSelectors,
+        settingsNamespace: config.settingsNamespace,
         extraActivities: createCheckpointActivities({
           storage: new FilesystemStorage(config.backupDir ?? path.join(config.stateDir, 'checkpoints')),
           simulated,

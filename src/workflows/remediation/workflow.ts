@@ -105,6 +105,7 @@ export async function gpuRemediationWorkflow(input: RemediationInput): Promise<R
       })),
       running: v.running,
       actions: v.actions,
+      holdsDrainSlot: state.slotHeld,
     };
   };
 
