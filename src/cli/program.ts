@@ -3,6 +3,7 @@ import { addGlobalFlags } from './context.js';
 import { registerAgentCommand } from './commands/agent.js';
 import { registerCheckpointCommands } from './commands/checkpoint.js';
 import { registerDemoCommand } from './commands/demo.js';
+import { registerGatewayCommands } from './commands/gateway.js';
 import { registerOperatorCommands } from './commands/operator.js';
 import { registerRemediationCommands } from './commands/remediation.js';
 import { registerStackCommands } from './commands/stack.js';
@@ -24,5 +25,6 @@ export function buildProgram(): Command {
   registerCheckpointCommands(program);
   registerDemoCommand(program);
   registerWebhookCommands(program);
+  registerGatewayCommands(program);
   return program;
 }

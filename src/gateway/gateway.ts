@@ -301,6 +301,7 @@ export class Gateway {
       const value = outcome.headers[name];
       if (typeof value === 'string') headers[name] = value;
     }
+    headers['content-length'] = String(outcome.body.length);
     this.firstByte(x);
     x.res.writeHead(outcome.status, headers);
     x.res.end(outcome.body);
