@@ -75,7 +75,7 @@ import { resolveTool } from '../src/toolchain/toolchain.js';
 import {
   CONTROL_WORKER_TUNING,
   createControlWorkers,
-  workflowsPath,
+  workflowBundleOptions,
   type ControlWorkerTuning,
 } from '../src/workers/control-worker.js';
 import { fleetBudgetWorkflowId } from '../src/workflows/fleet-budget.js';
@@ -727,7 +727,7 @@ async function latencyPart(): Promise<LatencyResult> {
     const clientConnection = await Connection.connect({ address });
     const client = new Client({ connection: clientConnection });
     const taskQueue = `fleetmedic-bench-remediation-${process.pid}`;
-    const workflowBundle = await bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: silent });
+    const workflowBundle = await bundleWorkflowCode({ ...workflowBundleOptions(), logger: silent });
     const gpuDir = path.join(stack.config.stateDir, 'bench-gpus');
     const gpus = new FileGpuStateStore(gpuDir);
     const agentsStarted = performance.now();

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const workflowsPath = path.join(root, 'dist', 'workflows', 'index.js');
+const workflowInterceptorsPath = () => path.join(root, 'dist', 'workflows', 'interceptors.js');
 const { values } = parseArgs({
   options: { out: { type: 'string', default: path.join(root, 'dist', 'workflow-bundle.js') } },
 });
@@ -26,7 +27,11 @@ try {
   process.exit(1);
 }
 const started = Date.now();
-const { code } = await bundleWorkflowCode({ workflowsPath, logger: new DefaultLogger('WARN') });
+const { code } = await bundleWorkflowCode({
+  workflowsPath,
+  workflowInterceptorModules: [workflowInterceptorsPath()],
+  logger: new DefaultLogger('WARN'),
+});
 // Written beside and renamed, so a worker never loads a half-written bundle.
 const tmp = `${out}.${process.pid}.tmp`;
 await fs.mkdir(path.dirname(out), { recursive: true });

@@ -48,23 +48,28 @@ export interface Targets {
 }
 
 /**
- * Resolves the Temporal address, kubeconfig and cluster ID: each from the configuration when set,
- * otherwise from the stack `fleetmedic up` recorded. Never from ~/.kube/config.
+ * Resolves the Temporal address, kubeconfig and cluster ID from one source, never mixed: all three
+ * from the configuration (environment or flags) when any of them is set there, else all from the
+ * stack `fleetmedic up` recorded. A kubeconfig for one cluster with another's Temporal or cluster ID
+ * would act on the wrong fleet; a partial configuration is refused, naming what is missing. Never
+ * from ~/.kube/config.
  */
 export async function resolveTargets(config: Config): Promise<Targets> {
-  const state = await readStackState(config.stateDir);
-  const temporalAddress = config.temporalAddress ?? state?.temporal.address;
-  const kubeconfig = config.inCluster ? undefined : (config.kubeconfig ?? state?.kube.kubeconfig);
-  const clusterId = config.clusterId ?? state?.clusterId;
-  if (!temporalAddress || (!kubeconfig && !config.inCluster) || !clusterId) {
-    throw new ConfigError(
-      'no Temporal address, kubeconfig or cluster ID: set FLEETMEDIC_TEMPORAL_ADDRESS, FLEETMEDIC_KUBECONFIG ' +
-        '(or FLEETMEDIC_IN_CLUSTER=true in a pod) and FLEETMEDIC_CLUSTER_ID, or start the embedded stack with ' +
-        `\`fleetmedic up\` (state dir ${config.stateDir})`,
-    );
-  }
+  const explicit = {
+    FLEETMEDIC_TEMPORAL_ADDRESS: config.temporalAddress,
+    'FLEETMEDIC_KUBECONFIG (or FLEETMEDIC_IN_CLUSTER=true)': config.inCluster
+      ? 'in-cluster'
+      : config.kubeconfig,
+    FLEETMEDIC_CLUSTER_ID: config.clusterId,
+  };
+  const given = Object.entries(explicit).filter(([, v]) => v !== undefined);
   const tls = temporalTls(config);
-  return {
+  const targets = (
+    temporalAddress: string,
+    clusterId: string,
+    kubeconfig: string | undefined,
+    embedded: boolean,
+  ) => ({
     temporalAddress,
     namespace: config.temporalNamespace,
     temporal: {
@@ -77,8 +82,36 @@ export async function resolveTargets(config: Config): Promise<Targets> {
     inCluster: config.inCluster,
     clusterId,
     taskQueue: config.taskQueue,
-    embedded: state !== undefined && config.kubeconfig === undefined && !config.inCluster,
-  };
+    embedded,
+  });
+  if (given.length > 0) {
+    const missing = Object.entries(explicit)
+      .filter(([, v]) => v === undefined)
+      .map(([k]) => k);
+    if (missing.length > 0) {
+      throw new ConfigError(
+        `${given.map(([k]) => k.split(' ')[0]).join(' and ')} ${given.length === 1 ? 'is' : 'are'} set but ` +
+          `${missing.join(' and ')} ${missing.length === 1 ? 'is' : 'are'} not: the Temporal address, the ` +
+          'kubeconfig and the cluster ID come from one place (all set, or none and the embedded stack of ' +
+          "`fleetmedic up`), never mixed: a kubeconfig with another cluster's Temporal or cluster ID would act on the wrong fleet",
+      );
+    }
+    return targets(
+      config.temporalAddress!,
+      config.clusterId!,
+      config.inCluster ? undefined : config.kubeconfig,
+      false,
+    );
+  }
+  const state = await readStackState(config.stateDir);
+  if (!state) {
+    throw new ConfigError(
+      'no Temporal address, kubeconfig or cluster ID: set FLEETMEDIC_TEMPORAL_ADDRESS, FLEETMEDIC_KUBECONFIG ' +
+        '(or FLEETMEDIC_IN_CLUSTER=true in a pod) and FLEETMEDIC_CLUSTER_ID, or start the embedded stack with ' +
+        `\`fleetmedic up\` (state dir ${config.stateDir})`,
+    );
+  }
+  return targets(state.temporal.address, state.clusterId, state.kube.kubeconfig, true);
 }
 
 /** The Kubernetes credentials of the targets: the kubeconfig file, or the pod's ServiceAccount. */

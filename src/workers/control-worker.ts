@@ -28,6 +28,8 @@ import { createControlMetrics, type ControlMetrics } from '../observability/metr
 import { createPhaseEventRecorder } from '../observability/phase-event-recorder.js';
 import type { PhaseEventSinks } from '../contracts/remediation.js';
 import { budgetTaskQueue } from '../contracts/ids.js';
+import { clusterGuard } from './cluster-guard.js';
+import { bindClusterIdentity } from '../client/cluster-identity.js';
 import { createFleetBudgetRecordActivities } from '../activities/fleet-budget-records.js';
 import { DEFAULT_SETTINGS_NAMESPACE } from '../k8s/budget-settings.js';
 
@@ -98,6 +100,17 @@ export function workflowsPath(): string {
   return path.join(path.dirname(here), '..', 'workflows', `index${path.extname(here)}`);
 }
 
+/** The workflow interceptors module (each activity carries its run's cluster ID). */
+export function workflowInterceptorsPath(): string {
+  const here = fileURLToPath(import.meta.url);
+  return path.join(path.dirname(here), '..', 'workflows', `interceptors${path.extname(here)}`);
+}
+
+/** What `bundleWorkflowCode` needs for fleetmedic's workflows: every bundle is made with these. */
+export function workflowBundleOptions() {
+  return { workflowsPath: workflowsPath(), workflowInterceptorModules: [workflowInterceptorsPath()] };
+}
+
 /**
  * The workflow bundle at `codePath` (`FLEETMEDIC_WORKFLOW_BUNDLE`, written by `npm run build:bundle`),
  * checked before any worker starts so that a wrong path fails at once, naming the variable. A prebuilt
@@ -126,6 +139,10 @@ export async function prebuiltWorkflowBundle(codePath: string): Promise<{ readon
  * node Events and notifications) on the `fleetmedic` task queue, and the fleet budget's own worker on
  * `budgetTaskQueue(taskQueue)`. Node-local steps run on the node agents' own queues. Run (and shut
  * down) all of them; the control worker is the first.
+ *
+ * Before any worker exists, the cluster ID is bound to the cluster `kc` reaches (`bindClusterIdentity`):
+ * a kubeconfig of another cluster under a bound cluster ID is refused with a ConfigError. Every worker
+ * refuses activities of another cluster's runs (`clusterGuard`).
  */
 export async function createControlWorkers(options: ControlWorkerOptions): Promise<Worker[]> {
   // A budget the budget workflow would refuse must stop the worker now: started with it, the budget
@@ -177,9 +194,17 @@ export async function createControlWorkers(options: ControlWorkerOptions): Promi
     }),
     ...options.extraActivities,
   };
+  // After every check of the configuration, before any worker: never the wrong cluster.
+  // The cluster ID is bound to this kubeconfig's cluster at first use.
+  await bindClusterIdentity({
+    client: options.client,
+    kc: options.kc,
+    clusterId: options.clusterId,
+    taskQueue: options.taskQueue,
+  });
   const workflowBundle =
     options.workflowBundle ??
-    (await bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: Runtime.instance().logger }));
+    (await bundleWorkflowCode({ ...workflowBundleOptions(), logger: Runtime.instance().logger }));
   const namespace = options.namespace ?? 'default';
   const control = await Worker.create({
     connection: options.connection,
@@ -188,6 +213,7 @@ export async function createControlWorkers(options: ControlWorkerOptions): Promi
     activities,
     workflowBundle,
     sinks,
+    interceptors: { activity: [clusterGuard(options.clusterId)] },
     ...CONTROL_WORKER_TUNING,
     ...options.tuning,
   });

@@ -2,6 +2,7 @@ import { Worker, type NativeConnection } from '@temporalio/worker';
 import { createNodeAgentActivities } from '../activities/node-agent.js';
 import type { CommandRunner } from '../gpu/command-runner.js';
 import { nodeTaskQueue } from '../contracts/ids.js';
+import { clusterGuard } from './cluster-guard.js';
 
 export interface NodeAgentHostOptions {
   readonly connection: NativeConnection;
@@ -34,6 +35,7 @@ export async function createNodeAgentWorkers(options: NodeAgentHostOptions): Pro
         // for a simulated fleet); the poller behaviour is what it honours.
         activityTaskPollerBehavior: { type: 'simple-maximum', maximum: 1 },
         maxConcurrentActivityTaskExecutions: 4,
+        interceptors: { activity: [clusterGuard(options.clusterId)] },
       }),
     );
   }

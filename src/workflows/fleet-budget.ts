@@ -8,10 +8,11 @@ import {
   patched,
   proxyActivities,
   setHandler,
+  sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { FleetBudgetRecordActivities } from '../activities/fleet-budget-records.js';
+import type { FleetBudgetRecordActivities, FleetBudgetRecords } from '../activities/fleet-budget-records.js';
 import type { BudgetSettings, PauseRecord } from '../k8s/budget-settings.js';
 import {
   acquireSlot,
@@ -251,7 +252,19 @@ export async function fleetBudgetWorkflow(input: FleetBudgetInput): Promise<void
   if (!ready) {
     // Started without state: a first start, or after the budget was terminated or reset. Rebuild
     // what it knew from the cluster, never start empty while nodes drain or a pause stands.
-    const records = await readFleetBudgetRecords();
+    let records: FleetBudgetRecords | undefined;
+    while (records === undefined) {
+      try {
+        records = await readFleetBudgetRecords();
+      } catch (err) {
+        // Refused (no rights to the settings ConfigMap, say): the budget admits nothing until it
+        // can read them; requests wait, then time out and retry. Said in the worker's log.
+        log.error('the fleet budget cannot rebuild itself from the cluster; it admits nothing until it can', {
+          error: String(err),
+        });
+        await sleep('1 minute');
+      }
+    }
     log.info(`fleet budget rebuilt from the cluster: ${records.summary}`);
     pauseRecord = records.settings.paused;
     state = {

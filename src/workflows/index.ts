@@ -5,3 +5,4 @@
 export { fleetBudgetWorkflow } from './fleet-budget.js';
 export { gpuRemediationWorkflow } from './remediation/workflow.js';
 export { checkpointBackupWorkflow } from './checkpoint.js';
+export { clusterIdentityWorkflow } from './cluster-identity.js';

@@ -21,7 +21,7 @@ import { assertMetricsHost } from '../../src/webhook/server.js';
 import { fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
 import { clients, eventually, tempNamespace } from '../helpers/k8s.js';
 import { TEST_STACK_ENV, useTestStack, type TestStack } from '../helpers/stack.js';
-import { TEST_WORKER_KUBECONFIG_ENV } from '../helpers/workers.js';
+import { TEST_SETTINGS_NAMESPACE_ENV, TEST_WORKER_KUBECONFIG_ENV } from '../helpers/workers.js';
 import {
   canI,
   deleteObject,
@@ -362,6 +362,8 @@ describe("Helm chart: RBAC and admission policy enforced, and the remediation su
             NODE_TEST_CONTEXT: undefined,
             [TEST_STACK_ENV]: stack.config.stateDir,
             [TEST_WORKER_KUBECONFIG_ENV]: kubeconfig,
+            // The chart's worker keeps the fleet budget's settings in its release namespace.
+            [TEST_SETTINGS_NAMESPACE_ENV]: ns,
           },
           extendEnv: false,
           reject: false,
@@ -404,6 +406,7 @@ describe("Helm chart: RBAC and admission policy enforced, and the remediation su
           FLEETMEDIC_TEMPORAL_ADDRESS: stack.state.temporal.address,
           FLEETMEDIC_CLUSTER_ID: clusterId,
           FLEETMEDIC_TASK_QUEUE: `fleetmedic-${clusterId}`,
+          FLEETMEDIC_SETTINGS_NAMESPACE: ns,
           FLEETMEDIC_METRICS_PORT: '0',
           FLEETMEDIC_LOG_LEVEL: 'warn',
         },

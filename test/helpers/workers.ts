@@ -8,7 +8,7 @@ import type { NotifyConfig } from '../../src/notify/config.js';
 import { setupControlObservability, type ControlObservability } from '../../src/observability/setup.js';
 import type { GpuStateStore } from '../../src/sim/gpu-state.js';
 import { simulatedRunner } from '../../src/sim/sim-runner.js';
-import { createControlWorkers, workflowsPath } from '../../src/workers/control-worker.js';
+import { createControlWorkers, workflowBundleOptions } from '../../src/workers/control-worker.js';
 import { createNodeAgentWorkers } from '../../src/workers/node-agent-host.js';
 import { fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
 import { statusQuery, type RemediationStatus } from '../../src/contracts/remediation.js';
@@ -35,6 +35,12 @@ const silent = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error()
  * test (test/charts/rbac.e2e.test.ts) runs the remediation e2e suite with the worker's ServiceAccount.
  */
 export const TEST_WORKER_KUBECONFIG_ENV = 'FLEETMEDIC_TEST_WORKER_KUBECONFIG';
+/**
+ * The namespace of the fleet budget's settings ConfigMap for the control worker (default `default`):
+ * the chart's RBAC test sets the release namespace, where the worker's identity may write ConfigMaps.
+ */
+export const TEST_SETTINGS_NAMESPACE_ENV = 'FLEETMEDIC_TEST_SETTINGS_NAMESPACE';
+const settingsNamespace = () => process.env[TEST_SETTINGS_NAMESPACE_ENV] ?? DEFAULT_SETTINGS_NAMESPACE;
 
 export async function startRemediationWorkers(
   stack: TestStack,
@@ -81,8 +87,9 @@ export async function startRemediationWorkers(
       clusterId,
       taskQueue: options.taskQueue,
       namespace,
-      workflowBundle: await bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: silent }),
+      workflowBundle: await bundleWorkflowCode({ ...workflowBundleOptions(), logger: silent }),
       budgetConfig: options.budgetConfig,
+      settingsNamespace: settingsNamespace(),
       observability,
     })),
     ...(await createNodeAgentWorkers({
@@ -119,7 +126,7 @@ export async function forgetBudgetSettings(kc: KubeConfig, clusterId: string): P
   await clients(kc)
     .core.deleteNamespacedConfigMap({
       name: budgetSettingsConfigMap(clusterId),
-      namespace: DEFAULT_SETTINGS_NAMESPACE,
+      namespace: settingsNamespace(),
     })
     .catch((err: unknown) => {
       if ((err as { code?: number }).code !== 404) throw err;

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { workflowsPath } from '../../src/workers/control-worker.js';
+import { workflowBundleOptions } from '../../src/workers/control-worker.js';
 import type { PhaseEventSinks } from '../../src/contracts/remediation.js';
 
 const dir = fileURLToPath(new URL('../fixtures/histories/', import.meta.url));
@@ -17,7 +17,7 @@ describe('workflow replay', async () => {
   it('has recorded histories to replay', () => {
     assert.ok(files.length >= 4, `only ${files.length} histories in ${dir}`);
   });
-  const bundle = await bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: silent });
+  const bundle = await bundleWorkflowCode({ ...workflowBundleOptions(), logger: silent });
   for (const file of files) {
     it(`replays ${file}`, async () => {
       const history = historyFromJSON(JSON.parse(await fs.readFile(`${dir}${file}`, 'utf8')));

@@ -12,6 +12,7 @@ import { isApiError } from '../../k8s/api-errors.js';
 import { installRuntime } from '../../workers/runtime.js';
 import { nodeTaskQueue } from '../../contracts/ids.js';
 import { configFrom, resolveTargets, targetKubeConfig } from '../context.js';
+import { clusterGuard } from '../../workers/cluster-guard.js';
 
 /**
  * The node name variable. Not `FLEETMEDIC_NODE`: the scripts read that one as the Node.js binary to
@@ -197,6 +198,7 @@ export function registerAgentCommand(program: Command): void {
           runner,
           queryTimeoutMs: flags.queryTimeout * 1000,
         }),
+        interceptors: { activity: [clusterGuard(targets.clusterId)] },
         activityTaskPollerBehavior: { type: 'simple-maximum', maximum: 1 },
         maxConcurrentActivityTaskExecutions: 4,
         // Shorter than the pod's grace period: a running attempt fails (and is retried at once by the
