@@ -269,15 +269,13 @@ describe('gateway: streams', () => {
       if (answeredBy(res, replicas) === 0) break;
     }
     assert.equal(data.at(-1), '[DONE]');
-    const chunks = data
-      .slice(0, -1)
-      .map(
-        (d) =>
-          JSON.parse(d) as {
-            id: string;
-            choices: { delta: { content?: string }; finish_reason: string | null }[];
-          },
-      );
+    const chunks = data.slice(0, -1).map(
+      (d) =>
+        JSON.parse(d) as {
+          id: string;
+          choices: { delta: { content?: string }; finish_reason: string | null }[];
+        },
+    );
     assert.equal(new Set(chunks.map((c) => c.id)).size, 1, 'one id');
     assert.equal(chunks.map((c) => c.choices[0]?.delta.content ?? '').join(''), ' w0 w1 w2 w3 w4 w5 w6 w7');
     assert.deepEqual(
