@@ -300,7 +300,7 @@ describe('gateway: streams', () => {
     assert.equal((await views(gw))[0]?.breaker, 'closed');
   });
 
-  it('an idle stream times out between chunks and ends with an error event', async () => {
+  it('a stream cut after two events ends with an error event (idle timeout: not tested yet)', async () => {
     const replicas = await standins(1, { faults: { dieAfterChunks: 2 } });
     const gw = await gatewayOver(replicas);
     const res = await chat(gw, { stream: true });
