@@ -7,6 +7,7 @@ import {
   type InjectedSinks,
   type NativeConnection,
   type WorkerOptions,
+  type ActivityInterceptorsFactory,
 } from '@temporalio/worker';
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
@@ -64,6 +65,11 @@ export interface ControlWorkerOptions {
   readonly observability?: { readonly notifier: Notifier; readonly metrics: ControlMetrics };
   /** Extra activities (checkpointing, drills) registered beside the cluster ones. */
   readonly extraActivities?: Record<string, (...args: never[]) => Promise<unknown>>;
+  /**
+   * Activity interceptors run after the cluster guard on the control worker (tests: end the process
+   * right after a side effect, before its completion is recorded).
+   */
+  readonly activityInterceptors?: readonly ActivityInterceptorsFactory[];
   /** Overrides of the control worker's slot and poller settings (`CONTROL_WORKER_TUNING`); benchmarks only. */
   readonly tuning?: Partial<ControlWorkerTuning>;
 }
@@ -213,7 +219,7 @@ export async function createControlWorkers(options: ControlWorkerOptions): Promi
     activities,
     workflowBundle,
     sinks,
-    interceptors: { activity: [clusterGuard(options.clusterId)] },
+    interceptors: { activity: [clusterGuard(options.clusterId), ...(options.activityInterceptors ?? [])] },
     ...CONTROL_WORKER_TUNING,
     ...options.tuning,
   });

@@ -49,7 +49,15 @@ const support = proxyActivities<RemediationSupportActivities>({
   retry: retryForever,
 });
 const records = proxyActivities<NodeRecordActivities>({
-  startToCloseTimeout: '1 minute',
+  startToCloseTimeout: '30 seconds',
+  retry: retryForever,
+});
+/**
+ * The single-call writes (release, the remediation count): each is a few API calls, so a worker that
+ * dies during one is noticed (and the call retried on another) after 30 s, not minutes.
+ */
+const writes = proxyActivities<Pick<KubernetesActivities, 'releaseNode' | 'recordRemediation'>>({
+  startToCloseTimeout: '30 seconds',
   retry: retryForever,
 });
 
@@ -226,7 +234,7 @@ async function attempt(ctx: StepContext, c: ActivityCommand): Promise<ActivityOu
       return { type: 'result', activity: 'validate', result: { diag } };
     }
     case 'release': {
-      const r = await k8s.releaseNode.executeWithOptions({ summary: `release ${node}` }, [
+      const r = await writes.releaseNode.executeWithOptions({ summary: `release ${node}` }, [
         { node, workflowId },
       ]);
       return { type: 'result', activity: 'release', result: { leftCordoned: r.leftCordoned } };
@@ -245,7 +253,7 @@ export async function runEffect(ctx: StepContext, c: EffectCommand): Promise<voi
       return;
     case 'recordRemediation':
       // The workflow's clock: a retry records the same time, which counts once.
-      await k8s.recordRemediation.executeWithOptions({ summary: `count the remediation of ${node}` }, [
+      await writes.recordRemediation.executeWithOptions({ summary: `count the remediation of ${node}` }, [
         { node, at: new Date().toISOString() },
       ]);
       return;
