@@ -20,7 +20,8 @@
  * FLEETMEDIC_BENCH_CORDON_TIMEOUT_S, FLEETMEDIC_BENCH_TEMPORAL_POLLER_LIMIT,
  * FLEETMEDIC_BENCH_AGENT_POLLS, FLEETMEDIC_BENCH_AGENT_SPREAD_S, FLEETMEDIC_BENCH_DRAIN_NODES, FLEETMEDIC_BENCH_DRAIN_ROUNDS,
  * FLEETMEDIC_BENCH_PDB_ROUNDS, FLEETMEDIC_BENCH_DRAIN_CONCURRENCY, FLEETMEDIC_BENCH_CONTROL_TUNING,
- * FLEETMEDIC_BENCH_SKIP=latency|drain;
+ * FLEETMEDIC_BENCH_SKIP=latency|drain, FLEETMEDIC_BENCH_SCALE=1 (a scale round, 500 of 5,000 nodes:
+ * FLEETMEDIC_BENCH_SCALE_NODES, FLEETMEDIC_BENCH_SCALE_FAILING);
  * diagnostics: FLEETMEDIC_BENCH_KUBECTL_LOG=<path prefix> keeps kubectl's -v=6 output,
  * FLEETMEDIC_BENCH_DEBUG_WARNINGS=1 prints the first SDK warning of each kind.
  */
@@ -146,6 +147,13 @@ const KNOBS = z.object({
     .regex(/^[A-Za-z0-9.]+=[^,\s]+(,[A-Za-z0-9.]+=[^,\s]+)*$/, 'KEY=VALUE pairs separated by commas')
     .optional(),
   FLEETMEDIC_BENCH_SKIP: z.enum(['latency', 'drain']).optional(),
+  /**
+   * `1`: after the other parts, a scale round of 500 of 5,000 nodes failing at once (one round after a
+   * warm-up, its own stack); its P99 goes on the last line as `scale_nodes=… scale_p99_ms=…`. No goal yet.
+   */
+  FLEETMEDIC_BENCH_SCALE: z.enum(['0', '1']).default('0'),
+  FLEETMEDIC_BENCH_SCALE_NODES: z.coerce.number().int().min(2).max(MAX_SIM_NODES).default(5000),
+  FLEETMEDIC_BENCH_SCALE_FAILING: z.coerce.number().int().min(1).default(500),
   FLEETMEDIC_BENCH_KUBECTL_LOG: z.string().min(1).optional(),
   FLEETMEDIC_BENCH_DEBUG_WARNINGS: z.enum(['0', '1']).optional(),
 });
@@ -178,6 +186,9 @@ const NODES = knobs.FLEETMEDIC_BENCH_NODES;
 const FAILING = knobs.FLEETMEDIC_BENCH_FAILING;
 const ROUNDS = knobs.FLEETMEDIC_BENCH_ROUNDS;
 const WARMUP = knobs.FLEETMEDIC_BENCH_WARMUP ?? FAILING;
+const SCALE = knobs.FLEETMEDIC_BENCH_SCALE === '1';
+const SCALE_NODES = knobs.FLEETMEDIC_BENCH_SCALE_NODES;
+const SCALE_FAILING = knobs.FLEETMEDIC_BENCH_SCALE_FAILING;
 const DRAIN_NODES = knobs.FLEETMEDIC_BENCH_DRAIN_NODES;
 const DRAIN_ROUNDS = knobs.FLEETMEDIC_BENCH_DRAIN_ROUNDS;
 const PDB_ROUNDS = knobs.FLEETMEDIC_BENCH_PDB_ROUNDS;
@@ -674,8 +685,21 @@ async function pendingPolls(metricsPort: number): Promise<number | undefined> {
   }
 }
 
-async function latencyPart(): Promise<LatencyResult> {
-  log(`\n== part 1: alert-to-cordon latency (${FAILING} of ${NODES} nodes failing at once) ==`);
+/** The size of a latency part: the main one (the knobs) or the opt-in scale round. */
+interface LatencyShape {
+  readonly nodes: number;
+  readonly failing: number;
+  readonly rounds: number;
+  readonly warmup: number;
+  readonly label: string;
+}
+
+async function latencyPart(
+  shape: LatencyShape = { nodes: NODES, failing: FAILING, rounds: ROUNDS, warmup: WARMUP, label: 'part 1' },
+): Promise<LatencyResult> {
+  // The part's own size, under the names the main part's knobs have.
+  const { nodes: NODES, failing: FAILING, rounds: ROUNDS, warmup: WARMUP } = shape;
+  log(`\n== ${shape.label}: alert-to-cordon latency (${FAILING} of ${NODES} nodes failing at once) ==`);
   const upStarted = performance.now();
   const stack = await startStack(NODES, `fmbench-${process.pid}`);
   let agentHost: AgentHost | undefined;
@@ -1502,9 +1526,18 @@ log(
 const benchStart = performance.now();
 let latency: LatencyResult = { samples: [], censored: 0 };
 let drain: DrainFigures = { ratio: NaN, pdbRatio: NaN, refused429: { fleetmedic: 0, kubectl: 0 } };
+let scale: LatencyResult | undefined;
 try {
   if (!SKIP_LATENCY) latency = await latencyPart();
   if (!SKIP_DRAIN) drain = await drainPart();
+  if (SCALE)
+    scale = await latencyPart({
+      nodes: SCALE_NODES,
+      failing: SCALE_FAILING,
+      rounds: 1,
+      warmup: SCALE_FAILING,
+      label: 'scale round',
+    });
 } catch (err) {
   // Each part has stopped its stack (finally) before the error arrives here.
   console.error(
@@ -1535,6 +1568,11 @@ if (!SKIP_DRAIN)
 log(
   `nodes=${NODES} failing=${FAILING} alert_to_cordon_p50_ms=${ms(pct(s, 50))} ` +
     `alert_to_cordon_p99_ms=${ms(pct(s, 99))} alert_to_cordon_max_ms=${s.length ? ms(Math.max(...s)) : 'NaN'} ` +
-    `drain_ratio_vs_kubectl=${drain.ratio.toFixed(2)} pdb_drain_ratio_vs_kubectl=${drain.pdbRatio.toFixed(2)}`,
+    `drain_ratio_vs_kubectl=${drain.ratio.toFixed(2)} pdb_drain_ratio_vs_kubectl=${drain.pdbRatio.toFixed(2)}` +
+    (scale
+      ? ` scale_nodes=${SCALE_NODES} scale_failing=${SCALE_FAILING} scale_p99_ms=${ms(
+          pct([...scale.samples, ...Array<number>(scale.censored).fill(CORDON_TIMEOUT_MS)], 99),
+        )}${scale.incomplete ? ' (lower bound)' : ''}`
+      : ''),
 );
-process.exit(latency.incomplete ? 1 : 0);
+process.exit(latency.incomplete || scale?.incomplete ? 1 : 0);
