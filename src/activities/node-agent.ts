@@ -5,6 +5,7 @@ import { FleetmedicError } from '../errors.js';
 import type { CommandRunner, GpuTool } from '../gpu/command-runner.js';
 import { parseDcgmiDiag, parseDcgmiHealth } from '../gpu/dcgmi.js';
 import { DEFAULT_HEALTH_QUERY_FIELDS, parseListGpus, parseQueryGpu } from '../gpu/nvidia-smi.js';
+import { DEVICE_HELD, type ResetHolder } from '../gpu/reset-holders.js';
 
 /** Failure types the node agent raises as non-retryable, for the workflow to branch on. */
 export const NodeAgentFailure = {
@@ -21,6 +22,12 @@ export interface NodeAgentDeps {
   readonly runner: CommandRunner;
   /** Per-command timeout for quick queries (health, nvidia-smi). */
   readonly queryTimeoutMs?: number;
+  /**
+   * The GPU holders stopped around a reset and started again after it (the agent's
+   * `--reset-holders` file; see gpu/reset-holders.ts). Empty: a reset the device refuses goes to an
+   * operator.
+   */
+  readonly resetHolders?: readonly ResetHolder[];
 }
 
 /** Every node agent activity names the node and cluster it is meant for; the agent refuses others. */
@@ -85,6 +92,18 @@ export function createNodeAgentActivities(deps: NodeAgentDeps) {
       // Called outside an activity (unit tests of the helpers): no cancellation.
     }
     return deps.runner.run(tool, args, { timeoutMs, signal });
+  }
+
+  /** Runs a holder's stop or start command; says why it failed, undefined when it did not. */
+  async function hostCommand(holder: ResetHolder, which: 'stop' | 'start'): Promise<string | undefined> {
+    if (!deps.runner.exec) return 'this agent cannot run host commands';
+    try {
+      const r = await deps.runner.exec(holder[which], { timeoutMs: holder.timeoutSeconds * 1000 });
+      if (r.exitCode === 0) return undefined;
+      return `${holder[which].join(' ')} exited ${r.exitCode}: ${`${r.stdout}${r.stderr}`.trim().slice(0, 300)}`;
+    } catch (err) {
+      return (err as Error).message;
+    }
   }
 
   /** Permanent parse failures become non-retryable; transient ones (host engine down) retry. */
@@ -170,6 +189,11 @@ export function createNodeAgentActivities(deps: NodeAgentDeps) {
      * Resets one GPU with `nvidia-smi -r -i N`. A reset needs zero processes on the GPU; the drain
      * keeps DaemonSet pods (dcgm-exporter, device plugin) that may hold it, so the agent checks first
      * and fails with `GpuBusy` (the workflow falls back to the operator path) rather than trying.
+     *
+     * With reset holders configured, it stops them in order first (a holder that will not stop: the
+     * ones stopped are started again, nothing is reset), resets, and starts them again in reverse order
+     * whatever the reset did. A holder that does not start again fails the activity (`ResetFailed`,
+     * naming it): the GPU was reset, but DCGM may be down, so an operator looks.
      */
     async agentResetGpu(target: AgentTarget & { gpu: number }): Promise<{ output: string }> {
       guard(target);
@@ -186,10 +210,50 @@ export function createNodeAgentActivities(deps: NodeAgentDeps) {
           NodeAgentFailure.GpuBusy,
         );
       }
-      const result = await run('nvidia-smi', ['-r', '-i', String(target.gpu)], 120_000);
+      const holders = deps.resetHolders ?? [];
+      const stopped: ResetHolder[] = [];
+      const notRestarted: string[] = [];
+      const startAgain = async () => {
+        for (const h of [...stopped].reverse()) {
+          const why = await hostCommand(h, 'start');
+          if (why !== undefined) notRestarted.push(`${h.name} (${why})`);
+        }
+      };
+      for (const h of holders) {
+        const why = await hostCommand(h, 'stop');
+        if (why !== undefined) {
+          await startAgain();
+          throw ApplicationFailure.nonRetryable(
+            `could not stop ${h.name} before resetting GPU ${target.gpu} on ${deps.node} (${why}); ` +
+              `nothing was reset${notRestarted.length > 0 ? `; not started again: ${notRestarted.join(', ')}` : ''}`,
+            NodeAgentFailure.ResetFailed,
+          );
+        }
+        stopped.push(h);
+      }
+      let result: Awaited<ReturnType<typeof run>>;
+      try {
+        result = await run('nvidia-smi', ['-r', '-i', String(target.gpu)], 120_000);
+      } finally {
+        await startAgain();
+      }
       if (result.exitCode !== 0) {
+        const printed = `${result.stdout}${result.stderr}`.trim();
+        const held = holders.length === 0 && DEVICE_HELD.test(printed);
         throw ApplicationFailure.nonRetryable(
-          `nvidia-smi -r -i ${target.gpu} on ${deps.node} failed (exit ${result.exitCode}): ${result.stdout.trim()}`,
+          `nvidia-smi -r -i ${target.gpu} on ${deps.node} failed (exit ${result.exitCode}): ${printed}` +
+            (held
+              ? '; the device is held (persistence daemon, DCGM host engine, dcgm-exporter): configure the ' +
+                "agent's reset holders (--reset-holders, see docs/install-kubernetes.md) or reset it by hand and run mark-repaired"
+              : '') +
+            (notRestarted.length > 0 ? `; not started again: ${notRestarted.join(', ')}` : ''),
+          NodeAgentFailure.ResetFailed,
+        );
+      }
+      if (notRestarted.length > 0) {
+        throw ApplicationFailure.nonRetryable(
+          `GPU ${target.gpu} on ${deps.node} was reset, but ${notRestarted.join(', ')} did not start again: ` +
+            'start it by hand, then run mark-repaired',
           NodeAgentFailure.ResetFailed,
         );
       }

@@ -26,6 +26,11 @@ export interface RunOptions {
  */
 export interface CommandRunner {
   run(tool: GpuTool, args: readonly string[], options: RunOptions): Promise<CommandResult>;
+  /**
+   * Runs a configured host command (an argv from the agent's own configuration, e.g. a GPU holder's
+   * stop command), with the same limits as the tools; absent where there is no host (the simulation).
+   */
+  exec?(argv: readonly string[], options: RunOptions): Promise<CommandResult>;
   /** Reboots the node, where the runner can (the simulation); absent on real nodes for now. */
   reboot?(): Promise<void>;
 }
@@ -70,49 +75,56 @@ export function execaRunner(options: ExecaRunnerOptions = {}): CommandRunner {
   if (!Number.isSafeInteger(maxBuffer) || maxBuffer <= 0) {
     throw new TypeError(`maxOutputBytes must be a positive integer, got ${String(maxBuffer)}`);
   }
-  return {
-    async run(tool, args, runOptions) {
-      const command = `${tool} ${args.join(' ')}`.trim();
-      const result = await execa(paths[tool], args, {
-        reject: false,
-        stdin: 'ignore',
-        timeout: runOptions.timeoutMs,
-        cancelSignal: runOptions.signal,
-        forceKillAfterDelay: options.forceKillAfterMs ?? 5_000,
-        maxBuffer,
-        stripFinalNewline: false,
+  async function execute(file: string, args: readonly string[], command: string, runOptions: RunOptions) {
+    const result = await execa(file, args, {
+      reject: false,
+      stdin: 'ignore',
+      timeout: runOptions.timeoutMs,
+      cancelSignal: runOptions.signal,
+      forceKillAfterDelay: options.forceKillAfterMs ?? 5_000,
+      maxBuffer,
+      stripFinalNewline: false,
+    });
+    if (result.isCanceled)
+      throw new FleetmedicError(GpuToolErrorCode.Cancelled, `${command} was cancelled`, {
+        permanent: false,
       });
-      if (result.isCanceled)
-        throw new FleetmedicError(GpuToolErrorCode.Cancelled, `${command} was cancelled`, {
-          permanent: false,
-        });
-      if (result.timedOut) {
-        throw new FleetmedicError(
-          GpuToolErrorCode.TimedOut,
-          `${command} timed out after ${runOptions.timeoutMs} ms and was stopped`,
-          { permanent: false },
-        );
-      }
-      if (result.isMaxBuffer) {
-        throw new FleetmedicError(
-          GpuToolErrorCode.OutputTooLarge,
-          `${command} printed more than the output limit of ${maxBuffer} bytes and was stopped`,
-        );
-      }
-      if (result.exitCode === undefined) {
-        // Could not start at all (ENOENT, EACCES) or killed by a signal: not a finding about the GPU.
-        throw new FleetmedicError(
-          GpuToolErrorCode.NotStarted,
-          `${command} gave no result: ${result.shortMessage}`,
-          { permanent: false },
-        );
-      }
-      return {
-        stdout: String(result.stdout ?? ''),
-        stderr: String(result.stderr ?? ''),
-        exitCode: result.exitCode,
-        timedOut: false,
-      };
+    if (result.timedOut) {
+      throw new FleetmedicError(
+        GpuToolErrorCode.TimedOut,
+        `${command} timed out after ${runOptions.timeoutMs} ms and was stopped`,
+        { permanent: false },
+      );
+    }
+    if (result.isMaxBuffer) {
+      throw new FleetmedicError(
+        GpuToolErrorCode.OutputTooLarge,
+        `${command} printed more than the output limit of ${maxBuffer} bytes and was stopped`,
+      );
+    }
+    if (result.exitCode === undefined) {
+      // Could not start at all (ENOENT, EACCES) or killed by a signal: not a finding about the GPU.
+      throw new FleetmedicError(
+        GpuToolErrorCode.NotStarted,
+        `${command} gave no result: ${result.shortMessage}`,
+        { permanent: false },
+      );
+    }
+    return {
+      stdout: String(result.stdout ?? ''),
+      stderr: String(result.stderr ?? ''),
+      exitCode: result.exitCode,
+      timedOut: false,
+    };
+  }
+  return {
+    run(tool, args, runOptions) {
+      return execute(paths[tool], args, `${tool} ${args.join(' ')}`.trim(), runOptions);
+    },
+    exec(argv, runOptions) {
+      const [file, ...args] = argv;
+      if (!file) throw new TypeError('exec needs a command');
+      return execute(file, args, argv.join(' '), runOptions);
     },
   };
 }

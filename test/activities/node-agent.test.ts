@@ -101,3 +101,111 @@ describe('GPU reset: the busy check fails closed', () => {
     assert.deepEqual(processesOnGpu({ byGpu: {}, total: 0, unmatched: 0, listError: 'x' }, 0).count, 1);
   });
 });
+
+/**
+ * A node whose GPU is held by host services: `nvidia-smi -r` refuses ("In use by another client")
+ * while any holder in `running` runs; each holder's stop and start command (argv `svc stop|start
+ * <name>`) changes `running`, and `failing` makes one command fail.
+ */
+function heldNode(holders: string[], failing: string[] = []) {
+  const running = new Set(holders);
+  const calls: string[] = [];
+  const ok = (stdout: string, exitCode = 0): CommandResult => ({
+    stdout,
+    stderr: '',
+    exitCode,
+    timedOut: false,
+  });
+  const runner: CommandRunner = {
+    run(tool: GpuTool, args: readonly string[]) {
+      calls.push(`${tool} ${args.join(' ')}`);
+      if (args[0] === '-L') return Promise.resolve(listed);
+      if (args[0]?.startsWith('--query-compute-apps')) return Promise.resolve(ok(''));
+      if (args[0] === '-r') {
+        return Promise.resolve(
+          running.size > 0
+            ? ok('GPU 00000000:3B:00.0: In use by another client\n', 255)
+            : ok('GPU 00000000:3B:00.0 was successfully reset.\n'),
+        );
+      }
+      return Promise.reject(new Error(`unexpected ${tool} ${args.join(' ')}`));
+    },
+    exec(argv: readonly string[]) {
+      const line = argv.join(' ');
+      calls.push(line);
+      if (failing.includes(line)) return Promise.resolve(ok('Job failed\n', 1));
+      const [, action, name] = argv;
+      if (action === 'stop') running.delete(name!);
+      else running.add(name!);
+      return Promise.resolve(ok(''));
+    },
+  };
+  const resetHolders = holders.map((name) => ({
+    name,
+    stop: ['svc', 'stop', name],
+    start: ['svc', 'start', name],
+    timeoutSeconds: 5,
+  }));
+  return { runner, calls, running, resetHolders };
+}
+
+async function resetOn(node: ReturnType<typeof heldNode>, withHolders: boolean) {
+  const activities = createNodeAgentActivities({
+    clusterId: 'c1',
+    node: 'n1',
+    runner: node.runner,
+    ...(withHolders && { resetHolders: node.resetHolders }),
+  });
+  return new MockActivityEnvironment()
+    .run((t: typeof target) => activities.agentResetGpu(t), target)
+    .then(
+      (r) => ({ ok: true as const, r }),
+      (err: Error) => ({ ok: false as const, err }),
+    );
+}
+
+describe('GPU reset on a real node: the holders of the device', () => {
+  it('without holders configured, a held device fails the reset with what to do', async () => {
+    const node = heldNode(['nvidia-persistenced']);
+    const result = await resetOn(node, false);
+    assert.equal(result.ok, false);
+    assert.match(
+      result.ok ? '' : result.err.message,
+      /In use by another client.*the device is held .*configure the agent's reset holders \(--reset-holders/,
+    );
+  });
+
+  it('stops the holders in order, resets, and starts them again in reverse order', async () => {
+    const node = heldNode(['nvidia-persistenced', 'nv-hostengine']);
+    const result = await resetOn(node, true);
+    assert.equal(result.ok, true, result.ok ? '' : result.err.message);
+    assert.deepEqual(node.calls.slice(2), [
+      'svc stop nvidia-persistenced',
+      'svc stop nv-hostengine',
+      'nvidia-smi -r -i 1',
+      'svc start nv-hostengine',
+      'svc start nvidia-persistenced',
+    ]);
+    assert.deepEqual([...node.running].sort(), ['nv-hostengine', 'nvidia-persistenced']);
+  });
+
+  it('a holder that will not stop: the ones stopped start again, nothing is reset', async () => {
+    const node = heldNode(['nvidia-persistenced', 'nv-hostengine'], ['svc stop nv-hostengine']);
+    const result = await resetOn(node, true);
+    assert.equal(result.ok, false);
+    assert.match(result.ok ? '' : result.err.message, /could not stop nv-hostengine .*nothing was reset/);
+    assert.ok(!node.calls.some((c) => c.startsWith('nvidia-smi -r')), node.calls.join('\n'));
+    assert.deepEqual([...node.running].sort(), ['nv-hostengine', 'nvidia-persistenced']);
+  });
+
+  it('a holder that does not start again fails the activity, naming it, after the reset', async () => {
+    const node = heldNode(['nv-hostengine'], ['svc start nv-hostengine']);
+    const result = await resetOn(node, true);
+    assert.equal(result.ok, false);
+    assert.match(
+      result.ok ? '' : result.err.message,
+      /GPU 1 on n1 was reset, but nv-hostengine \(svc start nv-hostengine exited 1: Job failed\) did not start again/,
+    );
+    assert.ok(node.calls.includes('nvidia-smi -r -i 1'));
+  });
+});

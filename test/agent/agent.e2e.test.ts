@@ -248,6 +248,56 @@ describe('fleetmedic agent on a node, with stand-in dcgmi / nvidia-smi', () => {
       assert.throws(() => process.kill(c.pid, 0), /ESRCH/, `stand-in ${c.pid} still runs`);
   });
 
+  it('XID 48 on a GPU held by host services: the configured holders are stopped, the GPU reset, the holders started again', async () => {
+    // The agent as deployed with a holders file (its argv: the stand-in gpu-holder on its PATH).
+    const holdersFile = path.join(dir, 'holders.yaml');
+    await fs.writeFile(
+      holdersFile,
+      [
+        'holders:',
+        '  - { name: nvidia-persistenced, stop: [gpu-holder, stop, nvidia-persistenced], start: [gpu-holder, start, nvidia-persistenced] }',
+        '  - { name: nv-hostengine, stop: [gpu-holder, stop, nv-hostengine], start: [gpu-holder, start, nv-hostengine] }',
+        '',
+      ].join('\n'),
+    );
+    const previous = agent!;
+    previous.kill('SIGTERM');
+    await previous;
+    output.length = 0;
+    agent = runAgent(node, { FLEETMEDIC_RESET_HOLDERS: holdersFile });
+    agent.all?.on('data', (d: Buffer) => output.push(d.toString()));
+    await eventually(
+      'the agent started with its holders',
+      () =>
+        Promise.resolve(
+          /GPU reset: stops and restarts nvidia-persistenced, nv-hostengine around it/.test(output.join(''))
+            ? true
+            : undefined,
+        ),
+      60_000,
+    );
+    await setState({
+      gpus: withFault(healthyGpuState(node), { gpu: 3, xid: 48, eccUncorrected: 2 }),
+      holders: ['nvidia-persistenced', 'nv-hostengine'],
+    });
+    const handle = await start();
+    const result = await handle.result();
+    assert.equal(result.outcome, 'returned-to-service', result.reasons?.join('\n'));
+    const ran = (await calls())
+      .filter((c) => c.tool === 'gpu-holder' || c.args[0] === '-r')
+      .map((c) => `${c.tool} ${c.args.join(' ')}`);
+    assert.deepEqual(ran, [
+      'gpu-holder stop nvidia-persistenced',
+      'gpu-holder stop nv-hostengine',
+      'nvidia-smi -r -i 3',
+      'gpu-holder start nv-hostengine',
+      'gpu-holder start nvidia-persistenced',
+    ]);
+    const saved = JSON.parse(await fs.readFile(stateFile(), 'utf8')) as StandinState;
+    assert.deepEqual([...(saved.holders ?? [])].sort(), ['nv-hostengine', 'nvidia-persistenced']);
+    assert.equal(saved.gpus?.gpus[3]?.xid, undefined, 'the reset did not clear the fault');
+  });
+
   it('stops on SIGTERM within its shutdown grace time', async () => {
     const running = agent!;
     const sent = Date.now();

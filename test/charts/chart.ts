@@ -56,10 +56,14 @@ export async function renderChart(options: {
   namespace: string;
   valuesFiles?: readonly string[];
   set?: Readonly<Record<string, string | number | boolean>>;
+  /** `--set-json`: values that are lists or objects. */
+  setJson?: Readonly<Record<string, unknown>>;
 }): Promise<Rendered[]> {
   const args = ['template', options.release, CHART_DIR, '--namespace', options.namespace];
   for (const file of options.valuesFiles ?? []) args.push('--values', file);
   for (const [key, value] of Object.entries(options.set ?? {})) args.push('--set', `${key}=${value}`);
+  for (const [key, value] of Object.entries(options.setJson ?? {}))
+    args.push('--set-json', `${key}=${JSON.stringify(value)}`);
   const out = await helm(args);
   const rendered: Rendered[] = [];
   for (const doc of parseAllDocuments(out)) {

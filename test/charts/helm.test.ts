@@ -21,6 +21,7 @@ import {
   gpuDaemonSetSelectors,
 } from '../../src/k8s/gpu-daemonsets.js';
 import { QUARANTINE_TAINT_KEY } from '../../src/k8s/remediation-labels.js';
+import { parseResetHolders } from '../../src/gpu/reset-holders.js';
 import { parseNotifyConfig } from '../../src/notify/config.js';
 import { simNodeManifest } from '../../src/stack/sim-nodes.js';
 import { parseRules } from '../../src/webhook/rules.js';
@@ -142,6 +143,32 @@ describe('Helm chart: rendered', () => {
       valuesFiles: [PRODUCTION_VALUES],
       set: { 'nodeAgent.repairSteps.gpuReset': false },
     });
+    // Reset holders: a ConfigMap the agent reads (validated by the agent's own parser), and hostPID.
+    const holders = [
+      {
+        name: 'nvidia-persistenced',
+        stop: ['nsenter', '-t', '1', '-m', '--', 'systemctl', 'stop', 'nvidia-persistenced'],
+        start: ['nsenter', '-t', '1', '-m', '--', 'systemctl', 'start', 'nvidia-persistenced'],
+      },
+    ];
+    const withHolders = await renderChart({
+      release: 'fleetmedic',
+      namespace: NS,
+      valuesFiles: [PRODUCTION_VALUES],
+      setJson: { 'nodeAgent.repairSteps.resetHolders': holders },
+    });
+    const held = find<V1DaemonSet>(withHolders, 'DaemonSet', '-node-agent').spec!.template.spec!;
+    assert.equal(held.hostPID, true);
+    assert.equal(env(held).FLEETMEDIC_RESET_HOLDERS?.value, '/etc/fleetmedic/reset-holders/holders.yaml');
+    const file = find<V1ConfigMap>(withHolders, 'ConfigMap', '-node-agent-reset-holders').data![
+      'holders.yaml'
+    ]!;
+    assert.deepEqual(
+      parseResetHolders(parseYaml(file), 'holders.yaml').map((h) => [h.name, h.stop, h.start]),
+      holders.map((h) => [h.name, h.stop, h.start]),
+    );
+    assert.notEqual(pod.hostPID, true, 'hostPID without reset holders');
+
     const ro = find<V1DaemonSet>(readOnly, 'DaemonSet', '-node-agent').spec!.template.spec!;
     assert.notEqual(ro.containers[0]?.securityContext?.privileged, true);
     assert.equal(ro.containers[0]?.securityContext?.allowPrivilegeEscalation, false);

@@ -13,6 +13,7 @@ import { installRuntime } from '../../workers/runtime.js';
 import { nodeTaskQueue } from '../../contracts/ids.js';
 import { configFrom, resolveTargets, targetKubeConfig } from '../context.js';
 import { clusterGuard } from '../../workers/cluster-guard.js';
+import { loadResetHolders } from '../../gpu/reset-holders.js';
 
 /**
  * The node name variable. Not `FLEETMEDIC_NODE`: the scripts read that one as the Node.js binary to
@@ -30,6 +31,7 @@ interface AgentFlags {
   queryTimeout: number;
   shutdownGrace: number;
   dcgmHost?: string;
+  resetHolders?: string;
 }
 
 /**
@@ -39,6 +41,8 @@ interface AgentFlags {
 export function withDcgmHost(runner: CommandRunner, host: string | undefined): CommandRunner {
   if (host === undefined) return runner;
   return {
+    ...(runner.exec && { exec: runner.exec.bind(runner) }),
+    ...(runner.reboot && { reboot: runner.reboot.bind(runner) }),
     run(tool, args, options) {
       const routed = tool === 'dcgmi' && args.length > 0 && !args[0]!.startsWith('-');
       return runner.run(tool, routed ? [args[0]!, '--host', host, ...args.slice(1)] : args, options);
@@ -157,6 +161,12 @@ export function registerAgentCommand(program: Command): void {
       ).env('FLEETMEDIC_DCGM_HOST'),
     )
     .addOption(
+      new Option(
+        '--reset-holders <file>',
+        'YAML file of the GPU holders (persistence daemon, DCGM host engine, ...) stopped around a GPU reset and started again, each with its stop and start argv (docs/install-kubernetes.md); without it a reset the device refuses goes to an operator',
+      ).env('FLEETMEDIC_RESET_HOLDERS'),
+    )
+    .addOption(
       new Option('--query-timeout <seconds>', 'timeout of each quick query (health, nvidia-smi)')
         .argParser(positiveSeconds('--query-timeout'))
         .default(30),
@@ -180,6 +190,7 @@ export function registerAgentCommand(program: Command): void {
         dcgmi: await resolveExecutable(flags.dcgmi, '--dcgmi / FLEETMEDIC_DCGMI'),
         'nvidia-smi': await resolveExecutable(flags.nvidiaSmi, '--nvidia-smi / FLEETMEDIC_NVIDIA_SMI'),
       };
+      const resetHolders = flags.resetHolders ? await loadResetHolders(flags.resetHolders) : [];
       const runner = withDcgmHost(execaRunner({ paths }), flags.dcgmHost);
       const versions = {
         'nvidia-smi': await toolVersion(runner, 'nvidia-smi'),
@@ -197,6 +208,7 @@ export function registerAgentCommand(program: Command): void {
           node,
           runner,
           queryTimeoutMs: flags.queryTimeout * 1000,
+          resetHolders,
         }),
         interceptors: { activity: [clusterGuard(targets.clusterId)] },
         activityTaskPollerBehavior: { type: 'simple-maximum', maximum: 1 },
@@ -216,7 +228,12 @@ export function registerAgentCommand(program: Command): void {
       process.stderr.write(
         `node agent for node ${node} of cluster ${targets.clusterId} on task queue ${taskQueue}\n` +
           `  nvidia-smi ${paths['nvidia-smi']}: ${versions['nvidia-smi']}\n` +
-          `  dcgmi ${paths.dcgmi}: ${versions.dcgmi}; host engine ${flags.dcgmHost ?? 'dcgmi default (localhost)'}\n`,
+          `  dcgmi ${paths.dcgmi}: ${versions.dcgmi}; host engine ${flags.dcgmHost ?? 'dcgmi default (localhost)'}\n` +
+          `  GPU reset: ${
+            resetHolders.length > 0
+              ? `stops and restarts ${resetHolders.map((h) => h.name).join(', ')} around it`
+              : 'no reset holders configured (a reset the device refuses goes to an operator)'
+          }\n`,
       );
       await worker.run();
       await connection.close();
