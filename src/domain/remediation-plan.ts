@@ -22,8 +22,6 @@ export interface RemediationPolicy {
   readonly autoReset: boolean;
   readonly xidOverrides?: XidOverrides;
   readonly dcgmOverrides?: DcgmOverrides;
-  /** The same fault episode within this time after it was handled is not remediated again. */
-  readonly episodeCooldownMs: number;
   readonly approvalReminderMs: number;
   /** After this long waiting for an operator, reminders say ESCALATED. Never returns a node to service. */
   readonly escalateAfterMs: number;
@@ -48,7 +46,6 @@ export interface RemediationPolicy {
 
 export const DEFAULT_REMEDIATION_POLICY: RemediationPolicy = Object.freeze({
   autoReset: true,
-  episodeCooldownMs: 24 * 3600_000,
   approvalReminderMs: 15 * 60_000,
   escalateAfterMs: 4 * 3600_000,
   agentScheduleToStartMs: 60_000,

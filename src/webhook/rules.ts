@@ -89,22 +89,26 @@ export type NodeSelector = z.infer<typeof selectorSchema>;
 const remediationClass = z.enum(REMEDIATION_CLASSES);
 
 /** The policy fields a rule may set; everything else keeps the workflow's defaults. */
-const policySchema = z.strictObject({
-  autoReset: z.boolean().optional(),
-  xidOverrides: z.record(z.string().regex(/^\d+$/, 'an XID number'), remediationClass).optional(),
-  dcgmOverrides: z.record(z.string(), remediationClass).optional(),
-  episodeCooldownMs: z.number().int().min(0).optional(),
-  approvalReminderMs: z.number().int().min(1000).optional(),
-  escalateAfterMs: z.number().int().min(0).optional(),
-  agentScheduleToStartMs: z.number().int().min(1000).optional(),
-  agentStartToCloseMs: z.number().int().min(1000).optional(),
-  drainDeadlineSeconds: z.number().int().min(1).optional(),
-  deleteEmptyDirData: z.boolean().optional(),
-  budgetRetryMs: z.number().int().min(100).optional(),
-  stormFailures: z.number().int().min(1).optional(),
-  stormSettleMs: z.number().int().min(0).max(600_000).optional(),
-  diagLevel: z.union([z.literal(1), z.literal(2), z.literal(3), z.literal(4)]).optional(),
-});
+const policySchema = z
+  .strictObject({
+    autoReset: z.boolean().optional(),
+    xidOverrides: z.record(z.string().regex(/^\d+$/, 'an XID number'), remediationClass).optional(),
+    dcgmOverrides: z.record(z.string(), remediationClass).optional(),
+    // Accepted for rules files written before it was dropped, and ignored: a handled episode is never
+    // remediated again, however long after (see docs/remediation.md).
+    episodeCooldownMs: z.number().int().min(0).optional(),
+    approvalReminderMs: z.number().int().min(1000).optional(),
+    escalateAfterMs: z.number().int().min(0).optional(),
+    agentScheduleToStartMs: z.number().int().min(1000).optional(),
+    agentStartToCloseMs: z.number().int().min(1000).optional(),
+    drainDeadlineSeconds: z.number().int().min(1).optional(),
+    deleteEmptyDirData: z.boolean().optional(),
+    budgetRetryMs: z.number().int().min(100).optional(),
+    stormFailures: z.number().int().min(1).optional(),
+    stormSettleMs: z.number().int().min(0).max(600_000).optional(),
+    diagLevel: z.union([z.literal(1), z.literal(2), z.literal(3), z.literal(4)]).optional(),
+  })
+  .transform(({ episodeCooldownMs: _ignored, ...policy }) => policy);
 
 const ruleSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'a rule name (letters, digits, _ . -)'),

@@ -125,6 +125,25 @@ describe('rules file', () => {
   });
 });
 
+describe('rules file: a dropped policy field', () => {
+  it('still reads episodeCooldownMs (rules files written before it was dropped) and passes nothing on', () => {
+    const r = parseRules(
+      {
+        rules: [
+          {
+            name: 'xid',
+            match: { alertname: 'GpuXidCritical' },
+            action: 'remediate',
+            policy: { episodeCooldownMs: 60_000, approvalReminderMs: 60_000 },
+          },
+        ],
+      },
+      'r.yaml',
+    );
+    assert.deepEqual(r.rules[0]!.policy, { approvalReminderMs: 60_000 });
+  });
+});
+
 describe('rule matching', () => {
   const r = parseRules({
     rules: [

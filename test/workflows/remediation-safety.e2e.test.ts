@@ -247,11 +247,11 @@ describe('GPU remediation: every safety promise holds end to end', () => {
     const node = nodeName('d');
     await inject(node, { gpu: 3, xid: 48 });
     const alert = xidAlert(48);
-    // A cooldown of 1 ms: the old remediation re-quarantined a re-send once the cooldown passed.
-    const first = await start(node, alert, { episodeCooldownMs: 1 });
+    // The old remediation re-quarantined a re-send once a cooldown (default 24 h) had passed.
+    const first = await start(node, alert);
     assert.equal((await first.result()).outcome, 'returned-to-service');
     await new Promise((r) => setTimeout(r, 50));
-    const resent = await start(node, { ...alert }, { episodeCooldownMs: 1 });
+    const resent = await start(node, { ...alert });
     const dup = await resent.result();
     assert.equal(dup.outcome, 'duplicate-episode', dup.reasons.join('\n'));
     assert.equal(await cordoned(node), false);
