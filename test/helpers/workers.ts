@@ -14,6 +14,7 @@ import { fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
 import { statusQuery, type RemediationStatus } from '../../src/contracts/remediation.js';
 import type { gpuRemediationWorkflow } from '../../src/workflows/remediation/workflow.js';
 import { budgetSettingsConfigMap, DEFAULT_SETTINGS_NAMESPACE } from '../../src/k8s/budget-settings.js';
+import { remediationWorkflowId } from '../../src/contracts/ids.js';
 import { clients, eventually } from './k8s.js';
 import type { TestStack } from './stack.js';
 
@@ -119,6 +120,19 @@ export async function startRemediationWorkers(
       await connection.close();
     },
   };
+}
+
+/** Ends the open remediations of `nodes` (a test file's own nodes, when it ends): none is left for the next file. */
+export async function terminateRemediations(
+  client: Client | undefined,
+  clusterId: string,
+  nodes: readonly string[],
+): Promise<void> {
+  for (const name of nodes)
+    await client?.workflow
+      .getHandle(remediationWorkflowId(clusterId, name))
+      .terminate('test finished')
+      .catch(() => undefined);
 }
 
 /** Deletes the fleet budget's settings ConfigMap (what a restarted budget would read its pause from). */

@@ -9,7 +9,6 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
-import { remediationWorkflowId } from '../../src/contracts/ids.js';
 import {
   rejectUpdate,
   releaseUpdate,
@@ -36,7 +35,7 @@ import { clients, deployment, eventually, isReady, livePods, tempNamespace } fro
 import { FAST_POLICY, xidAlert } from '../helpers/remediation-inputs.js';
 import { TEST_STACK_ENV, useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
-import { forgetBudgetSettings } from '../helpers/workers.js';
+import { forgetBudgetSettings, terminateRemediations } from '../helpers/workers.js';
 
 installQuietRuntime();
 const KILL_WORKER = fileURLToPath(new URL('../helpers/kill-after-worker.ts', import.meta.url));
@@ -102,11 +101,7 @@ describe('the control worker killed right after each side effect', { timeout: 10
   });
 
   after(async () => {
-    for (const name of created)
-      await client?.workflow
-        .getHandle(remediationWorkflowId(stack.state.clusterId, name))
-        .terminate('test finished')
-        .catch(() => undefined);
+    await terminateRemediations(client, stack.state.clusterId, created);
     for (const w of agents) w.shutdown();
     await agentsRunning;
     await forgetBudgetSettings(stack.kc, stack.state.clusterId);

@@ -36,7 +36,12 @@ import { clients, deployment, eventually, isReady, livePods, tempNamespace } fro
 import { FAST_POLICY, xidAlert } from '../helpers/remediation-inputs.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
-import { startRemediationWorkers, waitForPhase, type RemediationWorkers } from '../helpers/workers.js';
+import {
+  startRemediationWorkers,
+  terminateRemediations,
+  waitForPhase,
+  type RemediationWorkers,
+} from '../helpers/workers.js';
 
 installQuietRuntime();
 
@@ -108,11 +113,7 @@ describe('GPU remediation: every safety promise holds end to end', () => {
 
   after(async () => {
     // Open runs of this file end with it, then its nodes go.
-    for (const name of created)
-      await client?.workflow
-        .getHandle(remediationWorkflowId(stack.state.clusterId, name))
-        .terminate('test finished')
-        .catch(() => undefined);
+    await terminateRemediations(client, stack.state.clusterId, created);
     await workers?.stop();
     await ns?.remove();
     for (const name of created)
