@@ -9,6 +9,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
+import { fleetBudgetWorkflowId } from '../../src/contracts/fleet-budget.js';
 import {
   rejectUpdate,
   releaseUpdate,
@@ -102,6 +103,11 @@ describe('the control worker killed right after each side effect', { timeout: 10
 
   after(async () => {
     await terminateRemediations(client, stack.state.clusterId, created);
+    // The budget ran on this file's task queue, whose worker is gone: the next file starts its own.
+    await client?.workflow
+      .getHandle(fleetBudgetWorkflowId(stack.state.clusterId))
+      .terminate('test finished')
+      .catch(() => undefined);
     for (const w of agents) w.shutdown();
     await agentsRunning;
     await forgetBudgetSettings(stack.kc, stack.state.clusterId);
