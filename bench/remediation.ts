@@ -508,6 +508,23 @@ async function rssOf(pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
 }
 
+/** The embedded stack's processes (by command name), each with its resident memory now. */
+const STACK_COMMANDS = [
+  'temporal',
+  'kube-apiserver',
+  'etcd',
+  'kwok-controller',
+  'kube-controller',
+  'kube-scheduler',
+];
+async function stackRss(): Promise<string> {
+  const found: string[] = [];
+  for (const [pid, { comm }] of await cpuByProcess()) {
+    if (STACK_COMMANDS.some((c) => comm.startsWith(c))) found.push(`${comm} ${mib(await rssOf(pid))}`);
+  }
+  return found.sort().join(', ') || '(none found)';
+}
+
 /** CPU seconds used so far by every process on the machine, by pid, with its command name. */
 async function cpuByProcess(): Promise<Map<number, { comm: string; cpuS: number }>> {
   const out = new Map<number, { comm: string; cpuS: number }>();
@@ -1162,6 +1179,7 @@ async function latencyPart(
       `peak RSS during the storms: node agents' process ${mib(peakAgents)}, this process ${mib(peakSelf)}; ` +
         `node watch reconnects: ${watch.restarts}`,
     );
+    log(`RSS of the stack's processes after the storms: ${await stackRss()}`);
     const warnings = [...sdkWarnings.entries()].sort((a, b) => b[1] - a[1]);
     log(
       `Temporal SDK warnings so far (counted, not printed; activities failing with WorkflowNotFoundError or ` +
