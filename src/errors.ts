@@ -1,8 +1,123 @@
 /**
- * fleetmedic's error taxonomy. Every error the product raises on purpose is a {@link FleetmedicError}
- * with a stable `code`, so callers (CLI, activities, webhook) can decide what to do without parsing
- * messages. Activities turn {@link FleetmedicError.permanent} errors into non-retryable Temporal failures.
+ * fleetmedic's error taxonomy, in one place:
+ *
+ * - {@link FailureType}: the `ApplicationFailure.type` of every failure an activity raises on purpose.
+ *   Workflow code matches on these strings and histories record them: a value never changes.
+ * - {@link ErrorCode}: the stable `code` of the {@link FleetmedicError}s of the GPU tools and the
+ *   checkpoint procedure, which become failure types at their activity boundary.
+ * - The error classes. Every error the product raises on purpose is a {@link FleetmedicError} with a
+ *   stable `code`, so callers (CLI, activities, webhook) can decide what to do without parsing
+ *   messages. Activities turn {@link FleetmedicError.permanent} errors into non-retryable Temporal
+ *   failures.
  */
+
+/** `ApplicationFailure.type` of the failures fleetmedic's activities raise on purpose. */
+export const FailureType = {
+  // Input and cluster, every activity.
+  /** The input (or a selector in it) is invalid; the message names the field (non-retryable). */
+  InvalidInput: 'InvalidInput',
+  /** The node, or the run's cluster, is another cluster's than this worker's (non-retryable). */
+  WrongCluster: 'WrongCluster',
+
+  // Kubernetes (activities/kubernetes, node-records, quarantine, fleet-budget-records).
+  /** The node does not exist (non-retryable). */
+  NodeNotFound: 'NodeNotFound',
+  /** RBAC denied the call; the message is the API server's (non-retryable). */
+  Forbidden: 'Forbidden',
+  /** The credentials were rejected (non-retryable: the same credentials will be rejected again). */
+  Unauthorized: 'Unauthorized',
+  /** Another workflow quarantined the node (non-retryable). */
+  QuarantinedByOther: 'QuarantinedByOther',
+  /** Release asked by a workflow that does not own the quarantine (non-retryable). */
+  NotOwner: 'NotOwner',
+  /** An operator's hold (a reject) is on the node: only an operator clears it (non-retryable). */
+  NodeHeld: 'NodeHeld',
+  /** A fleetmedic annotation on the node cannot be read; an operator must fix it (non-retryable). */
+  InvalidAnnotation: 'InvalidAnnotation',
+  /** The node is not ready to return to service yet (retryable; the message says what is missing). */
+  NodeNotReadyForRelease: 'NodeNotReadyForRelease',
+  /** A drain of a node that is not cordoned would see its pods rescheduled onto it (non-retryable). */
+  NodeNotCordoned: 'NodeNotCordoned',
+  /** Pods need `force` / `deleteEmptyDirData`; nothing was evicted (non-retryable). */
+  DrainRefused: 'DrainRefused',
+  /** The drain deadline passed; the failure lists the pods left (non-retryable: escalate). */
+  DrainDeadlineExceeded: 'DrainDeadlineExceeded',
+  /** restartPods could not evict its pods before its deadline (non-retryable: escalate). */
+  RestartDeadlineExceeded: 'RestartDeadlineExceeded',
+  /** A pod is covered by several PodDisruptionBudgets, which the Eviction API refuses (non-retryable). */
+  MultiplePodDisruptionBudgets: 'MultiplePodDisruptionBudgets',
+
+  // Node agent (activities/node-agent.ts).
+  /** The agent was asked to act for another node or cluster (non-retryable). */
+  WrongNode: 'WrongNode',
+  /** A process may hold the GPU, so it cannot be reset (non-retryable). */
+  GpuBusy: 'GpuBusy',
+  /** The GPU reset, or stopping or starting a reset holder around it, failed (non-retryable). */
+  ResetFailed: 'ResetFailed',
+  /** This agent cannot reboot its node (non-retryable). */
+  RebootUnsupported: 'RebootUnsupported',
+
+  // Observability (activities/observability.ts).
+  /** A notification sink failed (retryable unless every failure is permanent). */
+  NotificationFailed: 'NotificationFailed',
+  /** The API server refused a phase Event (non-retryable). */
+  EventRefused: 'EventRefused',
+} as const;
+
+/** One of the {@link FailureType} values. */
+export type FailureTypeName = (typeof FailureType)[keyof typeof FailureType];
+
+/**
+ * Stable {@link FleetmedicError} codes that reach Temporal as failure types: a node agent's permanent
+ * GPU tool error, a checkpoint activity's error (see activities/checkpoint.ts).
+ */
+export const ErrorCode = {
+  // GPU tools (gpu/command-runner.ts, gpu/dcgmi.ts, gpu/nvidia-smi.ts). GPU_TOOL_*: the tool gave no
+  // result to interpret (never a finding about the GPU itself).
+  /** A GPU tool ran past its timeout and was killed (retryable). */
+  GpuToolTimedOut: 'GPU_TOOL_TIMEOUT',
+  /** A GPU tool was cancelled with its activity. */
+  GpuToolCancelled: 'GPU_TOOL_CANCELLED',
+  /** A GPU tool printed more than its limit and was killed (permanent). */
+  GpuToolOutputTooLarge: 'GPU_TOOL_OUTPUT_TOO_LARGE',
+  /** A GPU tool gave no result: it could not start (missing, not executable) or a signal killed it (retryable). */
+  GpuToolNotStarted: 'GPU_TOOL_NOT_STARTED',
+  /** A GPU tool printed what fleetmedic cannot read (permanent). */
+  ParseError: 'PARSE_ERROR',
+  /** The DCGM host engine is not reachable (retryable). */
+  DcgmUnreachable: 'DCGM_UNREACHABLE',
+  /** `dcgmi` failed with an exit code fleetmedic does not know (retryable). */
+  DcgmiFailed: 'DCGMI_FAILED',
+
+  // Checkpoint backup and restore (checkpoint/errors.ts).
+  CheckpointCorrupt: 'CHECKPOINT_CORRUPT',
+  CheckpointSource: 'CHECKPOINT_SOURCE',
+  SourceChanged: 'SOURCE_CHANGED',
+  StorageFull: 'STORAGE_FULL',
+  StorageDenied: 'STORAGE_DENIED',
+  StorageIo: 'STORAGE_IO',
+  NoVerifiedCheckpoint: 'NO_VERIFIED_CHECKPOINT',
+  AdminEndpoint: 'ADMIN_ENDPOINT',
+  VerifyCommand: 'VERIFY_COMMAND',
+  ManifestInvalid: 'MANIFEST_INVALID',
+  /** A checkpoint activity's input is invalid (permanent). */
+  CheckpointInvalidInput: 'INVALID_INPUT',
+} as const;
+
+/** The codes of checkpoint errors (see {@link ErrorCode}). */
+export type CheckpointErrorCode = (typeof ErrorCode)[
+  | 'CheckpointCorrupt'
+  | 'CheckpointSource'
+  | 'SourceChanged'
+  | 'StorageFull'
+  | 'StorageDenied'
+  | 'StorageIo'
+  | 'NoVerifiedCheckpoint'
+  | 'AdminEndpoint'
+  | 'VerifyCommand'
+  | 'ManifestInvalid'
+  | 'CheckpointInvalidInput'];
+
 export class FleetmedicError extends Error {
   /** A stable, machine-readable code, e.g. `PORT_IN_USE`. */
   readonly code: string;

@@ -4,7 +4,7 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
-import { KubernetesFailureType } from './kubernetes.js';
+import { FailureType } from '../errors.js';
 
 /** A Kubernetes object name (RFC 1123 subdomain), as node names are. */
 export const objectName = z
@@ -47,8 +47,5 @@ export function validateInput<S extends z.ZodType>(activity: string, schema: S, 
     const field = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('');
     return `input${field}: ${issue.message}, got ${describeValue(valueAt(input, issue.path))}`;
   });
-  throw ApplicationFailure.nonRetryable(
-    `${activity}: ${problems.join('; ')}`,
-    KubernetesFailureType.InvalidInput,
-  );
+  throw ApplicationFailure.nonRetryable(`${activity}: ${problems.join('; ')}`, FailureType.InvalidInput);
 }

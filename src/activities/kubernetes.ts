@@ -10,6 +10,7 @@ import {
 } from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { FailureType } from '../errors.js';
 import { makeApiClient, type ApiClientFactory } from '../k8s/api-client.js';
 import { apiErrorStatus, isApiError } from '../k8s/api-errors.js';
 import { apiErrorMessage } from '../k8s/api-status.js';
@@ -58,45 +59,11 @@ import {
  * Kubernetes activities of the GPU remediation workflow: quarantine, drain, restart, release, and the
  * reads the fleet budget and the capacity check need. Each takes one input object and returns plain
  * JSON. Permanent failures (unknown node, RBAC denial, invalid input, another workflow's node) are
- * non-retryable `ApplicationFailure`s whose `type` is one of {@link KubernetesFailureType}; transient
+ * non-retryable `ApplicationFailure`s whose `type` is one of {@link FailureType} (src/errors.ts); transient
  * ones (API server unreachable, 5xx, 409 on an optimistic update) are thrown as they are, so Temporal
  * retries them with the activity's retry policy. The only retry loop inside is the Eviction API's 429
  * protocol, which the API server asks of every client.
  */
-
-/** `ApplicationFailure.type` of the failures these activities raise on purpose. */
-export const KubernetesFailureType = {
-  /** The node does not exist (non-retryable). */
-  NodeNotFound: 'NodeNotFound',
-  /** RBAC denied the call; the message is the API server's (non-retryable). */
-  Forbidden: 'Forbidden',
-  /** The credentials were rejected (non-retryable: the same credentials will be rejected again). */
-  Unauthorized: 'Unauthorized',
-  /** The input (or a selector in it) is invalid (non-retryable). */
-  InvalidInput: 'InvalidInput',
-  /** The node carries a cluster label for another cluster than this worker's (non-retryable). */
-  WrongCluster: 'WrongCluster',
-  /** Another workflow quarantined the node (non-retryable). */
-  QuarantinedByOther: 'QuarantinedByOther',
-  /** Release asked by a workflow that does not own the quarantine (non-retryable). */
-  NotOwner: 'NotOwner',
-  /** An operator's hold (a reject) is on the node: only an operator clears it (non-retryable). */
-  NodeHeld: 'NodeHeld',
-  /** A fleetmedic annotation on the node cannot be read; an operator must fix it (non-retryable). */
-  InvalidAnnotation: 'InvalidAnnotation',
-  /** The node is not ready to return to service yet (retryable; the message says what is missing). */
-  NodeNotReadyForRelease: 'NodeNotReadyForRelease',
-  /** A drain of a node that is not cordoned would see its pods rescheduled onto it (non-retryable). */
-  NodeNotCordoned: 'NodeNotCordoned',
-  /** Pods need `force` / `deleteEmptyDirData`; nothing was evicted (non-retryable). */
-  DrainRefused: 'DrainRefused',
-  /** The drain deadline passed; the failure lists the pods left (non-retryable: escalate). */
-  DrainDeadlineExceeded: 'DrainDeadlineExceeded',
-  /** restartPods could not evict its pods before its deadline (non-retryable: escalate). */
-  RestartDeadlineExceeded: 'RestartDeadlineExceeded',
-  /** A pod is covered by several PodDisruptionBudgets, which the Eviction API refuses (non-retryable). */
-  MultiplePodDisruptionBudgets: 'MultiplePodDisruptionBudgets',
-} as const;
 
 /** Dependencies of {@link createKubernetesActivities}. */
 export interface KubernetesActivityDeps {
@@ -266,7 +233,7 @@ const PDB_POLL_MS = 250;
 const PDB_GROUPS_PER_WORKER = 4;
 
 function invalid(activity: string, message: string): ApplicationFailure {
-  return ApplicationFailure.nonRetryable(`${activity}: ${message}`, KubernetesFailureType.InvalidInput);
+  return ApplicationFailure.nonRetryable(`${activity}: ${message}`, FailureType.InvalidInput);
 }
 
 function describeValue(value: unknown): string {
@@ -461,14 +428,14 @@ export function nodeAccess(deps: KubernetesActivityDeps) {
     const detail = `${doing}: ${apiErrorMessage(err)}`;
     const permanent = (type: string) =>
       ApplicationFailure.create({ message: detail, type, nonRetryable: true, cause: err as Error });
-    if (status === 403) throw permanent(KubernetesFailureType.Forbidden);
-    if (status === 401) throw permanent(KubernetesFailureType.Unauthorized);
-    if (status === 400 || status === 422) throw permanent(KubernetesFailureType.InvalidInput);
+    if (status === 403) throw permanent(FailureType.Forbidden);
+    if (status === 401) throw permanent(FailureType.Unauthorized);
+    if (status === 400 || status === 422) throw permanent(FailureType.InvalidInput);
     throw err;
   }
 
   function nodeNotFound(name: string): ApplicationFailure {
-    return ApplicationFailure.nonRetryable(`node ${name} not found`, KubernetesFailureType.NodeNotFound);
+    return ApplicationFailure.nonRetryable(`node ${name} not found`, FailureType.NodeNotFound);
   }
 
   async function readNode(name: string): Promise<V1Node | undefined> {
@@ -486,7 +453,7 @@ export function nodeAccess(deps: KubernetesActivityDeps) {
     if (label !== undefined && label !== clusterId) {
       throw ApplicationFailure.nonRetryable(
         `node ${node.metadata?.name ?? '?'} belongs to cluster ${label} (label ${CLUSTER_LABEL}), this worker serves ${clusterId}`,
-        KubernetesFailureType.WrongCluster,
+        FailureType.WrongCluster,
       );
     }
   }
@@ -695,7 +662,7 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
       if (isApiError(err, 500) && /more than one PodDisruptionBudget/i.test(apiErrorMessage(err))) {
         throw ApplicationFailure.nonRetryable(
           `cannot evict pod ${podName(ref)}: ${apiErrorMessage(err)}`,
-          KubernetesFailureType.MultiplePodDisruptionBudgets,
+          FailureType.MultiplePodDisruptionBudgets,
         );
       }
       fail(err, `evicting pod ${podName(ref)}`);
@@ -921,7 +888,7 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
         throw ApplicationFailure.nonRetryable(
           `node ${name} is held by ${hold.by} (${hold.reason}): not releasing it for ${workflowId}; ` +
             `an operator clears the hold (fleetmedic release ${name}, or mark-repaired)`,
-          KubernetesFailureType.NodeHeld,
+          FailureType.NodeHeld,
         );
       }
       const plan = planRelease(node, workflowId);
@@ -942,7 +909,7 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
       if (blockers.length > 0) {
         throw ApplicationFailure.retryable(
           `node ${name} is not ready to return to service: ${blockers.join('; ')}`,
-          KubernetesFailureType.NodeNotReadyForRelease,
+          FailureType.NodeNotReadyForRelease,
           { node: name, blockers },
         );
       }
@@ -1009,7 +976,7 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
       if (node.spec?.unschedulable !== true) {
         throw ApplicationFailure.nonRetryable(
           `refusing to drain node ${name} for ${workflowId}: it is not cordoned, evicted pods would be scheduled back onto it`,
-          KubernetesFailureType.NodeNotCordoned,
+          FailureType.NodeNotCordoned,
         );
       }
       const pods = await listPodsOnNode(name, podFilter?.labelSelector);
@@ -1026,7 +993,7 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
           message:
             `refusing to drain node ${name}: ${plan.refused.length} pod(s) need an explicit opt-in; nothing was evicted\n` +
             describeRefusals(plan.refused),
-          type: KubernetesFailureType.DrainRefused,
+          type: FailureType.DrainRefused,
           nonRetryable: true,
           details: [{ node: name, refused: plan.refused }],
         });
@@ -1134,7 +1101,7 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
             `drain of node ${name} did not finish within ${deadlineSeconds ?? DEFAULT_DRAIN_DEADLINE_S}s ` +
             `(${refused429} eviction(s) refused by PodDisruptionBudgets); ${left.length} pod(s) left: ` +
             left.map(describe).join(', '),
-          type: KubernetesFailureType.DrainDeadlineExceeded,
+          type: FailureType.DrainDeadlineExceeded,
           nonRetryable: true,
           details: [{ node: name, left, evicted: evicted.size, refused429 }],
         });
@@ -1252,7 +1219,7 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
           message:
             `restart of ${left.length} pod(s) on node ${name} did not get past their PodDisruptionBudgets within ` +
             `${deadlineSeconds}s (${p.refused429} eviction(s) refused): ${left.map(podName).join(', ')}`,
-          type: KubernetesFailureType.RestartDeadlineExceeded,
+          type: FailureType.RestartDeadlineExceeded,
           nonRetryable: true,
           details: [{ node: name, left, refused429: p.refused429 }],
         });
@@ -1322,7 +1289,7 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
       if (!parsed.ok) {
         throw ApplicationFailure.nonRetryable(
           `node ${name}: annotation ${REMEDIATIONS_ANNOTATION} is unreadable (${parsed.error}); fix it by hand`,
-          KubernetesFailureType.InvalidAnnotation,
+          FailureType.InvalidAnnotation,
         );
       }
       const history = appendRemediation(parsed.at, at);

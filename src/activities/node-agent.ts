@@ -1,20 +1,11 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DiagEvidence, TriageEvidence } from '../domain/xid-classification.js';
-import { FleetmedicError } from '../errors.js';
+import { FailureType, FleetmedicError } from '../errors.js';
 import type { CommandRunner, GpuTool } from '../gpu/command-runner.js';
 import { parseDcgmiDiag, parseDcgmiHealth } from '../gpu/dcgmi.js';
 import { DEFAULT_HEALTH_QUERY_FIELDS, parseListGpus, parseQueryGpu } from '../gpu/nvidia-smi.js';
 import { DEVICE_HELD, type ResetHolder } from '../gpu/reset-holders.js';
-
-/** Failure types the node agent raises as non-retryable, for the workflow to branch on. */
-export const NodeAgentFailure = {
-  WrongNode: 'WrongNode',
-  GpuBusy: 'GpuBusy',
-  ResetFailed: 'ResetFailed',
-  InvalidInput: 'InvalidInput',
-  RebootUnsupported: 'RebootUnsupported',
-} as const;
 
 export interface NodeAgentDeps {
   readonly clusterId: string;
@@ -79,7 +70,7 @@ export function createNodeAgentActivities(deps: NodeAgentDeps) {
     if (target.clusterId !== deps.clusterId || target.node !== deps.node) {
       throw ApplicationFailure.nonRetryable(
         `node agent for ${deps.clusterId}/${deps.node} refused work for ${target.clusterId}/${target.node}`,
-        NodeAgentFailure.WrongNode,
+        FailureType.WrongNode,
       );
     }
   }
@@ -200,14 +191,14 @@ export function createNodeAgentActivities(deps: NodeAgentDeps) {
       if (!Number.isInteger(target.gpu) || target.gpu < 0) {
         throw ApplicationFailure.nonRetryable(
           `invalid GPU index ${String(target.gpu)}`,
-          NodeAgentFailure.InvalidInput,
+          FailureType.InvalidInput,
         );
       }
       const busy = processesOnGpu(await gpuProcesses(target), target.gpu);
       if (busy.count > 0) {
         throw ApplicationFailure.nonRetryable(
           `GPU ${target.gpu} on ${deps.node} may be in use (${busy.why}): a reset needs none`,
-          NodeAgentFailure.GpuBusy,
+          FailureType.GpuBusy,
         );
       }
       const holders = deps.resetHolders ?? [];
@@ -226,7 +217,7 @@ export function createNodeAgentActivities(deps: NodeAgentDeps) {
           throw ApplicationFailure.nonRetryable(
             `could not stop ${h.name} before resetting GPU ${target.gpu} on ${deps.node} (${why}); ` +
               `nothing was reset${notRestarted.length > 0 ? `; not started again: ${notRestarted.join(', ')}` : ''}`,
-            NodeAgentFailure.ResetFailed,
+            FailureType.ResetFailed,
           );
         }
         stopped.push(h);
@@ -247,14 +238,14 @@ export function createNodeAgentActivities(deps: NodeAgentDeps) {
                 "agent's reset holders (--reset-holders, see docs/install-kubernetes.md) or reset it by hand and run mark-repaired"
               : '') +
             (notRestarted.length > 0 ? `; not started again: ${notRestarted.join(', ')}` : ''),
-          NodeAgentFailure.ResetFailed,
+          FailureType.ResetFailed,
         );
       }
       if (notRestarted.length > 0) {
         throw ApplicationFailure.nonRetryable(
           `GPU ${target.gpu} on ${deps.node} was reset, but ${notRestarted.join(', ')} did not start again: ` +
             'start it by hand, then run mark-repaired',
-          NodeAgentFailure.ResetFailed,
+          FailureType.ResetFailed,
         );
       }
       return { output: result.stdout.trim() };
@@ -270,7 +261,7 @@ export function createNodeAgentActivities(deps: NodeAgentDeps) {
       if (!deps.runner.reboot) {
         throw ApplicationFailure.nonRetryable(
           `automatic reboot of ${deps.node} is not supported by this agent`,
-          NodeAgentFailure.RebootUnsupported,
+          FailureType.RebootUnsupported,
         );
       }
       await deps.runner.reboot();
@@ -286,7 +277,7 @@ export function createNodeAgentActivities(deps: NodeAgentDeps) {
       if (![1, 2, 3, 4].includes(target.level)) {
         throw ApplicationFailure.nonRetryable(
           `invalid diag level ${String(target.level)}`,
-          NodeAgentFailure.InvalidInput,
+          FailureType.InvalidInput,
         );
       }
       const ctx = Context.current();

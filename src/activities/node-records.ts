@@ -7,6 +7,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
 import type { EpisodeVerdict } from '../domain/remediation-machine.js';
+import { FailureType } from '../errors.js';
 import { isApiError } from '../k8s/api-errors.js';
 import {
   episodeVerdict,
@@ -18,7 +19,7 @@ import { formatHold, parseHold } from '../k8s/node-hold.js';
 import { mergePatch } from '../k8s/patch.js';
 import { EPISODES_ANNOTATION, HOLD_ANNOTATION } from '../k8s/remediation-labels.js';
 import { objectName, text, validateInput } from './input.js';
-import { KubernetesFailureType, nodeAccess, type KubernetesActivityDeps } from './kubernetes.js';
+import { nodeAccess, type KubernetesActivityDeps } from './kubernetes.js';
 
 export interface CheckEpisodeInput {
   readonly node: string;
@@ -96,7 +97,7 @@ export function createNodeRecordActivities(deps: KubernetesActivityDeps) {
       );
     } catch (err) {
       if (isApiError(err, 404))
-        throw ApplicationFailure.nonRetryable(`node ${name} not found`, KubernetesFailureType.NodeNotFound);
+        throw ApplicationFailure.nonRetryable(`node ${name} not found`, FailureType.NodeNotFound);
       access.fail(err, `updating node ${name}`);
     }
   }
@@ -133,7 +134,7 @@ export function createNodeRecordActivities(deps: KubernetesActivityDeps) {
       if (!record.ok) {
         throw ApplicationFailure.nonRetryable(
           `node ${node}: annotation ${EPISODES_ANNOTATION} is unreadable (${record.error}); fix or remove it by hand`,
-          KubernetesFailureType.InvalidAnnotation,
+          FailureType.InvalidAnnotation,
         );
       }
       const entries = withEpisodes(record.entries, episodes, access.now().toISOString());

@@ -2,6 +2,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { CoreV1Api, type CoreV1Event, type KubeConfig } from '@kubernetes/client-node';
 import os from 'node:os';
+import { FailureType } from '../errors.js';
 import { makeApiClient } from '../k8s/api-client.js';
 import { apiErrorStatus } from '../k8s/api-errors.js';
 import type { NotificationInput } from '../notify/message.js';
@@ -26,13 +27,6 @@ export interface ObservabilityDeps {
   readonly reportingInstance?: string;
 }
 
-/** `ApplicationFailure.type` of the failures these activities raise on purpose. */
-export const ObservabilityFailureType = {
-  WrongCluster: 'WrongCluster',
-  NotificationFailed: 'NotificationFailed',
-  EventRefused: 'EventRefused',
-} as const;
-
 /**
  * What the remediation workflow uses to be seen outside Temporal: a Kubernetes Event on the Node at
  * each phase change (which also feeds the phase-duration histogram), and notifications to the
@@ -47,7 +41,7 @@ export function createObservabilityActivities(deps: ObservabilityDeps) {
     if (clusterId !== deps.clusterId) {
       throw ApplicationFailure.nonRetryable(
         `${activity}: asked for cluster ${clusterId}, this worker serves ${deps.clusterId}`,
-        ObservabilityFailureType.WrongCluster,
+        FailureType.WrongCluster,
       );
     }
   }
@@ -83,7 +77,7 @@ export function createObservabilityActivities(deps: ObservabilityDeps) {
         if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429) {
           throw ApplicationFailure.create({
             message: `the API server refused the Event for node ${change.node} (${status}): ${(err as Error).message}`,
-            type: ObservabilityFailureType.EventRefused,
+            type: FailureType.EventRefused,
             nonRetryable: true,
             cause: err as Error,
           });
@@ -103,7 +97,7 @@ export function createObservabilityActivities(deps: ObservabilityDeps) {
       const detail = result.failed.map((f) => f.message).join('; ');
       throw ApplicationFailure.create({
         message: `notification ${input.kind} for ${input.node} not delivered: ${detail}`,
-        type: ObservabilityFailureType.NotificationFailed,
+        type: FailureType.NotificationFailed,
         nonRetryable: result.failed.every((f) => f.permanent),
         details: [{ delivered: result.delivered, failed: result.failed.map((f) => f.sink) }],
       });

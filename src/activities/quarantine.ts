@@ -3,12 +3,13 @@ import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
 import type { Admission } from '../domain/fleet-budget.js';
 import type { ActivityResults } from '../domain/remediation-machine.js';
+import { FailureType } from '../errors.js';
 import { episodeVerdict, parseEpisodeRecord } from '../k8s/episodes.js';
 import { GPU_RESOURCE } from '../k8s/labels.js';
 import { holdOf, parseHold } from '../k8s/node-hold.js';
 import { EPISODES_ANNOTATION, HOLD_ANNOTATION } from '../k8s/remediation-labels.js';
 import { objectName, text, validateInput } from './input.js';
-import { KubernetesFailureType, type KubernetesActivities, type QuarantineSteps } from './kubernetes.js';
+import type { KubernetesActivities, QuarantineSteps } from './kubernetes.js';
 import type { RemediationSupportActivities } from './remediation-support.js';
 
 export interface QuarantineFailedNodeInput {
@@ -84,7 +85,7 @@ export function createQuarantineActivities(deps: QuarantineDeps) {
       );
       const current = await deps.steps.read(node);
       if (current === undefined) {
-        throw ApplicationFailure.nonRetryable(`node ${node} not found`, KubernetesFailureType.NodeNotFound);
+        throw ApplicationFailure.nonRetryable(`node ${node} not found`, FailureType.NodeNotFound);
       }
       const annotations = current.metadata?.annotations ?? {};
       const episodes = parseEpisodeRecord(annotations[EPISODES_ANNOTATION]);

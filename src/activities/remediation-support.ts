@@ -14,6 +14,7 @@ import {
 } from '../domain/fleet-budget.js';
 import { podsFitElsewhere, type CapacityCheck } from '../domain/capacity.js';
 import { isNodeHealthy } from '../domain/node-health.js';
+import { FailureType } from '../errors.js';
 import { makeApiClient } from '../k8s/api-client.js';
 import { GPU_RESOURCE } from '../k8s/labels.js';
 import {
@@ -297,7 +298,10 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
     /** Records a failure with the fleet's circuit breaker; says whether automatic quarantine may go on. */
     async budgetReportFailure(input: { node: string }): Promise<QuarantineVerdict> {
       if (!input.node)
-        throw ApplicationFailure.nonRetryable('budgetReportFailure needs a node name', 'InvalidInput');
+        throw ApplicationFailure.nonRetryable(
+          'budgetReportFailure needs a node name',
+          FailureType.InvalidInput,
+        );
       return reportFailure(input.node);
     },
 
@@ -391,7 +395,8 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
       message: string;
       reminder: number;
     }): Promise<void> {
-      if (!input.message) throw ApplicationFailure.nonRetryable('empty notification', 'InvalidInput');
+      if (!input.message)
+        throw ApplicationFailure.nonRetryable('empty notification', FailureType.InvalidInput);
       process.stderr.write(
         `${JSON.stringify({ level: 'warn', msg: 'operator needed', node: input.node, workflowId: input.workflowId, detail: input.message, reminder: input.reminder })}\n`,
       );

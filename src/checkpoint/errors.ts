@@ -1,21 +1,11 @@
-import { FleetmedicError } from '../errors.js';
+import { ErrorCode, FleetmedicError, type CheckpointErrorCode } from '../errors.js';
 
 /**
- * Stable codes of checkpoint errors. They become the `type` of the Temporal failure at the activity
- * boundary, so operators and workflows can tell a corrupt checkpoint from a full disk without parsing text.
+ * Stable codes of checkpoint errors (defined with the other codes in src/errors.ts). They become the
+ * `type` of the Temporal failure at the activity boundary, so operators and workflows can tell a
+ * corrupt checkpoint from a full disk without parsing text.
  */
-export type CheckpointErrorCode =
-  | 'CHECKPOINT_CORRUPT'
-  | 'CHECKPOINT_SOURCE'
-  | 'SOURCE_CHANGED'
-  | 'STORAGE_FULL'
-  | 'STORAGE_DENIED'
-  | 'STORAGE_IO'
-  | 'NO_VERIFIED_CHECKPOINT'
-  | 'ADMIN_ENDPOINT'
-  | 'VERIFY_COMMAND'
-  | 'MANIFEST_INVALID'
-  | 'INVALID_INPUT';
+export type { CheckpointErrorCode };
 
 /**
  * An error of the checkpoint backup and restore procedure. `permanent` errors become non-retryable
@@ -47,7 +37,7 @@ export class CheckpointCorruptError extends CheckpointError {
     message: string,
     readonly offset?: number,
   ) {
-    super('CHECKPOINT_CORRUPT', message, { permanent: true });
+    super(ErrorCode.CheckpointCorrupt, message, { permanent: true });
   }
 }
 
@@ -86,19 +76,23 @@ export function storageErrorFrom(err: unknown, operation: string, path: string):
   const code = errnoCode(err);
   const detail = err instanceof Error ? err.message : String(err);
   if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EFBIG') {
-    return new CheckpointError('STORAGE_FULL', `backup storage is full: ${operation} ${path}: ${detail}`, {
-      permanent: true,
-      cause: err,
-    });
+    return new CheckpointError(
+      ErrorCode.StorageFull,
+      `backup storage is full: ${operation} ${path}: ${detail}`,
+      {
+        permanent: true,
+        cause: err,
+      },
+    );
   }
   if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
     return new CheckpointError(
-      'STORAGE_DENIED',
+      ErrorCode.StorageDenied,
       `permission denied by backup storage: ${operation} ${path}: ${detail}`,
       { permanent: true, cause: err },
     );
   }
-  return new CheckpointError('STORAGE_IO', `backup storage ${operation} ${path} failed: ${detail}`, {
+  return new CheckpointError(ErrorCode.StorageIo, `backup storage ${operation} ${path} failed: ${detail}`, {
     permanent: code !== undefined && PERMANENT_ERRNO.has(code),
     cause: err,
   });
@@ -113,7 +107,7 @@ export function sourceErrorFrom(err: unknown, operation: string, path: string): 
   const code = errnoCode(err);
   const detail = err instanceof Error ? err.message : String(err);
   return new CheckpointError(
-    'CHECKPOINT_SOURCE',
+    ErrorCode.CheckpointSource,
     `checkpoint source ${operation} ${path} failed: ${detail}`,
     {
       permanent: code !== undefined && PERMANENT_ERRNO.has(code),

@@ -1,3 +1,5 @@
+import { FailureType } from '../errors.js';
+
 /**
  * How a run's cluster ID travels with each activity it schedules: a header set by the workflow
  * interceptor (`src/workflows/interceptors.ts`, from the run's `FleetmedicClusterId` search attribute)
@@ -8,7 +10,7 @@
 export const CLUSTER_HEADER = 'fleetmedic-cluster-id';
 
 /** The failure type of an activity refused because its run is another cluster's. */
-export const WRONG_CLUSTER = 'WrongCluster';
+export const WRONG_CLUSTER = FailureType.WrongCluster;
 
 /** The workflow type that records which Kubernetes cluster a cluster ID is bound to. */
 export const CLUSTER_IDENTITY_WORKFLOW = 'clusterIdentityWorkflow';

@@ -1,5 +1,5 @@
 import { execa } from 'execa';
-import { FleetmedicError } from '../errors.js';
+import { ErrorCode, FleetmedicError } from '../errors.js';
 
 /** The GPU tools the node agent runs. */
 export type GpuTool = 'dcgmi' | 'nvidia-smi';
@@ -9,7 +9,7 @@ export interface CommandResult {
   readonly stdout: string;
   readonly stderr: string;
   readonly exitCode: number;
-  /** Always false from {@link execaRunner}, which throws a FleetmedicError (`GpuToolErrorCode`) instead. */
+  /** Always false from {@link execaRunner}, which throws a FleetmedicError (`ErrorCode.GpuTool*`) instead. */
   readonly timedOut: boolean;
 }
 
@@ -35,17 +35,6 @@ export interface CommandRunner {
   reboot?(): Promise<void>;
 }
 
-/**
- * Codes of the {@link FleetmedicError} a GPU tool raises when it gave no result to interpret (never a
- * finding about the GPU itself). Transient (retryable) except an output over the limit.
- */
-export const GpuToolErrorCode = {
-  TimedOut: 'GPU_TOOL_TIMEOUT',
-  Cancelled: 'GPU_TOOL_CANCELLED',
-  OutputTooLarge: 'GPU_TOOL_OUTPUT_TOO_LARGE',
-  NotStarted: 'GPU_TOOL_NOT_STARTED',
-} as const;
-
 /** The most a GPU tool may print on stdout (and on stderr) before it is killed: 16 MiB. */
 export const DEFAULT_MAX_OUTPUT_BYTES = 16 * 1024 * 1024;
 
@@ -62,7 +51,7 @@ export interface ExecaRunnerOptions {
  * Runs the real `dcgmi` / `nvidia-smi` through execa, with a timeout, cancellation and an output
  * limit. A non-zero exit is returned, not thrown: the tools report findings through exit codes (dcgmi
  * diag exits 226 when it found an error) that the parsers interpret. A tool that gave no result
- * (not started, timed out, cancelled, too much output) throws a {@link FleetmedicError} (codes in {@link GpuToolErrorCode}), so that a
+ * (not started, timed out, cancelled, too much output) throws a {@link FleetmedicError} (codes in `ErrorCode.GpuTool*`), so that a
  * killed tool's exit code is never read as a finding.
  *
  * @example
@@ -86,26 +75,26 @@ export function execaRunner(options: ExecaRunnerOptions = {}): CommandRunner {
       stripFinalNewline: false,
     });
     if (result.isCanceled)
-      throw new FleetmedicError(GpuToolErrorCode.Cancelled, `${command} was cancelled`, {
+      throw new FleetmedicError(ErrorCode.GpuToolCancelled, `${command} was cancelled`, {
         permanent: false,
       });
     if (result.timedOut) {
       throw new FleetmedicError(
-        GpuToolErrorCode.TimedOut,
+        ErrorCode.GpuToolTimedOut,
         `${command} timed out after ${runOptions.timeoutMs} ms and was stopped`,
         { permanent: false },
       );
     }
     if (result.isMaxBuffer) {
       throw new FleetmedicError(
-        GpuToolErrorCode.OutputTooLarge,
+        ErrorCode.GpuToolOutputTooLarge,
         `${command} printed more than the output limit of ${maxBuffer} bytes and was stopped`,
       );
     }
     if (result.exitCode === undefined) {
       // Could not start at all (ENOENT, EACCES) or killed by a signal: not a finding about the GPU.
       throw new FleetmedicError(
-        GpuToolErrorCode.NotStarted,
+        ErrorCode.GpuToolNotStarted,
         `${command} gave no result: ${result.shortMessage}`,
         { permanent: false },
       );

@@ -12,7 +12,7 @@
  *   boundaries, and several incidents of one system are joined with ", ": the parser rejoins the pieces
  *   and scans the text for every known DCGM message.
  */
-import { FleetmedicError } from '../errors.js';
+import { ErrorCode, FleetmedicError } from '../errors.js';
 import { dcgmErrorName } from '../domain/xid-classification.js';
 import type {
   DcgmErrorName,
@@ -710,7 +710,7 @@ function excerpt(text: string): string {
 }
 
 function parseError(tool: 'health' | 'diag', what: string, cause?: unknown): FleetmedicError {
-  return new FleetmedicError('PARSE_ERROR', `dcgmi ${tool}: cannot parse the output: ${what}`, {
+  return new FleetmedicError(ErrorCode.ParseError, `dcgmi ${tool}: cannot parse the output: ${what}`, {
     permanent: true,
     cause,
   });
@@ -718,7 +718,7 @@ function parseError(tool: 'health' | 'diag', what: string, cause?: unknown): Fle
 
 function hostEngineUnreachable(tool: 'health' | 'diag', stdout: string): FleetmedicError {
   return new FleetmedicError(
-    'DCGM_UNREACHABLE',
+    ErrorCode.DcgmUnreachable,
     `dcgmi ${tool}: the DCGM host engine (nv-hostengine) is not reachable (exit 235): ${excerpt(stdout)}`,
     { permanent: false },
   );
@@ -726,7 +726,7 @@ function hostEngineUnreachable(tool: 'health' | 'diag', stdout: string): Fleetme
 
 function toolFailed(tool: 'health' | 'diag', exitCode: number, stdout: string): FleetmedicError {
   return new FleetmedicError(
-    'DCGMI_FAILED',
+    ErrorCode.DcgmiFailed,
     `dcgmi ${tool} failed with exit code ${exitCode}: ${excerpt(stdout)}`,
     {
       permanent: false,

@@ -11,7 +11,7 @@
  * - A GPU that cannot be opened (fallen off the bus) is reported as a line
  *   "Unable to determine the device handle for GPU...: <error>" and left out of the rows.
  */
-import { FleetmedicError } from '../errors.js';
+import { ErrorCode, FleetmedicError } from '../errors.js';
 
 /**
  * The fields of the triage query: `nvidia-smi --query-gpu=<these> --format=csv,noheader,nounits`.
@@ -254,7 +254,7 @@ function excerpt(text: string): string {
 }
 
 function parseError(mode: string, what: string): FleetmedicError {
-  return new FleetmedicError('PARSE_ERROR', `nvidia-smi ${mode}: cannot parse the output: ${what}`, {
+  return new FleetmedicError(ErrorCode.ParseError, `nvidia-smi ${mode}: cannot parse the output: ${what}`, {
     permanent: true,
   });
 }

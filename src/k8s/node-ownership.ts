@@ -1,4 +1,5 @@
 import type { V1Node, V1Pod, V1Taint } from '@kubernetes/client-node';
+import { FailureType } from '../errors.js';
 import { isDaemonSetPod, isTerminating } from './drain-plan.js';
 import { GPU_RESOURCE } from './labels.js';
 import { quantityOrZero } from './quantity.js';
@@ -135,7 +136,11 @@ function resourceVersionOf(node: V1Node): string {
 export type QuarantinePlan =
   | { action: 'noop'; record: CordonRecord }
   | { action: 'patch'; record: CordonRecord; patch: NodeMergePatch }
-  | { action: 'refuse'; reason: 'QuarantinedByOther' | 'InvalidAnnotation'; message: string };
+  | {
+      action: 'refuse';
+      reason: typeof FailureType.QuarantinedByOther | typeof FailureType.InvalidAnnotation;
+      message: string;
+    };
 
 /**
  * Decides how to quarantine `node` for `workflowId`: the quarantine label, the NoSchedule taint, a
@@ -158,7 +163,7 @@ export function planQuarantine(
   if (parsed.kind === 'invalid') {
     return {
       action: 'refuse',
-      reason: 'InvalidAnnotation',
+      reason: FailureType.InvalidAnnotation,
       message: `node ${name}: annotation ${CORDON_ANNOTATION} is unreadable (${parsed.error}); fix or remove it by hand`,
     };
   }
@@ -166,7 +171,7 @@ export function planQuarantine(
     const r = parsed.record;
     return {
       action: 'refuse',
-      reason: 'QuarantinedByOther',
+      reason: FailureType.QuarantinedByOther,
       message: `node ${name} is already quarantined by workflow ${r.workflowId} (reason: ${r.reason || 'none'}, at ${r.at || '?'})`,
     };
   }
@@ -213,7 +218,11 @@ export function planQuarantine(
 export type ReleasePlan =
   | { action: 'noop' }
   | { action: 'patch'; record: CordonRecord; uncordon: boolean; patch: NodeMergePatch }
-  | { action: 'refuse'; reason: 'NotOwner' | 'InvalidAnnotation'; message: string };
+  | {
+      action: 'refuse';
+      reason: typeof FailureType.NotOwner | typeof FailureType.InvalidAnnotation;
+      message: string;
+    };
 
 /**
  * Decides how `workflowId` releases its quarantine of `node`: remove the taint, the label and the
@@ -227,7 +236,7 @@ export function planRelease(node: V1Node, workflowId: string): ReleasePlan {
   if (parsed.kind === 'invalid') {
     return {
       action: 'refuse',
-      reason: 'InvalidAnnotation',
+      reason: FailureType.InvalidAnnotation,
       message: `node ${name}: annotation ${CORDON_ANNOTATION} is unreadable (${parsed.error}); fix or remove it by hand`,
     };
   }
@@ -238,7 +247,7 @@ export function planRelease(node: V1Node, workflowId: string): ReleasePlan {
     if (!marked) return { action: 'noop' };
     return {
       action: 'refuse',
-      reason: 'NotOwner',
+      reason: FailureType.NotOwner,
       message: `node ${name} carries fleetmedic's quarantine marks but no ${CORDON_ANNOTATION} record: not releasing it for ${workflowId}`,
     };
   }
@@ -246,7 +255,7 @@ export function planRelease(node: V1Node, workflowId: string): ReleasePlan {
   if (record.workflowId !== workflowId) {
     return {
       action: 'refuse',
-      reason: 'NotOwner',
+      reason: FailureType.NotOwner,
       message: `node ${name} is quarantined by workflow ${record.workflowId}, not ${workflowId}: not releasing it`,
     };
   }

@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { FleetmedicError } from '../../src/errors.js';
-import { execaRunner, GpuToolErrorCode, type CommandRunner } from '../../src/gpu/command-runner.js';
+import { ErrorCode, FleetmedicError } from '../../src/errors.js';
+import { execaRunner, type CommandRunner } from '../../src/gpu/command-runner.js';
 import { withFault, healthyGpuState } from '../../src/sim/gpu-state.js';
 import type { StandinState } from '../fixtures/standin/standin.js';
 
@@ -83,7 +83,7 @@ describe('execaRunner', () => {
       (e: unknown) => e,
     );
     assert.ok(err instanceof FleetmedicError);
-    assert.equal(err.code, GpuToolErrorCode.TimedOut);
+    assert.equal(err.code, ErrorCode.GpuToolTimedOut);
     assert.equal(err.permanent, false);
     assert.match(err.message, /dcgmi health -c -j timed out after 1500 ms/);
     assert.ok(gone(await lastPid()), 'the timed-out stand-in is still running');
@@ -101,7 +101,7 @@ describe('execaRunner', () => {
       (e: unknown) => e,
     );
     assert.ok(err instanceof FleetmedicError);
-    assert.equal(err.code, GpuToolErrorCode.Cancelled);
+    assert.equal(err.code, ErrorCode.GpuToolCancelled);
     const deadline = Date.now() + 5_000;
     while (!gone(pid)) {
       assert.ok(Date.now() < deadline, 'the cancelled stand-in is still running');
@@ -116,7 +116,7 @@ describe('execaRunner', () => {
       (e: unknown) => e,
     );
     assert.ok(err instanceof FleetmedicError);
-    assert.equal(err.code, GpuToolErrorCode.OutputTooLarge);
+    assert.equal(err.code, ErrorCode.GpuToolOutputTooLarge);
     assert.equal(err.permanent, true);
     assert.match(err.message, /more than the output limit of 1048576 bytes/);
   });
@@ -128,7 +128,7 @@ describe('execaRunner', () => {
       (e: unknown) => e,
     );
     assert.ok(err instanceof FleetmedicError);
-    assert.equal(err.code, GpuToolErrorCode.NotStarted);
+    assert.equal(err.code, ErrorCode.GpuToolNotStarted);
     assert.match(err.message, /ENOENT/);
   });
 
