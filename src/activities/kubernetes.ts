@@ -10,6 +10,7 @@ import {
 } from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { z } from 'zod';
 import { FailureType } from '../errors.js';
 import { makeApiClient, type ApiClientFactory } from '../k8s/api-client.js';
 import { apiErrorStatus, isApiError } from '../k8s/api-errors.js';
@@ -54,6 +55,7 @@ import {
   type NodeView,
   type PodView,
 } from '../k8s/views.js';
+import { objectName, text, validateInput } from './input.js';
 
 /**
  * Kubernetes activities of the GPU remediation workflow: quarantine, drain, restart, release, and the
@@ -219,7 +221,6 @@ export interface RecordRemediationResult {
   remediations: string[];
 }
 
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 const DEFAULT_CONCURRENCY = 5;
 const DEFAULT_DRAIN_DEADLINE_S = 1800;
 const DEFAULT_RESTART_DEADLINE_S = 300;
@@ -232,74 +233,62 @@ const PDB_POLL_MS = 250;
 /** PodDisruptionBudget groups evicting at once, per unit of `concurrency` (see drainNode). */
 const PDB_GROUPS_PER_WORKER = 4;
 
-function invalid(activity: string, message: string): ApplicationFailure {
-  return ApplicationFailure.nonRetryable(`${activity}: ${message}`, FailureType.InvalidInput);
+/** An integer from `min` to `max`. */
+function int(min: number, max: number) {
+  return z.number().int().min(min).max(max);
 }
 
-function describeValue(value: unknown): string {
-  return `${JSON.stringify(value) ?? String(value)} (${Array.isArray(value) ? 'array' : typeof value})`;
-}
+/** An array of non-empty strings. */
+const nonEmptyStrings = z.array(z.string().min(1, 'must not be empty'));
 
-function requireInput(activity: string, input: unknown): Record<string, unknown> {
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
-    throw invalid(activity, `input must be an object, got ${describeValue(input)}`);
-  }
-  return input as Record<string, unknown>;
-}
+const quarantineNodeSchema = z.object({
+  node: objectName,
+  workflowId: text(1000),
+  reason: text(1024),
+  runId: text(256).optional(),
+});
 
-function requireName(activity: string, field: string, value: unknown): string {
-  if (typeof value !== 'string' || value.length > 253 || !DNS_SUBDOMAIN.test(value)) {
-    throw invalid(activity, `input.${field} must be a Kubernetes object name, got ${describeValue(value)}`);
-  }
-  return value;
-}
+const releaseNodeSchema = z.object({ node: objectName, workflowId: text(1000) });
 
-function requireText(activity: string, field: string, value: unknown, max: number, optional = false): string {
-  if (optional && value === undefined) return '';
-  if (typeof value !== 'string' || value === '' || value.length > max) {
-    throw invalid(
-      activity,
-      `input.${field} must be a non-empty string of at most ${max} characters, got ${describeValue(value)}`,
-    );
-  }
-  return value;
-}
+const podFilterSchema = z.object({
+  namespaces: nonEmptyStrings.optional(),
+  excludeNamespaces: nonEmptyStrings.optional(),
+  labelSelector: text(4096).optional(),
+});
 
-function optionalInt(
-  activity: string,
-  field: string,
-  value: unknown,
-  min: number,
-  max: number,
-): number | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw invalid(
-      activity,
-      `input.${field} must be an integer from ${min} to ${max}, got ${describeValue(value)}`,
-    );
-  }
-  return value;
-}
+const drainNodeSchema = z.object({
+  node: objectName,
+  workflowId: text(1000),
+  force: z.boolean().optional(),
+  deleteEmptyDirData: z.boolean().optional(),
+  concurrency: int(1, 100).optional(),
+  deadlineSeconds: int(1, 7 * 86_400).optional(),
+  podFilter: podFilterSchema.optional(),
+});
 
-function optionalBool(activity: string, field: string, value: unknown): boolean {
-  if (value === undefined) return false;
-  if (typeof value !== 'boolean') {
-    throw invalid(activity, `input.${field} must be a boolean, got ${describeValue(value)}`);
-  }
-  return value;
-}
+const restartPodsSchema = z
+  .object({
+    node: objectName,
+    namespace: objectName.optional(),
+    podNames: nonEmptyStrings.optional(),
+    labelSelector: text(4096).optional(),
+    force: z.boolean().optional(),
+    concurrency: int(1, 100).optional(),
+    deadlineSeconds: int(1, 86_400).optional(),
+  })
+  .refine((i) => (i.podNames !== undefined && i.podNames.length > 0) || i.labelSelector !== undefined, {
+    path: ['podNames'],
+    message: 'give podNames or labelSelector: restarting every pod on a node is a drain, not a restart',
+  });
 
-function optionalStrings(activity: string, field: string, value: unknown): string[] | undefined {
-  if (value === undefined) return undefined;
-  if (!Array.isArray(value) || value.some((v) => typeof v !== 'string' || v === '')) {
-    throw invalid(
-      activity,
-      `input.${field} must be an array of non-empty strings, got ${describeValue(value)}`,
-    );
-  }
-  return value as string[];
-}
+const nodeSchema = z.object({ node: objectName });
+
+const listGpuNodesSchema = z.object({ labelKeys: nonEmptyStrings.optional() });
+
+const recordRemediationSchema = z.object({
+  node: objectName,
+  at: text(64).refine((at) => !Number.isNaN(Date.parse(at)), 'must be an ISO-8601 time'),
+});
 
 /** The activity context, or undefined when called outside a worker (plain unit tests). */
 function activityContext(): Context | undefined {
@@ -481,12 +470,12 @@ export function nodeAccess(deps: KubernetesActivityDeps) {
    * resourceVersion precondition with 409, and is read again).
    */
   async function quarantine(input: QuarantineNodeInput, current?: V1Node): Promise<QuarantineNodeResult> {
-    const a = 'quarantineNode';
-    const i = requireInput(a, input);
-    const name = requireName(a, 'node', i.node);
-    const workflowId = requireText(a, 'workflowId', i.workflowId, 1000);
-    const reason = requireText(a, 'reason', i.reason, 1024);
-    const runId = i.runId === undefined ? undefined : requireText(a, 'runId', i.runId, 256);
+    const {
+      node: name,
+      workflowId,
+      reason,
+      runId,
+    } = validateInput('quarantineNode', quarantineNodeSchema, input);
     // Nodes change all the time (status, leases, other controllers): a 409 reads and plans again at
     // once, a few times, instead of waiting for Temporal's retry backoff with the node still schedulable.
     for (let attempt = 1; ; attempt++) {
@@ -878,10 +867,7 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
      *   `InvalidAnnotation`, `WrongCluster`, `InvalidInput`.
      */
     releaseNode: async (input: ReleaseNodeInput): Promise<ReleaseNodeResult> => {
-      const a = 'releaseNode';
-      const i = requireInput(a, input);
-      const name = requireName(a, 'node', i.node);
-      const workflowId = requireText(a, 'workflowId', i.workflowId, 1000);
+      const { node: name, workflowId } = validateInput('releaseNode', releaseNodeSchema, input);
       const node = await requireNode(name);
       const hold = holdOf(parseHold(node.metadata?.annotations?.[HOLD_ANNOTATION]));
       if (hold !== null) {
@@ -931,15 +917,11 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
      *   `NodeNotCordoned`, `Forbidden`, `WrongCluster`, `InvalidInput`; CancelledFailure on cancel.
      */
     drainNode: async (input: DrainNodeInput): Promise<DrainNodeResult> => {
-      const a = 'drainNode';
-      const i = requireInput(a, input);
-      const name = requireName(a, 'node', i.node);
-      const workflowId = requireText(a, 'workflowId', i.workflowId, 1000);
-      const force = optionalBool(a, 'force', i.force);
-      const deleteEmptyDirData = optionalBool(a, 'deleteEmptyDirData', i.deleteEmptyDirData);
-      const concurrency = optionalInt(a, 'concurrency', i.concurrency, 1, 100) ?? DEFAULT_CONCURRENCY;
-      const deadlineSeconds = optionalInt(a, 'deadlineSeconds', i.deadlineSeconds, 1, 7 * 86_400);
-      const podFilter = validatePodFilter(a, i.podFilter);
+      const i = validateInput('drainNode', drainNodeSchema, input);
+      const { node: name, workflowId, deadlineSeconds, podFilter } = i;
+      const force = i.force ?? false;
+      const deleteEmptyDirData = i.deleteEmptyDirData ?? false;
+      const concurrency = i.concurrency ?? DEFAULT_CONCURRENCY;
 
       const ctx = activityContext();
       const cancel = ctx?.cancellationSignal;
@@ -1138,23 +1120,11 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
      * @throws non-retryable `InvalidInput`, `NodeNotFound`, `Forbidden`, `RestartDeadlineExceeded`.
      */
     restartPods: async (input: RestartPodsInput): Promise<RestartPodsResult> => {
-      const a = 'restartPods';
-      const i = requireInput(a, input);
-      const name = requireName(a, 'node', i.node);
-      const namespace = i.namespace === undefined ? undefined : requireName(a, 'namespace', i.namespace);
-      const podNames = optionalStrings(a, 'podNames', i.podNames);
-      const labelSelector =
-        i.labelSelector === undefined ? undefined : requireText(a, 'labelSelector', i.labelSelector, 4096);
-      const force = optionalBool(a, 'force', i.force);
-      const concurrency = optionalInt(a, 'concurrency', i.concurrency, 1, 100) ?? DEFAULT_CONCURRENCY;
-      const deadlineSeconds =
-        optionalInt(a, 'deadlineSeconds', i.deadlineSeconds, 1, 86_400) ?? DEFAULT_RESTART_DEADLINE_S;
-      if ((podNames === undefined || podNames.length === 0) && labelSelector === undefined) {
-        throw invalid(
-          a,
-          'give podNames or labelSelector: restarting every pod on a node is a drain, not a restart',
-        );
-      }
+      const i = validateInput('restartPods', restartPodsSchema, input);
+      const { node: name, namespace, podNames, labelSelector } = i;
+      const force = i.force ?? false;
+      const concurrency = i.concurrency ?? DEFAULT_CONCURRENCY;
+      const deadlineSeconds = i.deadlineSeconds ?? DEFAULT_RESTART_DEADLINE_S;
       const method = force ? 'delete' : 'evict';
 
       const ctx = activityContext();
@@ -1239,8 +1209,7 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
 
     /** A compact view of one node, or `{ exists: false }`. */
     getNode: async (input: { node: string }): Promise<NodeView | MissingNodeView> => {
-      const i = requireInput('getNode', input);
-      const name = requireName('getNode', 'node', i.node);
+      const { node: name } = validateInput('getNode', nodeSchema, input);
       const node = await readNode(name);
       return node ? nodeView(node) : { name, exists: false };
     },
@@ -1250,8 +1219,7 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
      * and the capacity check). `labelKeys` adds labels beyond the default subset.
      */
     listGpuNodes: async (input: { labelKeys?: string[] } = {}): Promise<NodeSummary[]> => {
-      const i = requireInput('listGpuNodes', input ?? {});
-      const labelKeys = optionalStrings('listGpuNodes', 'labelKeys', i.labelKeys) ?? [];
+      const labelKeys = validateInput('listGpuNodes', listGpuNodesSchema, input ?? {}).labelKeys ?? [];
       const out: NodeSummary[] = [];
       let cont: string | undefined;
       try {
@@ -1278,12 +1246,7 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
      *   reset silently: the count guards a hardware decision).
      */
     recordRemediation: async (input: RecordRemediationInput): Promise<RecordRemediationResult> => {
-      const a = 'recordRemediation';
-      const i = requireInput(a, input);
-      const name = requireName(a, 'node', i.node);
-      const at = requireText(a, 'at', i.at, 64);
-      if (Number.isNaN(Date.parse(at)))
-        throw invalid(a, `input.at must be an ISO-8601 time, got ${describeValue(at)}`);
+      const { node: name, at } = validateInput('recordRemediation', recordRemediationSchema, input);
       const node = await requireNode(name);
       const parsed = parseRemediations(node.metadata?.annotations?.[REMEDIATIONS_ANNOTATION]);
       if (!parsed.ok) {
@@ -1300,29 +1263,11 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
 
     /** Compact views of the pods on a node (for the capacity check before a drain). */
     podsOnNode: async (input: { node: string }): Promise<PodView[]> => {
-      const i = requireInput('podsOnNode', input);
-      const name = requireName('podsOnNode', 'node', i.node);
+      const { node: name } = validateInput('podsOnNode', nodeSchema, input);
       await requireNode(name);
       return (await listPodsOnNode(name)).map(podView);
     },
   };
-}
-
-function validatePodFilter(activity: string, value: unknown): DrainPodFilter | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw invalid(activity, `input.podFilter must be an object, got ${describeValue(value)}`);
-  }
-  const f = value as Record<string, unknown>;
-  const filter: DrainPodFilter = {};
-  const namespaces = optionalStrings(activity, 'podFilter.namespaces', f.namespaces);
-  if (namespaces) filter.namespaces = namespaces;
-  const exclude = optionalStrings(activity, 'podFilter.excludeNamespaces', f.excludeNamespaces);
-  if (exclude) filter.excludeNamespaces = exclude;
-  if (f.labelSelector !== undefined) {
-    filter.labelSelector = requireText(activity, 'podFilter.labelSelector', f.labelSelector, 4096);
-  }
-  return filter;
 }
 
 /** The activities' type, for `proxyActivities<KubernetesActivities>()` in workflows. */

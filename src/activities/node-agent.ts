@@ -1,11 +1,17 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import { z } from 'zod';
 import type { DiagEvidence, TriageEvidence } from '../domain/xid-classification.js';
 import { FailureType, FleetmedicError } from '../errors.js';
 import type { CommandRunner, GpuTool } from '../gpu/command-runner.js';
 import { parseDcgmiDiag, parseDcgmiHealth } from '../gpu/dcgmi.js';
 import { DEFAULT_HEALTH_QUERY_FIELDS, parseListGpus, parseQueryGpu } from '../gpu/nvidia-smi.js';
 import { DEVICE_HELD, type ResetHolder } from '../gpu/reset-holders.js';
+import { validateInput } from './input.js';
+
+/** What the agent checks of its activities' input beyond the target (which `guard` checks). */
+const resetGpuSchema = z.object({ gpu: z.number().int().min(0) });
+const diagSchema = z.object({ level: z.union([z.literal(1), z.literal(2), z.literal(3), z.literal(4)]) });
 
 export interface NodeAgentDeps {
   readonly clusterId: string;
@@ -188,12 +194,7 @@ export function createNodeAgentActivities(deps: NodeAgentDeps) {
      */
     async agentResetGpu(target: AgentTarget & { gpu: number }): Promise<{ output: string }> {
       guard(target);
-      if (!Number.isInteger(target.gpu) || target.gpu < 0) {
-        throw ApplicationFailure.nonRetryable(
-          `invalid GPU index ${String(target.gpu)}`,
-          FailureType.InvalidInput,
-        );
-      }
+      validateInput('agentResetGpu', resetGpuSchema, target);
       const busy = processesOnGpu(await gpuProcesses(target), target.gpu);
       if (busy.count > 0) {
         throw ApplicationFailure.nonRetryable(
@@ -274,12 +275,7 @@ export function createNodeAgentActivities(deps: NodeAgentDeps) {
      */
     async agentDiag(target: AgentTarget & { level: 1 | 2 | 3 | 4 }): Promise<DiagEvidence> {
       guard(target);
-      if (![1, 2, 3, 4].includes(target.level)) {
-        throw ApplicationFailure.nonRetryable(
-          `invalid diag level ${String(target.level)}`,
-          FailureType.InvalidInput,
-        );
-      }
+      validateInput('agentDiag', diagSchema, target);
       const ctx = Context.current();
       const beat = setInterval(() => ctx.heartbeat({ running: `dcgmi diag -r ${target.level}` }), 5_000);
       try {

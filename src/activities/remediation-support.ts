@@ -1,6 +1,6 @@
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { z } from 'zod';
 import {
   admitDrain,
   dequeue,
@@ -14,7 +14,6 @@ import {
 } from '../domain/fleet-budget.js';
 import { podsFitElsewhere, type CapacityCheck } from '../domain/capacity.js';
 import { isNodeHealthy } from '../domain/node-health.js';
-import { FailureType } from '../errors.js';
 import { makeApiClient } from '../k8s/api-client.js';
 import { GPU_RESOURCE } from '../k8s/labels.js';
 import {
@@ -28,6 +27,7 @@ import {
   type FleetBudgetInput,
 } from '../contracts/fleet-budget.js';
 import { remediationWorkflowId } from '../contracts/ids.js';
+import { objectName, validateInput } from './input.js';
 
 /**
  * The breaker's fleet view: read again (in the background) once older than this, used as it is up to
@@ -106,6 +106,9 @@ export function coalesce<T, R>(
       pump();
     });
 }
+
+const nodeSchema = z.object({ node: objectName });
+const notifyOperatorSchema = z.object({ message: z.string().min(1, 'must not be empty') });
 
 export interface RemediationSupportDeps {
   readonly kc: KubeConfig;
@@ -297,12 +300,8 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
   return {
     /** Records a failure with the fleet's circuit breaker; says whether automatic quarantine may go on. */
     async budgetReportFailure(input: { node: string }): Promise<QuarantineVerdict> {
-      if (!input.node)
-        throw ApplicationFailure.nonRetryable(
-          'budgetReportFailure needs a node name',
-          FailureType.InvalidInput,
-        );
-      return reportFailure(input.node);
+      const { node } = validateInput('budgetReportFailure', nodeSchema, input);
+      return reportFailure(node);
     },
 
     /**
@@ -395,8 +394,7 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
       message: string;
       reminder: number;
     }): Promise<void> {
-      if (!input.message)
-        throw ApplicationFailure.nonRetryable('empty notification', FailureType.InvalidInput);
+      validateInput('notifyOperator', notifyOperatorSchema, input);
       process.stderr.write(
         `${JSON.stringify({ level: 'warn', msg: 'operator needed', node: input.node, workflowId: input.workflowId, detail: input.message, reminder: input.reminder })}\n`,
       );
