@@ -10,6 +10,12 @@ export const SYSTEM_NAMESPACE = 'fleetmedic-system';
 export const SIMULATION_MARKER = 'fleetmedic-simulation';
 /** kwok manages nodes carrying this annotation. */
 export const KWOK_NODE_ANNOTATION = 'kwok.x-k8s.io/node';
+/**
+ * On pods of a simulated node that fleetmedic's process runner serves with a real local process; the
+ * value names the process kind (`standin`, `llama-server`), from the runner's fixed list: a pod never
+ * names the command it runs.
+ */
+export const PROCESS_LABEL = 'fleetmedic.io/process';
 /** NVIDIA device plugin resource name. */
 export const GPU_RESOURCE = 'nvidia.com/gpu';
 /** GPU feature discovery's product label. */

@@ -6,6 +6,7 @@ import { StackError } from '../errors.js';
 import type { ResolvedTool } from '../toolchain/toolchain.js';
 import type { StackToolName } from '../toolchain/tools.js';
 import { ETCD_VERSION, KUBERNETES_VERSION } from '../toolchain/tools.js';
+import type { KwokStage } from './kwok-stages.js';
 import { stopProcess } from './processes.js';
 
 /** A kwok cluster in a work directory of its own (never ~/.kwok, never ~/.kube/config). */
@@ -20,6 +21,11 @@ export interface KwokClusterRef {
 export interface KwokClusterOptions extends KwokClusterRef {
   readonly ports: KwokPorts;
   readonly tools: Record<StackToolName, ResolvedTool>;
+  /**
+   * The kwok controller's stages (src/stack/kwok-stages.ts: kwok's defaults, changed for the process
+   * runner's pods). Without them kwok uses its built-in defaults, which mark every pod Ready at once.
+   */
+  readonly stages?: readonly KwokStage[];
 }
 
 /**
@@ -117,7 +123,10 @@ export function kwokctlConfig(options: KwokClusterOptions): string {
       enableContentionProfiling: false,
     },
   };
-  return [kwokctl, kwok].map((doc) => YAML.stringify(doc)).join('---\n');
+  // lineWidth 0: no folding, so the stages' Go templates are written line for line.
+  return [kwokctl, kwok, ...(options.stages ?? [])]
+    .map((doc) => YAML.stringify(doc, { lineWidth: 0 }))
+    .join('---\n');
 }
 
 /**

@@ -16,6 +16,7 @@ import {
   type KwokClusterRef,
   type KwokPorts,
 } from './kwok-cluster.js';
+import { processRunnerStages, readKwokDefaultStages } from './kwok-stages.js';
 import { assertPortsFree, isRunning, pickFreePorts, waitFor } from './processes.js';
 import {
   ensureSimNodes,
@@ -122,6 +123,7 @@ export async function up(config: Config, options: UpOptions): Promise<UpResult> 
       ports,
       kwokctl: tools.kwokctl.path,
       tools,
+      stages: processRunnerStages(await readKwokDefaultStages(config.cacheDir)),
     };
     log(`starting Temporal dev server on 127.0.0.1:${ports.temporal} and cluster ${clusterName}`);
     const temporalPromise = startTemporalServer({

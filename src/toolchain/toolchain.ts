@@ -3,7 +3,16 @@ import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ToolchainError } from '../errors.js';
-import { TOOLS, toolSpec, type GoBuild, type StackToolName, type ToolName, type ToolSpec } from './tools.js';
+import { KWOK_DEFAULT_STAGE_FILES, kwokStagesDir } from '../stack/kwok-stages.js';
+import {
+  KWOK_VERSION,
+  TOOLS,
+  toolSpec,
+  type GoBuild,
+  type StackToolName,
+  type ToolName,
+  type ToolSpec,
+} from './tools.js';
 
 /** A tool found and checked: where it is, and whether it came from the cache or an environment variable. */
 export interface ResolvedTool {
@@ -172,7 +181,42 @@ export async function buildToolchain(
       await buildGroup(go, group, options.cacheDir, env, log);
     }
   }
+  await extractKwokStages(options.cacheDir, env, log);
   return resolveTools(TOOLS, options);
+}
+
+/**
+ * Copies kwok's default stage files from the kwok module (already in Go's module cache after kwok's
+ * build; otherwise fetched from the module proxy) into the toolchain cache: the embedded cluster's
+ * configuration changes two of them for the process runner (src/stack/kwok-stages.ts).
+ */
+async function extractKwokStages(cacheDir: string, env: NodeJS.ProcessEnv, log: ToolchainLog): Promise<void> {
+  const dir = kwokStagesDir(cacheDir);
+  const want = KWOK_DEFAULT_STAGE_FILES.map((f) => path.join(dir, path.basename(f)));
+  if ((await Promise.all(want.map(exists))).every(Boolean)) {
+    log(`kwok v${KWOK_VERSION} stages: cached (${dir})`);
+    return;
+  }
+  const go = await findGo(env);
+  const module = `sigs.k8s.io/kwok@v${KWOK_VERSION}`;
+  const download = await execa(go, ['mod', 'download', '-json', module], {
+    env: goEnv(env),
+    extendEnv: false,
+    cwd: cacheDir,
+    reject: false,
+  });
+  if (download.exitCode !== 0) {
+    throw new ToolchainError(`go mod download ${module} failed: ${download.stdout}${download.stderr}`);
+  }
+  const { Dir: moduleDir } = JSON.parse(download.stdout) as { Dir: string };
+  await fs.mkdir(dir, { recursive: true });
+  for (const file of KWOK_DEFAULT_STAGE_FILES) {
+    const target = path.join(dir, path.basename(file));
+    await fs.copyFile(path.join(moduleDir, file), `${target}.tmp`);
+    await fs.chmod(`${target}.tmp`, 0o644);
+    await fs.rename(`${target}.tmp`, target);
+  }
+  log(`kwok v${KWOK_VERSION} stages: copied from ${module} (${dir})`);
 }
 
 function goEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {

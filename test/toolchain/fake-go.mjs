@@ -22,6 +22,25 @@ if (cmd === 'env' && sub === 'GOVERSION') {
 } else if (cmd === 'install') {
   const pkg = args.at(-1);
   writeBinary(path.join(process.env.GOBIN, toolName(pkg)), toolName(pkg));
+} else if (cmd === 'mod' && sub === 'download' && args.at(-1).startsWith('sigs.k8s.io/kwok@')) {
+  // The kwok module's default stage files (their content only needs to be a Stage here).
+  const dir = path.join(process.cwd(), 'fake-kwok-module');
+  const stages = {
+    'node/fast': ['node-initialize'],
+    'node/heartbeat-with-lease': ['node-heartbeat-with-lease'],
+    'pod/fast': ['pod-ready', 'pod-complete', 'pod-delete'],
+  };
+  for (const [sub, names] of Object.entries(stages)) {
+    fs.mkdirSync(path.join(dir, 'kustomize/stage', sub), { recursive: true });
+    for (const name of names) {
+      const kind = sub.startsWith('pod') ? 'Pod' : 'Node';
+      fs.writeFileSync(
+        path.join(dir, 'kustomize/stage', sub, `${name}.yaml`),
+        `apiVersion: kwok.x-k8s.io/v1alpha1\nkind: Stage\nmetadata:\n  name: ${name}\nspec:\n  resourceRef:\n    apiGroup: v1\n    kind: ${kind}\n  next:\n    delete: true\n`,
+      );
+    }
+  }
+  console.log(JSON.stringify({ Dir: dir }));
 } else if (cmd === 'mod' && sub === 'download') {
   const gomod = path.join(process.cwd(), 'upstream.mod');
   fs.writeFileSync(gomod, 'module k8s.io/kubernetes\n\ngo 1.25.0\n\nrequire (\n\tk8s.io/api v0.0.0\n)\n');

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { after, beforeEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { hasErrorCode } from '../../src/errors.js';
+import { kwokStagesDir, readKwokDefaultStages } from '../../src/stack/kwok-stages.js';
 import {
   buildToolchain,
   cachedToolPath,
@@ -112,6 +113,22 @@ describe('toolchain', () => {
       resolveTool('helm', { cacheDir, env }),
       /helm v3\.22\.0 is not built yet.*FLEETMEDIC_HELM_BIN/,
     );
+  });
+
+  it("copies kwok's default stages from the kwok module into the cache, once", async () => {
+    await buildToolchain({ cacheDir, env });
+    const stages = await readKwokDefaultStages(cacheDir);
+    assert.deepEqual(
+      stages.map((s) => s.metadata.name),
+      ['node-initialize', 'node-heartbeat-with-lease', 'pod-ready', 'pod-complete', 'pod-delete'],
+    );
+    const downloads = async () =>
+      (await goCalls()).filter((c) => c[0] === 'mod' && c.at(-1)?.startsWith('sigs.k8s.io/kwok@')).length;
+    const before = await downloads();
+    await buildToolchain({ cacheDir, env });
+    assert.equal(await downloads(), before, 'the stages were copied again');
+    await fs.rm(path.join(kwokStagesDir(cacheDir), 'pod-ready.yaml'));
+    await assert.rejects(readKwokDefaultStages(cacheDir), /pod-ready\.yaml is missing.*fleetmedic toolchain/);
   });
 
   it('is idempotent: a warm cache builds nothing', async () => {
