@@ -6,6 +6,7 @@ import { registerDemoCommand } from './commands/demo.js';
 import { registerGatewayCommands } from './commands/gateway.js';
 import { registerOperatorCommands } from './commands/operator.js';
 import { registerRemediationCommands } from './commands/remediation.js';
+import { registerRunnerCommand } from './commands/runner.js';
 import { registerStackCommands } from './commands/stack.js';
 import { registerWebhookCommands } from './commands/webhook.js';
 import { registerToolchainCommand } from './commands/toolchain.js';
@@ -26,5 +27,6 @@ export function buildProgram(): Command {
   registerDemoCommand(program);
   registerWebhookCommands(program);
   registerGatewayCommands(program);
+  registerRunnerCommand(program);
   return program;
 }

@@ -28,6 +28,8 @@ export const faultsSchema = z
     badRequest: z.boolean().optional(),
     /** Reset the connection without answering. */
     reset: z.boolean().optional(),
+    /** `fleetmedic gateway standin` ignores SIGTERM (a process that only SIGKILL stops). */
+    ignoreSigterm: z.boolean().optional(),
   })
   .strict();
 

@@ -4,6 +4,7 @@ import { ConfigError } from '../../errors.js';
 import { parseGatewayConfig, type GatewayConfigInput } from '../../gateway/config.js';
 import { startGateway } from '../../gateway/server.js';
 import { startStandin } from '../../gateway/standin.js';
+import { assertLoopbackAddress } from '../../k8s/loopback.js';
 
 /** Where the gateway commands write; tests capture it. */
 export interface GatewayCommandIo {
@@ -200,6 +201,7 @@ export function registerGatewayCommands(program: Command, io: GatewayCommandIo =
   gateway
     .command('standin')
     .description('run a stand-in inference replica (tests and benchmarks; faults via POST /admin/faults)')
+    .option('--host <address>', 'loopback address to bind (127.0.0.0/8)', '127.0.0.1')
     .option('--port <port>', 'port to listen on (0: any)', int('--port'), 0)
     .option('--service-ms <ms>', 'service time per request', int('--service-ms'), 20)
     .option('--concurrency <n>', 'requests served at once; more wait', int('--concurrency'), 4)
@@ -207,16 +209,23 @@ export function registerGatewayCommands(program: Command, io: GatewayCommandIo =
     .option('--model <name>', 'model name in answers', 'standin')
     .action(
       async (opts: {
+        host: string;
         port: number;
         serviceMs: number;
         concurrency: number;
         tokens: number;
         model: string;
       }) => {
-        const standin = await startStandin(opts);
+        const standin = await startStandin({ ...opts, host: assertLoopbackAddress(opts.host) });
         io.stderr(`stand-in replica on ${standin.url} (${opts.serviceMs} ms, ${opts.concurrency} at once)\n`);
         await new Promise<void>((resolve) => {
-          for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve());
+          process.once('SIGINT', () => resolve());
+          const onTerm = () => {
+            if (!standin.faults.ignoreSigterm) return resolve();
+            io.stderr('ignoring SIGTERM (fault switch ignoreSigterm)\n');
+            process.once('SIGTERM', onTerm);
+          };
+          process.once('SIGTERM', onTerm);
         });
         await standin.close();
       },

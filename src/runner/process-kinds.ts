@@ -1,0 +1,128 @@
+import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { FleetmedicError } from '../errors.js';
+import type { InferenceArtifacts } from '../toolchain/inference.js';
+
+/**
+ * The processes fleetmedic's process runner can run for a pod: a fixed list, chosen by the pod's
+ * `fleetmedic.io/process` label. A pod never names a command or a file; the few settings a kind
+ * takes come from annotations checked here.
+ */
+export const PROCESS_KINDS = ['standin', 'llama-server'] as const;
+export type ProcessKindName = (typeof PROCESS_KINDS)[number];
+
+/** Model a `llama-server` pod serves: the tiny generated model (fast) or SmolLM2 (coherent text). */
+export const MODEL_ANNOTATION = 'fleetmedic.io/model';
+/** Service time of a `standin` pod, in milliseconds. */
+export const STANDIN_SERVICE_MS_ANNOTATION = 'fleetmedic.io/standin-service-ms';
+
+/** What to run for a pod. */
+export interface ProcessCommand {
+  readonly file: string;
+  readonly args: readonly string[];
+  /** A short description for logs (`llama-server tiny on 127.128.0.5:8080`). */
+  readonly describe: string;
+}
+
+export interface ProcessContext {
+  readonly pod: V1Pod;
+  readonly container: V1Container;
+  readonly podIP: string;
+  readonly port: number;
+  /** A directory of the pod's own (llama-server's slot files), removed with the pod. */
+  readonly podDir: string;
+  /** The inference toolchain, when built; a `llama-server` pod waits for it otherwise. */
+  readonly inference: InferenceArtifacts | undefined;
+}
+
+/** A pod the runner cannot serve, and why (it stays not Ready, with the reason in its status). */
+export class ProcessSpecError extends FleetmedicError {
+  constructor(
+    message: string,
+    readonly reason: string,
+  ) {
+    super('PROCESS_SPEC', message, { permanent: true });
+  }
+}
+
+const annotationsSchema = z.object({
+  [MODEL_ANNOTATION]: z.enum(['tiny', 'smollm2']).default('tiny'),
+  [STANDIN_SERVICE_MS_ANNOTATION]: z.coerce.number().int().min(0).max(60_000).default(20),
+});
+
+function annotations(pod: V1Pod): z.infer<typeof annotationsSchema> {
+  const parsed = annotationsSchema.safeParse(pod.metadata?.annotations ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ProcessSpecError(
+      `pod ${pod.metadata?.namespace}/${pod.metadata?.name}: annotation ${String(issue.path[0])}: ${issue.message}`,
+      'InvalidAnnotation',
+    );
+  }
+  return parsed.data;
+}
+
+/** The kind a pod's label names, or a {@link ProcessSpecError}. */
+export function processKindOf(pod: V1Pod, label: string): ProcessKindName {
+  const value = pod.metadata?.labels?.[label] ?? '';
+  if ((PROCESS_KINDS as readonly string[]).includes(value)) return value as ProcessKindName;
+  throw new ProcessSpecError(
+    `pod ${pod.metadata?.namespace}/${pod.metadata?.name}: ${label}=${JSON.stringify(value)} is not a process ` +
+      `the runner knows (${PROCESS_KINDS.join(', ')})`,
+    'UnknownProcess',
+  );
+}
+
+/** The container the runner serves (the first) and its port (the one named `http`, else the first). */
+export function servedContainer(pod: V1Pod): { container: V1Container; port: number } {
+  const container = pod.spec?.containers[0];
+  const ports = container?.ports ?? [];
+  const port = (ports.find((p) => p.name === 'http') ?? ports[0])?.containerPort;
+  if (!container || !port) {
+    throw new ProcessSpecError(
+      `pod ${pod.metadata?.namespace}/${pod.metadata?.name} has no container port: the runner needs one to bind`,
+      'NoContainerPort',
+    );
+  }
+  return { container, port };
+}
+
+const FLEETMEDIC_BIN = fileURLToPath(new URL('../../bin/fleetmedic.js', import.meta.url));
+
+/** The command of a pod of kind `kind`. */
+export function processCommand(kind: ProcessKindName, ctx: ProcessContext): ProcessCommand {
+  const notes = annotations(ctx.pod);
+  if (kind === 'standin') {
+    const serviceMs = notes[STANDIN_SERVICE_MS_ANNOTATION];
+    const args = [
+      FLEETMEDIC_BIN,
+      'gateway',
+      'standin',
+      ...['--host', ctx.podIP, '--port', String(ctx.port), '--service-ms', String(serviceMs)],
+      ...['--model', ctx.pod.metadata?.labels?.app ?? 'standin'],
+    ];
+    return {
+      file: process.execPath,
+      args,
+      describe: `stand-in on ${ctx.podIP}:${ctx.port} (${serviceMs} ms)`,
+    };
+  }
+  if (!ctx.inference) {
+    throw new ProcessSpecError(
+      'llama-server or the inference models are not built; run `npm run toolchain:inference`',
+      'InferenceToolchainMissing',
+    );
+  }
+  const model = notes[MODEL_ANNOTATION];
+  const modelFile = model === 'tiny' ? ctx.inference.tinyModel : ctx.inference.smollm2;
+  return {
+    file: ctx.inference.llamaServer,
+    args: [
+      ...['--model', modelFile, '--host', ctx.podIP, '--port', String(ctx.port)],
+      ...['--threads', '1', '--threads-batch', '1', '--ctx-size', '2048', '--parallel', '2'],
+      ...['--no-warmup', '--slot-save-path', ctx.podDir],
+    ],
+    describe: `llama-server ${model} on ${ctx.podIP}:${ctx.port}`,
+  };
+}

@@ -1,0 +1,83 @@
+import type { V1Pod } from '@kubernetes/client-node';
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { PROCESS_LABEL } from '../../src/k8s/labels.js';
+import {
+  MODEL_ANNOTATION,
+  ProcessSpecError,
+  STANDIN_SERVICE_MS_ANNOTATION,
+  processCommand,
+  processKindOf,
+  servedContainer,
+} from '../../src/runner/process-kinds.js';
+
+function pod(
+  labels: Record<string, string>,
+  annotations: Record<string, string> = {},
+  ports = [8080],
+): V1Pod {
+  return {
+    metadata: { name: 'p', namespace: 'ns', labels, annotations },
+    spec: {
+      containers: [{ name: 'server', image: 'x', ports: ports.map((containerPort) => ({ containerPort })) }],
+    },
+  };
+}
+
+const inference = {
+  llamaServer: '/cache/llama-server',
+  smollm2: '/cache/smollm2.gguf',
+  tinyModel: '/cache/tiny.gguf',
+};
+
+describe('process kinds: what the runner runs for a pod', () => {
+  it('takes the kind from the label and refuses one it does not know, naming the known ones', () => {
+    assert.equal(processKindOf(pod({ [PROCESS_LABEL]: 'standin' }), PROCESS_LABEL), 'standin');
+    assert.throws(
+      () => processKindOf(pod({ [PROCESS_LABEL]: '/bin/sh' }), PROCESS_LABEL),
+      (err: Error) =>
+        err instanceof ProcessSpecError &&
+        err.reason === 'UnknownProcess' &&
+        err.message.includes('"/bin/sh"') &&
+        err.message.includes('standin, llama-server'),
+    );
+  });
+
+  it('binds the pod IP and the container port named http, else the first', () => {
+    const named: V1Pod = pod({});
+    named.spec!.containers[0]!.ports = [{ containerPort: 9000 }, { name: 'http', containerPort: 8080 }];
+    assert.equal(servedContainer(named).port, 8080);
+    assert.equal(servedContainer(pod({}, {}, [7000])).port, 7000);
+    assert.throws(() => servedContainer(pod({}, {}, [])), /has no container port/);
+  });
+
+  it('builds the stand-in and llama-server commands from annotations it checks', () => {
+    const base = { podIP: '127.128.0.5', port: 8080, podDir: '/state/runner/pods/u', inference };
+    const standin = pod({ app: 'chat' }, { [STANDIN_SERVICE_MS_ANNOTATION]: '50' });
+    const s = processCommand('standin', { ...base, pod: standin, container: standin.spec!.containers[0]! });
+    assert.deepEqual(s.args.slice(1, 3), ['gateway', 'standin']);
+    assert.ok(s.args.join(' ').includes('--host 127.128.0.5 --port 8080 --service-ms 50 --model chat'));
+
+    const llama = pod({}, { [MODEL_ANNOTATION]: 'smollm2' });
+    const l = processCommand('llama-server', { ...base, pod: llama, container: llama.spec!.containers[0]! });
+    assert.equal(l.file, '/cache/llama-server');
+    assert.ok(l.args.join(' ').includes('--model /cache/smollm2.gguf --host 127.128.0.5 --port 8080'));
+    assert.ok(l.args.join(' ').includes('--slot-save-path /state/runner/pods/u'));
+
+    const bad = pod({}, { [MODEL_ANNOTATION]: 'llama-70b' });
+    assert.throws(
+      () => processCommand('llama-server', { ...base, pod: bad, container: bad.spec!.containers[0]! }),
+      (err: Error) => err instanceof ProcessSpecError && err.message.includes(MODEL_ANNOTATION),
+    );
+    assert.throws(
+      () =>
+        processCommand('llama-server', {
+          ...base,
+          inference: undefined,
+          pod: llama,
+          container: llama.spec!.containers[0]!,
+        }),
+      /npm run toolchain:inference/,
+    );
+  });
+});
