@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { ConfigError } from '../errors.js';
-import { assertLoopbackUrl } from '../k8s/loopback.js';
+import { ConfigError, NonLoopbackAddressError } from '../errors.js';
+import { assertLoopbackUrl, isLoopbackAddress } from '../k8s/loopback.js';
 
 const ms = (fallback: number, min = 1) => z.number().int().min(min).default(fallback);
 
@@ -11,12 +11,16 @@ export const gatewayConfigSchema = z
     port: z.number().int().min(0).max(65535).default(8090),
     /** Static replicas (base URLs); combined with `kube` when both are given. */
     replicas: z.array(z.url({ protocol: /^https?$/ })).default([]),
-    /** Watch the pods of one Deployment; the kubeconfig is explicit, never ~/.kube/config. */
+    /**
+     * Watch the pods of one Deployment. The credentials are explicit, exactly one of: a kubeconfig
+     * file, or the pod's ServiceAccount (`inCluster`); never ~/.kube/config.
+     */
     kube: z
       .object({
         namespace: z.string().min(1),
         deployment: z.string().min(1),
-        kubeconfig: z.string().min(1),
+        kubeconfig: z.string().min(1).optional(),
+        inCluster: z.boolean().default(false),
         port: z.number().int().min(1).max(65535).default(8080),
       })
       .optional(),
@@ -77,7 +81,10 @@ export const gatewayConfigSchema = z
       .default(8 * 1024 * 1024),
     /** Continue a stream broken mid-way on another replica (llama.cpp's /apply-template + /completion). */
     continuation: z.boolean().default(false),
-    /** Refuse replica and fallback addresses outside 127.0.0.0/8 (simulated clusters). */
+    /**
+     * A simulated cluster: refuse replica and fallback addresses outside 127.0.0.0/8 and bind a
+     * loopback `host` only. `false` on a real cluster.
+     */
     loopbackOnly: z.boolean().default(true),
   })
   .strict();
@@ -109,6 +116,8 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
  * Validates gateway settings and fills in defaults.
  *
  * @throws ConfigError naming each bad field, the value received and what was expected.
+ * @throws NonLoopbackAddressError when `loopbackOnly` (a simulation) meets a host, replica or
+ *   fallback address outside loopback.
  * @example parseGatewayConfig({ replicas: ['http://127.0.0.1:8081'] }).breaker.failureThreshold // 5
  */
 export function parseGatewayConfig(input: unknown): GatewayConfig {
@@ -125,7 +134,21 @@ export function parseGatewayConfig(input: unknown): GatewayConfig {
   if (config.replicas.length === 0 && !config.kube) {
     throw new ConfigError('invalid gateway configuration: no replicas: give replicas or kube (or both)');
   }
+  if (config.kube && config.kube.inCluster === (config.kube.kubeconfig !== undefined)) {
+    throw new ConfigError(
+      "invalid gateway configuration: kube: exactly one of kubeconfig (a file) and inCluster (the pod's " +
+        `ServiceAccount), got ${config.kube.inCluster ? 'both' : 'neither'}`,
+    );
+  }
   if (config.loopbackOnly) {
+    if (!isLoopbackAddress(config.host)) {
+      throw new NonLoopbackAddressError(
+        config.host,
+        `refusing to bind ${config.host}: the cluster is a fleetmedic simulation, which serves nothing ` +
+          'beyond loopback (127.0.0.0/8, ::1); bind a loopback host, or say the cluster is real ' +
+          '(--any-address, or FLEETMEDIC_IN_CLUSTER=true in a pod; loopbackOnly: false in the configuration)',
+      );
+    }
     for (const url of config.replicas) assertLoopbackUrl(url, `replica ${url}`);
     if (config.fallbackUrl) assertLoopbackUrl(config.fallbackUrl, 'the fallback service');
   }

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { Pool } from 'undici';
 import type { GatewayConfig } from './config.js';
 import { LlamaCppContinuer } from './continuation.js';
-import { loadKubeConfig } from '../k8s/kubeconfig.js';
+import { loadInClusterKubeConfig, loadKubeConfig } from '../k8s/kubeconfig.js';
 import {
   CombinedDiscovery,
   KubernetesPodDiscovery,
@@ -86,7 +86,8 @@ export async function startGateway(
     const { kube } = config;
     parts.push(
       new KubernetesPodDiscovery({
-        kc: loadKubeConfig(kube.kubeconfig),
+        // parseGatewayConfig checked that exactly one of the two is set.
+        kc: kube.inCluster ? loadInClusterKubeConfig() : loadKubeConfig(kube.kubeconfig!),
         namespace: kube.namespace,
         deployment: kube.deployment,
         port: kube.port,

@@ -1,10 +1,12 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { pino, type Logger } from 'pino';
 import { ConfigError } from '../../errors.js';
-import { parseGatewayConfig, type GatewayConfigInput } from '../../gateway/config.js';
+import type { Config } from '../../config/config.js';
+import { parseGatewayConfig, type GatewayConfig, type GatewayConfigInput } from '../../gateway/config.js';
 import { startGateway } from '../../gateway/server.js';
 import { startStandin } from '../../gateway/standin.js';
 import { assertLoopbackAddress } from '../../k8s/loopback.js';
+import { configFrom } from '../context.js';
 
 /** Where the gateway commands write; tests capture it. */
 export interface GatewayCommandIo {
@@ -26,7 +28,8 @@ function collect(value: string, previous: string[] = []): string[] {
   return [...previous, ...value.split(',').filter((v) => v !== '')];
 }
 
-interface ServeOptions {
+/** The flags of `fleetmedic gateway serve`, as commander parses them. */
+export interface ServeOptions {
   host: string;
   port: number;
   replica?: string[];
@@ -55,8 +58,22 @@ interface ServeOptions {
   verbose?: boolean;
 }
 
-/** Builds the gateway settings from the flags; zod fills in the rest and names bad fields. */
-export function gatewayInput(opts: ServeOptions, kubeconfig: string | undefined): GatewayConfigInput {
+/**
+ * Where `--deployment` reads the cluster: the configuration's explicit kubeconfig
+ * (`--kubeconfig`, FLEETMEDIC_KUBECONFIG) or, with FLEETMEDIC_IN_CLUSTER=true, the pod's
+ * ServiceAccount. Never ~/.kube/config.
+ */
+export interface GatewayKubeTarget {
+  readonly kubeconfig?: string | undefined;
+  readonly inCluster: boolean;
+}
+
+/**
+ * Builds the gateway settings from the flags; zod fills in the rest and names bad fields. In a pod
+ * (`inCluster`) the cluster is real: replica and fallback addresses outside loopback are allowed,
+ * as with `--any-address`, and so is a non-loopback `--host`.
+ */
+export function gatewayInput(opts: ServeOptions, target: GatewayKubeTarget): GatewayConfigInput {
   const defined = <T extends object>(o: T): T =>
     Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
   let kube: GatewayConfigInput['kube'];
@@ -67,13 +84,20 @@ export function gatewayInput(opts: ServeOptions, kubeconfig: string | undefined)
         `--deployment must be <namespace>/<name>, got ${JSON.stringify(opts.deployment)}`,
       );
     }
-    if (!kubeconfig) {
+    if (!target.inCluster && !target.kubeconfig) {
       throw new ConfigError(
-        '--deployment needs an explicit kubeconfig: --kubeconfig <file> or FLEETMEDIC_KUBECONFIG (never ~/.kube/config)',
+        '--deployment needs explicit credentials: --kubeconfig <file> or FLEETMEDIC_KUBECONFIG, or ' +
+          'FLEETMEDIC_IN_CLUSTER=true in a pod (its ServiceAccount); never ~/.kube/config',
       );
     }
-    kube = defined({ namespace, deployment: name, kubeconfig, port: opts.deploymentPort });
+    kube = defined({
+      namespace,
+      deployment: name,
+      ...(target.inCluster ? { inCluster: true } : { kubeconfig: target.kubeconfig }),
+      port: opts.deploymentPort,
+    });
   }
+  const realCluster = opts.anyAddress === true || target.inCluster;
   return defined({
     host: opts.host,
     port: opts.port,
@@ -98,14 +122,36 @@ export function gatewayInput(opts: ServeOptions, kubeconfig: string | undefined)
     health: defined({ path: opts.healthPath, intervalMs: opts.healthInterval }),
     oom: defined({ status: opts.oomStatus, bodyPattern: opts.oomPattern }),
     continuation: opts.continuation,
-    loopbackOnly: opts.anyAddress === true ? false : undefined,
+    loopbackOnly: realCluster ? false : undefined,
   });
 }
 
-function logger(opts: ServeOptions): Logger {
+/**
+ * The gateway's settings from its flags and the configuration (credentials; `loadConfig` has
+ * already refused FLEETMEDIC_IN_CLUSTER=true together with a kubeconfig).
+ *
+ * @throws ConfigError or NonLoopbackAddressError, naming the flag or address at fault.
+ */
+export function serveConfig(
+  opts: ServeOptions,
+  config: Pick<Config, 'kubeconfig' | 'inCluster'>,
+): GatewayConfig {
+  return parseGatewayConfig(
+    gatewayInput(opts, { kubeconfig: config.kubeconfig, inCluster: config.inCluster }),
+  );
+}
+
+/**
+ * JSON logs: to --log-file; to stderr with --verbose (debug) or at the configured level when one
+ * is given (FLEETMEDIC_LOG_LEVEL or --log-level, as the chart sets it); else none.
+ */
+function logger(opts: ServeOptions, level: Config['logLevel'] | undefined): Logger {
   if (opts.logFile)
     return pino({ name: 'fleetmedic-gateway' }, pino.destination({ dest: opts.logFile, mkdir: true }));
-  return pino({ name: 'fleetmedic-gateway', level: opts.verbose ? 'debug' : 'silent' }, pino.destination(2));
+  return pino(
+    { name: 'fleetmedic-gateway', level: opts.verbose ? 'debug' : (level ?? 'silent') },
+    pino.destination(2),
+  );
 }
 
 /** `fleetmedic gateway serve` (the inference gateway) and `fleetmedic gateway standin` (a fake replica). */
@@ -117,12 +163,19 @@ export function registerGatewayCommands(program: Command, io: GatewayCommandIo =
   gateway
     .command('serve')
     .description(
-      'serve the OpenAI-compatible gateway until interrupted (binds 127.0.0.1; see docs/gateway.md)',
+      'serve the OpenAI-compatible gateway until interrupted (binds 127.0.0.1; another address only on a real cluster; see docs/gateway.md)',
     )
-    .option('--host <address>', 'address to bind', '127.0.0.1')
+    .option(
+      '--host <address>',
+      'address to bind; a non-loopback one only on a real cluster (--any-address or FLEETMEDIC_IN_CLUSTER=true)',
+      '127.0.0.1',
+    )
     .option('--port <port>', 'port to listen on', int('--port'), 8090)
     .option('--replica <url>', 'a static replica base URL (repeat, or separate with commas)', collect)
-    .option('--deployment <namespace/name>', "watch this Deployment's pods (needs --kubeconfig)")
+    .option(
+      '--deployment <namespace/name>',
+      "watch this Deployment's pods (needs --kubeconfig, or FLEETMEDIC_IN_CLUSTER=true in a pod)",
+    )
     .option(
       '--deployment-port <port>',
       "the replicas' port in the pods (default 8080)",
@@ -174,14 +227,19 @@ export function registerGatewayCommands(program: Command, io: GatewayCommandIo =
     .option('--oom-status <code>', 'status of an out-of-memory answer (default 500)', int('--oom-status'))
     .option('--oom-pattern <regex>', 'body pattern of an out-of-memory answer')
     .option('--continuation', 'continue broken streams on another replica (llama.cpp replicas only)')
-    .option('--any-address', 'allow replica and fallback addresses outside 127.0.0.0/8 (real clusters)')
+    .option(
+      '--any-address',
+      'a real cluster: allow --host, replica and fallback addresses outside 127.0.0.0/8 (implied by FLEETMEDIC_IN_CLUSTER=true)',
+    )
     .option('--log-file <file>', 'write JSON logs to this file')
     .option('--verbose', 'write JSON logs to stderr')
     .action(async (opts: ServeOptions) => {
-      const globals = program.opts<{ kubeconfig?: string }>();
-      const kubeconfig = globals.kubeconfig ?? process.env.FLEETMEDIC_KUBECONFIG;
-      const config = parseGatewayConfig(gatewayInput(opts, kubeconfig));
-      const log = logger(opts);
+      const settings = configFrom(program);
+      const config = serveConfig(opts, settings);
+      const levelGiven =
+        program.opts<{ logLevel?: string }>().logLevel !== undefined ||
+        (process.env.FLEETMEDIC_LOG_LEVEL ?? '') !== '';
+      const log = logger(opts, levelGiven ? settings.logLevel : undefined);
       const running = await startGateway(config, {
         onDiscoveryError: (err) => log.warn({ err }, 'pod watch failed; restarting it'),
       });
