@@ -57,7 +57,7 @@ import {
   createQuarantineSteps,
   type DrainNodeResult,
   type QuarantineNodeInput,
-} from '../src/activities/kubernetes.js';
+} from '../src/activities/kubernetes/index.js';
 import { startOrJoinRemediation } from '../src/client/remediation-client.js';
 import { DEFAULT_REMEDIATION_POLICY } from '../src/domain/remediation-plan.js';
 import { loadConfig, type Config } from '../src/config/config.js';
@@ -81,7 +81,7 @@ import {
 } from '../src/workers/control-worker.js';
 import { fleetBudgetWorkflowId } from '../src/workflows/fleet-budget.js';
 import { budgetTaskQueue, remediationWorkflowId } from '../src/contracts/ids.js';
-import { createRemediationSupportActivities } from '../src/activities/remediation-support.js';
+import { createRemediationSupportActivities } from '../src/activities/remediation-support/index.js';
 import { createQuarantineActivities, type QuarantineFailedNodeInput } from '../src/activities/quarantine.js';
 
 const env = process.env;

@@ -30,7 +30,7 @@ import {
 import { parseCordonRecord } from '../k8s/node-ownership.js';
 import { CORDON_ANNOTATION, QUARANTINED_LABEL } from '../k8s/remediation-labels.js';
 import { text, validateInput } from './input.js';
-import { nodeAccess } from './kubernetes.js';
+import { nodeAccess } from './kubernetes/node-access.js';
 
 export interface FleetBudgetRecordDeps {
   readonly kc: KubeConfig;

@@ -12,6 +12,14 @@ export const objectName = z
   .max(253)
   .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a Kubernetes object name');
 
+/** An integer from `min` to `max`. */
+export function int(min: number, max: number) {
+  return z.number().int().min(min).max(max);
+}
+
+/** An array of non-empty strings. */
+export const nonEmptyStrings = z.array(z.string().min(1, 'must not be empty'));
+
 /** A non-empty string of at most `max` characters. */
 export function text(max: number) {
   return z.string().min(1, 'must not be empty').max(max);

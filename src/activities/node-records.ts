@@ -19,7 +19,7 @@ import { formatHold, parseHold } from '../k8s/node-hold.js';
 import { mergePatch } from '../k8s/patch.js';
 import { EPISODES_ANNOTATION, HOLD_ANNOTATION } from '../k8s/remediation-labels.js';
 import { objectName, text, validateInput } from './input.js';
-import { nodeAccess, type KubernetesActivityDeps } from './kubernetes.js';
+import { nodeAccess, type KubernetesActivityDeps } from './kubernetes/node-access.js';
 
 export interface CheckEpisodeInput {
   readonly node: string;

@@ -9,8 +9,8 @@ import { GPU_RESOURCE } from '../k8s/labels.js';
 import { holdOf, parseHold } from '../k8s/node-hold.js';
 import { EPISODES_ANNOTATION, HOLD_ANNOTATION } from '../k8s/remediation-labels.js';
 import { objectName, text, validateInput } from './input.js';
-import type { KubernetesActivities, QuarantineSteps } from './kubernetes.js';
-import type { RemediationSupportActivities } from './remediation-support.js';
+import type { KubernetesActivities, QuarantineSteps } from './kubernetes/index.js';
+import type { RemediationSupportActivities } from './remediation-support/index.js';
 
 export interface QuarantineFailedNodeInput {
   readonly node: string;

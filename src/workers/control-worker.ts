@@ -13,11 +13,11 @@ import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createKubernetesActivities, createQuarantineSteps } from '../activities/kubernetes.js';
+import { createKubernetesActivities, createQuarantineSteps } from '../activities/kubernetes/index.js';
 import { createNodeRecordActivities } from '../activities/node-records.js';
 import { createObservabilityActivities } from '../activities/observability.js';
 import { createQuarantineActivities } from '../activities/quarantine.js';
-import { createRemediationSupportActivities } from '../activities/remediation-support.js';
+import { createRemediationSupportActivities } from '../activities/remediation-support/index.js';
 import {
   DEFAULT_FLEET_BUDGET,
   validateFleetBudgetConfig,

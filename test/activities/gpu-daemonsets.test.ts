@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { V1DaemonSet, V1Pod } from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
-import { createKubernetesActivities, type KubernetesActivities } from '../../src/activities/kubernetes.js';
+import {
+  createKubernetesActivities,
+  type KubernetesActivities,
+} from '../../src/activities/kubernetes/index.js';
 import { ConfigError } from '../../src/errors.js';
 import { isApiError } from '../../src/k8s/api-errors.js';
 import { mergePatch } from '../../src/k8s/patch.js';

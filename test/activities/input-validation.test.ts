@@ -6,9 +6,9 @@ import type { Client } from '@temporalio/client';
 import fc from 'fast-check';
 import { z } from 'zod';
 import { objectName, text, validateInput } from '../../src/activities/input.js';
-import { createKubernetesActivities } from '../../src/activities/kubernetes.js';
+import { createKubernetesActivities } from '../../src/activities/kubernetes/index.js';
 import { createNodeAgentActivities } from '../../src/activities/node-agent.js';
-import { createRemediationSupportActivities } from '../../src/activities/remediation-support.js';
+import { createRemediationSupportActivities } from '../../src/activities/remediation-support/index.js';
 import { FailureType } from '../../src/errors.js';
 
 // Activity input validation (zod, src/activities/input.ts) through the activities themselves: a bad

@@ -21,7 +21,7 @@ import {
   type DrainProgress,
   type KubernetesActivities,
   type RestartPodsResult,
-} from '../../src/activities/kubernetes.js';
+} from '../../src/activities/kubernetes/index.js';
 import { isApiError } from '../../src/k8s/api-errors.js';
 import { SIMULATED_LABEL } from '../../src/k8s/labels.js';
 import { parseCordonRecord } from '../../src/k8s/node-ownership.js';

@@ -15,7 +15,7 @@ import {
   createKubernetesActivities,
   createQuarantineSteps,
   type KubernetesActivities,
-} from '../../src/activities/kubernetes.js';
+} from '../../src/activities/kubernetes/index.js';
 import { createNodeRecordActivities, type NodeRecordActivities } from '../../src/activities/node-records.js';
 import { createQuarantineActivities, type QuarantineActivities } from '../../src/activities/quarantine.js';
 import type { QuarantineVerdict } from '../../src/domain/fleet-budget.js';

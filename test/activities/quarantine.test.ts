@@ -2,7 +2,7 @@ import type { V1Node } from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { QuarantineNodeInput, QuarantineNodeResult } from '../../src/activities/kubernetes.js';
+import type { QuarantineNodeInput, QuarantineNodeResult } from '../../src/activities/kubernetes/index.js';
 import type { NodeView } from '../../src/k8s/views.js';
 import { createQuarantineActivities, type QuarantineDeps } from '../../src/activities/quarantine.js';
 import type { QuarantineVerdict } from '../../src/domain/fleet-budget.js';

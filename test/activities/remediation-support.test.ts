@@ -10,7 +10,7 @@ import {
   coalesce,
   createRemediationSupportActivities,
   type RemediationSupportActivities,
-} from '../../src/activities/remediation-support.js';
+} from '../../src/activities/remediation-support/index.js';
 import { GPU_RESOURCE } from '../../src/k8s/labels.js';
 import { workflowsPath } from '../../src/workers/control-worker.js';
 import {

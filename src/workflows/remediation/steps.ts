@@ -11,12 +11,12 @@ import {
   proxyLocalActivities,
 } from '@temporalio/workflow';
 import { TimeoutType } from '@temporalio/common';
-import type { KubernetesActivities } from '../../activities/kubernetes.js';
+import type { KubernetesActivities } from '../../activities/kubernetes/index.js';
 import type { NodeAgentActivities } from '../../activities/node-agent.js';
 import type { NodeRecordActivities } from '../../activities/node-records.js';
 import type { ObservabilityActivities } from '../../activities/observability.js';
 import type { QuarantineActivities } from '../../activities/quarantine.js';
-import type { RemediationSupportActivities } from '../../activities/remediation-support.js';
+import type { RemediationSupportActivities } from '../../activities/remediation-support/index.js';
 import { nodeTaskQueue } from '../../contracts/ids.js';
 import type {
   ActivityCommand,

@@ -1,6 +1,22 @@
-import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+/**
+ * The fleet budget's client side: failure reports to its breaker and requests for drain slots, sent
+ * as updates through the Temporal client so that the caller learns at once what the budget decided,
+ * with the fleet view (GPU nodes, healthy ones) read from the cluster that the budget needs.
+ */
+import type { CoreV1Api } from '@kubernetes/client-node';
 import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { z } from 'zod';
+import {
+  acquireDrainSlot,
+  FLEET_BUDGET_WORKFLOW,
+  fleetBudgetState,
+  fleetBudgetWorkflowId,
+  queueForDrainSlot,
+  releaseDrainSlot,
+  reportNodeFailures,
+  type FleetBudgetInput,
+} from '../../contracts/fleet-budget.js';
+import { remediationWorkflowId } from '../../contracts/ids.js';
 import {
   admitDrain,
   dequeue,
@@ -11,23 +27,11 @@ import {
   type FleetBudgetConfig,
   type FleetState,
   type QuarantineVerdict,
-} from '../domain/fleet-budget.js';
-import { podsFitElsewhere, type CapacityCheck } from '../domain/capacity.js';
-import { isNodeHealthy } from '../domain/node-health.js';
-import { makeApiClient } from '../k8s/api-client.js';
-import { GPU_RESOURCE } from '../k8s/labels.js';
-import {
-  acquireDrainSlot,
-  FLEET_BUDGET_WORKFLOW,
-  fleetBudgetState,
-  fleetBudgetWorkflowId,
-  queueForDrainSlot,
-  releaseDrainSlot,
-  reportNodeFailures,
-  type FleetBudgetInput,
-} from '../contracts/fleet-budget.js';
-import { remediationWorkflowId } from '../contracts/ids.js';
-import { objectName, validateInput } from './input.js';
+} from '../../domain/fleet-budget.js';
+import { isNodeHealthy } from '../../domain/node-health.js';
+import { GPU_RESOURCE } from '../../k8s/labels.js';
+import { objectName, validateInput } from '../input.js';
+import { coalesce } from './coalesce.js';
 
 /**
  * The breaker's fleet view: read again (in the background) once older than this, used as it is up to
@@ -64,54 +68,10 @@ interface FleetView {
   readonly gpuNodes: ReadonlySet<string>;
 }
 
-/**
- * Coalesces calls: while fewer than `maxInFlight` sends are in flight, a call is sent at once (with
- * whatever else waits, at most `maxBatch` items); calls that arrive while `maxInFlight` sends are in
- * flight wait and go together in the next one. `send` answers one result per item, in order; a
- * failed send fails every call in it.
- */
-export function coalesce<T, R>(
-  send: (items: T[]) => Promise<R[]>,
-  maxBatch: number,
-  maxInFlight = 1,
-): (item: T) => Promise<R> {
-  if (!Number.isInteger(maxBatch) || maxBatch < 1) {
-    throw new RangeError(`maxBatch is ${String(maxBatch)}, expected an integer >= 1`);
-  }
-  if (!Number.isInteger(maxInFlight) || maxInFlight < 1) {
-    throw new RangeError(`maxInFlight is ${String(maxInFlight)}, expected an integer >= 1`);
-  }
-  const queue: { item: T; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
-  let inFlight = 0;
-  function pump(): void {
-    if (inFlight >= maxInFlight || queue.length === 0) return;
-    inFlight++;
-    const batch = queue.splice(0, maxBatch);
-    send(batch.map((b) => b.item))
-      .then((results) => {
-        if (results.length !== batch.length) {
-          throw new Error(`a batch of ${batch.length} was answered with ${results.length} result(s)`);
-        }
-        batch.forEach((b, i) => b.resolve(results[i] as R));
-      })
-      .catch((err: unknown) => batch.forEach((b) => b.reject(err)))
-      .finally(() => {
-        inFlight--;
-        pump();
-      });
-  }
-  return (item) =>
-    new Promise<R>((resolve, reject) => {
-      queue.push({ item, resolve, reject });
-      pump();
-    });
-}
-
 const nodeSchema = z.object({ node: objectName });
-const notifyOperatorSchema = z.object({ message: z.string().min(1, 'must not be empty') });
 
-export interface RemediationSupportDeps {
-  readonly kc: KubeConfig;
+/** What the fleet budget's client needs (see `RemediationSupportDeps`). */
+export interface FleetBudgetClientDeps {
   readonly client: Client;
   readonly clusterId: string;
   readonly taskQueue: string;
@@ -120,13 +80,10 @@ export interface RemediationSupportDeps {
 }
 
 /**
- * Activities the remediation workflow needs beside the Kubernetes steps: the fleet budget's updates,
- * called through the client so that the caller learns at once whether it got a slot, and the
- * capacity check before a drain. (The node's own records, episodes and holds, are in node-records.ts.)
+ * The fleet budget activities of one cluster: `budgetReportFailure`, `budgetAcquire`,
+ * `budgetRelease`. `core` lists the fleet's nodes.
  */
-export function createRemediationSupportActivities(deps: RemediationSupportDeps) {
-  const core = makeApiClient(deps.kc, CoreV1Api);
-
+export function createFleetBudgetClient(deps: FleetBudgetClientDeps, core: CoreV1Api) {
   async function readFleetView(): Promise<FleetView> {
     const nodes = (await core.listNode()).items.filter(
       (n) => Number(n.status?.capacity?.[GPU_RESOURCE] ?? 0) > 0,
@@ -366,41 +323,5 @@ export function createRemediationSupportActivities(deps: RemediationSupportDeps)
     async budgetRelease(input: { node: string }): Promise<void> {
       await withBudget((handle) => handle.executeUpdate(releaseDrainSlot, { args: [{ node: input.node }] }));
     },
-
-    /**
-     * Whether the pods a drain of `node` would evict fit on the remaining schedulable nodes (requests
-     * against allocatable, taints, node selectors, required anti-affinity). A drain that would leave
-     * pods Pending waits, or asks an operator, instead of evicting.
-     */
-    async checkCapacity(input: { node: string }): Promise<Pick<CapacityCheck, 'fits' | 'unplaced'>> {
-      const [pods, nodes] = await Promise.all([
-        core.listPodForAllNamespaces({
-          fieldSelector: 'spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed',
-        }),
-        core.listNode(),
-      ]);
-      const check = podsFitElsewhere(pods.items, nodes.items, input.node);
-      return { fits: check.fits, unplaced: check.unplaced.slice(0, 20) };
-    },
-
-    /**
-     * Logs that a remediation needs an operator. Only remediations recorded before the `notify-sinks`
-     * patch call it; newer ones use the `notify` activity (activities/observability.ts), which sends to
-     * the configured sinks.
-     */
-    notifyOperator(input: {
-      node: string;
-      workflowId: string;
-      message: string;
-      reminder: number;
-    }): Promise<void> {
-      validateInput('notifyOperator', notifyOperatorSchema, input);
-      process.stderr.write(
-        `${JSON.stringify({ level: 'warn', msg: 'operator needed', node: input.node, workflowId: input.workflowId, detail: input.message, reminder: input.reminder })}\n`,
-      );
-      return Promise.resolve();
-    },
   };
 }
-
-export type RemediationSupportActivities = ReturnType<typeof createRemediationSupportActivities>;
