@@ -2,7 +2,7 @@
  * Kubernetes activities of the GPU remediation workflow: quarantine, drain, restart, release, and the
  * reads the fleet budget and the capacity check need. Each takes one input object and returns plain
  * JSON. Permanent failures (unknown node, RBAC denial, invalid input, another workflow's node) are
- * non-retryable `ApplicationFailure`s whose `type` is one of {@link FailureType} (src/errors.ts); transient
+ * non-retryable `ApplicationFailure`s whose `type` is one of `FailureType` (src/errors.ts); transient
  * ones (API server unreachable, 5xx, 409 on an optimistic update) are thrown as they are, so Temporal
  * retries them with the activity's retry policy. The only retry loop inside is the Eviction API's 429
  * protocol, which the API server asks of every client.

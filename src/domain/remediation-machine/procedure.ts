@@ -3,6 +3,7 @@
  * start is in `start.ts`, the operator waits in `waits.ts`). Decisions come from the other domain
  * modules (classification, evidence, repair plans); this module only sequences them.
  */
+import { FailureType } from '../../errors.js';
 import { maxClass } from '../remediation-class.js';
 import type { RepairPlan } from '../remediation-plan.js';
 import { refineWithEvidence } from '../xid-classification.js';
@@ -39,7 +40,7 @@ export function onResult(tx: Tx, event: ActivityOutcome): void {
   if (s.inFlight !== event.activity) return;
   s.inFlight = null;
   const r = event.result;
-  if (r.failed && r.failureType === 'NodeNotFound') {
+  if (r.failed && r.failureType === FailureType.NodeNotFound) {
     s.pending = null;
     return finish(tx, 'node-gone', `node ${s.node} was deleted (${event.activity})`);
   }

@@ -18,6 +18,7 @@ import type { ObservabilityActivities } from '../../activities/observability.js'
 import type { QuarantineActivities } from '../../activities/quarantine.js';
 import type { RemediationSupportActivities } from '../../activities/remediation-support/index.js';
 import { nodeTaskQueue } from '../../contracts/ids.js';
+import { FailureType } from '../../errors.js';
 import type {
   ActivityCommand,
   ActivityFailure,
@@ -120,7 +121,7 @@ export function failureOf(err: unknown): ActivityFailure {
 const nodeGone = (node: string, step: string): ActivityFailure => ({
   failed: true,
   permanent: true,
-  failureType: 'NodeNotFound',
+  failureType: FailureType.NodeNotFound,
   message: `node ${node} does not exist (${step})`,
 });
 
@@ -193,7 +194,7 @@ async function attempt(ctx: StepContext, c: ActivityCommand): Promise<ActivityOu
           summary: `drain ${node}`,
           retry: {
             ...retryForever,
-            nonRetryableErrorTypes: ['DrainDeadlineExceeded', 'DrainRefused'],
+            nonRetryableErrorTypes: [FailureType.DrainDeadlineExceeded, FailureType.DrainRefused],
           },
         },
         [
