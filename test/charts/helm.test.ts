@@ -25,6 +25,12 @@ import { parseResetHolders } from '../../src/gpu/reset-holders.js';
 import { parseNotifyConfig } from '../../src/notify/config.js';
 import { simNodeManifest } from '../../src/stack/sim-nodes.js';
 import { parseRules } from '../../src/webhook/rules.js';
+import { Command } from 'commander';
+import { registerGatewayCommands, serveConfig, type ServeOptions } from '../../src/cli/commands/gateway.js';
+import { addGlobalFlags } from '../../src/cli/context.js';
+import { loadConfig } from '../../src/config/config.js';
+import { parseGatewayConfig, type GatewayConfig } from '../../src/gateway/config.js';
+import { startGateway } from '../../src/gateway/server.js';
 import { clients, tempNamespace } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import {
@@ -58,6 +64,37 @@ function grants(role: V1Role | V1ClusterRole): string[] {
       ),
     )
     .sort();
+}
+
+/**
+ * A container's arguments through the real `fleetmedic gateway serve` flags (commander: an unknown
+ * or malformed flag throws) and the settings its action builds from them, with the container's
+ * environment as the configuration (FLEETMEDIC_IN_CLUSTER and the rest).
+ */
+async function gatewayServeConfig(spec: V1PodSpec): Promise<GatewayConfig> {
+  const container = spec.containers[0]!;
+  const silent = { writeErr: () => {}, writeOut: () => {} };
+  const program = new Command('fleetmedic').exitOverride().configureOutput(silent);
+  addGlobalFlags(program);
+  registerGatewayCommands(program, { stderr: () => {} });
+  const gateway = program.commands
+    .find((c) => c.name() === 'gateway')!
+    .exitOverride()
+    .configureOutput(silent);
+  const serve = gateway.commands.find((c) => c.name() === 'serve')!;
+  const env = Object.fromEntries(
+    (container.env ?? []).flatMap((e) => (e.value === undefined ? [] : [[e.name, e.value]])),
+  );
+  let config: GatewayConfig | undefined;
+  serve
+    .exitOverride()
+    .configureOutput(silent)
+    .action((opts: ServeOptions) => {
+      config = serveConfig(opts, loadConfig(env));
+    });
+  await program.parseAsync([...(container.command ?? []), ...(container.args ?? [])], { from: 'user' });
+  if (!config) throw new Error(`no gateway serve in ${JSON.stringify(container.args)}`);
+  return config;
 }
 
 describe('Helm chart: rendered', () => {
@@ -211,12 +248,20 @@ describe('Helm chart: rendered', () => {
         what,
       );
       assert.ok(!rule.verbs.some((v) => ['escalate', 'bind', 'impersonate'].includes(v)), what);
-      if (rule.resourceNames)
-        assert.deepEqual([rule.resourceNames, rule.verbs], [['fleetmedic-simulation'], ['get']]);
+      // Named objects: the worker's simulation marker, the gateway's Deployment; read only.
+      if (rule.resourceNames) {
+        assert.ok(
+          [
+            JSON.stringify([['configmaps'], ['fleetmedic-simulation'], ['get']]),
+            JSON.stringify([['deployments'], ['fleetmedic-inference'], ['get']]),
+          ].includes(JSON.stringify([rule.resources, rule.resourceNames, rule.verbs])),
+          what,
+        );
+      }
     }
   });
 
-  it('lets the node agent and the webhook only get nodes, the gateway only watch pods where the inference runs', () => {
+  it('lets the node agent and the webhook only get nodes, the gateway only get its Deployment and watch pods where the inference runs', () => {
     for (const component of ['-node-agent', '-webhook']) {
       assert.deepEqual(grants(find<V1ClusterRole>(production, 'ClusterRole', component)), [
         'core/nodes: get',
@@ -224,7 +269,12 @@ describe('Helm chart: rendered', () => {
     }
     const gateway = find<V1Role>(production, 'Role', '-gateway');
     assert.equal(gateway.metadata?.namespace, 'inference');
-    assert.deepEqual(grants(gateway), ['core/pods: get,list,watch']);
+    assert.deepEqual(grants(gateway), ['apps/deployments: get', 'core/pods: list,watch']);
+    assert.deepEqual(
+      gateway.rules?.map((r) => r.resourceNames),
+      [['fleetmedic-inference'], undefined],
+      'get on its own Deployment only',
+    );
     // Each process runs under its own ServiceAccount.
     const accounts = production
       .filter((o) => o.kind === 'ServiceAccount')
@@ -385,6 +435,146 @@ describe('Helm chart: rendered', () => {
     assert.equal(
       find<V1PodDisruptionBudget>(production, 'PodDisruptionBudget', '-gateway').spec?.minAvailable,
       1,
+    );
+  });
+});
+
+describe('Helm chart: the gateway runs `fleetmedic gateway serve` as the CLI defines it', () => {
+  it('renders arguments the real CLI parses: in-cluster, on the pod IP, the inference Deployment, breaker, continuation', async () => {
+    const production = await renderChart({
+      release: 'fleetmedic',
+      namespace: NS,
+      valuesFiles: [PRODUCTION_VALUES],
+    });
+    const deployment = find<V1Deployment>(production, 'Deployment', '-gateway');
+    const pod = deployment.spec!.template.spec!;
+    assert.deepEqual(pod.containers[0]?.args?.slice(0, 2), ['gateway', 'serve']);
+    const config = await gatewayServeConfig(pod);
+    const inference = find<V1Deployment>(production, 'Deployment', '-inference');
+    // The Deployment it watches is the chart's llama.cpp inference Deployment, on its port.
+    assert.deepEqual(config.kube, {
+      namespace: inference.metadata?.namespace,
+      deployment: inference.metadata?.name,
+      inCluster: true,
+      port: inference.spec!.template.spec!.containers[0]!.ports![0]!.containerPort,
+    });
+    assert.equal(config.host, '0.0.0.0');
+    assert.equal(config.loopbackOnly, false);
+    assert.equal(config.continuation, true);
+    assert.deepEqual(config.breaker, { failureThreshold: 5, halfOpenAfterMs: 60_000 });
+    assert.equal(config.fallbackUrl, undefined);
+    // The container port, the Service and the probes are the port the gateway listens on.
+    const container = pod.containers[0];
+    assert.deepEqual(container.ports, [{ name: 'http', containerPort: config.port }]);
+    assert.equal(find(production, 'Service', '-gateway').metadata?.name, deployment.metadata?.name);
+    for (const probe of [container.readinessProbe, container.livenessProbe]) {
+      assert.deepEqual(probe?.httpGet, { path: '/healthz', port: 'http' });
+    }
+    assert.deepEqual(container.lifecycle?.preStop, { sleep: { seconds: 5 } });
+    // The probed path is one the gateway serves: 200 on a gateway whose only replica is down.
+    const probed = await startGateway(
+      parseGatewayConfig({ port: 0, replicas: ['http://127.0.0.1:1'], health: { intervalMs: 60_000 } }),
+    );
+    try {
+      const res = await fetch(`${probed.url}${container.readinessProbe!.httpGet!.path}`);
+      assert.equal(res.status, 200);
+      assert.equal(((await res.json()) as { ok: boolean }).ok, true);
+    } finally {
+      await probed.close();
+    }
+    // At least 2 replicas, spread over nodes, under a PDB; its ServiceAccount is the Role's subject.
+    assert.equal(deployment.spec?.replicas, 3);
+    assert.equal(
+      pod.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.[0]?.topologyKey,
+      'kubernetes.io/hostname',
+    );
+    assert.equal(
+      find<V1PodDisruptionBudget>(production, 'PodDisruptionBudget', '-gateway').spec?.minAvailable,
+      1,
+    );
+    const binding = find(production, 'RoleBinding', '-gateway') as unknown as {
+      metadata: { namespace: string };
+      subjects: Array<{ name: string; namespace: string }>;
+    };
+    assert.equal(binding.metadata.namespace, config.kube?.namespace);
+    assert.deepEqual(binding.subjects, [
+      { kind: 'ServiceAccount', name: pod.serviceAccountName, namespace: NS },
+    ]);
+
+    // The check has teeth: the arguments the chart used to render are refused by the CLI.
+    const old = structuredClone(pod);
+    old.containers[0]!.args = ['gateway', '--port', '8080', '--namespace', 'inference', '--selector', 'a=b'];
+    await assert.rejects(
+      gatewayServeConfig(old),
+      /unknown option '--port'|unknown command|too many arguments/,
+    );
+    old.containers[0]!.args = ['gateway', 'serve', '--port', '8080', '--namespace', 'inference'];
+    await assert.rejects(gatewayServeConfig(old), /unknown option '--namespace'/);
+  });
+
+  it('fronts another Deployment when gateway.deployment names one: its namespace and name in the flags and the Role, a fallback, no continuation', async () => {
+    const objects = await renderChart({
+      release: 'fleetmedic',
+      namespace: NS,
+      set: {
+        'gateway.enabled': true,
+        'gateway.deployment.namespace': 'serving',
+        'gateway.deployment.name': 'vllm',
+        'gateway.deployment.port': 8000,
+        'gateway.fallback.url': 'http://small.serving.svc:8080',
+        'gateway.fallback.model': 'small',
+        'gateway.breaker.failureThreshold': 3,
+        'gateway.breaker.halfOpenAfterMs': 1_000_000,
+      },
+      setJson: { 'gateway.extraArgs': ['--ttfb-timeout', '30000'] },
+    });
+    const deployment = find<V1Deployment>(objects, 'Deployment', '-gateway');
+    assert.equal(deployment.spec?.replicas, 2);
+    const config = await gatewayServeConfig(deployment.spec.template.spec!);
+    assert.deepEqual(config.kube, { namespace: 'serving', deployment: 'vllm', inCluster: true, port: 8000 });
+    assert.equal(config.continuation, false);
+    assert.equal(config.fallbackUrl, 'http://small.serving.svc:8080');
+    assert.equal(config.fallbackModel, 'small');
+    assert.deepEqual(config.breaker, { failureThreshold: 3, halfOpenAfterMs: 1_000_000 });
+    assert.equal(config.timeouts.ttfbMs, 30_000);
+    const role = find<V1Role>(objects, 'Role', '-gateway');
+    assert.equal(role.metadata?.namespace, 'serving');
+    assert.deepEqual(role.rules?.[0]?.resourceNames, ['vllm']);
+    assert.equal(
+      objects.some((o) => o.metadata?.name?.endsWith('-inference')),
+      false,
+    );
+
+    // Default values with the gateway and the example inference on: 2 replicas, continuation on.
+    const both = await renderChart({
+      release: 'fm',
+      namespace: NS,
+      set: { 'gateway.enabled': true, 'inference.enabled': true },
+    });
+    const own = await gatewayServeConfig(
+      find<V1Deployment>(both, 'Deployment', '-gateway').spec!.template.spec!,
+    );
+    assert.deepEqual(own.kube, {
+      namespace: NS,
+      deployment: 'fm-fleetmedic-inference',
+      inCluster: true,
+      port: 8080,
+    });
+    assert.equal(own.continuation, true);
+    assert.ok(find(both, 'Deployment', 'fm-fleetmedic-inference'));
+
+    // Nothing to front: refused at render time, naming the value.
+    await assert.rejects(
+      renderChart({ release: 'fleetmedic', namespace: NS, set: { 'gateway.enabled': true } }),
+      /gateway\.deployment\.name is required when inference\.enabled is false/,
+    );
+    await assert.rejects(
+      renderChart({
+        release: 'fleetmedic',
+        namespace: NS,
+        set: { 'gateway.enabled': true, 'inference.enabled': true, 'gateway.continuation': 'maybe' },
+      }),
+      /gateway\.continuation must be auto, true or false/,
     );
   });
 });

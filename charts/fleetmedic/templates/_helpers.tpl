@@ -53,6 +53,29 @@ app.kubernetes.io/component: {{ .component }}
 {{- .Values.inference.namespace | default .Release.Namespace -}}
 {{- end -}}
 
+{{/*
+The Deployment the gateway fronts, as YAML (namespace, name, port, continuation): gateway.deployment
+when it names one, else the chart's example inference Deployment (llama.cpp, so continuation on).
+The gateway's Deployment and its Role both read it: the Role grants `get` on exactly this name.
+*/}}
+{{- define "fleetmedic.gatewayTarget" -}}
+{{- $t := .Values.gateway.deployment -}}
+{{- if and (not $t.name) (not .Values.inference.enabled) -}}
+{{- fail "gateway.deployment.name is required when inference.enabled is false (the gateway fronts one Deployment)" -}}
+{{- end -}}
+{{- $chartInference := not $t.name -}}
+{{- $continuation := .Values.gateway.continuation -}}
+{{- if eq (toString $continuation) "auto" -}}
+{{- $continuation = $chartInference -}}
+{{- else if not (has (toString $continuation) (list "true" "false")) -}}
+{{- fail (printf "gateway.continuation must be auto, true or false, got %v" $continuation) -}}
+{{- end -}}
+namespace: {{ $t.namespace | default (include "fleetmedic.inferenceNamespace" .) | quote }}
+name: {{ $t.name | default (include "fleetmedic.componentName" (dict "root" . "component" "inference")) | quote }}
+port: {{ $t.port | default .Values.inference.port }}
+continuation: {{ eq (toString $continuation) "true" }}
+{{- end -}}
+
 {{/* Required node affinity that keeps a pod off every node carrying one of gpuNodeLabels. */}}
 {{- define "fleetmedic.offGpuNodes" -}}
 nodeAffinity:
@@ -156,11 +179,4 @@ podAntiAffinity:
 {{- define "fleetmedic.podSecurity" -}}
 securityContext:
   {{- toYaml .Values.podSecurityContext | nindent 2 }}
-{{- end -}}
-
-{{/* A map of labels as a label selector string: "k1=v1,k2=v2". */}}
-{{- define "fleetmedic.labelSelector" -}}
-{{- $pairs := list -}}
-{{- range $k, $v := . }}{{ $pairs = append $pairs (printf "%s=%s" $k $v) }}{{ end -}}
-{{- join "," $pairs -}}
 {{- end -}}
