@@ -1,9 +1,13 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import { FleetmedicError } from '../errors.js';
 import { readCatalog, restorableNewestFirst } from '../checkpoint/catalog.js';
 import { copyFileToStorage } from '../checkpoint/copy.js';
 import { CheckpointCorruptError, CheckpointError } from '../checkpoint/errors.js';
+import type { GgufSummary } from '../checkpoint/gguf.js';
+import type { LlamaSlotSummary } from '../checkpoint/llama-slot.js';
 import { serializeManifest, type BackupManifest } from '../checkpoint/manifest.js';
 import { attemptName, manifestNameFor } from '../checkpoint/names.js';
 import { openFileReader } from '../checkpoint/pump.js';
@@ -11,12 +15,21 @@ import { planRetention } from '../checkpoint/retention.js';
 import { scanCheckpoint } from '../checkpoint/scan.js';
 import {
   findNewestCheckpoint,
+  removeOldSlotFiles,
   requestAdminCheckpoint,
+  requestSlotSave,
   resolveUnderRoot,
+  slotFileName,
   type CheckpointCandidate,
 } from '../checkpoint/source.js';
 import type { CheckpointStorage } from '../checkpoint/storage.js';
-import type { CheckpointSource, RetentionSummary } from '../checkpoint/types.js';
+import {
+  DEFAULT_CHECKPOINT_FORMAT,
+  DEFAULT_STALE_AFTER_MS,
+  type CheckpointFormat,
+  type CheckpointSource,
+  type RetentionSummary,
+} from '../checkpoint/types.js';
 import { describeVerifyFailure, runVerifyCommand } from '../checkpoint/verify-command.js';
 import type { Verifier } from '../checkpoint/verifiers.js';
 
@@ -77,7 +90,10 @@ export type VerifyVerdict =
   | {
       readonly ok: true;
       readonly checks: BackupChecks;
-      readonly zip: { readonly entries: number; readonly prefix?: string; readonly zip64: boolean };
+      /** What the structure check found: `zip` for torch, `gguf` or `slot` for those formats. */
+      readonly zip?: { readonly entries: number; readonly prefix?: string; readonly zip64: boolean };
+      readonly gguf?: GgufSummary;
+      readonly slot?: LlamaSlotSummary;
       readonly verifiedAt: string;
     }
   | {
@@ -95,10 +111,14 @@ export interface VerifyBackupInput {
   /** The name of a verifier configured on this worker. */
   readonly verifier?: string;
   readonly requireTorchLayout: boolean;
+  /** What the checkpoint is; default `torch`. */
+  readonly format?: CheckpointFormat;
 }
 
 /** Input of {@link CheckpointActivities.writeCheckpointManifest}. */
 export interface ManifestInput {
+  /** Recorded in the manifest; default `torch` (then not recorded, as before formats existed). */
+  readonly format?: CheckpointFormat;
   readonly copy: BackupCopy;
   readonly candidate: CheckpointCandidate;
   readonly verdict: VerifyVerdict;
@@ -144,6 +164,66 @@ async function keepAlive<T>(phase: string, work: Promise<T>): Promise<T> {
   }
 }
 
+/** The file suffix `newest-file` looks for when the input names none. */
+const DEFAULT_SUFFIX: Readonly<Record<CheckpointFormat, string>> = {
+  torch: '.pt',
+  gguf: '.gguf',
+  'llama-slot': '.bin',
+};
+
+/**
+ * Has llama-server save a slot into its slot directory under a fresh name, and returns that file as
+ * the candidate; removes the files of earlier saves older than `staleAfterMs` (already backed up).
+ */
+async function saveSlot(
+  source: Extract<CheckpointSource, { kind: 'llama-slot' }>,
+  deps: CheckpointActivityDeps,
+  now: Date,
+  staleAfterMs: number,
+): Promise<CheckpointCandidate> {
+  const directory = await resolveUnderRoot(source.directory, deps.checkpointRoot);
+  const filename = slotFileName(source.slot, now, randomBytes(4).toString('hex'));
+  const answer = await requestSlotSave(source.url, source.slot, filename, {
+    fetch: deps.fetch,
+    timeoutMs: source.timeoutMs,
+    signal: Context.current().cancellationSignal,
+    simulated: deps.simulated,
+  });
+  const file = await resolveUnderRoot(path.join(directory, filename), deps.checkpointRoot).catch(
+    (err: unknown) => {
+      throw new CheckpointError(
+        'CHECKPOINT_SOURCE',
+        `llama-server at ${source.url} saved slot ${source.slot} as ${filename}, but it is not in ${source.directory} ` +
+          `as this worker sees it (is --slot-save-path that directory, and is it mounted here?): ${String(err)}`,
+        { permanent: false, cause: err },
+      );
+    },
+  );
+  const reader = await openFileReader(file);
+  const stat = { size: reader.size, mtimeMs: reader.mtimeMs };
+  await reader.close();
+  if (answer.n_written !== undefined && answer.n_written !== stat.size) {
+    throw new CheckpointError(
+      'SOURCE_CHANGED',
+      `llama-server reported ${answer.n_written} bytes for ${file}, the file has ${stat.size}`,
+      { permanent: false },
+    );
+  }
+  await removeOldSlotFiles(directory, { before: now.getTime() - staleAfterMs, keep: filename });
+  return {
+    kind: 'llama-slot',
+    url: source.url,
+    path: file,
+    ...stat,
+    slot: {
+      id: source.slot,
+      modelSha256: source.modelSha256,
+      ctxSize: source.ctxSize,
+      ...(answer.n_saved !== undefined && { tokens: answer.n_saved }),
+    },
+  };
+}
+
 /**
  * The activities of the checkpoint backup workflow. Register them on the control worker (task queue
  * `fleetmedic`), which must see the checkpoint source and the backup location on its filesystem.
@@ -168,6 +248,10 @@ export function createCheckpointActivities(deps: CheckpointActivityDeps) {
     acquireCheckpoint: async (input: {
       source: CheckpointSource;
       skipUnchanged: boolean;
+      /** Decides the default file suffix of a `newest-file` source. */
+      format?: CheckpointFormat;
+      /** Slot files of earlier saves older than this are removed; default 1 hour. */
+      staleAfterMs?: number;
     }): Promise<AcquireResult> => {
       return boundary(async () => {
         const { source } = input;
@@ -207,9 +291,11 @@ export function createCheckpointActivities(deps: CheckpointActivityDeps) {
             sha256: answer.sha256,
             ...stat,
           };
+        } else if (source.kind === 'llama-slot') {
+          candidate = await saveSlot(source, deps, clock(), input.staleAfterMs ?? DEFAULT_STALE_AFTER_MS);
         } else {
           candidate = await findNewestCheckpoint(source.directory, {
-            suffix: source.suffix,
+            suffix: source.suffix ?? DEFAULT_SUFFIX[input.format ?? DEFAULT_CHECKPOINT_FORMAT],
             settleMs: source.settleMs,
             now: clock(),
           });
@@ -266,8 +352,9 @@ export function createCheckpointActivities(deps: CheckpointActivityDeps) {
 
     /**
      * Reads the backup back and verifies it: size and sha256 against the copy (and against the model
-     * server's sha256 when it sent one), zip structure with every entry's CRC-32, PyTorch layout, and the
-     * user's verify command. A failed check is a verdict (`ok: false`), not an error.
+     * server's sha256 when it sent one), the format's structure (zip with every entry's CRC-32 and
+     * PyTorch layout; GGUF header; slot layout), and the user's verify command. A failed check is a
+     * verdict (`ok: false`), not an error.
      */
     verifyCheckpointBackup: async (input: VerifyBackupInput): Promise<VerifyVerdict> => {
       return boundary(async () => {
@@ -287,9 +374,11 @@ export function createCheckpointActivities(deps: CheckpointActivityDeps) {
           );
         }
         const reader = await storage.openRead(copy.name);
-        let zip: { entries: number; prefix?: string; zip64: boolean };
+        const format = input.format ?? DEFAULT_CHECKPOINT_FORMAT;
+        let found: Pick<Extract<VerifyVerdict, { ok: true }>, 'zip' | 'gguf' | 'slot'>;
         try {
           const report = await scanCheckpoint(reader, {
+            format,
             expectedSize: copy.size,
             expectedSha256: copy.sha256,
             torchLayout: input.requireTorchLayout,
@@ -297,14 +386,19 @@ export function createCheckpointActivities(deps: CheckpointActivityDeps) {
             signal: context.cancellationSignal,
             onProgress: heartbeatProgress('verify'),
           });
-          zip = {
-            entries: report.zip?.entries ?? 0,
-            prefix: report.layout?.prefix,
-            zip64: report.zip?.zip64 ?? false,
-          };
+          found =
+            format === 'torch'
+              ? {
+                  zip: {
+                    entries: report.zip?.entries ?? 0,
+                    prefix: report.layout?.prefix,
+                    zip64: report.zip?.zip64 ?? false,
+                  },
+                }
+              : { ...(report.gguf && { gguf: report.gguf }), ...(report.slot && { slot: report.slot }) };
         } catch (err) {
           if (!(err instanceof CheckpointCorruptError)) throw err;
-          const structural = err.check === 'structure' || err.check === 'crc32' || err.check === 'layout';
+          const structural = err.check !== 'size' && err.check !== 'sha256';
           return failed(
             {
               size: err.check !== 'size',
@@ -356,7 +450,7 @@ export function createCheckpointActivities(deps: CheckpointActivityDeps) {
         return {
           ok: true,
           checks: { size: true, sha256: true, structure: true, command },
-          zip,
+          ...found,
           verifiedAt: clock().toISOString(),
         };
       });
@@ -366,10 +460,12 @@ export function createCheckpointActivities(deps: CheckpointActivityDeps) {
     writeCheckpointManifest: async (input: ManifestInput): Promise<{ manifest: string }> => {
       return boundary(async () => {
         const { copy, candidate, verdict } = input;
+        const slot = verdict.ok ? verdict.slot : undefined;
         const manifest: BackupManifest = {
           schemaVersion: 1,
           name: copy.name,
           location: copy.location,
+          ...(input.format !== undefined && input.format !== 'torch' && { format: input.format }),
           size: copy.size,
           sha256: copy.sha256,
           createdAt: input.createdAt,
@@ -384,7 +480,26 @@ export function createCheckpointActivities(deps: CheckpointActivityDeps) {
             ...(candidate.sha256 !== undefined && { sha256: candidate.sha256 }),
           },
           checks: verdict.checks,
-          ...(verdict.ok ? { zip: verdict.zip } : { failure: verdict.failure }),
+          ...(verdict.ok ? verdict.zip && { zip: verdict.zip } : { failure: verdict.failure }),
+          ...(verdict.ok &&
+            verdict.gguf && {
+              gguf: {
+                version: verdict.gguf.version,
+                tensors: verdict.gguf.tensors,
+                metadataKeys: verdict.gguf.metadataKeys,
+                architecture: verdict.gguf.architecture,
+              },
+            }),
+          ...((candidate.slot || slot) && {
+            slot: {
+              ...(candidate.slot && {
+                id: candidate.slot.id,
+                modelSha256: candidate.slot.modelSha256,
+                ctxSize: candidate.slot.ctxSize,
+              }),
+              ...(slot && { tokens: slot.tokens, cells: slot.cells }),
+            },
+          }),
           ...(input.workflow && { workflow: input.workflow }),
         };
         const name = manifestNameFor(copy.name);

@@ -23,12 +23,17 @@ export class CheckpointError extends FleetmedicError {
   }
 }
 
-/** Which check found a checkpoint bad. */
-export type CorruptionCheck = 'size' | 'sha256' | 'structure' | 'crc32' | 'layout';
+/**
+ * Which check found a checkpoint bad: `magic` and `version` (a GGUF or llama.cpp slot file's first
+ * bytes), `structure` (zip records, GGUF header, slot layout), `crc32`, `layout` (a torch zip's
+ * layout, a GGUF without `general.architecture`), `size`, `sha256`.
+ */
+export type CorruptionCheck = 'size' | 'sha256' | 'magic' | 'version' | 'structure' | 'crc32' | 'layout';
 
 /**
  * A checkpoint failed verification: wrong size or digest, a broken zip structure, an entry whose
- * CRC-32 does not match, or a layout that is not a PyTorch checkpoint. Never retryable: the bytes
+ * CRC-32 does not match, a layout that is not a PyTorch checkpoint, or a GGUF or slot file whose
+ * header does not parse. Never retryable: the bytes
  * will not get better by reading them again.
  */
 export class CheckpointCorruptError extends CheckpointError {

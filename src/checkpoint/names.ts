@@ -1,22 +1,31 @@
 // Pure naming rules shared by the workflow (deterministic sandbox: no Node builtins here), the
 // activities and the catalog.
+import type { CheckpointFormat } from './types.js';
 
 /** Suffix of the manifest object written next to each backup. */
 export const MANIFEST_SUFFIX = '.manifest.json';
 
 /**
- * Names of backups fleetmedic writes: `ckpt-<UTC time>-<run>[-<attempt>].pt`. Retention only ever
- * deletes objects whose name matches, so unrelated files in a shared backup directory are safe.
+ * Names of backups fleetmedic writes: `ckpt-<UTC time>-<run>[-<attempt>].<pt|gguf|slot>`. Retention
+ * only ever deletes objects whose name matches, so unrelated files in a shared backup directory are safe.
  */
-export const BACKUP_NAME_PATTERN = /^ckpt-(\d{8}T\d{6}Z)-([0-9a-z]{1,16})(?:-(\d{1,4}))?\.pt$/;
+export const BACKUP_NAME_PATTERN = /^ckpt-(\d{8}T\d{6}Z)-([0-9a-z]{1,16})(?:-(\d{1,4}))?\.(pt|gguf|slot)$/;
+
+/** The extension of a backup of each format. */
+const EXTENSION: Readonly<Record<CheckpointFormat, string>> = {
+  torch: 'pt',
+  gguf: 'gguf',
+  'llama-slot': 'slot',
+};
 
 /**
  * The base name of the backup taken by one workflow run at `at`, e.g.
- * `ckpt-20250102T030405Z-1a2b3c4d.pt`. `runId` disambiguates two runs within the same second.
+ * `ckpt-20250102T030405Z-1a2b3c4d.pt` (`.gguf`, `.slot` for those formats). `runId` disambiguates two
+ * runs within the same second.
  *
  * @example backupBaseName(new Date('2025-01-02T03:04:05Z'), '0197a0b1-...-1a2b3c4d') // 'ckpt-20250102T030405Z-1a2b3c4d.pt'
  */
-export function backupBaseName(at: Date, runId: string): string {
+export function backupBaseName(at: Date, runId: string, format: CheckpointFormat = 'torch'): string {
   const stamp = at
     .toISOString()
     .replace(/[-:]/g, '')
@@ -28,7 +37,7 @@ export function backupBaseName(at: Date, runId: string): string {
       .toLowerCase()
       .replace(/[^0-9a-z]/g, '')
       .slice(-8) || 'manual';
-  return `ckpt-${stamp}-${run}.pt`;
+  return `ckpt-${stamp}-${run}.${EXTENSION[format]}`;
 }
 
 /**
@@ -40,7 +49,7 @@ export function backupBaseName(at: Date, runId: string): string {
  */
 export function attemptName(baseName: string, attempt: number): string {
   if (attempt <= 1) return baseName;
-  return baseName.replace(/\.pt$/, `-${attempt}.pt`);
+  return baseName.replace(/\.(pt|gguf|slot)$/, `-${attempt}.$1`);
 }
 
 /** The manifest object of a backup. */

@@ -8,13 +8,20 @@ import { DEFAULT_ADMIN_TIMEOUT_MS, DEFAULT_SETTLE_MS } from './types.js';
 
 /** The checkpoint file a backup run will copy. */
 export interface CheckpointCandidate {
-  readonly kind: 'admin-endpoint' | 'newest-file';
+  readonly kind: 'admin-endpoint' | 'newest-file' | 'llama-slot';
   readonly path: string;
   readonly size: number;
   readonly mtimeMs: number;
   readonly url?: string;
   /** sha256 the model server reported for the file, if it did. */
   readonly sha256?: string;
+  /** For a `llama-slot` source: the slot, its model and context size, the tokens the server saved. */
+  readonly slot?: {
+    readonly id: number;
+    readonly modelSha256: string;
+    readonly ctxSize: number;
+    readonly tokens?: number;
+  };
 }
 
 /**
@@ -124,6 +131,63 @@ export async function resolveUnderRoot(file: string, root: string | undefined): 
 /** What the model server's admin endpoint returns after writing a checkpoint. */
 export type AdminCheckpointResponse = z.infer<typeof adminResponseSchema>;
 
+/**
+ * POSTs JSON to a model server and returns the answer's text. 4xx answers (but 408 and 429) are
+ * permanent failures; 5xx, 408, 429 and network errors retry.
+ *
+ * @throws NonLoopbackAddressError in simulated mode for a non-loopback URL; CheckpointError `ADMIN_ENDPOINT`.
+ */
+async function postToModelServer(
+  label: string,
+  url: string,
+  options: Omit<AdminRequestOptions, 'reason'> & { readonly body: unknown },
+): Promise<string> {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch (err) {
+    throw new CheckpointError('ADMIN_ENDPOINT', `${label} URL ${JSON.stringify(url)} is not a URL`, {
+      cause: err,
+    });
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw new CheckpointError('ADMIN_ENDPOINT', `${label} URL must be http(s), got ${parsed.protocol}`);
+  }
+  const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (options.simulated && !isLoopbackAddress(host)) throw new NonLoopbackAddressError(host);
+  const timeout = AbortSignal.timeout(options.timeoutMs ?? DEFAULT_ADMIN_TIMEOUT_MS);
+  const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+  let response: Response;
+  try {
+    response = await (options.fetch ?? globalThis.fetch)(parsed, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify(options.body),
+      signal,
+      redirect: 'error',
+    });
+  } catch (err) {
+    options.signal?.throwIfAborted();
+    const why = timeout.aborted
+      ? `timed out after ${options.timeoutMs ?? DEFAULT_ADMIN_TIMEOUT_MS} ms`
+      : String(err);
+    throw new CheckpointError('ADMIN_ENDPOINT', `${label} to ${url} failed: ${why}`, {
+      permanent: false,
+      cause: err,
+    });
+  }
+  const text = await response.text().catch(() => '');
+  if (!response.ok) {
+    const retryable = response.status >= 500 || response.status === 408 || response.status === 429;
+    throw new CheckpointError(
+      'ADMIN_ENDPOINT',
+      `${label} to ${url} answered ${response.status}: ${text.slice(0, 300)}`,
+      { permanent: !retryable },
+    );
+  }
+  return text;
+}
+
 /** Options of {@link requestAdminCheckpoint}. */
 export interface AdminRequestOptions {
   readonly fetch?: typeof globalThis.fetch;
@@ -146,52 +210,10 @@ export async function requestAdminCheckpoint(
   url: string,
   options: AdminRequestOptions,
 ): Promise<AdminCheckpointResponse> {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch (err) {
-    throw new CheckpointError('ADMIN_ENDPOINT', `admin checkpoint URL ${JSON.stringify(url)} is not a URL`, {
-      cause: err,
-    });
-  }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-    throw new CheckpointError(
-      'ADMIN_ENDPOINT',
-      `admin checkpoint URL must be http(s), got ${parsed.protocol}`,
-    );
-  }
-  const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
-  if (options.simulated && !isLoopbackAddress(host)) throw new NonLoopbackAddressError(host);
-  const timeout = AbortSignal.timeout(options.timeoutMs ?? DEFAULT_ADMIN_TIMEOUT_MS);
-  const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
-  let response: Response;
-  try {
-    response = await (options.fetch ?? globalThis.fetch)(parsed, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify({ reason: options.reason ?? 'fleetmedic backup' }),
-      signal,
-      redirect: 'error',
-    });
-  } catch (err) {
-    options.signal?.throwIfAborted();
-    const why = timeout.aborted
-      ? `timed out after ${options.timeoutMs ?? DEFAULT_ADMIN_TIMEOUT_MS} ms`
-      : String(err);
-    throw new CheckpointError('ADMIN_ENDPOINT', `admin checkpoint call to ${url} failed: ${why}`, {
-      permanent: false,
-      cause: err,
-    });
-  }
-  const text = await response.text().catch(() => '');
-  if (!response.ok) {
-    const retryable = response.status >= 500 || response.status === 408 || response.status === 429;
-    throw new CheckpointError(
-      'ADMIN_ENDPOINT',
-      `admin checkpoint call to ${url} answered ${response.status}: ${text.slice(0, 300)}`,
-      { permanent: !retryable },
-    );
-  }
+  const text = await postToModelServer('admin checkpoint call', url, {
+    ...options,
+    body: { reason: options.reason ?? 'fleetmedic backup' },
+  });
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -207,4 +229,92 @@ export async function requestAdminCheckpoint(
     );
   }
   return result.data;
+}
+
+const slotSaveSchema = z.object({
+  filename: z.string().min(1),
+  n_saved: z.number().int().nonnegative().optional(),
+  n_written: z.number().int().nonnegative().optional(),
+});
+
+/** What llama-server answers to a slot save (the fields fleetmedic uses). */
+export type SlotSaveResponse = z.infer<typeof slotSaveSchema>;
+
+/** The name prefix of slot files fleetmedic asks for; only these are ever removed from the slot directory. */
+export const SLOT_FILE_PREFIX = 'fleetmedic-slot';
+
+/**
+ * A fresh slot file name (llama-server accepts plain file names only), unique per call.
+ *
+ * @example slotFileName(0, new Date('2025-01-02T03:04:05Z'), 'a1b2c3') // 'fleetmedic-slot0-20250102T030405Z-a1b2c3.bin'
+ */
+export function slotFileName(slot: number, at: Date, nonce: string): string {
+  const stamp = at
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z');
+  return `${SLOT_FILE_PREFIX}${slot}-${stamp}-${nonce}.bin`;
+}
+
+/**
+ * Asks llama-server to save a slot's KV cache: `POST <url>/slots/<slot>?action=save` with
+ * `{"filename": ...}`; it answers `{"id_slot", "filename", "n_saved", "n_written", ...}` once the file
+ * is written into its `--slot-save-path`. A server started without that flag answers 501 (permanent).
+ *
+ * @throws NonLoopbackAddressError in simulated mode for a non-loopback URL; CheckpointError `ADMIN_ENDPOINT`.
+ */
+export async function requestSlotSave(
+  baseUrl: string,
+  slot: number,
+  filename: string,
+  options: Omit<AdminRequestOptions, 'reason'>,
+): Promise<SlotSaveResponse> {
+  const url = `${baseUrl.replace(/\/+$/, '')}/slots/${slot}?action=save`;
+  const text = await postToModelServer('slot save call', url, { ...options, body: { filename } });
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  const result = slotSaveSchema.safeParse(body);
+  if (!result.success || result.data.filename !== filename) {
+    throw new CheckpointError(
+      'ADMIN_ENDPOINT',
+      `slot save call to ${url} answered ${JSON.stringify(text.slice(0, 300))}, expected {"filename": ${JSON.stringify(filename)}, "n_written": <bytes>, ...}`,
+      { permanent: true },
+    );
+  }
+  return result.data;
+}
+
+/**
+ * Removes slot files fleetmedic asked for (named {@link SLOT_FILE_PREFIX}...) last modified before
+ * `before`, except `keep`: each backup copied its file already, and llama-server never removes them.
+ * Returns the names removed; files that vanish meanwhile are skipped.
+ */
+export async function removeOldSlotFiles(
+  directory: string,
+  options: { before: number; keep: string },
+): Promise<string[]> {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = await fs.readdir(directory);
+  } catch (err) {
+    throw sourceErrorFrom(err, 'list', directory);
+  }
+  for (const name of names) {
+    if (!name.startsWith(SLOT_FILE_PREFIX) || !name.endsWith('.bin') || name === options.keep) continue;
+    const file = path.join(directory, name);
+    try {
+      const stat = await fs.lstat(file);
+      if (!stat.isFile() || stat.mtimeMs >= options.before) continue;
+      await fs.rm(file);
+      removed.push(name);
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw sourceErrorFrom(err, 'remove', file);
+    }
+  }
+  return removed;
 }

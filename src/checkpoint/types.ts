@@ -4,6 +4,28 @@
 /** The name of a configured verifier (same as `VERIFIER_NAME` in verifiers.ts, which the bundle cannot import). */
 const VERIFIER_NAME_PATTERN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
+/**
+ * What a checkpoint file is, which decides what verification checks besides size and sha256:
+ * `torch` a PyTorch zip (`torch.save`; zip structure, CRC-32s, layout), `gguf` a llama.cpp model
+ * (GGUF header, metadata, tensor extents), `llama-slot` a llama.cpp slot state file (`POST
+ * /slots/<id>?action=save`; magic, version, tokens, KV cache layout).
+ */
+export type CheckpointFormat = 'torch' | 'gguf' | 'llama-slot';
+
+/** Every {@link CheckpointFormat}. */
+export const CHECKPOINT_FORMATS: readonly CheckpointFormat[] = ['torch', 'gguf', 'llama-slot'];
+
+/** The format of a backup input or manifest that names none (everything written before formats). */
+export const DEFAULT_CHECKPOINT_FORMAT: CheckpointFormat = 'torch';
+
+/** What a slot file must match to be restored: the model it was computed with and the context size. */
+export interface SlotIdentity {
+  /** sha256 (hex) of the GGUF model file the server runs. */
+  readonly modelSha256: string;
+  /** The server's `--ctx-size`. */
+  readonly ctxSize: number;
+}
+
 /** Where the workflow gets the checkpoint to back up. */
 export type CheckpointSource =
   | {
@@ -25,11 +47,30 @@ export type CheckpointSource =
        * place); the attempt fails and retries later. Default 5 seconds.
        */
       readonly settleMs?: number;
-    };
+    }
+  | ({
+      /**
+       * Ask llama-server to save a slot's KV cache (`POST <url>/slots/<slot>?action=save` with a fresh
+       * file name); the server writes it into its `--slot-save-path`, `directory`.
+       */
+      readonly kind: 'llama-slot';
+      /** llama-server's base URL, e.g. `http://127.0.0.1:8080`; loopback only in simulated mode. */
+      readonly url: string;
+      readonly slot: number;
+      /** The server's `--slot-save-path`; must be under the worker's checkpoint root. */
+      readonly directory: string;
+      /** How long the save may take; default 10 minutes. */
+      readonly timeoutMs?: number;
+    } & SlotIdentity);
 
 /** Input of {@link checkpointBackupWorkflow}: one backup run. */
 export interface CheckpointBackupInput {
   readonly source: CheckpointSource;
+  /**
+   * What the checkpoint is; default `llama-slot` for a `llama-slot` source and `torch` otherwise
+   * (see {@link checkpointFormatOf}).
+   */
+  readonly format?: CheckpointFormat;
   /** Retention: how many verified backups to keep (at least 1); default {@link DEFAULT_KEEP}. */
   readonly keep?: number;
   /**
@@ -85,6 +126,16 @@ export const DEFAULT_VERIFY_COMMAND_TIMEOUT_MS = 10 * 60 * 1000;
 /** A checkpoint file modified more recently than this may still be being written. */
 export const DEFAULT_SETTLE_MS = 5_000;
 
+/** The format a backup input's checkpoint has: `format`, else what its source implies. */
+export function checkpointFormatOf(
+  input: Pick<CheckpointBackupInput, 'format' | 'source'>,
+): CheckpointFormat {
+  return input.format ?? (input.source.kind === 'llama-slot' ? 'llama-slot' : DEFAULT_CHECKPOINT_FORMAT);
+}
+
+/** A sha256 as manifests and inputs carry it. */
+export const SHA256_PATTERN = /^[0-9a-f]{64}$/;
+
 function positiveInt(value: unknown): boolean {
   return typeof value === 'number' && Number.isInteger(value) && value > 0;
 }
@@ -122,8 +173,37 @@ export function checkpointBackupInputProblems(input: unknown): string[] {
     if (source.settleMs !== undefined && !(positiveInt(source.settleMs) || source.settleMs === 0)) {
       problems.push(`source.settleMs: expected an integer >= 0, got ${got(source.settleMs)}`);
     }
+  } else if (source.kind === 'llama-slot') {
+    if (typeof source.url !== 'string' || !/^https?:\/\/[^\s/]+\/?$/.test(source.url)) {
+      problems.push(
+        `source.url: expected llama-server's base URL (http://host:port), got ${got(source.url)}`,
+      );
+    }
+    if (!(positiveInt(source.slot) || source.slot === 0) || (source.slot as number) > 255) {
+      problems.push(`source.slot: expected a slot id from 0 to 255, got ${got(source.slot)}`);
+    }
+    if (typeof source.directory !== 'string' || !source.directory.startsWith('/')) {
+      problems.push(`source.directory: expected the absolute --slot-save-path, got ${got(source.directory)}`);
+    }
+    if (typeof source.modelSha256 !== 'string' || !SHA256_PATTERN.test(source.modelSha256)) {
+      problems.push(`source.modelSha256: expected a lowercase hex sha256, got ${got(source.modelSha256)}`);
+    }
+    if (!positiveInt(source.ctxSize)) {
+      problems.push(`source.ctxSize: expected a positive integer, got ${got(source.ctxSize)}`);
+    }
+    if (source.timeoutMs !== undefined && !positiveInt(source.timeoutMs)) {
+      problems.push(`source.timeoutMs: expected a positive integer, got ${got(source.timeoutMs)}`);
+    }
+    if (i.format !== undefined && i.format !== 'llama-slot') {
+      problems.push(`format: a llama-slot source saves llama-slot files, got ${got(i.format)}`);
+    }
   } else {
-    problems.push(`source.kind: expected "admin-endpoint" or "newest-file", got ${got(source.kind)}`);
+    problems.push(
+      `source.kind: expected "admin-endpoint", "newest-file" or "llama-slot", got ${got(source.kind)}`,
+    );
+  }
+  if (i.format !== undefined && !CHECKPOINT_FORMATS.includes(i.format as CheckpointFormat)) {
+    problems.push(`format: expected one of ${CHECKPOINT_FORMATS.join(', ')}, got ${got(i.format)}`);
   }
   if (i.keep !== undefined && !positiveInt(i.keep)) {
     problems.push(`keep: expected an integer >= 1, got ${got(i.keep)}`);

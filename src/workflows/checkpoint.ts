@@ -13,6 +13,7 @@ import type { CheckpointActivities } from '../activities/checkpoint.js';
 import { backupBaseName } from '../checkpoint/names.js';
 import {
   checkpointBackupInputProblems,
+  checkpointFormatOf,
   DEFAULT_ADMIN_TIMEOUT_MS,
   DEFAULT_HEARTBEAT_TIMEOUT_MS,
   DEFAULT_KEEP,
@@ -29,9 +30,10 @@ export const checkpointBackupStatusQuery = defineQuery<CheckpointBackupStatus>('
 
 /**
  * One checkpoint backup, run by a Temporal Schedule (overlap policy skip) in place of the seed's CronJob:
- * acquire a checkpoint (admin call to the model server, or the newest file) -> copy it into backup
- * storage atomically, hashing it on the way -> read it back and verify it (size, sha256, zip structure
- * and CRC-32s, PyTorch layout, the user's command) -> write its manifest -> apply retention.
+ * acquire a checkpoint (admin call to the model server, the newest file, or a llama-server slot save)
+ * -> copy it into backup storage atomically, hashing it on the way -> read it back and verify it (size,
+ * sha256, the format's structure: zip and CRC-32s and PyTorch layout, GGUF header, or slot layout; the
+ * user's command) -> write its manifest -> apply retention.
  * A checkpoint that fails verification is never promoted: its manifest records the failure, its data is
  * removed, and the run fails with type `CheckpointRejected` so the schedule's history shows it.
  *
@@ -60,7 +62,10 @@ export async function checkpointBackupWorkflow(
   const info = workflowInfo();
   // Workflow time is deterministic on replay, so the backup's name and timestamp are too.
   const createdAt = new Date();
-  const baseName = backupBaseName(createdAt, info.runId);
+  const format = checkpointFormatOf(input);
+  // Only a format other than torch adds fields, so torch runs schedule exactly what they always did.
+  const formatField = format === 'torch' ? {} : { format };
+  const baseName = backupBaseName(createdAt, info.runId, format);
   const keep = input.keep ?? DEFAULT_KEEP;
   const staleAfterMs = input.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
   const heartbeatTimeout = input.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS;
@@ -68,8 +73,7 @@ export async function checkpointBackupWorkflow(
   const short: ActivityOptions = { startToCloseTimeout: '2m', retry };
   const long: ActivityOptions = { startToCloseTimeout: '6h', heartbeatTimeout, retry };
   const acquireTimeoutMs =
-    (input.source.kind === 'admin-endpoint' ? (input.source.timeoutMs ?? DEFAULT_ADMIN_TIMEOUT_MS) : 0) +
-    60_000;
+    (input.source.kind === 'newest-file' ? 0 : (input.source.timeoutMs ?? DEFAULT_ADMIN_TIMEOUT_MS)) + 60_000;
 
   const retention = async (protect: string[]): Promise<RetentionSummary> => {
     const { applyCheckpointRetention } = proxyActivities<CheckpointActivities>({
@@ -79,7 +83,12 @@ export async function checkpointBackupWorkflow(
     return applyCheckpointRetention({ keep, staleAfterMs, protect });
   };
 
-  const sourceLabel = input.source.kind === 'admin-endpoint' ? input.source.url : input.source.directory;
+  const sourceLabel =
+    input.source.kind === 'admin-endpoint'
+      ? input.source.url
+      : input.source.kind === 'llama-slot'
+        ? `${input.source.url} slot ${input.source.slot}`
+        : input.source.directory;
   phase('acquire', `checkpoint from ${sourceLabel}`);
   const { acquireCheckpoint } = proxyActivities<CheckpointActivities>({
     startToCloseTimeout: acquireTimeoutMs,
@@ -89,6 +98,8 @@ export async function checkpointBackupWorkflow(
   const { candidate, unchangedFrom } = await acquireCheckpoint({
     source: input.source,
     skipUnchanged: input.skipUnchanged ?? true,
+    ...formatField,
+    ...(input.source.kind === 'llama-slot' && { staleAfterMs }),
   });
   status.sourcePath = candidate.path;
 
@@ -116,7 +127,8 @@ export async function checkpointBackupWorkflow(
   const copy = await copyCheckpointToBackup({ sourcePath: candidate.path, baseName });
   status.name = copy.name;
 
-  phase('verify', `${copy.name}: size, sha256 ${copy.sha256.slice(0, 12)}, zip structure, CRC-32s`);
+  const structure = { torch: 'zip structure, CRC-32s', gguf: 'GGUF header', 'llama-slot': 'slot layout' };
+  phase('verify', `${copy.name}: size, sha256 ${copy.sha256.slice(0, 12)}, ${structure[format]}`);
   const { verifyCheckpointBackup } = proxyActivities<CheckpointActivities>({
     ...long,
     summary: `verify ${copy.name}`,
@@ -126,11 +138,13 @@ export async function checkpointBackupWorkflow(
     sourceSha256: candidate.sha256,
     ...(input.verifier !== undefined && { verifier: input.verifier }),
     requireTorchLayout: input.requireTorchLayout ?? true,
+    ...formatField,
   });
 
   phase('manifest', `${copy.name}: verified=${verdict.ok}`);
   const { writeCheckpointManifest, discardCheckpointBackup } = proxyActivities<CheckpointActivities>(short);
   await writeCheckpointManifest({
+    ...formatField,
     copy,
     candidate,
     verdict,

@@ -33,7 +33,15 @@ describe('restoreCheckpoint', () => {
     assert.equal(result.path, destination);
     assert.deepEqual(await fs.readFile(destination), await fs.readFile(path.join(backups, newest.name)));
     assert.deepEqual(await ls(path.dirname(destination)), ['model.pt'], 'no partial file left');
-    assert.deepEqual(result.attempts, [{ name: newest.name, ok: true, reason: undefined }]);
+    assert.deepEqual(
+      result.attempts.map((a) => ({ name: a.name, ok: a.ok, reason: a.reason })),
+      [{ name: newest.name, ok: true, reason: undefined }],
+    );
+    assert.deepEqual(
+      result.attempts[0]?.steps.map((s) => s.step),
+      ['read', 'commit'],
+      'each step is timed',
+    );
   });
 
   it('without a destination, verifies in place and returns the backup path', async () => {

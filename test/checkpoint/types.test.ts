@@ -29,7 +29,7 @@ describe('checkpointBackupInputProblems', () => {
     [
       'an unknown source kind',
       { source: { kind: 'cron' } },
-      [/source.kind: expected "admin-endpoint" or "newest-file", got "cron"/],
+      [/source.kind: expected "admin-endpoint", "newest-file" or "llama-slot", got "cron"/],
     ],
     [
       'a relative directory',
