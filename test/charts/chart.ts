@@ -252,7 +252,15 @@ export async function serviceAccountKubeConfig(
 /** Asks the API server, as the identity of `kc`, whether it may do `verb` on a resource (SelfSubjectAccessReview). */
 export async function canI(
   kc: KubeConfig,
-  attributes: { verb: string; resource: string; group?: string; subresource?: string; namespace?: string },
+  attributes: {
+    verb: string;
+    resource: string;
+    group?: string;
+    subresource?: string;
+    namespace?: string;
+    /** One object by name (a rule with resourceNames allows only those). */
+    name?: string;
+  },
 ): Promise<boolean> {
   const res = await kubeRequest(kc, 'POST', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', {
     apiVersion: 'authorization.k8s.io/v1',

@@ -234,6 +234,148 @@ describe("Helm chart: RBAC and admission policy enforced, and the remediation su
     assert.equal((await kubeRequest(kcs.gateway, 'GET', nodePath())).status, 403);
   });
 
+  it("gives the gateway's ServiceAccount exactly what `gateway serve --deployment` calls: get on its Deployment, list and watch on pods there", async () => {
+    const inference = find<V1Deployment>(objects, 'Deployment', '-inference').metadata!.name!;
+    const allowed: Array<Parameters<typeof canI>[1]> = [
+      { verb: 'get', resource: 'deployments', group: 'apps', namespace: inferenceNs, name: inference },
+      { verb: 'list', resource: 'pods', namespace: inferenceNs },
+      { verb: 'watch', resource: 'pods', namespace: inferenceNs },
+    ];
+    const forbidden: Array<Parameters<typeof canI>[1]> = [
+      // Its Deployment: read only, and only that one.
+      { verb: 'get', resource: 'deployments', group: 'apps', namespace: inferenceNs, name: 'other' },
+      { verb: 'get', resource: 'deployments', group: 'apps', namespace: inferenceNs },
+      { verb: 'list', resource: 'deployments', group: 'apps', namespace: inferenceNs },
+      { verb: 'watch', resource: 'deployments', group: 'apps', namespace: inferenceNs },
+      { verb: 'patch', resource: 'deployments', group: 'apps', namespace: inferenceNs, name: inference },
+      { verb: 'update', resource: 'deployments', group: 'apps', namespace: inferenceNs, name: inference },
+      { verb: 'delete', resource: 'deployments', group: 'apps', namespace: inferenceNs, name: inference },
+      {
+        verb: 'update',
+        resource: 'deployments',
+        group: 'apps',
+        subresource: 'scale',
+        namespace: inferenceNs,
+        name: inference,
+      },
+      // Pods: the watch only; no get (the informer never needs it), no change, no exec, no logs.
+      { verb: 'get', resource: 'pods', namespace: inferenceNs, name: 'any' },
+      { verb: 'create', resource: 'pods', namespace: inferenceNs },
+      { verb: 'delete', resource: 'pods', namespace: inferenceNs, name: 'any' },
+      { verb: 'patch', resource: 'pods', namespace: inferenceNs, name: 'any' },
+      { verb: 'create', resource: 'pods', subresource: 'eviction', namespace: inferenceNs, name: 'any' },
+      { verb: 'create', resource: 'pods', subresource: 'exec', namespace: inferenceNs, name: 'any' },
+      { verb: 'get', resource: 'pods', subresource: 'log', namespace: inferenceNs, name: 'any' },
+      // Nowhere else, and nothing else where the inference runs.
+      { verb: 'list', resource: 'pods', namespace: ns },
+      { verb: 'list', resource: 'pods' },
+      { verb: 'list', resource: 'services', namespace: inferenceNs },
+      { verb: 'list', resource: 'endpoints', namespace: inferenceNs },
+      { verb: 'list', resource: 'endpointslices', group: 'discovery.k8s.io', namespace: inferenceNs },
+      { verb: 'get', resource: 'secrets', namespace: inferenceNs, name: 'any' },
+      { verb: 'list', resource: 'secrets', namespace: inferenceNs },
+      { verb: 'get', resource: 'configmaps', namespace: inferenceNs, name: 'any' },
+      { verb: 'get', resource: 'nodes', name: node },
+    ];
+    for (const a of allowed)
+      assert.equal(await canI(kcs.gateway, a), true, `not allowed: ${JSON.stringify(a)}`);
+    for (const a of forbidden)
+      assert.equal(await canI(kcs.gateway, a), false, `allowed: ${JSON.stringify(a)}`);
+  });
+
+  it(
+    "serves `fleetmedic gateway serve` with the chart's arguments under the gateway's token: its Deployment read, a new Ready pod routed",
+    {
+      timeout: 3 * 60_000,
+    },
+    async () => {
+      const gatewayDeployment = find<V1Deployment>(objects, 'Deployment', '-gateway');
+      const container = gatewayDeployment.spec!.template.spec!.containers[0]!;
+      const rendered = container.args ?? [];
+      const value = (flag: string) => rendered[rendered.indexOf(flag) + 1] ?? '';
+      // The chart's inference Deployment, with no replicas (they would ask for GPUs): the gateway
+      // reads its selector; the pod below matches it.
+      const inference = structuredClone(find<V1Deployment>(objects, 'Deployment', '-inference'));
+      assert.equal(value('--deployment'), `${inferenceNs}/${inference.metadata!.name!}`);
+      inference.spec!.replicas = 0;
+      const applied = await serverSideApply(stack.kc, inference, { dryRun: false });
+      assert.ok(applied.status < 300, `HTTP ${applied.status} ${applied.message}`);
+
+      const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fleetmedic-gateway-'));
+      cleanup.push(() => fs.rm(dir, { recursive: true, force: true }));
+      // Outside a pod there is no mounted ServiceAccount: the same token as a kubeconfig file stands
+      // in for FLEETMEDIC_IN_CLUSTER=true (tests bind loopback only, and any free port).
+      const gatewayFile = path.join(dir, 'gateway.kubeconfig');
+      await fs.writeFile(gatewayFile, kcs.gateway.exportConfig(), { mode: 0o600 });
+      const local: Record<string, string> = { '--host': '127.0.0.1', '--port': '0' };
+      const args = rendered.map((a, i) => local[rendered[i - 1] ?? ''] ?? a);
+      assert.ok(args.includes('--any-address'), 'pod IPs are not loopback on a real cluster');
+      const env: NodeJS.ProcessEnv = { ...process.env, NODE_TEST_CONTEXT: undefined };
+      for (const key of Object.keys(env)) if (key.startsWith('FLEETMEDIC_')) delete env[key];
+      const gateway = execa(process.execPath, ['--import', 'tsx', CLI, ...args], {
+        env: {
+          ...env,
+          FLEETMEDIC_STATE_DIR: dir,
+          FLEETMEDIC_KUBECONFIG: gatewayFile,
+          FLEETMEDIC_LOG_LEVEL: 'warn',
+        },
+        extendEnv: false,
+        reject: false,
+        all: true,
+        timeout: 2 * 60_000,
+      });
+      let output = '';
+      try {
+        const [url, watching] = await new Promise<[string, string]>((resolve, reject) => {
+          gateway.all?.on('data', (chunk: Buffer) => {
+            output += chunk.toString();
+            const m = /gateway on (http:\/\/127\.0\.0\.1:\d+): 0 replica\(s\) now, watching (\S+)\n/.exec(
+              output,
+            );
+            if (m) resolve([m[1]!, m[2]!]);
+          });
+          void gateway.then((r) =>
+            reject(new Error(`fleetmedic gateway serve exited (${r.exitCode}):\n${output}`)),
+          );
+        });
+        // It read its Deployment under the gateway's token (a 403 there would have stopped it).
+        assert.equal(watching, value('--deployment'));
+        const health = await fetch(`${url}${container.readinessProbe!.httpGet!.path}`);
+        assert.equal(health.status, 200);
+        // A pod of the Deployment, created after the gateway started: it arrives through the watch
+        // once it is Ready (kwok runs it on this file's node).
+        const labels = inference.spec!.selector.matchLabels!;
+        await clients(stack.kc).core.createNamespacedPod({
+          namespace: inferenceNs,
+          body: {
+            metadata: { name: 'replica-0', labels },
+            spec: { nodeName: node, containers: [{ name: 'server', image: 'llama.cpp' }] },
+          },
+        });
+        const replicas = await eventually(
+          'the new pod routed by the gateway',
+          async () => {
+            const res = await fetch(`${url}/v1/gateway/replicas`);
+            const body = (await res.json()) as { replicas: Array<{ id: string; url: string }> };
+            return body.replicas.some((r) => r.id === 'replica-0') ? body.replicas : undefined;
+          },
+          60_000,
+        );
+        assert.match(
+          replicas.find((r) => r.id === 'replica-0')!.url,
+          new RegExp(`:${value('--deployment-port')}$`),
+        );
+        assert.doesNotMatch(output, /pod watch failed|forbidden/i);
+      } finally {
+        gateway.kill('SIGTERM');
+        await gateway;
+        await clients(stack.kc)
+          .core.deleteNamespacedPod({ name: 'replica-0', namespace: inferenceNs, gracePeriodSeconds: 0 })
+          .catch(() => {});
+      }
+    },
+  );
+
   it("lets the worker change only the cordon, fleetmedic's taint, labels and annotations on a node; the admin is not limited", async () => {
     // The policy takes effect a moment after it is created: wait until a dry-run patch is refused.
     const otherLabel = { metadata: { labels: { team: 'ml' } } };
