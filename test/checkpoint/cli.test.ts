@@ -8,6 +8,7 @@ import { addGlobalFlags } from '../../src/cli/context.js';
 import { CheckpointError } from '../../src/checkpoint/errors.js';
 import { FilesystemStorage } from '../../src/checkpoint/storage.js';
 import { writeSyntheticCheckpoint } from '../../src/checkpoint/synthetic.js';
+import { ggufBytes, slotBytes } from './formats.js';
 import { flipBit, makeBackup, tempDir } from './helpers.js';
 
 async function cli(...args: string[]): Promise<{ stdout: string; stderr: string }> {
@@ -38,6 +39,24 @@ describe('fleetmedic checkpoint (local commands)', () => {
       size: number;
     };
     assert.deepEqual([json.ok, json.size], [true, size]);
+  });
+
+  it('verify --format gguf and --format llama-slot check those formats; a bad magic is refused', async () => {
+    const model = path.join(dir, 'model.gguf');
+    await fs.writeFile(model, ggufBytes());
+    assert.match(
+      (await cli('checkpoint', 'verify', model, '--format', 'gguf')).stdout,
+      /gguf +v3, llama, 2 tensors/,
+    );
+    await assert.rejects(cli('checkpoint', 'verify', model), CheckpointError, 'torch is the default');
+    const slot = path.join(dir, 'slot0.bin');
+    await fs.writeFile(slot, slotBytes());
+    assert.match(
+      (await cli('checkpoint', 'verify', slot, '--format', 'llama-slot')).stdout,
+      /slot +v4, 7 tokens/,
+    );
+    await assert.rejects(cli('checkpoint', 'verify', slot, '--format', 'gguf'), /magic is/);
+    await assert.rejects(cli('checkpoint', 'verify', slot, '--format', 'onnx'), /Allowed choices/);
   });
 
   it('verify fails with a clear error on a flipped bit, a truncation and a failing command', async () => {

@@ -21,12 +21,15 @@ import {
 } from '../../checkpoint/schedule.js';
 import { FilesystemStorage } from '../../checkpoint/storage.js';
 import {
+  CHECKPOINT_FORMATS,
   checkpointBackupInputProblems,
   DEFAULT_KEEP,
   DEFAULT_SETTLE_MS,
   DEFAULT_STALE_AFTER_MS,
   type CheckpointBackupInput,
   type CheckpointBackupResult,
+  type CheckpointFormat,
+  type SlotIdentity,
 } from '../../checkpoint/types.js';
 import {
   parseVerifyCommand,
@@ -56,6 +59,15 @@ function positiveInt(flag: string) {
   };
 }
 
+function nonNegativeInt(flag: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value)) {
+      throw new InvalidArgumentError(`${flag} must be an integer >= 0, got ${JSON.stringify(value)}`);
+    }
+    return Number(value);
+  };
+}
+
 function duration(flag: string) {
   return (value: string): number => {
     try {
@@ -76,9 +88,37 @@ function absolutePath(flag: string) {
   };
 }
 
+/** `--format`, on every command that takes a checkpoint file. */
+const formatOption = () =>
+  new Option(
+    '--format <format>',
+    'what the checkpoint is (default torch; llama-slot with --slot-url)',
+  ).choices(CHECKPOINT_FORMATS);
+
+/** `--model-sha256` and `--ctx-size`: a slot's identity. */
+function addSlotIdentityFlags(command: Command, what: string): Command {
+  return command
+    .option('--model-sha256 <hex>', `sha256 of the GGUF model ${what}`)
+    .option('--ctx-size <n>', `context size (--ctx-size) ${what}`, positiveInt('--ctx-size'));
+}
+
+function slotIdentity(flags: { modelSha256?: string; ctxSize?: number }): SlotIdentity | undefined {
+  if (flags.modelSha256 === undefined && flags.ctxSize === undefined) return undefined;
+  if (flags.modelSha256 === undefined || flags.ctxSize === undefined) {
+    throw new CheckpointError('INVALID_INPUT', 'give both --model-sha256 <hex> and --ctx-size <n>');
+  }
+  return { modelSha256: flags.modelSha256.toLowerCase(), ctxSize: flags.ctxSize };
+}
+
 interface InputFlags {
   sourceDir?: string;
   adminUrl?: string;
+  slotUrl?: string;
+  slot: number;
+  slotDir?: string;
+  modelSha256?: string;
+  ctxSize?: number;
+  format?: CheckpointFormat;
   suffix?: string;
   settle?: number;
   adminTimeout?: number;
@@ -91,7 +131,19 @@ interface InputFlags {
 
 /** Flags shared by `schedule create` and `run-once`: they build the workflow input. */
 function addInputFlags(command: Command): Command {
+  addSlotIdentityFlags(command, 'the server runs (with --slot-url; recorded in the manifest)');
   return command
+    .addOption(formatOption())
+    .option(
+      '--slot-url <url>',
+      'have llama-server save a slot (POST <url>/slots/<id>?action=save), e.g. http://127.0.0.1:8080',
+    )
+    .option('--slot <id>', 'the slot to save with --slot-url', nonNegativeInt('--slot'), 0)
+    .option(
+      '--slot-dir <dir>',
+      "the server's --slot-save-path (under the worker's checkpoint root)",
+      absolutePath('--slot-dir'),
+    )
     .addOption(
       new Option('--source-dir <dir>', 'back up the newest checkpoint file in this directory')
         .argParser(absolutePath('--source-dir'))
@@ -101,7 +153,10 @@ function addInputFlags(command: Command): Command {
       '--admin-url <url>',
       'ask the model server to checkpoint (POST), e.g. http://127.0.0.1:8000/admin/checkpoint',
     )
-    .option('--suffix <suffix>', 'checkpoint file suffix with --source-dir', '.pt')
+    .option(
+      '--suffix <suffix>',
+      'checkpoint file suffix with --source-dir (default .pt, .gguf, .bin by format)',
+    )
     .option(
       '--settle <duration>',
       `skip a file modified this recently (default ${DEFAULT_SETTLE_MS / 1000}s)`,
@@ -127,26 +182,48 @@ function addInputFlags(command: Command): Command {
     .option('--no-torch-layout', 'accept any zip of stored entries, not only PyTorch checkpoints');
 }
 
-function inputFrom(flags: InputFlags): CheckpointBackupInput {
-  if (!flags.sourceDir === !flags.adminUrl) {
+function sourceFrom(flags: InputFlags): CheckpointBackupInput['source'] {
+  if ([flags.sourceDir, flags.adminUrl, flags.slotUrl].filter((f) => f !== undefined).length !== 1) {
     throw new CheckpointError(
       'INVALID_INPUT',
-      'give exactly one of --source-dir <dir> and --admin-url <url>',
+      'give exactly one of --source-dir <dir>, --admin-url <url> and --slot-url <url>',
     );
   }
+  if (flags.slotUrl !== undefined) {
+    const identity = slotIdentity(flags);
+    if (!identity || flags.slotDir === undefined) {
+      throw new CheckpointError(
+        'INVALID_INPUT',
+        '--slot-url needs --slot-dir <dir>, --model-sha256 <hex> and --ctx-size <n>',
+      );
+    }
+    return {
+      kind: 'llama-slot',
+      url: flags.slotUrl,
+      slot: flags.slot,
+      directory: flags.slotDir,
+      ...identity,
+      ...(flags.adminTimeout && { timeoutMs: flags.adminTimeout }),
+    };
+  }
+  return flags.adminUrl
+    ? {
+        kind: 'admin-endpoint',
+        url: flags.adminUrl,
+        ...(flags.adminTimeout && { timeoutMs: flags.adminTimeout }),
+      }
+    : {
+        kind: 'newest-file',
+        directory: flags.sourceDir as string,
+        ...(flags.suffix !== undefined && { suffix: flags.suffix }),
+        ...(flags.settle !== undefined && { settleMs: flags.settle }),
+      };
+}
+
+function inputFrom(flags: InputFlags): CheckpointBackupInput {
   const input: CheckpointBackupInput = {
-    source: flags.adminUrl
-      ? {
-          kind: 'admin-endpoint',
-          url: flags.adminUrl,
-          ...(flags.adminTimeout && { timeoutMs: flags.adminTimeout }),
-        }
-      : {
-          kind: 'newest-file',
-          directory: flags.sourceDir as string,
-          suffix: flags.suffix,
-          ...(flags.settle !== undefined && { settleMs: flags.settle }),
-        },
+    source: sourceFrom(flags),
+    ...(flags.format !== undefined && { format: flags.format }),
     keep: flags.keep,
     staleAfterMs: flags.staleAfter,
     skipUnchanged: flags.skipUnchanged,
@@ -346,9 +423,15 @@ export function registerCheckpointCommands(program: Command, io: CheckpointCliIo
     )
     .option('--verify-timeout <duration>', 'time limit of the verify command', duration('--verify-timeout'))
     .option('--no-torch-layout', 'accept any zip of stored entries, not only PyTorch checkpoints')
+    .addOption(formatOption())
+    .option('--model-sha256 <hex>', 'llama-slot: sha256 of the model this replica serves')
+    .option('--ctx-size <n>', 'llama-slot: context size this replica runs', positiveInt('--ctx-size'))
     .option('--json', 'print JSON')
     .action(
       async (flags: {
+        format?: CheckpointFormat;
+        modelSha256?: string;
+        ctxSize?: number;
         backupDir: string;
         to?: string;
         verifyCommand?: string;
@@ -356,7 +439,10 @@ export function registerCheckpointCommands(program: Command, io: CheckpointCliIo
         torchLayout: boolean;
         json?: boolean;
       }) => {
+        const expect = slotIdentity(flags);
         const result = await restoreCheckpoint(new FilesystemStorage(flags.backupDir), {
+          ...(flags.format !== undefined && { format: flags.format }),
+          ...(expect && { expect }),
           destination: flags.to,
           verifyCommand: flags.verifyCommand ? parseVerifyCommand(flags.verifyCommand) : undefined,
           verifyCommandTimeoutMs: flags.verifyTimeout,
@@ -369,12 +455,15 @@ export function registerCheckpointCommands(program: Command, io: CheckpointCliIo
         }
         io.stdout(
           [
-            `restored ${result.name} in ${result.durationMs.toFixed(0)} ms`,
+            `restored ${result.name} in ${result.durationMs.toFixed(0)} ms (listing ${result.catalogMs.toFixed(0)} ms)`,
             `  path      ${result.path}`,
             `  size      ${result.manifest.size} bytes`,
             `  sha256    ${result.manifest.sha256}`,
             `  taken     ${result.manifest.createdAt} from ${result.manifest.source.path}`,
-            ...result.attempts.filter((a) => !a.ok).map((a) => `  skipped   ${a.name}: ${a.reason}`),
+            ...result.attempts.map(
+              (a) =>
+                `  ${a.ok ? 'restored' : 'skipped '}  ${a.name}${a.ok ? '' : `: ${a.reason}`} (${a.steps.map((s) => `${s.step} ${s.ms.toFixed(1)} ms`).join(', ')})`,
+            ),
             '',
           ].join('\n'),
         );
@@ -397,7 +486,7 @@ export function registerCheckpointCommands(program: Command, io: CheckpointCliIo
       }
       for (const r of restorable) {
         io.stdout(
-          `${r.name}  ${r.manifest?.size} bytes  sha256 ${r.manifest?.sha256.slice(0, 16)}  ${r.manifest?.createdAt}\n`,
+          `${r.name}  ${r.manifest?.format ?? 'torch'}  ${r.manifest?.size} bytes  sha256 ${r.manifest?.sha256.slice(0, 16)}  ${r.manifest?.createdAt}\n`,
         );
       }
       const others = catalog.records.filter((r) => !restorable.includes(r));
@@ -412,18 +501,20 @@ export function registerCheckpointCommands(program: Command, io: CheckpointCliIo
   checkpoint
     .command('verify <file>')
     .description(
-      'verify a checkpoint file: zip structure, every entry CRC-32, PyTorch layout, optional sha256/size',
+      'verify a checkpoint file: zip structure, CRC-32s and PyTorch layout (torch), GGUF header (gguf) or slot layout (llama-slot); optional sha256/size',
     )
     .option('--sha256 <hex>', 'expected sha256')
     .option('--size <bytes>', 'expected size in bytes', positiveInt('--size'))
     .option('--verify-command <command>', 'extra check; {path} is replaced by the file path')
     .option('--verify-timeout <duration>', 'time limit of the verify command', duration('--verify-timeout'))
     .option('--no-torch-layout', 'accept any zip of stored entries, not only PyTorch checkpoints')
+    .addOption(formatOption())
     .option('--json', 'print JSON')
     .action(
       async (
         file: string,
         flags: {
+          format?: CheckpointFormat;
           sha256?: string;
           size?: number;
           verifyCommand?: string;
@@ -439,6 +530,7 @@ export function registerCheckpointCommands(program: Command, io: CheckpointCliIo
           });
         });
         const report = await scanCheckpoint(reader, {
+          ...(flags.format !== undefined && { format: flags.format }),
           expectedSha256: flags.sha256,
           expectedSize: flags.size,
           torchLayout: flags.torchLayout,
@@ -459,7 +551,22 @@ export function registerCheckpointCommands(program: Command, io: CheckpointCliIo
             `ok: ${target}`,
             `  size      ${report.size} bytes`,
             `  sha256    ${report.sha256}`,
-            `  entries   ${report.zip?.entries ?? 0}${report.layout ? ` under ${report.layout.prefix}/` : ''}${report.zip?.zip64 ? ' (zip64)' : ''}`,
+            `  format    ${report.format}`,
+            ...(report.zip
+              ? [
+                  `  entries   ${report.zip.entries}${report.layout ? ` under ${report.layout.prefix}/` : ''}${report.zip.zip64 ? ' (zip64)' : ''}`,
+                ]
+              : []),
+            ...(report.gguf
+              ? [
+                  `  gguf      v${report.gguf.version}, ${report.gguf.architecture}, ${report.gguf.tensors} tensors, ${report.gguf.metadataKeys} metadata keys`,
+                ]
+              : []),
+            ...(report.slot
+              ? [
+                  `  slot      v${report.slot.version}, ${report.slot.tokens} tokens, ${report.slot.cells} cells, ${report.slot.layers} layers`,
+                ]
+              : []),
             `  read in   ${report.durationMs.toFixed(0)} ms`,
             '',
           ].join('\n'),
