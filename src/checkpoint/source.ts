@@ -132,8 +132,8 @@ export async function resolveUnderRoot(file: string, root: string | undefined): 
 export type AdminCheckpointResponse = z.infer<typeof adminResponseSchema>;
 
 /**
- * POSTs JSON to a model server and returns the answer's text. 4xx answers (but 408 and 429) are
- * permanent failures; 5xx, 408, 429 and network errors retry.
+ * POSTs JSON to a model server and returns the answer's text. 4xx answers (but 408 and 429) and 501
+ * are permanent failures; other 5xx, 408, 429 and network errors retry.
  *
  * @throws NonLoopbackAddressError in simulated mode for a non-loopback URL; CheckpointError `ADMIN_ENDPOINT`.
  */
@@ -178,7 +178,11 @@ async function postToModelServer(
   }
   const text = await response.text().catch(() => '');
   if (!response.ok) {
-    const retryable = response.status >= 500 || response.status === 408 || response.status === 429;
+    // 501: llama-server without --slot-save-path; retrying cannot add the flag.
+    const retryable =
+      (response.status >= 500 && response.status !== 501) ||
+      response.status === 408 ||
+      response.status === 429;
     throw new CheckpointError(
       'ADMIN_ENDPOINT',
       `${label} to ${url} answered ${response.status}: ${text.slice(0, 300)}`,

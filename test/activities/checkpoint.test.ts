@@ -16,6 +16,8 @@ import { parseManifest } from '../../src/checkpoint/manifest.js';
 import { backupBaseName, manifestNameFor } from '../../src/checkpoint/names.js';
 import { FilesystemStorage } from '../../src/checkpoint/storage.js';
 import { writeSyntheticCheckpoint } from '../../src/checkpoint/synthetic.js';
+import { restoreCheckpoint } from '../../src/checkpoint/restore.js';
+import { ggufBytes, slotBytes } from '../checkpoint/formats.js';
 import { faultyFs, flipBit, ls, makeBackup, tempDir } from '../checkpoint/helpers.js';
 
 const NOW = new Date('2025-06-01T12:00:00Z');
@@ -239,6 +241,106 @@ describe('checkpoint activities', () => {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
+
+  it('a llama-slot source: llama-server saves the slot, the backup is verified, its manifest records model and context size', async () => {
+    const slotDir = path.join(sourceDir, 'slots');
+    await fs.mkdir(slotDir);
+    const leftover = path.join(slotDir, 'fleetmedic-slot0-20250601T100000Z-00000000.bin');
+    await fs.writeFile(leftover, 'an earlier save, already backed up');
+    const old = new Date(NOW.getTime() - 2 * 3600_000);
+    await fs.utimes(leftover, old, old);
+    const requests: string[] = [];
+    let status = 200;
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        requests.push(`${req.method} ${req.url}`);
+        if (status !== 200) return res.writeHead(status).end('{"error":{"message":"no --slot-save-path"}}');
+        const { filename } = JSON.parse(body) as { filename: string };
+        const bytes = slotBytes();
+        void fs.writeFile(path.join(slotDir, filename), bytes).then(() =>
+          res.end(JSON.stringify({ id_slot: 0, filename, n_saved: 7, n_written: bytes.length })),
+        );
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const modelSha256 = 'ab'.repeat(32);
+      const source = { kind: 'llama-slot', url, slot: 0, directory: slotDir, modelSha256, ctxSize: 2048 } as const;
+      const env = new MockActivityEnvironment(undefined, quiet);
+      const a = createCheckpointActivities(deps);
+      const { candidate } = await call(env, a.acquireCheckpoint, { source, skipUnchanged: true, format: 'llama-slot' });
+      assert.deepEqual(requests, ['POST /slots/0?action=save']);
+      assert.match(path.basename(candidate.path), /^fleetmedic-slot0-20250601T120000Z-[0-9a-f]{8}\.bin$/);
+      assert.deepEqual(candidate.slot, { id: 0, modelSha256, ctxSize: 2048, tokens: 7 });
+      assert.deepEqual(await ls(slotDir), [path.basename(candidate.path)], 'the earlier save was removed');
+      const copy = await call(env, a.copyCheckpointToBackup, {
+        sourcePath: candidate.path,
+        baseName: backupBaseName(NOW, 'run1', 'llama-slot'),
+      });
+      assert.equal(copy.name, 'ckpt-20250601T120000Z-run1.slot');
+      const verdict = await call(env, a.verifyCheckpointBackup, { copy, requireTorchLayout: true, format: 'llama-slot' });
+      assert.equal(verdict.ok, true, JSON.stringify(verdict));
+      await call(env, a.writeCheckpointManifest, {
+        format: 'llama-slot',
+        copy,
+        candidate,
+        verdict,
+        createdAt: NOW.toISOString(),
+      });
+      const manifest = parseManifest(await storage.readSmall(manifestNameFor(copy.name)), 'm');
+      assert.equal(manifest.format, 'llama-slot');
+      assert.deepEqual(manifest.slot, { id: 0, modelSha256, ctxSize: 2048, tokens: 7, cells: 7 });
+      const restored = await restoreCheckpoint(storage, { format: 'llama-slot', expect: { modelSha256, ctxSize: 2048 } });
+      assert.equal(restored.name, copy.name);
+
+      status = 501;
+      await assert.rejects(
+        call(env, a.acquireCheckpoint, { source, skipUnchanged: true }),
+        (err) => err instanceof ApplicationFailure && err.nonRetryable && /answered 501/.test(err.message),
+      );
+      await assert.rejects(
+        call(env, a.acquireCheckpoint, { source: { ...source, url: 'http://10.1.2.3:8080' }, skipUnchanged: true }),
+        (err) => err instanceof ApplicationFailure && err.type === 'NON_LOOPBACK_ADDRESS',
+      );
+      await assert.rejects(
+        call(env, a.acquireCheckpoint, { source: { ...source, directory: dir }, skipUnchanged: true }),
+        /not under the checkpoint root/,
+      );
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  }); // prettier-ignore
+
+  it('a gguf backup is verified by its header and its manifest records the format and the architecture', async () => {
+    const file = path.join(sourceDir, 'model.gguf');
+    await fs.writeFile(file, ggufBytes());
+    const t = new Date(NOW.getTime() - 60_000);
+    await fs.utimes(file, t, t);
+    const env = new MockActivityEnvironment(undefined, quiet);
+    const a = createCheckpointActivities(deps);
+    const { candidate } = await call(env, a.acquireCheckpoint, {
+      source: { kind: 'newest-file', directory: sourceDir },
+      skipUnchanged: true,
+      format: 'gguf',
+    });
+    assert.equal(candidate.path, file, 'the default suffix follows the format');
+    const copy = await call(env, a.copyCheckpointToBackup, {
+      sourcePath: file,
+      baseName: backupBaseName(NOW, 'run1', 'gguf'),
+    });
+    const verdict = await call(env, a.verifyCheckpointBackup, { copy, requireTorchLayout: true, format: 'gguf' });
+    assert.ok(verdict.ok && verdict.gguf?.architecture === 'llama', JSON.stringify(verdict));
+    await call(env, a.writeCheckpointManifest, { format: 'gguf', copy, candidate, verdict, createdAt: NOW.toISOString() });
+    const manifest = parseManifest(await storage.readSmall(manifestNameFor(copy.name)), 'm');
+    assert.deepEqual([manifest.format, manifest.gguf?.architecture, manifest.zip], ['gguf', 'llama', undefined]);
+    await flipBit(copy.location, 0);
+    const bad = await call(env, a.verifyCheckpointBackup, { copy, requireTorchLayout: true, format: 'gguf' });
+    assert.ok(!bad.ok && /magic is/.test(bad.failure.message), JSON.stringify(bad));
+    assert.deepEqual(bad.checks, { size: true, sha256: false, structure: false, command: 'skipped' });
+  }); // prettier-ignore
 
   describe('the checkpoint root (FLEETMEDIC_CHECKPOINT_ROOT)', () => {
     const refusedSource = (err: unknown) =>
