@@ -35,6 +35,7 @@ import { FilesystemStorage, type CheckpointStorage } from '../../src/checkpoint/
 import { writeSyntheticCheckpoint } from '../../src/checkpoint/synthetic.js';
 import type { CheckpointBackupInput } from '../../src/checkpoint/types.js';
 import { checkpointBackupStatusQuery, checkpointBackupWorkflow } from '../../src/workflows/checkpoint.js';
+import { ggufBytes } from '../checkpoint/formats.js';
 import { faultyFs, flipBit, ls, tempDir, type Fault } from '../checkpoint/helpers.js';
 import { createTemporalTestEnv } from '../helpers/temporal.js';
 
@@ -116,6 +117,35 @@ describe('checkpointBackupWorkflow (real Temporal dev server)', { timeout: 180_0
       args: [backupInput],
     });
   }
+
+  it('backs up a GGUF model (format gguf): header verified, manifest records the format, restore re-verifies it', async () => {
+    const taskQueue = `ckpt-${randomUUID()}`;
+    const w = await worker(taskQueue);
+    await w.runUntil(async () => {
+      await fs.writeFile(path.join(sourceDir, 'model.gguf'), ggufBytes());
+      const result = await run(taskQueue, input({ format: 'gguf' }));
+      assert.equal(result.outcome, 'backed-up');
+      assert.match(result.name, /^ckpt-.*\.gguf$/);
+      const manifest = JSON.parse(await fs.readFile(path.join(backups, manifestNameFor(result.name)), 'utf8')) as {
+        format: string;
+        verified: boolean;
+        gguf: { architecture: string; tensors: number };
+      };
+      assert.deepEqual([manifest.format, manifest.verified, manifest.gguf.architecture], ['gguf', true, 'llama']);
+      const restored = await restoreCheckpoint(storage, { format: 'gguf' });
+      assert.equal(restored.name, result.name);
+      // A model file whose magic is broken is rejected, never promoted.
+      const broken = ggufBytes({ architecture: 'qwen2' });
+      broken.write('GGUX', 0);
+      await fs.writeFile(path.join(sourceDir, 'model.gguf'), broken);
+      await assert.rejects(run(taskQueue, input({ format: 'gguf' })), (err: unknown) => {
+        assert.ok(err instanceof WorkflowFailedError);
+        assert.ok(err.cause instanceof ApplicationFailure && err.cause.type === 'CheckpointRejected');
+        assert.match(err.cause.message, /magic is "GGUX"/);
+        return true;
+      });
+    });
+  }); // prettier-ignore
 
   it('backs up, verifies and writes a manifest; skips an unchanged source; applies retention', async () => {
     const taskQueue = `ckpt-${randomUUID()}`;
