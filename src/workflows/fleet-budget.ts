@@ -35,7 +35,6 @@ import {
 } from '../domain/fleet-budget.js';
 import { budgetTaskQueue, controlTaskQueueOf, remediationWorkflowId } from '../contracts/ids.js';
 import { CLUSTER_ID } from '../contracts/search-attributes.js';
-import { FailureType } from '../errors.js';
 import {
   acquireDrainSlot,
   drainSlotFree,
@@ -72,8 +71,7 @@ const DURABLE_BUDGET_PATCH = 'durable-budget';
 export async function fleetBudgetWorkflow(input: FleetBudgetInput): Promise<void> {
   const config: FleetBudgetConfig = { ...DEFAULT_FLEET_BUDGET, ...input.config };
   const invalid = validateFleetBudgetConfig(config);
-  if (invalid)
-    throw ApplicationFailure.nonRetryable(`invalid fleet budget: ${invalid}`, FailureType.InvalidInput);
+  if (invalid) throw ApplicationFailure.nonRetryable(`invalid fleet budget: ${invalid}`, 'InvalidInput');
   let state: FleetState = input.state ? { ...input.state, config } : initialFleetState(0, [], config);
   upsertSearchAttributes([{ key: CLUSTER_ID, value: input.clusterId }]);
   // The queue for drain slots: runs recorded before it replay without it (no queue, no signals).
