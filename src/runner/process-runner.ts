@@ -15,6 +15,7 @@ import { createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { StackError } from '../errors.js';
 import { isApiError } from '../k8s/api-errors.js';
 import { PROCESS_LABEL, SIMULATED_LABEL } from '../k8s/labels.js';
 import { assertLoopbackAddress } from '../k8s/loopback.js';
@@ -30,7 +31,7 @@ import {
 const strategicMerge = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
 
 /** Environment variable every runner process carries: the pod UID, to find leftovers after a crash. */
-export const RUNNER_POD_ENV = 'FLEETMEDIC_RUNNER_POD_UID';
+export const RUNNER_POD_ENV = 'FMRUNNER_POD_UID';
 
 export interface ProcessRunnerOptions {
   readonly kc: KubeConfig;
@@ -94,6 +95,16 @@ export class ProcessRunner {
   async start(): Promise<void> {
     await fs.mkdir(path.join(this.dir, 'pids'), { recursive: true });
     await fs.mkdir(path.join(this.dir, 'logs'), { recursive: true });
+    await this.takeLock();
+    try {
+      await this.startServing();
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  private async startServing(): Promise<void> {
     await this.killLeftovers();
     const informer = makeInformer<V1Pod>(
       this.options.kc,
@@ -131,6 +142,39 @@ export class ProcessRunner {
         await fs.rm(this.pidFile(s.uid), { force: true });
       }),
     );
+    await fs.rm(path.join(this.dir, 'runner.lock'), { force: true });
+  }
+
+  /**
+   * One runner per state directory: two would both start a process for each pod. A lock whose
+   * holder is gone (a crash) is taken over.
+   */
+  private async takeLock(): Promise<void> {
+    const lock = path.join(this.dir, 'runner.lock');
+    for (;;) {
+      try {
+        await fs.writeFile(lock, String(process.pid), { flag: 'wx' });
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const holder = Number((await fs.readFile(lock, 'utf8').catch(() => '')).trim());
+      let alive = holder === process.pid;
+      if (!alive && holder > 0) {
+        try {
+          process.kill(holder, 0);
+          alive = true;
+        } catch {
+          alive = false;
+        }
+      }
+      if (alive && holder !== process.pid) {
+        throw new StackError(
+          `another process runner (pid ${holder}) serves ${this.options.stateDir}; stop it first`,
+        );
+      }
+      await fs.rm(lock, { force: true });
+    }
   }
 
   /** The pods served now, for tests and `fleetmedic runner`'s status line. */
@@ -354,8 +398,8 @@ export class ProcessRunner {
       await this.core.deleteNamespacedPod({
         name: served.name,
         namespace: served.namespace,
-        gracePeriodSeconds: 0,
-        body: { preconditions: { uid: served.uid } },
+        // With a body the API server reads the options from it alone: the grace period goes there.
+        body: { gracePeriodSeconds: 0, preconditions: { uid: served.uid } },
       });
     } catch (err) {
       if (!isApiError(err, 404) && !isApiError(err, 409)) throw err;

@@ -237,8 +237,11 @@ describe('process runner: real processes for simulated pods (embedded cluster)',
     }
     const pods = await eventually('2 Ready pods served by the new runner', async () => {
       const live = await livePods(stack.kc, ns.name, 'replicas');
-      const pids = runner!.processes().map((p) => p.pid);
-      return live.length === 2 && live.every(isReady) && pids.every((p) => p && !before.includes(p))
+      // The new runner's own view: each pod's process started by it and probed Ready (the pods'
+      // Ready condition alone can still be the crashed runner's).
+      const served = runner!.processes();
+      const fresh = (p: (typeof served)[number]) => p.pid !== undefined && !before.includes(p.pid) && p.ready;
+      return live.length === 2 && live.every(isReady) && served.length === 2 && served.every(fresh)
         ? live
         : undefined;
     });
