@@ -24,6 +24,9 @@ async function usesStack(file: string): Promise<boolean> {
   return /from '(\.\.\/)+helpers\/stack\.js'/.test(await fs.readFile(file, 'utf8'));
 }
 
+/** The longest one test may run; the slowest test (a full remediation with a drain) takes ~2 min. */
+const TEST_TIMEOUT_MS = 600_000;
+
 const args = process.argv.slice(2);
 const withoutStack = args.includes('--without-stack');
 const filters = args.filter((a) => a !== '--without-stack');
@@ -54,7 +57,18 @@ if (!env[TEST_STACK_ENV] && !withoutStack) {
 const code = await new Promise<number>((resolve) => {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...files],
+    [
+      '--import',
+      'tsx',
+      '--test',
+      '--test-concurrency=1',
+      // A test that hangs fails after 10 minutes, and a file whose tests are done exits even when a
+      // handle it forgot keeps its event loop alive: neither can hold the suite (and CI) to its limit.
+      `--test-timeout=${TEST_TIMEOUT_MS}`,
+      '--test-force-exit',
+      '--test-reporter=spec',
+      ...files,
+    ],
     { stdio: 'inherit', env },
   );
   child.on('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0)));
