@@ -10,11 +10,12 @@ import {
 } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
 import { z } from 'zod';
-import type { BreakerState, FleetState } from '../domain/fleet-budget.js';
+import type { BreakerState } from '../domain/fleet-budget.js';
 import { FleetmedicError } from '../errors.js';
 import {
   FLEET_BUDGET_WORKFLOW,
   fleetBudgetState,
+  type FleetBudgetView,
   fleetBudgetWorkflowId,
   pauseAutomation,
   resetFleetBreaker,
@@ -191,6 +192,8 @@ export interface BudgetView {
   readonly healthyNodes: number;
   readonly gpuNodeCount: number;
   readonly minHealthyFraction: number;
+  /** Started without state, it is still reading its records from the cluster (figures not yet true). */
+  readonly rebuilding: boolean;
 }
 
 /** The answer to pause / resume. */
@@ -371,7 +374,7 @@ export class OperatorClient implements OperatorService {
   /** The cluster's fleet budget, or null when it has none yet (nothing asked for a slot). */
   async budget(): Promise<BudgetView | null> {
     const workflowId = fleetBudgetWorkflowId(this.options.clusterId);
-    let state: FleetState;
+    let state: FleetBudgetView;
     try {
       state = await this.call(() => this.client.workflow.getHandle(workflowId).query(fleetBudgetState));
     } catch (err) {
@@ -389,6 +392,7 @@ export class OperatorClient implements OperatorService {
       healthyNodes: state.healthyNodes.length,
       gpuNodeCount: state.gpuNodeCount,
       minHealthyFraction: state.config.minHealthyFraction,
+      rebuilding: state.rebuilding === true,
     };
   }
 

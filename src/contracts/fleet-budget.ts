@@ -77,7 +77,15 @@ export const drainSlotFree = defineSignal('drainSlotFree');
 export const pauseAutomation = defineUpdate<void, [OperatorAction]>('pauseAutomation');
 export const resumeAutomation = defineUpdate<void, [OperatorAction]>('resumeAutomation');
 export const resetFleetBreaker = defineUpdate<void, [OperatorAction]>('resetFleetBreaker');
-export const fleetBudgetState = defineQuery<FleetState>('fleetBudgetState');
+/**
+ * What the budget's state query answers: its state, and `rebuilding` while a budget started without
+ * state has not yet read its records from the cluster (its state is then not the fleet's: it answers
+ * no request until it has).
+ */
+export interface FleetBudgetView extends FleetState {
+  readonly rebuilding?: boolean;
+}
+export const fleetBudgetState = defineQuery<FleetBudgetView>('fleetBudgetState');
 
 /** The budget's workflow ID for a cluster. */
 export function fleetBudgetWorkflowId(clusterId: string): string {

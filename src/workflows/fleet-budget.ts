@@ -156,7 +156,7 @@ export async function fleetBudgetWorkflow(input: FleetBudgetInput): Promise<void
     }
   }
 
-  setHandler(fleetBudgetState, () => state);
+  setHandler(fleetBudgetState, () => (ready ? state : { ...state, rebuilding: true }));
   setHandler(
     acquireDrainSlot,
     whenReady((request: AcquireRequest) => {

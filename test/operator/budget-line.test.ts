@@ -7,6 +7,7 @@ const budget: BudgetView = {
   workflowId: 'fleet-budget/dev',
   paused: false,
   inUse: 1,
+  rebuilding: false,
   limit: 1,
   draining: ['gpu-node-2'],
   queued: [],
@@ -26,6 +27,13 @@ describe('budgetLine (fleetmedic status)', () => {
     assert.match(
       budgetLine({ ...budget, queued }),
       /in use \(gpu-node-2\), 7 waiting \(gpu-node-10, gpu-node-11, gpu-node-12, gpu-node-13, gpu-node-14, \.\.\.\), breaker closed/,
+    );
+  });
+
+  it('says a restarted budget is rebuilding rather than showing its empty figures', () => {
+    assert.match(
+      budgetLine({ ...budget, draining: [], inUse: 0, rebuilding: true }),
+      /rebuilding from the cluster/,
     );
   });
 

@@ -14,6 +14,7 @@ export const BUDGET: BudgetView = {
   workflowId: 'fleet-budget/fmunit',
   paused: false,
   inUse: 0,
+  rebuilding: false,
   limit: 1,
   draining: [],
   breaker: { state: 'closed' },

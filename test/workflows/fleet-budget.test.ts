@@ -159,6 +159,8 @@ describe('fleet budget: the queue for drain slots (real Temporal dev server)', {
     });
     try {
       await eventually('the records read', () => Promise.resolve(recordsRead > reads ? true : undefined));
+      // Until its records are in, its state query says it is rebuilding (its figures are not the fleet's).
+      assert.equal((await budget.query(fleetBudgetState)).rebuilding, true);
       const asked = budget.executeUpdate(acquireDrainSlot, {
         args: [{ node: 'n2', gpuNodeCount: 4, healthyNodes }],
       });
@@ -168,6 +170,7 @@ describe('fleet budget: the queue for drain slots (real Temporal dev server)', {
       const refused = await asked;
       assert.ok(!refused.admitted && refused.reason === 'paused', JSON.stringify(refused));
       const state = await budget.query(fleetBudgetState);
+      assert.equal(state.rebuilding, undefined);
       assert.equal(state.paused, true);
       assert.deepEqual(state.draining, ['n1']);
       assert.deepEqual(

@@ -142,6 +142,9 @@ export function budgetLine(budget: BudgetView | null): string {
     budget.breaker.state === 'open'
       ? `breaker OPEN since ${new Date(budget.breaker.openedAt).toISOString()} (${budget.breaker.reason})`
       : 'breaker closed';
+  if (budget.rebuilding) {
+    return 'fleet budget: restarted, rebuilding from the cluster (it answers no request until it has read its records)\n';
+  }
   return (
     `fleet budget: ${budget.inUse}/${budget.limit} drain slot(s) in use` +
     `${budget.draining.length > 0 ? ` (${budget.draining.join(', ')})` : ''}, ` +
