@@ -268,7 +268,7 @@ describe('node agent and remediation support activity input', () => {
     }
   });
 
-  it('budgetReportFailure and notifyOperator name the field', async () => {
+  it('budgetReportFailure names the field', async () => {
     const support = createRemediationSupportActivities({
       kc: unusedKubeConfig(),
       client: {} as Client,
@@ -278,10 +278,6 @@ describe('node agent and remediation support activity input', () => {
     await assert.rejects(
       support.budgetReportFailure({ node: '' }),
       invalidInput('budgetReportFailure', 'input.node'),
-    );
-    await assert.rejects(
-      async () => support.notifyOperator({ node: 'gpu-1', workflowId: 'w', message: '', reminder: 0 }),
-      invalidInput('notifyOperator', 'input.message'),
     );
   });
 });

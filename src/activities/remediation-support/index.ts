@@ -2,7 +2,6 @@ import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { makeApiClient } from '../../k8s/api-client.js';
 import { createCapacityActivities } from './capacity.js';
 import { createFleetBudgetClient, type FleetBudgetClientDeps } from './fleet-budget-client.js';
-import { createOperatorLogActivities } from './operator-log.js';
 
 export { coalesce } from './coalesce.js';
 
@@ -16,16 +15,15 @@ export interface RemediationSupportDeps extends FleetBudgetClientDeps {
  * capacity check before a drain. (The node's own records, episodes and holds, are in node-records.ts.)
  *
  * fleet-budget-client.ts: `budgetReportFailure`, `budgetAcquire`, `budgetRelease`; capacity.ts:
- * `checkCapacity`; operator-log.ts: `notifyOperator`.
+ * `checkCapacity`. Operators are notified by the `notify` activity (observability.ts).
  */
 export function createRemediationSupportActivities(deps: RemediationSupportDeps) {
   const core = makeApiClient(deps.kc, CoreV1Api);
   // Workers register activities by these names: budgetReportFailure, budgetAcquire, budgetRelease,
-  // checkCapacity, notifyOperator.
+  // checkCapacity.
   return {
     ...createFleetBudgetClient(deps, core),
     ...createCapacityActivities(core),
-    ...createOperatorLogActivities(),
   };
 }
 
