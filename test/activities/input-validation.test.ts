@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { objectName, text, validateInput } from '../../src/activities/input.js';
 import { createKubernetesActivities } from '../../src/activities/kubernetes/index.js';
 import { createNodeAgentActivities } from '../../src/activities/node-agent.js';
+import { createCapacityActivities } from '../../src/activities/remediation-support/capacity.js';
 import { createRemediationSupportActivities } from '../../src/activities/remediation-support/index.js';
 import { FailureType } from '../../src/errors.js';
 
@@ -268,16 +269,83 @@ describe('node agent and remediation support activity input', () => {
     }
   });
 
+  /** Support activities whose Temporal client throws on first use: validation passed. */
+  const support = createRemediationSupportActivities({
+    kc: unusedKubeConfig(),
+    client: new Proxy({} as Client, {
+      get: () => {
+        throw new Error(REACHED_API);
+      },
+    }),
+    clusterId: 'lab-1',
+    taskQueue: 'unused',
+  });
+  const badNode = fc.oneof(
+    fc.constant(''),
+    fc.constant('Not_A_Name'),
+    fc.constant('a'.repeat(254)),
+    fc.integer(),
+    fc.constant(null),
+    fc.constant(undefined),
+  );
+
   it('budgetReportFailure names the field', async () => {
-    const support = createRemediationSupportActivities({
-      kc: unusedKubeConfig(),
-      client: {} as Client,
-      clusterId: 'lab-1',
-      taskQueue: 'unused',
-    });
     await assert.rejects(
       support.budgetReportFailure({ node: '' }),
       invalidInput('budgetReportFailure', 'input.node'),
     );
+  });
+
+  it('budgetAcquire names input.node or input.remediationTimestamps before asking the budget', async () => {
+    await fc.assert(
+      fc.asyncProperty(badNode, async (node) => {
+        await assert.rejects(
+          support.budgetAcquire({ node: node as string, remediationTimestamps: [] }),
+          invalidInput('budgetAcquire', 'input.node'),
+        );
+      }),
+    );
+    for (const remediationTimestamps of [
+      undefined,
+      null,
+      '1700000000000',
+      [1.5],
+      [Number.NaN],
+      ['2026-11-20'],
+    ]) {
+      await assert.rejects(
+        support.budgetAcquire({ node: 'gpu-1', remediationTimestamps: remediationTimestamps as number[] }),
+        invalidInput('budgetAcquire', 'input.remediationTimestamps'),
+      );
+    }
+    await assert.rejects(
+      support.budgetAcquire({ node: 'gpu-1', remediationTimestamps: [Date.parse('2026-11-20T00:00:00Z')] }),
+      reachedApi,
+    );
+  });
+
+  it('budgetRelease names input.node before asking the budget', async () => {
+    await fc.assert(
+      fc.asyncProperty(badNode, async (node) => {
+        await assert.rejects(
+          support.budgetRelease({ node: node as string }),
+          invalidInput('budgetRelease', 'input.node'),
+        );
+      }),
+    );
+    await assert.rejects(support.budgetRelease({ node: 'gpu-1' }), reachedApi);
+  });
+
+  it('checkCapacity names input.node before listing pods', async () => {
+    const capacity = createCapacityActivities(stubApi());
+    await fc.assert(
+      fc.asyncProperty(badNode, async (node) => {
+        await assert.rejects(
+          capacity.checkCapacity({ node: node as string }),
+          invalidInput('checkCapacity', 'input.node'),
+        );
+      }),
+    );
+    await assert.rejects(capacity.checkCapacity({ node: 'gpu-1' }), reachedApi);
   });
 });

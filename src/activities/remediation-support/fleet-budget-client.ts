@@ -69,6 +69,12 @@ interface FleetView {
 }
 
 const nodeSchema = z.object({ node: objectName });
+// No bound on the count: the history comes from a node annotation, and refusing a long one would
+// keep the node from ever getting a drain slot.
+const budgetAcquireSchema = z.object({
+  node: objectName,
+  remediationTimestamps: z.array(z.number().int('must be milliseconds since the epoch')),
+});
 
 /** What the fleet budget's client needs (see `RemediationSupportDeps`). */
 export interface FleetBudgetClientDeps {
@@ -272,22 +278,25 @@ export function createFleetBudgetClient(deps: FleetBudgetClientDeps, core: CoreV
      * runs at a time, and the others wait for it and look at the budget again: after a storm, 150
      * remediations reach this point within seconds, all finding a free slot, and 150 lists of 1,500
      * nodes at once starved the API server (lists cut off by the request timeout, retried, again).
+     *
+     * @throws non-retryable `InvalidInput` naming the field (`node`, `remediationTimestamps[i]`).
      */
     async budgetAcquire(input: { node: string; remediationTimestamps: number[] }): Promise<Admission> {
+      const request = validateInput('budgetAcquire', budgetAcquireSchema, input);
       return withBudget(async (handle) => {
         for (;;) {
           const read = budgetRead(handle);
           const { state, closedHolders } = await read.view;
           // An admission ended while this read was in flight: its slot may be missing, read again.
           if (read.generation !== admissions) continue;
-          const staleHolders = closedHolders.filter((h) => h !== input.node);
+          const staleHolders = closedHolders.filter((h) => h !== request.node);
           let current = state;
           for (const stale of staleHolders) current = dequeue(releaseSlot(current, stale), stale);
-          const early = admitDrain(current, input, Date.now());
+          const early = admitDrain(current, request, Date.now());
           if (!early.admitted && FLEET_INDEPENDENT_REFUSALS.has(early.reason)) {
             // Waiting for a slot: join the queue (first come, first served), once.
-            if (QUEUEING_REFUSALS.has(early.reason) && !(state.queue ?? []).includes(input.node)) {
-              await handle.signal(queueForDrainSlot, { node: input.node });
+            if (QUEUEING_REFUSALS.has(early.reason) && !(state.queue ?? []).includes(request.node)) {
+              await handle.signal(queueForDrainSlot, { node: request.node });
             }
             return early;
           }
@@ -300,8 +309,8 @@ export function createFleetBudgetClient(deps: FleetBudgetClientDeps, core: CoreV
             return handle.executeUpdate(acquireDrainSlot, {
               args: [
                 {
-                  node: input.node,
-                  remediationTimestamps: input.remediationTimestamps,
+                  node: request.node,
+                  remediationTimestamps: request.remediationTimestamps,
                   staleHolders,
                   gpuNodeCount,
                   healthyNodes,
@@ -320,8 +329,14 @@ export function createFleetBudgetClient(deps: FleetBudgetClientDeps, core: CoreV
       });
     },
 
+    /**
+     * Gives `node`'s drain slot back to the fleet budget.
+     *
+     * @throws non-retryable `InvalidInput` naming the field when `node` is not a node name.
+     */
     async budgetRelease(input: { node: string }): Promise<void> {
-      await withBudget((handle) => handle.executeUpdate(releaseDrainSlot, { args: [{ node: input.node }] }));
+      const { node } = validateInput('budgetRelease', nodeSchema, input);
+      await withBudget((handle) => handle.executeUpdate(releaseDrainSlot, { args: [{ node }] }));
     },
   };
 }
