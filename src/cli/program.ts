@@ -7,7 +7,7 @@ import { registerDrillProbeCommand } from './commands/drill-probe.js';
 import { registerGatewayCommands } from './commands/gateway.js';
 import { registerOperatorCommands } from './commands/operator.js';
 import { registerRemediationCommands } from './commands/remediation.js';
-import { registerRunnerCommand } from './commands/runner.js';
+import { registerReplicaCommand, registerRunnerCommand } from './commands/runner.js';
 import { registerStackCommands } from './commands/stack.js';
 import { registerWebhookCommands } from './commands/webhook.js';
 import { registerToolchainCommand } from './commands/toolchain.js';
@@ -30,5 +30,6 @@ export function buildProgram(): Command {
   registerWebhookCommands(program);
   registerGatewayCommands(program);
   registerRunnerCommand(program);
+  registerReplicaCommand(program);
   return program;
 }

@@ -1,4 +1,5 @@
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { FleetmedicError } from '../errors.js';
@@ -14,6 +15,12 @@ export type ProcessKindName = (typeof PROCESS_KINDS)[number];
 
 /** Model a `llama-server` pod serves: the tiny generated model (fast) or SmolLM2 (coherent text). */
 export const MODEL_ANNOTATION = 'fleetmedic.io/model';
+/**
+ * Checkpoint store of a `llama-server` pod with a `ready` port: the name of a directory under the
+ * runner's checkpoint root (`<state-dir>/checkpoints/<name>`), never a path, from which the replica
+ * restores its model and slot before it turns Ready (src/runner/replica.ts).
+ */
+export const CHECKPOINT_STORE_ANNOTATION = 'fleetmedic.io/checkpoint-store';
 /** Service time of a `standin` pod, in milliseconds. */
 export const STANDIN_SERVICE_MS_ANNOTATION = 'fleetmedic.io/standin-service-ms';
 
@@ -32,6 +39,8 @@ export interface ProcessContext {
   readonly port: number;
   /** A directory of the pod's own (llama-server's slot files), removed with the pod. */
   readonly podDir: string;
+  /** Where the checkpoint stores named by {@link CHECKPOINT_STORE_ANNOTATION} are. */
+  readonly checkpointRoot: string;
   /** The inference toolchain, when built; a `llama-server` pod waits for it otherwise. */
   readonly inference: InferenceArtifacts | undefined;
 }
@@ -48,6 +57,13 @@ export class ProcessSpecError extends FleetmedicError {
 
 const annotationsSchema = z.object({
   [MODEL_ANNOTATION]: z.enum(['tiny', 'smollm2']).default('tiny'),
+  [CHECKPOINT_STORE_ANNOTATION]: z
+    .string()
+    .regex(
+      /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/,
+      'a store name (lowercase letters, digits and dashes), not a path',
+    )
+    .optional(),
   [STANDIN_SERVICE_MS_ANNOTATION]: z.coerce.number().int().min(0).max(60_000).default(20),
 });
 
@@ -116,6 +132,30 @@ export function processCommand(kind: ProcessKindName, ctx: ProcessContext): Proc
   }
   const model = notes[MODEL_ANNOTATION];
   const modelFile = model === 'tiny' ? ctx.inference.tinyModel : ctx.inference.smollm2;
+  const readyPort = ctx.container.ports?.find((p) => p.name === 'ready')?.containerPort;
+  const store = notes[CHECKPOINT_STORE_ANNOTATION];
+  if (readyPort !== undefined) {
+    // The replica wrapper: restore model and slot, then serve readiness on the `ready` port.
+    return {
+      file: process.execPath,
+      args: [
+        FLEETMEDIC_BIN,
+        'replica',
+        ...['--llama-server', ctx.inference.llamaServer, '--model', modelFile],
+        ...['--host', ctx.podIP, '--port', String(ctx.port), '--ready-port', String(readyPort)],
+        ...['--slot-dir', ctx.podDir, '--ctx-size', '2048', '--parallel', '2'],
+        ...(store ? ['--store', path.join(ctx.checkpointRoot, store)] : []),
+      ],
+      describe: `llama.cpp replica ${store ? `restoring from store ${store}` : model} on ${ctx.podIP}:${ctx.port} (ready on ${readyPort})`,
+    };
+  }
+  if (store) {
+    throw new ProcessSpecError(
+      `pod ${ctx.pod.metadata?.namespace}/${ctx.pod.metadata?.name}: ${CHECKPOINT_STORE_ANNOTATION} needs a container ` +
+        "port named 'ready' (the replica turns Ready there once model and slot are restored)",
+      'NoReadyPort',
+    );
+  }
   return {
     file: ctx.inference.llamaServer,
     args: [

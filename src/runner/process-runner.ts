@@ -251,6 +251,7 @@ export class ProcessRunner {
         podIP,
         port,
         podDir,
+        checkpointRoot: path.join(this.options.stateDir, 'checkpoints'),
         inference: this.options.inference,
       });
     } catch (err) {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PROCESS_LABEL } from '../../src/k8s/labels.js';
 import {
+  CHECKPOINT_STORE_ANNOTATION,
   MODEL_ANNOTATION,
   ProcessSpecError,
   STANDIN_SERVICE_MS_ANNOTATION,
@@ -52,7 +53,13 @@ describe('process kinds: what the runner runs for a pod', () => {
   });
 
   it('builds the stand-in and llama-server commands from annotations it checks', () => {
-    const base = { podIP: '127.128.0.5', port: 8080, podDir: '/state/runner/pods/u', inference };
+    const base = {
+      podIP: '127.128.0.5',
+      port: 8080,
+      podDir: '/state/runner/pods/u',
+      checkpointRoot: '/state/checkpoints',
+      inference,
+    };
     const standin = pod({ app: 'chat' }, { [STANDIN_SERVICE_MS_ANNOTATION]: '50' });
     const s = processCommand('standin', { ...base, pod: standin, container: standin.spec!.containers[0]! });
     assert.deepEqual(s.args.slice(1, 3), ['gateway', 'standin']);
@@ -78,6 +85,49 @@ describe('process kinds: what the runner runs for a pod', () => {
           container: llama.spec!.containers[0]!,
         }),
       /npm run toolchain:inference/,
+    );
+  });
+
+  it('runs a llama-server pod with a ready port as the replica wrapper, restoring from a named store', () => {
+    const base = {
+      podIP: '127.128.0.5',
+      port: 8080,
+      podDir: '/state/runner/pods/u',
+      checkpointRoot: '/state/checkpoints',
+      inference,
+    };
+    const replica = pod({}, { [CHECKPOINT_STORE_ANNOTATION]: 'chat-ckpt' });
+    replica.spec!.containers[0]!.ports = [
+      { name: 'http', containerPort: 8080 },
+      { name: 'ready', containerPort: 8081 },
+    ];
+    const r = processCommand('llama-server', {
+      ...base,
+      pod: replica,
+      container: replica.spec!.containers[0]!,
+    });
+    assert.equal(r.file, process.execPath);
+    const args = r.args.join(' ');
+    assert.ok(args.includes('replica --llama-server /cache/llama-server --model /cache/tiny.gguf'), args);
+    assert.ok(args.includes('--host 127.128.0.5 --port 8080 --ready-port 8081'), args);
+    assert.ok(args.includes('--store /state/checkpoints/chat-ckpt'), args);
+
+    // A store is a name under the checkpoint root, never a path.
+    for (const name of ['../etc', '/var/lib/x', 'A']) {
+      const evil = pod({}, { [CHECKPOINT_STORE_ANNOTATION]: name });
+      evil.spec!.containers[0]!.ports = replica.spec!.containers[0]!.ports;
+      assert.throws(
+        () => processCommand('llama-server', { ...base, pod: evil, container: evil.spec!.containers[0]! }),
+        (err: Error) => err instanceof ProcessSpecError && /not a path/.test(err.message),
+        name,
+      );
+    }
+    // A store without a ready port: the pod would turn Ready before its restore, so it is refused.
+    const noReady = pod({}, { [CHECKPOINT_STORE_ANNOTATION]: 'chat-ckpt' });
+    assert.throws(
+      () =>
+        processCommand('llama-server', { ...base, pod: noReady, container: noReady.spec!.containers[0]! }),
+      (err: Error) => err instanceof ProcessSpecError && err.reason === 'NoReadyPort',
     );
   });
 });

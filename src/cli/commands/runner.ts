@@ -1,7 +1,8 @@
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { pino } from 'pino';
 import { ConfigError } from '../../errors.js';
 import { ProcessRunner } from '../../runner/process-runner.js';
+import { startReplica } from '../../runner/replica.js';
 import { assertSimulatedCluster } from '../../stack/sim-cluster.js';
 import { findInference } from '../../toolchain/inference.js';
 import { configFrom, resolveTargets, targetKubeConfig } from '../context.js';
@@ -50,4 +51,54 @@ export function registerRunnerCommand(program: Command): void {
       process.stderr.write("stopping the processes of the runner's pods\n");
       await runner.stop();
     });
+}
+
+/**
+ * `fleetmedic replica`: one llama.cpp replica of the embedded stack, as the process runner starts it
+ * for a `llama-server` pod with a `ready` port: restore the model and the slot from the checkpoint
+ * store, then answer Ready (src/runner/replica.ts). Not meant to be run by hand.
+ */
+export function registerReplicaCommand(program: Command): void {
+  program
+    .command('replica', { hidden: true })
+    .description('run one llama.cpp replica that restores from verified checkpoints before it turns Ready')
+    .requiredOption('--llama-server <file>', 'the llama-server binary')
+    .requiredOption('--model <file>', 'the model served when there is no checkpoint store')
+    .requiredOption('--host <ip>', "the pod's IP (loopback only)")
+    .requiredOption('--port <n>', "llama-server's port", parsePort)
+    .requiredOption('--ready-port <n>', 'port of the readiness endpoint (/ready, /phases)', parsePort)
+    .requiredOption('--slot-dir <dir>', "llama-server's --slot-save-path")
+    .option('--store <dir>', 'checkpoint store: the newest verified gguf and llama-slot backups are restored')
+    .option('--ctx-size <n>', 'context size', parsePositive, 2048)
+    .option('--parallel <n>', 'parallel slots', parsePositive, 2)
+    .action(
+      async (opts: {
+        llamaServer: string;
+        model: string;
+        host: string;
+        port: number;
+        readyPort: number;
+        slotDir: string;
+        store?: string;
+        ctxSize: number;
+        parallel: number;
+      }) => {
+        const line = (text: string) => process.stdout.write(`[replica] ${text}\n`);
+        const replica = await startReplica({ ...opts, log: line });
+        for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void replica.stop());
+        process.exitCode = await replica.exited;
+      },
+    );
+}
+
+function parsePort(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 65_535) throw new InvalidArgumentError(`not a port: ${value}`);
+  return n;
+}
+
+function parsePositive(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`not a positive integer: ${value}`);
+  return n;
 }
