@@ -100,23 +100,25 @@ export const ErrorCode = {
   AdminEndpoint: 'ADMIN_ENDPOINT',
   VerifyCommand: 'VERIFY_COMMAND',
   ManifestInvalid: 'MANIFEST_INVALID',
-  /** A checkpoint activity's input is invalid (permanent). */
-  CheckpointInvalidInput: 'INVALID_INPUT',
 } as const;
 
-/** The codes of checkpoint errors (see {@link ErrorCode}). */
-export type CheckpointErrorCode = (typeof ErrorCode)[
-  | 'CheckpointCorrupt'
-  | 'CheckpointSource'
-  | 'SourceChanged'
-  | 'StorageFull'
-  | 'StorageDenied'
-  | 'StorageIo'
-  | 'NoVerifiedCheckpoint'
-  | 'AdminEndpoint'
-  | 'VerifyCommand'
-  | 'ManifestInvalid'
-  | 'CheckpointInvalidInput'];
+/**
+ * The codes of checkpoint errors (see {@link ErrorCode}). Invalid input is
+ * {@link FailureType.InvalidInput}, as for every other activity.
+ */
+export type CheckpointErrorCode =
+  | (typeof ErrorCode)[
+      | 'CheckpointCorrupt'
+      | 'CheckpointSource'
+      | 'SourceChanged'
+      | 'StorageFull'
+      | 'StorageDenied'
+      | 'StorageIo'
+      | 'NoVerifiedCheckpoint'
+      | 'AdminEndpoint'
+      | 'VerifyCommand'
+      | 'ManifestInvalid']
+  | typeof FailureType.InvalidInput;
 
 export class FleetmedicError extends Error {
   /** A stable, machine-readable code, e.g. `PORT_IN_USE`. */

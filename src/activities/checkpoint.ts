@@ -2,7 +2,8 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { FleetmedicError } from '../errors.js';
+import { z } from 'zod';
+import { ErrorCode, FleetmedicError } from '../errors.js';
 import { readCatalog, restorableNewestFirst } from '../checkpoint/catalog.js';
 import { copyFileToStorage } from '../checkpoint/copy.js';
 import { CheckpointCorruptError, CheckpointError } from '../checkpoint/errors.js';
@@ -32,6 +33,7 @@ import {
 } from '../checkpoint/types.js';
 import { describeVerifyFailure, runVerifyCommand } from '../checkpoint/verify-command.js';
 import type { Verifier } from '../checkpoint/verifiers.js';
+import { validateInput } from './input.js';
 
 /** What the checkpoint activities need from the outside world. */
 export interface CheckpointActivityDeps {
@@ -127,6 +129,12 @@ export interface ManifestInput {
   readonly workflow?: { readonly workflowId: string; readonly runId: string };
 }
 
+const retentionSchema = z.object({
+  keep: z.number().int().min(1),
+  staleAfterMs: z.number().int().min(0),
+  protect: z.array(z.string()),
+});
+
 /** Converts errors at the activity boundary: permanent fleetmedic errors must not be retried. */
 function toActivityFailure(err: unknown): unknown {
   if (err instanceof ApplicationFailure || !(err instanceof FleetmedicError)) return err;
@@ -192,7 +200,7 @@ async function saveSlot(
   const file = await resolveUnderRoot(path.join(directory, filename), deps.checkpointRoot).catch(
     (err: unknown) => {
       throw new CheckpointError(
-        'CHECKPOINT_SOURCE',
+        ErrorCode.CheckpointSource,
         `llama-server at ${source.url} saved slot ${source.slot} as ${filename}, but it is not in ${source.directory} ` +
           `as this worker sees it (is --slot-save-path that directory, and is it mounted here?): ${String(err)}`,
         { permanent: false, cause: err },
@@ -204,7 +212,7 @@ async function saveSlot(
   await reader.close();
   if (answer.n_written !== undefined && answer.n_written !== stat.size) {
     throw new CheckpointError(
-      'SOURCE_CHANGED',
+      ErrorCode.SourceChanged,
       `llama-server reported ${answer.n_written} bytes for ${file}, the file has ${stat.size}`,
       { permanent: false },
     );
@@ -272,14 +280,14 @@ export function createCheckpointActivities(deps: CheckpointActivityDeps) {
             await reader.close();
           } catch (err) {
             throw new CheckpointError(
-              'CHECKPOINT_SOURCE',
+              ErrorCode.CheckpointSource,
               `model server reported ${answer.path}, but this worker cannot read it (is the checkpoint volume mounted here?): ${String(err)}`,
               { permanent: false, cause: err },
             );
           }
           if (answer.size !== undefined && answer.size !== stat.size) {
             throw new CheckpointError(
-              'SOURCE_CHANGED',
+              ErrorCode.SourceChanged,
               `model server reported ${answer.size} bytes for ${answer.path}, the file has ${stat.size}`,
               { permanent: false },
             );
@@ -369,7 +377,7 @@ export function createCheckpointActivities(deps: CheckpointActivityDeps) {
         if (input.sourceSha256 !== undefined && input.sourceSha256 !== copy.sha256) {
           return failed(
             { size: true, sha256: false, structure: false, command: 'skipped' },
-            'CHECKPOINT_CORRUPT',
+            ErrorCode.CheckpointCorrupt,
             `sha256 of the copy (${copy.sha256}) differs from the model server's (${input.sourceSha256})`,
           );
         }
@@ -418,7 +426,7 @@ export function createCheckpointActivities(deps: CheckpointActivityDeps) {
           if (!verifier) {
             const known = [...(deps.verifiers?.keys() ?? [])];
             throw new CheckpointError(
-              'VERIFY_COMMAND',
+              ErrorCode.VerifyCommand,
               `verifier ${JSON.stringify(input.verifier)} is not configured on this worker ` +
                 `(FLEETMEDIC_CHECKPOINT_VERIFIERS lists ${known.length > 0 ? known.join(', ') : 'none'})`,
               { permanent: true },
@@ -427,7 +435,7 @@ export function createCheckpointActivities(deps: CheckpointActivityDeps) {
           const local = storage.localPath(copy.name);
           if (!local) {
             throw new CheckpointError(
-              'VERIFY_COMMAND',
+              ErrorCode.VerifyCommand,
               `storage ${storage.location} has no local path for the verify command`,
             );
           }
@@ -441,7 +449,7 @@ export function createCheckpointActivities(deps: CheckpointActivityDeps) {
           if (!result.ok) {
             return failed(
               { size: true, sha256: true, structure: true, command: 'failed' },
-              'VERIFY_COMMAND',
+              ErrorCode.VerifyCommand,
               describeVerifyFailure(result),
             );
           }
@@ -519,14 +527,9 @@ export function createCheckpointActivities(deps: CheckpointActivityDeps) {
       staleAfterMs: number;
       protect: readonly string[];
     }): Promise<RetentionSummary> => {
+      const policy = validateInput('applyCheckpointRetention', retentionSchema, input);
       return boundary(async () => {
-        if (!Number.isInteger(input.keep) || input.keep < 1) {
-          throw new CheckpointError(
-            'INVALID_INPUT',
-            `retention keep must be an integer >= 1, got ${input.keep}`,
-          );
-        }
-        const plan = planRetention(await readCatalog(storage), input, clock());
+        const plan = planRetention(await readCatalog(storage), policy, clock());
         const removed: string[] = [];
         for (const { object } of plan.remove) {
           await storage.remove(object);

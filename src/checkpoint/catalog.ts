@@ -1,3 +1,4 @@
+import { ErrorCode } from '../errors.js';
 import { CheckpointError } from './errors.js';
 import { parseManifest, type BackupManifest } from './manifest.js';
 import { backupNameOfManifest, isBackupName, manifestNameFor } from './names.js';
@@ -57,7 +58,7 @@ export async function readCatalog(storage: CheckpointStorage): Promise<BackupCat
         records.push({ name, ...entry, manifest });
       }
     } catch (err) {
-      if (!(err instanceof CheckpointError) || err.code !== 'MANIFEST_INVALID') throw err;
+      if (!(err instanceof CheckpointError) || err.code !== ErrorCode.ManifestInvalid) throw err;
       records.push({ name, ...entry, manifestError: err.message });
     }
   }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
+import { ErrorCode } from '../errors.js';
 import { CheckpointError, sourceErrorFrom } from './errors.js';
 import { openFileReader, pump, type FileReader, type RandomAccessReader } from './pump.js';
 import type { CheckpointStorage } from './storage.js';
@@ -137,7 +138,7 @@ function changed(
   how = 'changed',
 ): CheckpointError {
   return new CheckpointError(
-    'SOURCE_CHANGED',
+    ErrorCode.SourceChanged,
     `${file} was ${how} while it was being backed up (size ${before.size} -> ${after.size}, mtime ${before.mtimeMs} -> ${after.mtimeMs}); a later attempt copies the new file`,
     { permanent: false },
   );

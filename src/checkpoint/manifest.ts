@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ErrorCode } from '../errors.js';
 import { CheckpointError } from './errors.js';
 import { CHECKPOINT_FORMATS, DEFAULT_CHECKPOINT_FORMAT, type CheckpointFormat } from './types.js';
 
@@ -84,7 +85,9 @@ export function parseManifest(bytes: Uint8Array, objectName: string): BackupMani
   try {
     json = JSON.parse(Buffer.from(bytes).toString('utf8'));
   } catch (err) {
-    throw new CheckpointError('MANIFEST_INVALID', `manifest ${objectName} is not JSON`, { cause: err });
+    throw new CheckpointError(ErrorCode.ManifestInvalid, `manifest ${objectName} is not JSON`, {
+      cause: err,
+    });
   }
   const parsed = backupManifestSchema.safeParse(json);
   if (!parsed.success) {
@@ -92,7 +95,7 @@ export function parseManifest(bytes: Uint8Array, objectName: string): BackupMani
       .slice(0, 3)
       .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
       .join('; ');
-    throw new CheckpointError('MANIFEST_INVALID', `manifest ${objectName} is invalid: ${problems}`);
+    throw new CheckpointError(ErrorCode.ManifestInvalid, `manifest ${objectName} is invalid: ${problems}`);
   }
   return parsed.data;
 }

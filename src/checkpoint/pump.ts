@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import { ErrorCode } from '../errors.js';
 import { CheckpointError } from './errors.js';
 
 /** A file opened for positioned reads: a local checkpoint, or an object in backup storage. */
@@ -74,7 +75,7 @@ export async function pump(reader: RandomAccessReader, options: PumpOptions = {}
       const n = await reader.read(buffer, got, want - got, position + got);
       if (n === 0) {
         throw new CheckpointError(
-          'SOURCE_CHANGED',
+          ErrorCode.SourceChanged,
           `file ended at ${position + got} bytes while reading, but it had ${total} when opened`,
           { permanent: false },
         );

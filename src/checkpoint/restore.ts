@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { readCatalog, restorableNewestFirst } from './catalog.js';
+import { ErrorCode, FailureType } from '../errors.js';
 import { CheckpointError } from './errors.js';
 import { manifestFormat, type BackupManifest } from './manifest.js';
 import { scanCheckpoint } from './scan.js';
@@ -91,14 +92,14 @@ export async function restoreCheckpoint(
   const log = options.log ?? (() => undefined);
   if (options.destination !== undefined && !path.isAbsolute(options.destination)) {
     throw new CheckpointError(
-      'INVALID_INPUT',
+      FailureType.InvalidInput,
       `restore destination must be an absolute path, got ${options.destination}`,
     );
   }
   const format = options.format ?? DEFAULT_CHECKPOINT_FORMAT;
   if (format === 'llama-slot' && options.expect === undefined) {
     throw new CheckpointError(
-      'INVALID_INPUT',
+      FailureType.InvalidInput,
       'a llama-slot restore needs expect: { modelSha256, ctxSize } of the replica it restores into',
     );
   }
@@ -143,7 +144,7 @@ export async function restoreCheckpoint(
   }
   const tried = attempts.map((a) => `${a.name}: ${a.reason}`).join('; ');
   throw new CheckpointError(
-    'NO_VERIFIED_CHECKPOINT',
+    ErrorCode.NoVerifiedCheckpoint,
     candidates.length === 0
       ? `no verified checkpoint of format ${format} in ${storage.location}`
       : `no checkpoint in ${storage.location} passed re-verification (${tried})`,
@@ -190,7 +191,7 @@ async function tryOne(
   const localPath = storage.localPath(name);
   if (!options.destination && !localPath) {
     throw new CheckpointError(
-      'INVALID_INPUT',
+      FailureType.InvalidInput,
       `storage ${storage.location} has no local paths: give a restore destination`,
     );
   }
@@ -232,7 +233,10 @@ async function tryOne(
       // The command checks the bytes that will be used: the restored file, not the backup.
       const checked = writer?.partialPath ?? localPath;
       if (!checked)
-        throw new CheckpointError('INVALID_INPUT', 'the verify command needs a local path to the checkpoint');
+        throw new CheckpointError(
+          FailureType.InvalidInput,
+          'the verify command needs a local path to the checkpoint',
+        );
       const result = await runVerifyCommand(options.verifyCommand, checked, {
         timeoutMs: options.verifyCommandTimeoutMs,
         signal: options.signal,
@@ -257,7 +261,7 @@ async function tryOne(
     step(current);
     await writer?.abort().catch(() => undefined);
     if (destinationError !== undefined || options.signal?.aborted) throw err;
-    if (err instanceof CheckpointError && err.code === 'VERIFY_COMMAND') throw err;
+    if (err instanceof CheckpointError && err.code === ErrorCode.VerifyCommand) throw err;
     return err instanceof Error ? err.message : String(err);
   }
 }

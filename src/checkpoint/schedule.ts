@@ -6,6 +6,7 @@ import {
   type ScheduleHandle,
 } from '@temporalio/client';
 import { CLUSTER_ID } from '../contracts/search-attributes.js';
+import { FailureType } from '../errors.js';
 import { CheckpointError } from './errors.js';
 import { checkpointBackupInputProblems, type CheckpointBackupInput } from './types.js';
 
@@ -46,7 +47,7 @@ export interface CheckpointScheduleSummary {
 /**
  * Parses `30s`, `5m`, `2h`, `1d` (or a number of milliseconds) into milliseconds.
  *
- * @throws CheckpointError `INVALID_INPUT` naming the value.
+ * @throws CheckpointError `InvalidInput` naming the value.
  */
 export function parseInterval(value: string | number): number {
   if (typeof value === 'number') {
@@ -60,7 +61,7 @@ export function parseInterval(value: string | number): number {
     }
   }
   throw new CheckpointError(
-    'INVALID_INPUT',
+    FailureType.InvalidInput,
     `schedule interval must be at least 1s, written like 30s, 5m or 1h; got ${JSON.stringify(value)}`,
   );
 }
@@ -70,7 +71,7 @@ export function parseInterval(value: string | number): number {
  * policy SKIP (a backup still copying when the next one is due makes the next one skip, as the seed's
  * CronJob could not) and a short catch-up window (after an outage, one run, not a burst).
  *
- * @throws CheckpointError `INVALID_INPUT` for a bad input or interval; the client's error when the ID is taken.
+ * @throws CheckpointError `InvalidInput` for a bad input or interval; the client's error when the ID is taken.
  * @example
  * await createCheckpointSchedule(client, {
  *   input: { source: { kind: 'newest-file', directory: '/ckpt' }, keep: 5 },
@@ -82,7 +83,10 @@ export async function createCheckpointSchedule(
 ): Promise<ScheduleHandle> {
   const problems = checkpointBackupInputProblems(options.input);
   if (problems.length > 0) {
-    throw new CheckpointError('INVALID_INPUT', `invalid checkpoint backup input: ${problems.join('; ')}`);
+    throw new CheckpointError(
+      FailureType.InvalidInput,
+      `invalid checkpoint backup input: ${problems.join('; ')}`,
+    );
   }
   const scheduleId = options.scheduleId ?? DEFAULT_CHECKPOINT_SCHEDULE_ID;
   const every = parseInterval(options.every ?? DEFAULT_CHECKPOINT_INTERVAL);

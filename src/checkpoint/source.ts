@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { NonLoopbackAddressError } from '../errors.js';
+import { ErrorCode, NonLoopbackAddressError } from '../errors.js';
 import { isLoopbackAddress } from '../k8s/loopback.js';
 import { CheckpointError, errnoCode, sourceErrorFrom } from './errors.js';
 import { DEFAULT_ADMIN_TIMEOUT_MS, DEFAULT_SETTLE_MS } from './types.js';
@@ -42,10 +42,14 @@ export async function findNewestCheckpoint(
     names = await fs.readdir(directory);
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') {
-      throw new CheckpointError('CHECKPOINT_SOURCE', `checkpoint directory ${directory} does not exist`, {
-        permanent: true,
-        cause: err,
-      });
+      throw new CheckpointError(
+        ErrorCode.CheckpointSource,
+        `checkpoint directory ${directory} does not exist`,
+        {
+          permanent: true,
+          cause: err,
+        },
+      );
     }
     throw sourceErrorFrom(err, 'list', directory);
   }
@@ -64,7 +68,7 @@ export async function findNewestCheckpoint(
     }
   }
   if (!newest) {
-    throw new CheckpointError('CHECKPOINT_SOURCE', `no *${suffix} checkpoint in ${directory}`, {
+    throw new CheckpointError(ErrorCode.CheckpointSource, `no *${suffix} checkpoint in ${directory}`, {
       permanent: true,
     });
   }
@@ -72,7 +76,7 @@ export async function findNewestCheckpoint(
   const settleMs = options.settleMs ?? DEFAULT_SETTLE_MS;
   if (age < settleMs) {
     throw new CheckpointError(
-      'CHECKPOINT_SOURCE',
+      ErrorCode.CheckpointSource,
       `${newest.path} was modified ${Math.max(0, Math.round(age))} ms ago and may still be being written; retrying later`,
       { permanent: false },
     );
@@ -101,7 +105,7 @@ const adminResponseSchema = z.object({
 export async function resolveUnderRoot(file: string, root: string | undefined): Promise<string> {
   if (root === undefined) {
     throw new CheckpointError(
-      'CHECKPOINT_SOURCE',
+      ErrorCode.CheckpointSource,
       'no checkpoint root is configured: set FLEETMEDIC_CHECKPOINT_ROOT on the control worker to the ' +
         'directory the model servers write checkpoints to',
       { permanent: true },
@@ -112,15 +116,19 @@ export async function resolveUnderRoot(file: string, root: string | undefined): 
   try {
     [real, realRoot] = await Promise.all([fs.realpath(file), fs.realpath(root)]);
   } catch (err) {
-    throw new CheckpointError('CHECKPOINT_SOURCE', `cannot resolve ${file} under ${root}: ${String(err)}`, {
-      permanent: false,
-      cause: err,
-    });
+    throw new CheckpointError(
+      ErrorCode.CheckpointSource,
+      `cannot resolve ${file} under ${root}: ${String(err)}`,
+      {
+        permanent: false,
+        cause: err,
+      },
+    );
   }
   const relative = path.relative(realRoot, real);
   if (relative === '' || relative.startsWith('..') || path.isAbsolute(relative)) {
     throw new CheckpointError(
-      'CHECKPOINT_SOURCE',
+      ErrorCode.CheckpointSource,
       `refusing ${file}${real !== file ? ` (${real})` : ''}: it is not under the checkpoint root ${root}`,
       { permanent: true },
     );
@@ -146,12 +154,15 @@ async function postToModelServer(
   try {
     parsed = new URL(url);
   } catch (err) {
-    throw new CheckpointError('ADMIN_ENDPOINT', `${label} URL ${JSON.stringify(url)} is not a URL`, {
+    throw new CheckpointError(ErrorCode.AdminEndpoint, `${label} URL ${JSON.stringify(url)} is not a URL`, {
       cause: err,
     });
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-    throw new CheckpointError('ADMIN_ENDPOINT', `${label} URL must be http(s), got ${parsed.protocol}`);
+    throw new CheckpointError(
+      ErrorCode.AdminEndpoint,
+      `${label} URL must be http(s), got ${parsed.protocol}`,
+    );
   }
   const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
   if (options.simulated && !isLoopbackAddress(host)) throw new NonLoopbackAddressError(host);
@@ -171,7 +182,7 @@ async function postToModelServer(
     const why = timeout.aborted
       ? `timed out after ${options.timeoutMs ?? DEFAULT_ADMIN_TIMEOUT_MS} ms`
       : String(err);
-    throw new CheckpointError('ADMIN_ENDPOINT', `${label} to ${url} failed: ${why}`, {
+    throw new CheckpointError(ErrorCode.AdminEndpoint, `${label} to ${url} failed: ${why}`, {
       permanent: false,
       cause: err,
     });
@@ -184,7 +195,7 @@ async function postToModelServer(
       response.status === 408 ||
       response.status === 429;
     throw new CheckpointError(
-      'ADMIN_ENDPOINT',
+      ErrorCode.AdminEndpoint,
       `${label} to ${url} answered ${response.status}: ${text.slice(0, 300)}`,
       { permanent: !retryable },
     );
@@ -227,7 +238,7 @@ export async function requestAdminCheckpoint(
   const result = adminResponseSchema.safeParse(body);
   if (!result.success) {
     throw new CheckpointError(
-      'ADMIN_ENDPOINT',
+      ErrorCode.AdminEndpoint,
       `admin checkpoint call to ${url} answered ${JSON.stringify(text.slice(0, 300))}, expected {"path": "<absolute path>", "sha256"?: "<hex>", "size"?: <bytes>}`,
       { permanent: true },
     );
@@ -284,7 +295,7 @@ export async function requestSlotSave(
   const result = slotSaveSchema.safeParse(body);
   if (!result.success || result.data.filename !== filename) {
     throw new CheckpointError(
-      'ADMIN_ENDPOINT',
+      ErrorCode.AdminEndpoint,
       `slot save call to ${url} answered ${JSON.stringify(text.slice(0, 300))}, expected {"filename": ${JSON.stringify(filename)}, "n_written": <bytes>, ...}`,
       { permanent: true },
     );

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { FailureType } from '../errors.js';
 import { CheckpointError, errnoCode, storageErrorFrom } from './errors.js';
 import type { RandomAccessReader } from './pump.js';
 
@@ -67,7 +68,7 @@ const PARTIAL = /^\.(.+)\.[0-9a-f]{12}\.partial$/;
 export function assertObjectName(name: string): void {
   if (!NAME.test(name)) {
     throw new CheckpointError(
-      'INVALID_INPUT',
+      FailureType.InvalidInput,
       `invalid backup object name ${JSON.stringify(name)}: expected [A-Za-z0-9][A-Za-z0-9._-]*, no path separators`,
     );
   }
@@ -144,7 +145,7 @@ export class FilesystemStorage implements CheckpointStorage {
   constructor(directory: string, options: { fs?: FsOps } = {}) {
     if (!path.isAbsolute(directory)) {
       throw new CheckpointError(
-        'INVALID_INPUT',
+        FailureType.InvalidInput,
         `backup directory must be an absolute path, got ${JSON.stringify(directory)}`,
       );
     }

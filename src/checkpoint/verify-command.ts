@@ -1,4 +1,5 @@
 import { execa, parseCommandString } from 'execa';
+import { ErrorCode } from '../errors.js';
 import { CheckpointError } from './errors.js';
 import { DEFAULT_VERIFY_COMMAND_TIMEOUT_MS } from './types.js';
 
@@ -38,7 +39,7 @@ export async function runVerifyCommand(
   options: { timeoutMs?: number; signal?: AbortSignal } = {},
 ): Promise<VerifyCommandResult> {
   const [file, ...rest] = argv;
-  if (!file) throw new CheckpointError('VERIFY_COMMAND', 'verify command is empty');
+  if (!file) throw new CheckpointError(ErrorCode.VerifyCommand, 'verify command is empty');
   const hasPlaceholder = rest.some((a) => a.includes('{path}'));
   const args = hasPlaceholder
     ? rest.map((a) => a.replaceAll('{path}', checkpointPath))
@@ -58,7 +59,7 @@ export async function runVerifyCommand(
   const code = (result.cause as { code?: unknown } | undefined)?.code;
   if (result.failed && (code === 'ENOENT' || code === 'EACCES') && result.exitCode === undefined) {
     throw new CheckpointError(
-      'VERIFY_COMMAND',
+      ErrorCode.VerifyCommand,
       `verify command ${JSON.stringify(file)} cannot be run: ${String(code)}`,
       {
         permanent: true,

@@ -16,6 +16,7 @@ import { parseManifest } from '../../src/checkpoint/manifest.js';
 import { backupBaseName, manifestNameFor } from '../../src/checkpoint/names.js';
 import { FilesystemStorage } from '../../src/checkpoint/storage.js';
 import { writeSyntheticCheckpoint } from '../../src/checkpoint/synthetic.js';
+import { FailureType } from '../../src/errors.js';
 import { restoreCheckpoint } from '../../src/checkpoint/restore.js';
 import { ggufBytes, slotBytes } from '../checkpoint/formats.js';
 import { faultyFs, flipBit, ls, makeBackup, tempDir } from '../checkpoint/helpers.js';
@@ -469,9 +470,29 @@ describe('checkpoint activities', () => {
     assert.deepEqual(summary.kept, [names[3], names[2], names[0]]);
     assert.ok(summary.removed.includes(names[1] ?? '') && summary.removed.includes(path.basename(stale)));
     assert.ok(!summary.removed.includes(names[0] ?? ''), 'protected');
+    for (const keep of [0, 1.5, Number.NaN, '2']) {
+      await assert.rejects(
+        call(env, a.applyCheckpointRetention, { keep: keep as number, staleAfterMs: 1, protect: [] }),
+        (err) =>
+          err instanceof ApplicationFailure &&
+          err.nonRetryable &&
+          err.type === FailureType.InvalidInput &&
+          err.message.startsWith('applyCheckpointRetention: input.keep: '),
+      );
+    }
+  });
+
+  it('invalid input of a checkpoint activity is a non-retryable InvalidInput, as for every activity', async () => {
+    const env = new MockActivityEnvironment(undefined, quiet);
+    const a = createCheckpointActivities(deps);
+    // The storage refuses the name (a CheckpointError); the activity boundary keeps its type.
     await assert.rejects(
-      call(env, a.applyCheckpointRetention, { keep: 0, staleAfterMs: 1, protect: [] }),
-      (err) => err instanceof ApplicationFailure && err.nonRetryable,
+      call(env, a.discardCheckpointBackup, { name: '../outside.pt' }),
+      (err) =>
+        err instanceof ApplicationFailure &&
+        err.nonRetryable &&
+        err.type === FailureType.InvalidInput &&
+        /invalid backup object name/.test(err.message),
     );
   });
 });

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { copyFileToStorage } from '../../src/checkpoint/copy.js';
 import { CheckpointError } from '../../src/checkpoint/errors.js';
+import { FailureType } from '../../src/errors.js';
 import { FilesystemStorage } from '../../src/checkpoint/storage.js';
 import { writeSyntheticCheckpoint } from '../../src/checkpoint/synthetic.js';
 import { faultyFs, ls, tempDir, type Fault } from './helpers.js';
@@ -47,7 +48,7 @@ describe('FilesystemStorage', () => {
     for (const bad of ['../x.pt', 'a/b.pt', '.hidden', '', 'a b.pt']) {
       await assert.rejects(
         storage.openWrite(bad),
-        (err) => err instanceof CheckpointError && err.code === 'INVALID_INPUT',
+        (err) => err instanceof CheckpointError && err.code === FailureType.InvalidInput && err.permanent,
       );
     }
     assert.throws(() => new FilesystemStorage('relative/dir'), /absolute path/);

@@ -3,6 +3,7 @@ import { connectionOptions, temporalTls } from '../../client/temporal-connection
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import path from 'node:path';
 import { readCatalog, restorableNewestFirst } from '../../checkpoint/catalog.js';
+import { ErrorCode, FailureType } from '../../errors.js';
 import { CheckpointError } from '../../checkpoint/errors.js';
 import { openFileReader } from '../../checkpoint/pump.js';
 import { restoreCheckpoint } from '../../checkpoint/restore.js';
@@ -105,7 +106,7 @@ function addSlotIdentityFlags(command: Command, what: string): Command {
 function slotIdentity(flags: { modelSha256?: string; ctxSize?: number }): SlotIdentity | undefined {
   if (flags.modelSha256 === undefined && flags.ctxSize === undefined) return undefined;
   if (flags.modelSha256 === undefined || flags.ctxSize === undefined) {
-    throw new CheckpointError('INVALID_INPUT', 'give both --model-sha256 <hex> and --ctx-size <n>');
+    throw new CheckpointError(FailureType.InvalidInput, 'give both --model-sha256 <hex> and --ctx-size <n>');
   }
   return { modelSha256: flags.modelSha256.toLowerCase(), ctxSize: flags.ctxSize };
 }
@@ -185,7 +186,7 @@ function addInputFlags(command: Command): Command {
 function sourceFrom(flags: InputFlags): CheckpointBackupInput['source'] {
   if ([flags.sourceDir, flags.adminUrl, flags.slotUrl].filter((f) => f !== undefined).length !== 1) {
     throw new CheckpointError(
-      'INVALID_INPUT',
+      FailureType.InvalidInput,
       'give exactly one of --source-dir <dir>, --admin-url <url> and --slot-url <url>',
     );
   }
@@ -193,7 +194,7 @@ function sourceFrom(flags: InputFlags): CheckpointBackupInput['source'] {
     const identity = slotIdentity(flags);
     if (!identity || flags.slotDir === undefined) {
       throw new CheckpointError(
-        'INVALID_INPUT',
+        FailureType.InvalidInput,
         '--slot-url needs --slot-dir <dir>, --model-sha256 <hex> and --ctx-size <n>',
       );
     }
@@ -231,7 +232,7 @@ function inputFrom(flags: InputFlags): CheckpointBackupInput {
     ...(flags.verifier !== undefined && { verifier: flags.verifier }),
   };
   const problems = checkpointBackupInputProblems(input);
-  if (problems.length > 0) throw new CheckpointError('INVALID_INPUT', problems.join('; '));
+  if (problems.length > 0) throw new CheckpointError(FailureType.InvalidInput, problems.join('; '));
   return input;
 }
 
@@ -525,7 +526,7 @@ export function registerCheckpointCommands(program: Command, io: CheckpointCliIo
       ) => {
         const target = path.resolve(file);
         const reader = await openFileReader(target).catch((err: unknown) => {
-          throw new CheckpointError('CHECKPOINT_SOURCE', `cannot open ${target}: ${String(err)}`, {
+          throw new CheckpointError(ErrorCode.CheckpointSource, `cannot open ${target}: ${String(err)}`, {
             cause: err,
           });
         });
@@ -540,7 +541,7 @@ export function registerCheckpointCommands(program: Command, io: CheckpointCliIo
             timeoutMs: flags.verifyTimeout,
           });
           if (!result.ok)
-            throw new CheckpointError('VERIFY_COMMAND', `${target}: ${describeVerifyFailure(result)}`);
+            throw new CheckpointError(ErrorCode.VerifyCommand, `${target}: ${describeVerifyFailure(result)}`);
         }
         if (flags.json) {
           io.stdout(`${JSON.stringify({ file: target, ok: true, ...report }, null, 2)}\n`);
