@@ -1,0 +1,226 @@
+/**
+ * Three real llama.cpp replicas as pods of the embedded cluster, served by the process runner (the
+ * replica wrapper: model and slot restored from a checkpoint store before Ready), behind the gateway
+ * watching their Deployment. One pod is deleted under a steady open-loop load: no client request
+ * fails, and the replacement restores from the newest verified checkpoint before it turns Ready.
+ * Skipped, with the reason, without the inference toolchain (`npm run toolchain:inference`).
+ */
+import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { copyFileToStorage } from '../../src/checkpoint/copy.js';
+import { serializeManifest } from '../../src/checkpoint/manifest.js';
+import { backupBaseName, manifestNameFor } from '../../src/checkpoint/names.js';
+import { FilesystemStorage } from '../../src/checkpoint/storage.js';
+import { parseGatewayConfig } from '../../src/gateway/config.js';
+import { startGateway, type RunningGateway } from '../../src/gateway/server.js';
+import { PROCESS_LABEL } from '../../src/k8s/labels.js';
+import { CHECKPOINT_STORE_ANNOTATION, MODEL_ANNOTATION } from '../../src/runner/process-kinds.js';
+import { ProcessRunner } from '../../src/runner/process-runner.js';
+import type { ReplicaPhases, RestoreOutcome } from '../../src/runner/replica.js';
+import { clients, eventually, isReady, livePods, tempNamespace } from '../helpers/k8s.js';
+import { useTestStack, type TestStack } from '../helpers/stack.js';
+import { inferenceOrSkip, postJson } from './llama-server.js';
+
+const { artifacts, skip } = await inferenceOrSkip();
+const APP = 'chat';
+const STORE = 'chat-ckpt';
+
+function replicas(count: number): V1Deployment {
+  const labels = { app: APP, [PROCESS_LABEL]: 'llama-server' };
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: APP, labels },
+    spec: {
+      replicas: count,
+      selector: { matchLabels: { app: APP } },
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+      template: {
+        metadata: {
+          labels,
+          annotations: { [MODEL_ANNOTATION]: 'tiny', [CHECKPOINT_STORE_ANNOTATION]: STORE },
+        },
+        spec: {
+          terminationGracePeriodSeconds: 10,
+          affinity: {
+            podAntiAffinity: {
+              requiredDuringSchedulingIgnoredDuringExecution: [
+                { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: { app: APP } } },
+              ],
+            },
+          },
+          containers: [
+            {
+              name: 'server',
+              image: 'ghcr.io/ggml-org/llama.cpp:server',
+              ports: [
+                { name: 'http', containerPort: 8080 },
+                { name: 'ready', containerPort: 8081 },
+              ],
+              readinessProbe: { httpGet: { path: '/ready', port: 'ready' }, periodSeconds: 1 },
+              // The gateway's watch drops the pod first; requests in flight finish before SIGTERM.
+              lifecycle: { preStop: { sleep: { seconds: 2 } } },
+            },
+          ],
+        },
+      },
+    },
+  };
+}
+
+describe('real llama.cpp replica pods behind the gateway (embedded cluster)', { skip, timeout: 300_000 }, () => {
+  let stack: TestStack;
+  let ns: { name: string; remove: () => Promise<void> };
+  let stateDir: string;
+  let runner: ProcessRunner | undefined;
+  let gw: RunningGateway | undefined;
+  const logs: string[] = [];
+
+  before(async () => {
+    stack = await useTestStack();
+    ns = await tempNamespace(stack.kc, 'fmreplicas');
+    stateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fleetmedic-replicas-'));
+    // The checkpoint store the replicas restore from: one verified backup of the tiny model.
+    const storage = new FilesystemStorage(path.join(stateDir, 'checkpoints', STORE));
+    const createdAt = new Date();
+    const name = backupBaseName(createdAt, 'e2e', 'gguf');
+    const copy = await copyFileToStorage(artifacts!.tinyModel, storage, name);
+    await storage.writeSmall(
+      manifestNameFor(name),
+      serializeManifest({
+        schemaVersion: 1,
+        name,
+        location: storage.describe(name),
+        format: 'gguf',
+        size: copy.size,
+        sha256: copy.sha256,
+        createdAt: createdAt.toISOString(),
+        verifiedAt: createdAt.toISOString(),
+        verified: true,
+        source: { kind: 'newest-file', ...copy.source },
+        checks: { size: true, sha256: true, structure: true, command: 'skipped' },
+      }),
+    );
+    runner = new ProcessRunner({
+      kc: stack.kc,
+      stateDir,
+      inference: artifacts,
+      log: (message, fields) => logs.push(`${message} ${JSON.stringify(fields ?? {})}`),
+    });
+    await runner.start();
+  });
+
+  after(async () => {
+    await gw?.close();
+    await runner?.stop();
+    const { apps, core } = clients(stack.kc);
+    await apps.deleteCollectionNamespacedDeployment({ namespace: ns.name }).catch(() => undefined);
+    for (const pod of (await core.listNamespacedPod({ namespace: ns.name })).items) {
+      await core
+        .deleteNamespacedPod({ name: pod.metadata!.name!, namespace: ns.name, body: { gracePeriodSeconds: 0 } })
+        .catch(() => undefined);
+    }
+    await ns?.remove();
+    await fs.rm(stateDir, { recursive: true, force: true });
+  });
+
+  const phasesOf = async (pod: V1Pod): Promise<ReplicaPhases> =>
+    (await fetch(`http://${pod.status!.podIP!}:8081/phases`, { signal: AbortSignal.timeout(2_000) }).then((r) =>
+      r.json(),
+    )) as ReplicaPhases;
+
+  it('fails no client request when a pod is deleted under 20 requests/s; the replacement restores before Ready', async () => {
+    const { apps, core } = clients(stack.kc);
+    await apps.createNamespacedDeployment({ namespace: ns.name, body: replicas(3) });
+    const pods = await eventually(
+      '3 Ready replica pods',
+      async () => {
+        const live = await livePods(stack.kc, ns.name, APP);
+        return live.length === 3 && live.every(isReady) ? live : undefined;
+      },
+      120_000,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}\nrunner log:\n${logs.join('\n')}`);
+    });
+    for (const pod of pods) {
+      const phases = await phasesOf(pod);
+      assert.equal((phases.checkpoint as RestoreOutcome).attempts.at(-1)?.ok, true, JSON.stringify(phases));
+    }
+
+    gw = await startGateway(
+      parseGatewayConfig({
+        port: 0,
+        kube: { namespace: ns.name, deployment: APP, kubeconfig: stack.state.kube.kubeconfig, port: 8080 },
+        health: { intervalMs: 200 },
+        timeouts: { ttfbMs: 10_000, streamIdleMs: 5_000, requestMs: 20_000 },
+      }),
+    );
+    await eventually('the gateway routes to 3 replicas', async () => {
+      const res = await fetch(`${gw!.url}/v1/gateway/replicas`);
+      const body = (await res.json()) as { replicas: unknown[] };
+      return body.replicas.length === 3 ? true : undefined;
+    });
+
+    const victim = pods[1]!.metadata!.name!;
+    const results: Promise<{ status: number; replica: string | null; error?: string }>[] = [];
+    const started = Date.now();
+    let deleted = false;
+    for (let i = 0; i < 200; i++) {
+      // Open loop: request i leaves at i * 50 ms whatever the earlier ones are doing.
+      await new Promise((r) => setTimeout(r, Math.max(0, started + i * 50 - Date.now())));
+      if (!deleted && Date.now() - started >= 2_000) {
+        deleted = true;
+        void core.deleteNamespacedPod({ name: victim, namespace: ns.name });
+      }
+      results.push(
+        postJson(`${gw.url}/v1/chat/completions`, {
+          messages: [{ role: 'user', content: 'Say hello.' }],
+          max_tokens: 4,
+        }).then(
+          (r) => ({ status: r.status, replica: r.headers.get('x-fleetmedic-replica') }),
+          (err: Error) => ({ status: 0, replica: null, error: err.message }),
+        ),
+      );
+    }
+    const done = await Promise.all(results);
+    const failed = done.filter((r) => r.status !== 200);
+    assert.deepEqual(failed, [], `${failed.length} of ${done.length} requests failed`);
+    // The gateway names a discovered replica by its pod.
+    const victimName = victim;
+    assert.ok(
+      done.slice(0, 30).some((r) => r.replica === victimName),
+      'the deleted pod served nothing before its deletion',
+    );
+    assert.ok(
+      done.slice(-80).every((r) => r.replica !== victimName),
+      'the deleted pod still served 6 s after its deletion',
+    );
+
+    // The replacement: Ready only after its model was restored from the store and llama-server was
+    // healthy, and it serves.
+    const replacement = await eventually(
+      'the replacement Ready',
+      async () => {
+        const live = await livePods(stack.kc, ns.name, APP);
+        const fresh = live.find((p) => !pods.some((o) => o.metadata!.name === p.metadata!.name));
+        return live.length === 3 && live.every(isReady) && fresh ? fresh : undefined;
+      },
+      60_000,
+    );
+    const phases = await phasesOf(replacement);
+    assert.ok(
+      phases.readyMs !== undefined && phases.health200Ms! <= phases.readyMs && phases.checkpointRestoredMs! <= phases.health200Ms!,
+      JSON.stringify(phases),
+    );
+    process.stderr.write(`# replacement replica phases: ${JSON.stringify(phases)}\n`);
+    const answer = await postJson(`http://${replacement.status!.podIP!}:8080/v1/chat/completions`, {
+      messages: [{ role: 'user', content: 'Say hello.' }],
+      max_tokens: 4,
+    });
+    assert.equal(answer.status, 200);
+  });
+}); // prettier-ignore
