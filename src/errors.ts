@@ -1,8 +1,9 @@
 /**
  * fleetmedic's error taxonomy, in one place:
  *
- * - {@link FailureType}: the `ApplicationFailure.type` of every failure an activity raises on purpose.
- *   Workflow code matches on these strings and histories record them: a value never changes.
+ * - {@link FailureType}: the `ApplicationFailure.type` of every failure an activity, or a workflow,
+ *   raises on purpose. Workflow code matches on these strings and histories record them: a value
+ *   never changes.
  * - {@link ErrorCode}: the stable `code` of the {@link FleetmedicError}s of the GPU tools and the
  *   checkpoint procedure, which become failure types at their activity boundary.
  * - The error classes. Every error the product raises on purpose is a {@link FleetmedicError} with a
@@ -11,7 +12,7 @@
  *   failures.
  */
 
-/** `ApplicationFailure.type` of the failures fleetmedic's activities raise on purpose. */
+/** `ApplicationFailure.type` of the failures fleetmedic's activities and workflows raise on purpose. */
 export const FailureType = {
   // Input and cluster, every activity.
   /** The input (or a selector in it) is invalid; the message names the field (non-retryable). */
@@ -62,6 +63,19 @@ export const FailureType = {
   NotificationFailed: 'NotificationFailed',
   /** The API server refused a phase Event (non-retryable). */
   EventRefused: 'EventRefused',
+
+  // Workflows: raised by workflow code itself (a run's or an update's failure), never by an activity.
+  /**
+   * A checkpoint failed verification and was not promoted: the backup run fails with this type, its
+   * manifest records the failure (workflows/checkpoint.ts; non-retryable).
+   */
+  CheckpointRejected: 'CheckpointRejected',
+  /**
+   * An operator's action on the fleet budget (pause, resume, breaker reset) applies to the running
+   * budget, but its settings object could not be written, so a restarted budget would not know it:
+   * the update fails with this type and the operator repeats it (workflows/fleet-budget.ts).
+   */
+  SettingsNotRecorded: 'SettingsNotRecorded',
 } as const;
 
 /** One of the {@link FailureType} values. */

@@ -24,6 +24,7 @@ import {
   type RetentionSummary,
 } from '../checkpoint/types.js';
 import { OUTCOME, PHASE } from '../contracts/search-attributes.js';
+import { FailureType } from '../errors.js';
 
 /** Where a backup run is; answered while it runs and after it ends. */
 export const checkpointBackupStatusQuery = defineQuery<CheckpointBackupStatus>('checkpointBackupStatus');
@@ -46,7 +47,7 @@ export async function checkpointBackupWorkflow(
   if (problems.length > 0) {
     throw ApplicationFailure.nonRetryable(
       `invalid checkpoint backup input: ${problems.join('; ')}`,
-      'InvalidInput',
+      FailureType.InvalidInput,
     );
   }
   const status: { -readonly [K in keyof CheckpointBackupStatus]: CheckpointBackupStatus[K] } = {
@@ -164,7 +165,7 @@ export async function checkpointBackupWorkflow(
     upsertSearchAttributes([{ key: OUTCOME, value: 'checkpoint-rejected' }]);
     throw ApplicationFailure.nonRetryable(
       `checkpoint ${copy.source.path} failed verification and was not promoted: ${verdict.failure.message}`,
-      'CheckpointRejected',
+      FailureType.CheckpointRejected,
       { name: copy.name, failure: verdict.failure, checks: verdict.checks },
     );
   }

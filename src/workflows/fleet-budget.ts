@@ -35,6 +35,7 @@ import {
 } from '../domain/fleet-budget.js';
 import { budgetTaskQueue, controlTaskQueueOf, remediationWorkflowId } from '../contracts/ids.js';
 import { CLUSTER_ID } from '../contracts/search-attributes.js';
+import { FailureType } from '../errors.js';
 import {
   acquireDrainSlot,
   drainSlotFree,
@@ -71,7 +72,8 @@ const DURABLE_BUDGET_PATCH = 'durable-budget';
 export async function fleetBudgetWorkflow(input: FleetBudgetInput): Promise<void> {
   const config: FleetBudgetConfig = { ...DEFAULT_FLEET_BUDGET, ...input.config };
   const invalid = validateFleetBudgetConfig(config);
-  if (invalid) throw ApplicationFailure.nonRetryable(`invalid fleet budget: ${invalid}`, 'InvalidInput');
+  if (invalid)
+    throw ApplicationFailure.nonRetryable(`invalid fleet budget: ${invalid}`, FailureType.InvalidInput);
   let state: FleetState = input.state ? { ...input.state, config } : initialFleetState(0, [], config);
   upsertSearchAttributes([{ key: CLUSTER_ID, value: input.clusterId }]);
   // The queue for drain slots: runs recorded before it replay without it (no queue, no signals).
@@ -124,7 +126,7 @@ export async function fleetBudgetWorkflow(input: FleetBudgetInput): Promise<void
         `${what} applies to the running fleet budget, but it could not be recorded in the cluster's ` +
           `settings object (${(err as Error).message}); a budget restarted now would not know it: ` +
           `check the control worker's rights on its fleetmedic-fleet-budget ConfigMap and repeat the action`,
-        'SettingsNotRecorded',
+        FailureType.SettingsNotRecorded,
       );
     }
   };
