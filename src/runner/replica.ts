@@ -127,7 +127,7 @@ export async function startReplica(options: ReplicaOptions): Promise<{
         ...['--threads', '1', '--threads-batch', '1', '--ctx-size', String(options.ctxSize)],
         ...['--parallel', String(options.parallel), '--no-warmup', '--slot-save-path', options.slotDir],
       ],
-      { stdio: ['ignore', output ?? 'inherit', output ?? 'inherit'] },
+      { stdio: ['ignore', output?.fd ?? 'inherit', output?.fd ?? 'inherit'] },
     );
     await output?.close();
     const exited = new Promise<number>((resolve) =>
