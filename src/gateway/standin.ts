@@ -20,6 +20,8 @@ export const faultsSchema = z
     oom: z.boolean().optional(),
     /** Destroy the socket after this many stream events (0: before any). */
     dieAfterChunks: z.number().int().min(0).optional(),
+    /** Stop sending after this many stream events and keep the connection open (a stalled replica). */
+    stallAfterChunks: z.number().int().min(0).optional(),
     /** Answer 503 "Loading model" on every route, /health included. */
     loading: z.boolean().optional(),
     /** Answer 429 with Retry-After. */
@@ -247,6 +249,11 @@ export async function startStandin(options: StandinOptions = {}): Promise<Runnin
     for (let i = 0; i < events.length; i++) {
       if (faults.dieAfterChunks !== undefined && i >= faults.dieAfterChunks) {
         req.socket.destroy();
+        return;
+      }
+      if (faults.stallAfterChunks !== undefined && i >= faults.stallAfterChunks) {
+        // Silent until the client goes away; nothing more is written.
+        await new Promise<void>((resolve) => res.once('close', resolve));
         return;
       }
       if (res.destroyed) return;

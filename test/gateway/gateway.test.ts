@@ -300,11 +300,60 @@ describe('gateway: streams', () => {
     assert.equal((await views(gw))[0]?.breaker, 'closed');
   });
 
-  it('a stream cut after two events ends with an error event (idle timeout: not tested yet)', async () => {
-    const replicas = await standins(1, { faults: { dieAfterChunks: 2 } });
-    const gw = await gatewayOver(replicas);
+  it('a stream that stalls after two events ends, after the idle timeout, with an error event; the upstream is cancelled', async () => {
+    const replicas = await standins(1, { faults: { stallAfterChunks: 2 } });
+    const gw = await gatewayOver(replicas, { timeouts: { streamIdleMs: 300, requestMs: 20_000 } });
+    const started = Date.now();
     const res = await chat(gw, { stream: true });
+    assert.equal(res.status, 200);
     const data = sseData(await res.text());
-    assert.match(data.at(-1)!, /"error"/);
+    const took = Date.now() - started;
+    assert.equal(data.length, 3, JSON.stringify(data));
+    assert.ok(!data.includes('[DONE]'));
+    const last = JSON.parse(data.at(-1)!) as { error: { type: string; code: string } };
+    assert.equal(last.error.type, 'upstream_error');
+    assert.ok(took >= 300 && took < 5_000, `the stream ended after ${took} ms`);
+    await until('the stalled upstream request cancelled', () => replicas[0]!.stats.aborted === 1);
+  });
+
+  it('with continuation on, a stalled stream continues on another replica after the idle timeout', async () => {
+    const replicas = await standins(2);
+    const gw = await gatewayOver(replicas, {
+      continuation: true,
+      breaker: { failureThreshold: 1000 },
+      timeouts: { streamIdleMs: 300, requestMs: 20_000 },
+    });
+    replicas[0]!.faults = { stallAfterChunks: 3 };
+    let data: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await chat(gw, { stream: true, max_tokens: 8, temperature: 0 });
+      data = sseData(await res.text());
+      if (answeredBy(res, replicas) === 0) break;
+    }
+    assert.equal(data.at(-1), '[DONE]');
+    const text = data
+      .slice(0, -1)
+      .map(
+        (d) =>
+          (JSON.parse(d) as { choices: { delta: { content?: string } }[] }).choices[0]?.delta.content ?? '',
+      )
+      .join('');
+    assert.equal(text, ' w0 w1 w2 w3 w4 w5 w6 w7');
+  });
+
+  it('the request deadline bounds every attempt together: 504 when it passes, no attempt after it', async () => {
+    const replicas = await standins(3, { faults: { slowMs: 400 } });
+    const gw = await gatewayOver(replicas, {
+      timeouts: { requestMs: 900, ttfbMs: 350 },
+      breaker: { failureThreshold: 1000 },
+    });
+    const started = Date.now();
+    const res = await chat(gw);
+    const took = Date.now() - started;
+    assert.equal(res.status, 504, await res.text());
+    assert.ok(took < 2_000, `answered after ${took} ms, past the 900 ms deadline`);
+    await sleep(600);
+    const attempts = replicas.reduce((n, r) => n + r.stats.requests, 0);
+    assert.ok(attempts >= 2 && attempts <= 3, `${attempts} attempts within a 900 ms deadline at 350 ms each`);
   });
 });
