@@ -10,9 +10,11 @@ import {
   type ActivityInterceptorsFactory,
 } from '@temporalio/worker';
 import { constants } from 'node:fs';
+import os from 'node:os';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createDrillActivities } from '../activities/drill/index.js';
 import { createKubernetesActivities, createQuarantineSteps } from '../activities/kubernetes/index.js';
 import { createNodeRecordActivities } from '../activities/node-records.js';
 import { createObservabilityActivities } from '../activities/observability.js';
@@ -63,6 +65,11 @@ export interface ControlWorkerOptions {
    * only logged and the metrics go to a registry nobody serves.
    */
   readonly observability?: { readonly notifier: Notifier; readonly metrics: ControlMetrics };
+  /**
+   * Directory of the drill's probe files and reports (`<state dir>/drills`); without it the drill
+   * activities write under the system's temporary directory.
+   */
+  readonly drillDir?: string;
   /** Extra activities (checkpointing, drills) registered beside the cluster ones. */
   readonly extraActivities?: Record<string, (...args: never[]) => Promise<unknown>>;
   /**
@@ -197,6 +204,11 @@ export async function createControlWorkers(options: ControlWorkerOptions): Promi
       clusterId: options.clusterId,
       notifier: options.observability?.notifier ?? new Notifier({ sinks: [] }),
       metrics,
+    }),
+    ...createDrillActivities({
+      kc: options.kc,
+      clusterId: options.clusterId,
+      drillDir: options.drillDir ?? path.join(os.tmpdir(), 'fleetmedic-drills'),
     }),
     ...options.extraActivities,
   };

@@ -6,3 +6,4 @@ export { fleetBudgetWorkflow } from './fleet-budget.js';
 export { gpuRemediationWorkflow } from './remediation/workflow.js';
 export { checkpointBackupWorkflow } from './checkpoint.js';
 export { clusterIdentityWorkflow } from './cluster-identity.js';
+export { drillWorkflow } from './drill/workflow.js';

@@ -86,6 +86,7 @@ export function registerRemediationCommands(program: Command): void {
         workflowBundle,
         gpuDaemonSetSelectors: config.gpuDaemonsetSelectors,
         settingsNamespace: config.settingsNamespace,
+        drillDir: path.join(config.stateDir, 'drills'),
         extraActivities: createCheckpointActivities({
           storage: new FilesystemStorage(config.backupDir ?? path.join(config.stateDir, 'checkpoints')),
           simulated,

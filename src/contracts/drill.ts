@@ -1,0 +1,141 @@
+/**
+ * The drill workflow's messages: its input, result and progress query, shared by the workflow, the
+ * activities and the CLI. Callers name the workflow by {@link DRILL_WORKFLOW}.
+ */
+import { defineQuery } from '@temporalio/workflow';
+import type { RecoveryStep } from '../drill/report.js';
+
+/** The workflow type of a resilience drill (its workflow ID: {@link drillWorkflowId}). */
+export const DRILL_WORKFLOW = 'drillWorkflow';
+
+/** One drill per ID and cluster; two clusters may share a Temporal namespace. */
+export function drillWorkflowId(clusterId: string, drillId: string): string {
+  return `drill/${clusterId}/${drillId}`;
+}
+
+/** The owner written into the ownership record of the nodes a drill cordons. */
+export function drillOwner(drillId: string): string {
+  return `drill/${drillId}`;
+}
+
+/**
+ * Failure types of the drill's own activities and workflow (src/errors.ts holds the shared taxonomy;
+ * these are the drill's alone). Histories record them: a value never changes.
+ */
+export const DrillFailureType = {
+  /** The replacement of a disrupted replica did not turn Ready in time. */
+  RecoveryTimeout: 'DrillRecoveryTimeout',
+  /** The object is not one this drill created (restore never deletes it). */
+  NotDrillObject: 'NotDrillObject',
+  /** The drill's own deadline passed; it rolled back. */
+  DeadlineExceeded: 'DrillDeadlineExceeded',
+  /** The probe process could not be started or did not write. */
+  ProbeFailed: 'DrillProbeFailed',
+} as const;
+
+/** A drill ID: a label value and a file name (letters, digits, `-`, `_`, `.`; 1-63 characters). */
+export const DRILL_ID_PATTERN = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/;
+
+export interface DrillInput {
+  readonly clusterId: string;
+  readonly drillId: string;
+  readonly namespace: string;
+  /** The inference Deployment the drill disrupts. */
+  readonly deployment: string;
+  /** Create a stand-in Deployment, PDB and Service of that name (removed at the end unless `keep`). */
+  readonly standin?: { readonly replicas?: number; readonly serviceMs?: number };
+  /** Where the probe sends its requests: the gateway in front of the Deployment. */
+  readonly targetUrl: string;
+  /** Probe requests per second (default 20) and share streamed (default 0.5). */
+  readonly probe?: { readonly rate?: number; readonly streamShare?: number };
+  /** Leave what the drill created in place. */
+  readonly keep?: boolean;
+  /** The drill's own deadline: past it the drill rolls back and fails (default 900 s). */
+  readonly deadlineSeconds?: number;
+  /** Length of each steady-state window (default 5 s). */
+  readonly steadyMs?: number;
+  /** Measured past all replicas Ready (default 10 s, the issue's definition of the window). */
+  readonly tailMs?: number;
+  /** A replacement not Ready within this fails the phase (default 120 s). */
+  readonly recoveryTimeoutSeconds?: number;
+}
+
+/** A phase as the workflow records it: the injection, the recovery steps and its measured window. */
+export interface DrillPhaseRecord {
+  readonly name: 'steady-state' | 'pod-delete' | 'eviction';
+  readonly injectedAt: number;
+  readonly recovery: readonly RecoveryStep[];
+  readonly window: { readonly from: number; readonly to: number };
+  /** What was disrupted: the pod, or the node and its pod. */
+  readonly target?: string;
+  readonly restoreMs?: number;
+}
+
+/** The figures of one phase, as the report computed them. */
+export interface DrillPhaseFigures {
+  readonly name: string;
+  readonly requests: number;
+  readonly failed: number;
+  readonly degraded: number;
+  readonly continuity: number | null;
+  readonly nonStreamedContinuity: number | null;
+  readonly streamContinuity: number | null;
+  readonly longestOutageMs: number | null;
+  readonly gapMs: number;
+  /** Injection to the replacement's Ready; null without one. */
+  readonly recoveryMs: number | null;
+}
+
+/** What the report activity wrote. */
+export interface DrillReportFiles {
+  readonly json: string;
+  readonly markdown: string;
+  readonly html: string;
+}
+
+/** What restore did. */
+export interface DrillRestoreResult {
+  /** Nodes whose drill cordon this restore removed. */
+  readonly uncordoned: readonly string[];
+  /** Nodes the drill cordoned whose record now names another owner (a remediation took them over). */
+  readonly leftToOthers: readonly string[];
+  /** Objects deleted (`Deployment ns/name`, ...). */
+  readonly deleted: readonly string[];
+}
+
+export interface DrillResult {
+  readonly drillId: string;
+  readonly pass: boolean;
+  readonly reasons: readonly string[];
+  /** True when the preflight refused the drill: nothing was injected. */
+  readonly refused: boolean;
+  readonly phases: readonly DrillPhaseFigures[];
+  readonly report: DrillReportFiles;
+  readonly restore: DrillRestoreResult | null;
+}
+
+/** Where a drill is. */
+export type DrillStage =
+  | 'preflight'
+  | 'apply'
+  | 'steady-state'
+  | 'pod-delete'
+  | 'eviction'
+  | 'restore'
+  | 'report'
+  | 'done'
+  | 'rolling-back';
+
+export interface DrillProgress {
+  readonly drillId: string;
+  readonly stage: DrillStage;
+  readonly startedAt: number;
+  /** The phases measured so far (their figures come with the report). */
+  readonly phases: readonly DrillPhaseRecord[];
+  /** Preflight refusal reasons, when it refused. */
+  readonly refusal: readonly string[];
+  /** Nodes this drill cordoned and has not released yet. */
+  readonly cordoned: readonly string[];
+}
+
+export const drillProgressQuery = defineQuery<DrillProgress>('drillProgress');

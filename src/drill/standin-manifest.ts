@@ -1,0 +1,86 @@
+/**
+ * The drill's own inference Deployment, PodDisruptionBudget and Service: stand-in replicas that the
+ * process runner serves on simulated nodes, shaped like the chart's inference Deployment in what the
+ * preflight checks (required hostname anti-affinity, maxSurge 1 / maxUnavailable 0, readiness on
+ * /health, a preStop sleep longer than the gateway's watch lag).
+ */
+import type { V1Deployment, V1PodDisruptionBudget, V1Service } from '@kubernetes/client-node';
+import { GPU_RESOURCE, PROCESS_LABEL } from '../k8s/labels.js';
+import { HOSTNAME_TOPOLOGY } from './preflight.js';
+
+/** Marks what a drill created, with the drill's ID: restore deletes only objects carrying its own. */
+export const DRILL_LABEL = 'fleetmedic.io/drill';
+
+/** Options of {@link standinManifests}. */
+export interface StandinManifestOptions {
+  readonly namespace: string;
+  readonly name: string;
+  readonly drillId: string;
+  /** Default 3. */
+  readonly replicas?: number;
+  /** The stand-in's service time per request, ms (default 20). */
+  readonly serviceMs?: number;
+  /** Default 3 s: the pod leaves the gateway's routing before its process stops. */
+  readonly preStopSeconds?: number;
+}
+
+/** The three objects of a drill's stand-in inference service, labelled as created by `drillId`. */
+export function standinManifests(o: StandinManifestOptions): {
+  deployment: V1Deployment;
+  pdb: V1PodDisruptionBudget;
+  service: V1Service;
+} {
+  const app = { app: o.name };
+  const marks = { ...app, [DRILL_LABEL]: o.drillId };
+  const meta = { name: o.name, namespace: o.namespace, labels: marks };
+  const preStop = o.preStopSeconds ?? 3;
+  const deployment: V1Deployment = {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: meta,
+    spec: {
+      replicas: o.replicas ?? 3,
+      selector: { matchLabels: app },
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+      template: {
+        metadata: {
+          labels: { ...marks, [PROCESS_LABEL]: 'standin' },
+          annotations: { 'fleetmedic.io/standin-service-ms': String(o.serviceMs ?? 20) },
+        },
+        spec: {
+          terminationGracePeriodSeconds: preStop + 10,
+          affinity: {
+            podAntiAffinity: {
+              requiredDuringSchedulingIgnoredDuringExecution: [
+                { labelSelector: { matchLabels: app }, topologyKey: HOSTNAME_TOPOLOGY },
+              ],
+            },
+          },
+          containers: [
+            {
+              name: 'server',
+              image: 'fleetmedic/standin:sim',
+              ports: [{ name: 'http', containerPort: 8080 }],
+              resources: { requests: { [GPU_RESOURCE]: '1' }, limits: { [GPU_RESOURCE]: '1' } },
+              readinessProbe: { httpGet: { path: '/health', port: 'http' }, periodSeconds: 1 },
+              lifecycle: { preStop: { sleep: { seconds: preStop } } },
+            },
+          ],
+        },
+      },
+    },
+  };
+  const pdb: V1PodDisruptionBudget = {
+    apiVersion: 'policy/v1',
+    kind: 'PodDisruptionBudget',
+    metadata: meta,
+    spec: { maxUnavailable: 1, selector: { matchLabels: app } },
+  };
+  const service: V1Service = {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: meta,
+    spec: { selector: app, ports: [{ name: 'http', port: 8080, targetPort: 'http' }] },
+  };
+  return { deployment, pdb, service };
+}

@@ -1,0 +1,171 @@
+import {
+  ApplicationFailure,
+  CancellationScope,
+  isCancellation,
+  setCurrentDetails,
+  setHandler,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
+import type { ProbeHandle } from '../../activities/drill/index.js';
+import {
+  DRILL_ID_PATTERN,
+  DrillFailureType,
+  drillOwner,
+  drillProgressQuery,
+  type DrillInput,
+  type DrillPhaseRecord,
+  type DrillProgress,
+  type DrillRestoreResult,
+  type DrillResult,
+  type DrillStage,
+} from '../../contracts/drill.js';
+import { CLUSTER_ID, PHASE } from '../../contracts/search-attributes.js';
+import type { PreflightFinding } from '../../drill/report.js';
+import { long, nodeEviction, podDelete, short, steadyState } from './phases.js';
+
+const NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+function inputProblems(input: DrillInput): string[] {
+  const problems: string[] = [];
+  if (!DRILL_ID_PATTERN.test(input.drillId))
+    problems.push(`drillId ${JSON.stringify(input.drillId)} is not a drill ID`);
+  if (!NAME.test(input.namespace))
+    problems.push(`namespace ${JSON.stringify(input.namespace)} is not a name`);
+  if (!NAME.test(input.deployment))
+    problems.push(`deployment ${JSON.stringify(input.deployment)} is not a name`);
+  if (!input.targetUrl) problems.push('targetUrl is missing');
+  return problems;
+}
+
+/**
+ * A resilience drill of one inference Deployment (issue #16): [apply the stand-in Deployment] -> wait
+ * Ready -> preflight (refused: report and clean up, nothing injected) -> start the probe process ->
+ * steady state -> delete one pod -> cordon and drain one replica's node -> steady state -> restore ->
+ * report. Rollback (stop the probe, uncordon the drill's nodes, remove what it created unless `keep`)
+ * runs in a non-cancellable scope on success, failure, cancel, and when the drill's own deadline timer
+ * fires: an execution timeout or a terminate would run none of it.
+ *
+ * @param input see {@link DrillInput}; invalid input fails at once with type `InvalidInput`.
+ */
+export async function drillWorkflow(input: DrillInput): Promise<DrillResult> {
+  const problems = inputProblems(input);
+  if (problems.length > 0) {
+    throw ApplicationFailure.nonRetryable(`invalid drill input: ${problems.join('; ')}`, 'InvalidInput');
+  }
+  const startedAt = Date.now();
+  const deadlineMs = (input.deadlineSeconds ?? 900) * 1000;
+  const tailMs = input.tailMs ?? 10_000;
+  const recoverySeconds = input.recoveryTimeoutSeconds ?? 120;
+  const rate = input.probe?.rate ?? 20;
+  const progress: { -readonly [K in keyof DrillProgress]: DrillProgress[K] } = {
+    drillId: input.drillId,
+    stage: 'preflight',
+    startedAt,
+    phases: [],
+    refusal: [],
+    cordoned: [],
+  };
+  setHandler(drillProgressQuery, () => ({
+    ...progress,
+    phases: [...progress.phases],
+    cordoned: [...progress.cordoned],
+  }));
+  upsertSearchAttributes([{ key: CLUSTER_ID, value: input.clusterId }]);
+  const stage = (next: DrillStage, details: string) => {
+    progress.stage = next;
+    upsertSearchAttributes([{ key: PHASE, value: `drill-${next}` }]);
+    setCurrentDetails(`**${next}**: ${details}`);
+  };
+  const phases: DrillPhaseRecord[] = [];
+  const record = (p: DrillPhaseRecord) => {
+    phases.push(p);
+    progress.phases = [...phases];
+  };
+  let preflight: PreflightFinding[] = [];
+  let probe: ProbeHandle | undefined;
+
+  const body = async (): Promise<void> => {
+    const target = { namespace: input.namespace, deployment: input.deployment };
+    if (input.standin) {
+      stage('apply', `stand-in Deployment ${input.namespace}/${input.deployment}`);
+      await short.applyStandin({ ...target, drillId: input.drillId, ...input.standin });
+    }
+    await long.waitForReplicas({ ...target, timeoutSeconds: recoverySeconds * 2 });
+    stage('preflight', `checking ${input.namespace}/${input.deployment}`);
+    preflight = await short.drillPreflight(target);
+    progress.refusal = preflight.filter((f) => !f.ok).map((f) => f.detail);
+    if (progress.refusal.length > 0) return;
+    probe = await long.startProbe({
+      drillId: input.drillId,
+      targetUrl: input.targetUrl,
+      rate,
+      streamShare: input.probe?.streamShare ?? 0.5,
+      maxSeconds: Math.ceil(deadlineMs / 1000) + 60,
+    });
+    stage('steady-state', 'probing before any fault');
+    record(await steadyState(input.steadyMs ?? 5_000));
+    stage('pod-delete', 'one replica deleted, waiting for its replacement');
+    record(await podDelete(input, tailMs, recoverySeconds));
+    stage('eviction', 'one replica node cordoned and drained');
+    record(
+      await nodeEviction(input, tailMs, recoverySeconds, (node) => {
+        progress.cordoned = [...progress.cordoned, node];
+      }),
+    );
+    stage('steady-state', 'probing after the faults');
+    record(await steadyState(input.steadyMs ?? 5_000));
+  };
+
+  let restore: DrillRestoreResult | null = null;
+  const rollback = (why: DrillStage) =>
+    CancellationScope.nonCancellable(async () => {
+      stage(why, 'stopping the probe, uncordoning the drill nodes, removing what it created');
+      if (probe) await short.stopProbe(probe);
+      restore = await short.restoreDrill({
+        namespace: input.namespace,
+        deployment: input.deployment,
+        drillId: input.drillId,
+        owner: drillOwner(input.drillId),
+        cordoned: [...progress.cordoned],
+        remove: input.standin !== undefined && input.keep !== true,
+      });
+      progress.cordoned = [];
+    });
+
+  try {
+    await CancellationScope.withTimeout(deadlineMs, body);
+  } catch (err) {
+    await rollback('rolling-back');
+    if (isCancellation(err) && Date.now() - startedAt >= deadlineMs) {
+      throw ApplicationFailure.nonRetryable(
+        `the drill's deadline of ${deadlineMs / 1000} s passed during ${progress.stage}; rolled back`,
+        DrillFailureType.DeadlineExceeded,
+      );
+    }
+    throw err;
+  }
+  await rollback('restore');
+  stage('report', 'writing the report');
+  const written = await short.writeDrillReport({
+    drillId: input.drillId,
+    clusterId: input.clusterId,
+    namespace: input.namespace,
+    deployment: input.deployment,
+    startedAt,
+    endedAt: Date.now(),
+    phases,
+    preflight,
+    probeFile: probe?.file ?? '',
+    rate,
+  });
+  stage('done', written.verdict.pass ? 'passed' : `failed: ${written.verdict.reasons.join('; ')}`);
+  return {
+    drillId: input.drillId,
+    pass: written.verdict.pass,
+    reasons: written.verdict.reasons,
+    refused: progress.refusal.length > 0,
+    phases: written.phases,
+    report: written.files,
+    restore,
+  };
+}
