@@ -1,79 +1,30 @@
 import { KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
-import { execa } from 'execa';
-import fs from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseAllDocuments } from 'yaml';
 import { loadConfig } from '../../src/config/config.js';
-import { resolveTool } from '../../src/toolchain/toolchain.js';
+import {
+  CHART_DIR,
+  helm as runHelm,
+  renderChart as renderObjects,
+  type Rendered,
+  type RenderOptions,
+} from '../../src/inference/manifest.js';
 
 /** The chart under test. */
-export const CHART_DIR = fileURLToPath(new URL('../../charts/fleetmedic/', import.meta.url));
+export { CHART_DIR };
 export const PRODUCTION_VALUES = path.join(CHART_DIR, 'values-production.yaml');
 
-let helmHome: Promise<string> | undefined;
-
-/**
- * Runs the toolchain's helm (never one on PATH) with its config, cache and data in a temporary
- * directory and an empty kubeconfig, so it neither reads ~/.kube/config nor writes under $HOME.
- */
-export async function helm(args: readonly string[]): Promise<string> {
-  const binary = (await resolveTool('helm', { cacheDir: loadConfig().cacheDir })).path;
-  helmHome ??= (async () => {
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fleetmedic-helm-'));
-    await fs.writeFile(path.join(dir, 'kubeconfig'), '');
-    return dir;
-  })();
-  const home = await helmHome;
-  const result = await execa(binary, args, {
-    extendEnv: false,
-    env: {
-      PATH: '/usr/bin:/bin',
-      HOME: home,
-      KUBECONFIG: path.join(home, 'kubeconfig'),
-      HELM_CACHE_HOME: path.join(home, 'cache'),
-      HELM_CONFIG_HOME: path.join(home, 'config'),
-      HELM_DATA_HOME: path.join(home, 'data'),
-    },
-    reject: false,
-    all: true,
-  });
-  if (result.exitCode !== 0) throw new Error(`helm ${args.join(' ')} failed:\n${result.all}`);
-  return result.all ?? '';
+/** The toolchain's helm, isolated from $HOME and any kubeconfig (src/inference/manifest.ts). */
+export function helm(args: readonly string[]): Promise<string> {
+  return runHelm(args, loadConfig().cacheDir);
 }
 
-/** One rendered manifest, with the template it came from. */
-export interface Rendered extends KubernetesObject {
-  readonly source: string;
-}
+export type { Rendered };
 
 /** `helm template`: every object the chart renders for these values. */
-export async function renderChart(options: {
-  release: string;
-  namespace: string;
-  valuesFiles?: readonly string[];
-  set?: Readonly<Record<string, string | number | boolean>>;
-  /** `--set-json`: values that are lists or objects. */
-  setJson?: Readonly<Record<string, unknown>>;
-}): Promise<Rendered[]> {
-  const args = ['template', options.release, CHART_DIR, '--namespace', options.namespace];
-  for (const file of options.valuesFiles ?? []) args.push('--values', file);
-  for (const [key, value] of Object.entries(options.set ?? {})) args.push('--set', `${key}=${value}`);
-  for (const [key, value] of Object.entries(options.setJson ?? {}))
-    args.push('--set-json', `${key}=${JSON.stringify(value)}`);
-  const out = await helm(args);
-  const rendered: Rendered[] = [];
-  for (const doc of parseAllDocuments(out)) {
-    if (doc.errors.length > 0) throw new Error(`helm template printed invalid YAML: ${doc.errors[0]}`);
-    const object = doc.toJS() as KubernetesObject | null;
-    if (!object) continue;
-    const source = /# Source: (\S+)/.exec(String(doc.commentBefore ?? ''))?.[1] ?? '?';
-    rendered.push({ ...object, source });
-  }
-  return rendered;
+export function renderChart(options: Omit<RenderOptions, 'cacheDir'>): Promise<Rendered[]> {
+  return renderObjects({ ...options, cacheDir: loadConfig().cacheDir });
 }
 
 /** The rendered object of `kind` whose name ends with `suffix`. */

@@ -30,6 +30,7 @@ import { registerGatewayCommands, serveConfig, type ServeOptions } from '../../s
 import { addGlobalFlags } from '../../src/cli/context.js';
 import { loadConfig } from '../../src/config/config.js';
 import { parseGatewayConfig, type GatewayConfig } from '../../src/gateway/config.js';
+import { renderInferenceManifest } from '../../src/inference/manifest.js';
 import { startGateway } from '../../src/gateway/server.js';
 import { clients, tempNamespace } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
@@ -417,6 +418,10 @@ describe('Helm chart: rendered', () => {
     assert.ok(server.args?.includes('--model'), `no model source in ${server.args?.join(' ')}`);
     assert.equal(server.startupProbe?.httpGet?.path, '/health');
     assert.equal(server.readinessProbe?.httpGet?.path, '/health');
+    // Still serving while the gateway's watch drops it: llama-server stops its queue at SIGTERM.
+    assert.equal(server.lifecycle?.preStop?.sleep?.seconds, 15);
+    assert.ok((pod.terminationGracePeriodSeconds ?? 30) > 15);
+    assert.equal(inference.spec.template.metadata?.labels?.['fleetmedic.io/process'], undefined);
     const anti = pod.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.[0];
     assert.equal(anti?.topologyKey, 'kubernetes.io/hostname');
     assert.equal(
@@ -435,6 +440,55 @@ describe('Helm chart: rendered', () => {
     assert.equal(
       find<V1PodDisruptionBudget>(production, 'PodDisruptionBudget', '-gateway').spec?.minAvailable,
       1,
+    );
+  });
+});
+
+describe('Helm chart: the inference Deployment in one place, rendered for the embedded stack', () => {
+  it('renders the same Deployment as a process-runner llama.cpp replica with a ready port when simulation is on', async () => {
+    const real = await renderInferenceManifest({
+      cacheDir: loadConfig().cacheDir,
+      namespace: 'ns',
+      release: 'r',
+    });
+    const sim = await renderInferenceManifest({
+      cacheDir: loadConfig().cacheDir,
+      namespace: 'ns',
+      release: 'r',
+      replicas: 3,
+      simulation: { model: 'smollm2', checkpointStore: 'ckpt' },
+    });
+    const template = sim.deployment.spec!.template;
+    assert.equal(template.metadata?.labels?.['fleetmedic.io/process'], 'llama-server');
+    assert.deepEqual(template.metadata?.annotations, {
+      'fleetmedic.io/model': 'smollm2',
+      'fleetmedic.io/checkpoint-store': 'ckpt',
+    });
+    const server = template.spec!.containers[0]!;
+    assert.deepEqual(
+      server.ports?.map((p) => [p.name, p.containerPort]),
+      [
+        ['http', 8080],
+        ['ready', 8081],
+      ],
+    );
+    assert.deepEqual(server.readinessProbe?.httpGet, { path: '/ready', port: 'ready' });
+    assert.equal(server.startupProbe, undefined);
+    // Everything the drill's preflight and the gateway rely on is the real Deployment's.
+    for (const m of [real, sim]) {
+      assert.deepEqual(m.deployment.spec?.strategy?.rollingUpdate, { maxSurge: 1, maxUnavailable: 0 });
+      assert.equal(
+        m.deployment.spec.template.spec!.affinity?.podAntiAffinity
+          ?.requiredDuringSchedulingIgnoredDuringExecution?.[0]?.topologyKey,
+        'kubernetes.io/hostname',
+      );
+      assert.equal(m.deployment.spec.template.spec!.containers[0]!.lifecycle?.preStop?.sleep?.seconds, 15);
+      assert.deepEqual(m.pdb.spec?.selector?.matchLabels, m.deployment.spec?.selector.matchLabels);
+      assert.deepEqual(m.service.spec?.selector, m.deployment.spec?.selector.matchLabels);
+    }
+    assert.deepEqual(
+      { ...real.deployment.spec!.template.spec!.affinity },
+      { ...sim.deployment.spec!.template.spec!.affinity },
     );
   });
 });

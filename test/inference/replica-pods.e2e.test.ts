@@ -1,11 +1,13 @@
 /**
- * Three real llama.cpp replicas as pods of the embedded cluster, served by the process runner (the
+ * The chart's inference Deployment (rendered with `helm template`, simulation on: the manifest a
+ * release installs, as the drill applies it): three real llama.cpp replicas as pods of the embedded
+ * cluster, served by the process runner (the
  * replica wrapper: model and slot restored from a checkpoint store before Ready), behind the gateway
  * watching their Deployment. One pod is deleted under a steady open-loop load: no client request
  * fails, and the replacement restores from the newest verified checkpoint before it turns Ready.
  * Skipped, with the reason, without the inference toolchain (`npm run toolchain:inference`).
  */
-import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -17,60 +19,16 @@ import { backupBaseName, manifestNameFor } from '../../src/checkpoint/names.js';
 import { FilesystemStorage } from '../../src/checkpoint/storage.js';
 import { parseGatewayConfig } from '../../src/gateway/config.js';
 import { startGateway, type RunningGateway } from '../../src/gateway/server.js';
-import { PROCESS_LABEL } from '../../src/k8s/labels.js';
-import { CHECKPOINT_STORE_ANNOTATION, MODEL_ANNOTATION } from '../../src/runner/process-kinds.js';
+import { loadConfig } from '../../src/config/config.js';
+import { renderInferenceManifest, type InferenceManifest } from '../../src/inference/manifest.js';
 import { ProcessRunner } from '../../src/runner/process-runner.js';
 import type { ReplicaPhases, RestoreOutcome } from '../../src/runner/replica.js';
-import { clients, eventually, isReady, livePods, tempNamespace } from '../helpers/k8s.js';
+import { clients, eventually, isReady, tempNamespace } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { inferenceOrSkip, postJson } from './llama-server.js';
 
 const { artifacts, skip } = await inferenceOrSkip();
-const APP = 'chat';
 const STORE = 'chat-ckpt';
-
-function replicas(count: number): V1Deployment {
-  const labels = { app: APP, [PROCESS_LABEL]: 'llama-server' };
-  return {
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    metadata: { name: APP, labels },
-    spec: {
-      replicas: count,
-      selector: { matchLabels: { app: APP } },
-      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
-      template: {
-        metadata: {
-          labels,
-          annotations: { [MODEL_ANNOTATION]: 'tiny', [CHECKPOINT_STORE_ANNOTATION]: STORE },
-        },
-        spec: {
-          terminationGracePeriodSeconds: 10,
-          affinity: {
-            podAntiAffinity: {
-              requiredDuringSchedulingIgnoredDuringExecution: [
-                { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: { app: APP } } },
-              ],
-            },
-          },
-          containers: [
-            {
-              name: 'server',
-              image: 'ghcr.io/ggml-org/llama.cpp:server',
-              ports: [
-                { name: 'http', containerPort: 8080 },
-                { name: 'ready', containerPort: 8081 },
-              ],
-              readinessProbe: { httpGet: { path: '/ready', port: 'ready' }, periodSeconds: 1 },
-              // The gateway's watch drops the pod first; requests in flight finish before SIGTERM.
-              lifecycle: { preStop: { sleep: { seconds: 2 } } },
-            },
-          ],
-        },
-      },
-    },
-  };
-}
 
 describe('real llama.cpp replica pods behind the gateway (embedded cluster)', { skip, timeout: 300_000 }, () => {
   let stack: TestStack;
@@ -78,11 +36,22 @@ describe('real llama.cpp replica pods behind the gateway (embedded cluster)', { 
   let stateDir: string;
   let runner: ProcessRunner | undefined;
   let gw: RunningGateway | undefined;
+  let manifest: InferenceManifest;
+  let app: string;
   const logs: string[] = [];
 
   before(async () => {
     stack = await useTestStack();
     ns = await tempNamespace(stack.kc, 'fmreplicas');
+    manifest = await renderInferenceManifest({
+      cacheDir: loadConfig().cacheDir,
+      namespace: ns.name,
+      release: 'e2e',
+      replicas: 3,
+      preStopSeconds: 2,
+      simulation: { model: 'tiny', checkpointStore: STORE },
+    });
+    app = manifest.deployment.metadata!.name!;
     stateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fleetmedic-replicas-'));
     // The checkpoint store the replicas restore from: one verified backup of the tiny model.
     const storage = new FilesystemStorage(path.join(stateDir, 'checkpoints', STORE));
@@ -128,18 +97,29 @@ describe('real llama.cpp replica pods behind the gateway (embedded cluster)', { 
     await fs.rm(stateDir, { recursive: true, force: true });
   });
 
+  /** The Deployment's pods that are not terminating (by its selector: the chart's labels). */
+  const replicaPods = async (): Promise<V1Pod[]> => {
+    const selector = Object.entries(manifest.deployment.spec!.selector.matchLabels!)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(',');
+    const { items } = await clients(stack.kc).core.listNamespacedPod({ namespace: ns.name, labelSelector: selector });
+    return items.filter((p) => !p.metadata?.deletionTimestamp);
+  };
+
   const phasesOf = async (pod: V1Pod): Promise<ReplicaPhases> =>
     (await fetch(`http://${pod.status!.podIP!}:8081/phases`, { signal: AbortSignal.timeout(2_000) }).then((r) =>
       r.json(),
     )) as ReplicaPhases;
 
   it('fails no client request when a pod is deleted under 20 requests/s; the replacement restores before Ready', async () => {
-    const { apps, core } = clients(stack.kc);
-    await apps.createNamespacedDeployment({ namespace: ns.name, body: replicas(3) });
+    const { apps, core, policy } = clients(stack.kc);
+    await apps.createNamespacedDeployment({ namespace: ns.name, body: manifest.deployment });
+    await core.createNamespacedService({ namespace: ns.name, body: manifest.service });
+    await policy.createNamespacedPodDisruptionBudget({ namespace: ns.name, body: manifest.pdb });
     const pods = await eventually(
       '3 Ready replica pods',
       async () => {
-        const live = await livePods(stack.kc, ns.name, APP);
+        const live = await replicaPods();
         return live.length === 3 && live.every(isReady) ? live : undefined;
       },
       120_000,
@@ -154,7 +134,7 @@ describe('real llama.cpp replica pods behind the gateway (embedded cluster)', { 
     gw = await startGateway(
       parseGatewayConfig({
         port: 0,
-        kube: { namespace: ns.name, deployment: APP, kubeconfig: stack.state.kube.kubeconfig, port: 8080 },
+        kube: { namespace: ns.name, deployment: app, kubeconfig: stack.state.kube.kubeconfig, port: 8080 },
         health: { intervalMs: 200 },
         timeouts: { ttfbMs: 10_000, streamIdleMs: 5_000, requestMs: 20_000 },
       }),
@@ -205,7 +185,7 @@ describe('real llama.cpp replica pods behind the gateway (embedded cluster)', { 
     const replacement = await eventually(
       'the replacement Ready',
       async () => {
-        const live = await livePods(stack.kc, ns.name, APP);
+        const live = await replicaPods();
         const fresh = live.find((p) => !pods.some((o) => o.metadata!.name === p.metadata!.name));
         return live.length === 3 && live.every(isReady) && fresh ? fresh : undefined;
       },
