@@ -3,7 +3,7 @@
  * activities and the CLI. Callers name the workflow by {@link DRILL_WORKFLOW}.
  */
 import { defineQuery } from '@temporalio/workflow';
-import type { RecoveryStep } from '../drill/report.js';
+import type { DrillThresholds, RecoveryStep } from '../drill/report.js';
 
 /** The workflow type of a resilience drill (its workflow ID: {@link drillWorkflowId}). */
 export const DRILL_WORKFLOW = 'drillWorkflow';
@@ -58,6 +58,8 @@ export interface DrillInput {
   readonly tailMs?: number;
   /** A replacement not Ready within this fails the phase (default 120 s). */
   readonly recoveryTimeoutSeconds?: number;
+  /** Overrides of the verdict's thresholds (default `DEFAULT_THRESHOLDS`, the issue's goals). */
+  readonly thresholds?: Partial<DrillThresholds>;
 }
 
 /** A phase as the workflow records it: the injection, the recovery steps and its measured window. */

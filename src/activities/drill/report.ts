@@ -9,8 +9,10 @@ import { summarizeContinuity } from '../../drill/continuity.js';
 import { parseProbeRecords, type ProbeRecord } from '../../drill/probe-record.js';
 import {
   createReport,
+  DEFAULT_THRESHOLDS,
   recoveryMs,
   type DrillPhase,
+  type DrillThresholds,
   type PreflightFinding,
   type Verdict,
 } from '../../drill/report.js';
@@ -29,6 +31,8 @@ export interface WriteDrillReportInput {
   readonly probeFile: string;
   /** The probe's rate (requests/s), for the expected interval between requests. */
   readonly rate: number;
+  /** Overrides of {@link DEFAULT_THRESHOLDS}. */
+  readonly thresholds?: Partial<DrillThresholds>;
 }
 
 export interface WriteDrillReportResult {
@@ -78,6 +82,7 @@ export function createDrillReportActivities(deps: { reportDir: string }) {
         phases,
         preflight: input.preflight,
         probeFile: input.probeFile,
+        thresholds: { ...DEFAULT_THRESHOLDS, ...input.thresholds },
       });
       await fs.mkdir(deps.reportDir, { recursive: true });
       const written = await writeReport(path.resolve(deps.reportDir), report, { records });

@@ -157,6 +157,7 @@ export async function drillWorkflow(input: DrillInput): Promise<DrillResult> {
     preflight,
     probeFile: probe?.file ?? '',
     rate,
+    ...(input.thresholds && { thresholds: input.thresholds }),
   });
   stage('done', written.verdict.pass ? 'passed' : `failed: ${written.verdict.reasons.join('; ')}`);
   return {
