@@ -1,0 +1,273 @@
+import { Client, Connection, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { CancelledFailure } from '@temporalio/common';
+import { bundleWorkflowCode, NativeConnection, type Worker } from '@temporalio/worker';
+import { execa } from 'execa';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import {
+  DRILL_WORKFLOW,
+  drillOwner,
+  drillProgressQuery,
+  drillWorkflowId,
+  type DrillInput,
+  type DrillResult,
+} from '../../src/contracts/drill.js';
+import type { DrillReport } from '../../src/drill/report.js';
+import { standinManifests } from '../../src/drill/standin-manifest.js';
+import { startGateway, type RunningGateway } from '../../src/gateway/server.js';
+import { parseGatewayConfig } from '../../src/gateway/config.js';
+import { parseCordonRecord } from '../../src/k8s/node-ownership.js';
+import { CORDON_ANNOTATION } from '../../src/k8s/remediation-labels.js';
+import { ProcessRunner } from '../../src/runner/process-runner.js';
+import { createControlWorkers, workflowBundleOptions } from '../../src/workers/control-worker.js';
+import { clients, deployment, eventually, isReady, livePods, tempNamespace } from '../helpers/k8s.js';
+import { useTestStack, type TestStack } from '../helpers/stack.js';
+import { temporalBinary } from '../helpers/temporal.js';
+
+// The drill workflow on the embedded stack with real processes: stand-in replicas served by the
+// process runner on kwok nodes, the gateway watching their Deployment, the probe in its own process,
+// the drill's activities on a control worker. It deletes a pod and drains a replica's node, and the
+// probe must see no failed request; it refuses a Deployment without a PDB; a cancelled drill leaves
+// nothing cordoned and removes what it created.
+const silent = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+const APP = 'llama';
+
+describe('drill workflow (embedded stack, process runner, gateway)', { timeout: 600_000 }, () => {
+  let stack: TestStack;
+  let ns: { name: string; remove: () => Promise<void> };
+  let dir: string;
+  let runner: ProcessRunner | undefined;
+  let connection: NativeConnection;
+  let clientConnection: Connection;
+  let client: Client;
+  let workers: Worker[] = [];
+  let running: Promise<unknown>;
+  const taskQueue = `drill-e2e-${process.pid}`;
+
+  before(async () => {
+    stack = await useTestStack();
+    ns = await tempNamespace(stack.kc, 'fmdrill');
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fleetmedic-drill-'));
+    runner = new ProcessRunner({ kc: stack.kc, stateDir: dir, restartBackoffMs: 200 });
+    await runner.start();
+    connection = await NativeConnection.connect({ address: stack.state.temporal.address });
+    clientConnection = await Connection.connect({ address: stack.state.temporal.address });
+    client = new Client({ connection: clientConnection });
+    workers = await createControlWorkers({
+      connection,
+      client,
+      kc: stack.kc,
+      clusterId: stack.state.clusterId,
+      taskQueue,
+      workflowBundle: await bundleWorkflowCode({ ...workflowBundleOptions(), logger: silent }),
+      drillDir: path.join(dir, 'drills'),
+    });
+    running = Promise.all(workers.map((w) => w.run()));
+  });
+
+  after(async () => {
+    for (const w of workers) w.shutdown();
+    await running;
+    await clientConnection?.close();
+    await connection?.close();
+    await runner?.stop();
+    const { core, apps } = clients(stack.kc);
+    await apps.deleteCollectionNamespacedDeployment({ namespace: ns.name }).catch(() => undefined);
+    for (const pod of (await core.listNamespacedPod({ namespace: ns.name })).items) {
+      await core
+        .deleteNamespacedPod({ name: pod.metadata!.name!, namespace: ns.name, gracePeriodSeconds: 0 })
+        .catch(() => undefined);
+    }
+    await ns?.remove();
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  /** The stand-ins created before the drill (labelled with its ID), so the gateway can watch them. */
+  async function standinsFor(drillId: string): Promise<void> {
+    const { apps, core, policy } = clients(stack.kc);
+    const m = standinManifests({ namespace: ns.name, name: APP, drillId });
+    await policy.createNamespacedPodDisruptionBudget({ namespace: ns.name, body: m.pdb });
+    await core.createNamespacedService({ namespace: ns.name, body: m.service });
+    await apps.createNamespacedDeployment({ namespace: ns.name, body: m.deployment });
+    await eventually(
+      '3 Ready stand-ins',
+      async () => {
+        const live = await livePods(stack.kc, ns.name, APP);
+        return live.length === 3 && live.every(isReady) ? true : undefined;
+      },
+      120_000,
+    );
+  }
+
+  async function gateway(): Promise<RunningGateway> {
+    const config = parseGatewayConfig({
+      port: 0,
+      kube: { namespace: ns.name, deployment: APP, kubeconfig: stack.state.kube.kubeconfig },
+      health: { intervalMs: 1_000 },
+    });
+    return startGateway(config);
+  }
+
+  function start(drillId: string, extra: Partial<DrillInput>): Promise<WorkflowHandle> {
+    const input: DrillInput = {
+      clusterId: stack.state.clusterId,
+      drillId,
+      namespace: ns.name,
+      deployment: APP,
+      targetUrl: 'http://127.0.0.1:1',
+      steadyMs: 3_000,
+      ...extra,
+    };
+    return client.workflow.start(DRILL_WORKFLOW, {
+      workflowId: drillWorkflowId(stack.state.clusterId, drillId),
+      taskQueue,
+      args: [input],
+    });
+  }
+
+  /** With FLEETMEDIC_RECORD_HISTORIES=1, keeps the history for the replay test (test/fixtures/histories). */
+  async function recordHistory(name: string, handle: WorkflowHandle): Promise<void> {
+    if (process.env.FLEETMEDIC_RECORD_HISTORIES !== '1') return;
+    const histories = fileURLToPath(new URL('../fixtures/histories/', import.meta.url));
+    const shown = await execa(await temporalBinary(), [
+      ...['workflow', 'show', '--address', stack.state.temporal.address],
+      ...['--workflow-id', handle.workflowId, '--output', 'json'],
+    ]);
+    await fs.writeFile(`${histories}drill-${name}.json`, shown.stdout);
+  }
+
+  /** Nodes cordoned or carrying an ownership record of the drill. */
+  async function drillNodes(drillId: string): Promise<string[]> {
+    const nodes = (await clients(stack.kc).core.listNode()).items;
+    return nodes
+      .filter((n) => {
+        const r = parseCordonRecord(n.metadata?.annotations?.[CORDON_ANNOTATION]);
+        return (
+          n.spec?.unschedulable === true || (r.kind === 'ok' && r.record.workflowId === drillOwner(drillId))
+        );
+      })
+      .map((n) => n.metadata!.name!);
+  }
+
+  async function created(): Promise<string[]> {
+    const { apps, core, policy } = clients(stack.kc);
+    const found: string[] = [];
+    const exists = (p: Promise<unknown>) => p.then(() => true).catch(() => false);
+    if (await exists(apps.readNamespacedDeployment({ namespace: ns.name, name: APP })))
+      found.push('Deployment');
+    if (await exists(policy.readNamespacedPodDisruptionBudget({ namespace: ns.name, name: APP })))
+      found.push('PDB');
+    if (await exists(core.readNamespacedService({ namespace: ns.name, name: APP }))) found.push('Service');
+    return found;
+  }
+
+  it('passes with no failed probe request through a pod deletion and a node eviction', async () => {
+    const drillId = `pass-${process.pid}`;
+    await standinsFor(drillId);
+    const gw = await gateway();
+    try {
+      // The stand-in's process starts through tsx (no build here): 3.6 s to Ready in one run, 7.2 s
+      // in another on a loaded 2-core machine; the issue's 5 s over restore is for real replicas.
+      const handle = await start(drillId, {
+        standin: { replicas: 3 },
+        targetUrl: gw.url,
+        thresholds: { evictionRecoveryOverRestoreMs: 15_000 },
+      });
+      const result = (await handle.result()) as DrillResult;
+      for (const p of result.phases) {
+        process.stderr.write(
+          `drill ${p.name}: requests=${p.requests} failed=${p.failed} degraded=${p.degraded} ` +
+            `continuity=${p.continuity} non-streamed=${p.nonStreamedContinuity} streams=${p.streamContinuity} ` +
+            `longest_outage_ms=${p.longestOutageMs} gap_ms=${p.gapMs} recovery_ms=${p.recoveryMs}\n`,
+        );
+      }
+      process.stderr.write(`drill verdict: ${result.pass ? 'pass' : 'fail'} ${result.reasons.join('; ')}\n`);
+      const stored = JSON.parse(await fs.readFile(result.report.json, 'utf8')) as DrillReport;
+      for (const p of stored.phases) {
+        const steps = p.recovery.map((r) => `${r.step}=+${r.at - p.injectedAt}ms`).join(' ');
+        process.stderr.write(`drill ${p.name} recovery: ${steps}\n`);
+      }
+      const byName = (name: string) => result.phases.find((p) => p.name === name)!;
+      for (const name of ['pod-delete', 'eviction']) {
+        assert.ok(byName(name).requests > 50, `${name}: only ${byName(name).requests} requests measured`);
+        assert.equal(byName(name).failed, 0, `${name}: ${byName(name).failed} failed requests`);
+        assert.ok(byName(name).recoveryMs !== null, `${name}: no recovery measured`);
+      }
+      await recordHistory('pass', handle);
+      assert.deepEqual(result.reasons, []);
+      assert.equal(result.pass, true);
+      for (const file of [result.report.json, result.report.markdown, result.report.html]) {
+        assert.ok((await fs.stat(file)).size > 0, `${file} is empty`);
+      }
+      assert.deepEqual(await drillNodes(drillId), []);
+      assert.equal(result.restore?.uncordoned.length, 1);
+      assert.deepEqual(await created(), []);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('refuses a Deployment without a PDB, with that reason, and injects nothing', async () => {
+    const { apps } = clients(stack.kc);
+    await eventually(
+      'the previous stand-ins gone',
+      async () => ((await livePods(stack.kc, ns.name, APP)).length === 0 ? true : undefined),
+      60_000,
+    );
+    await apps.createNamespacedDeployment({
+      namespace: ns.name,
+      body: deployment(APP, 3, { antiAffinity: true }),
+    });
+    const drillId = `nopdb-${process.pid}`;
+    const result = (await (await start(drillId, {})).result()) as DrillResult;
+    assert.equal(result.refused, true);
+    assert.equal(result.pass, false);
+    assert.ok(result.reasons.includes('no PDB'), `reasons: ${result.reasons.join('; ')}`);
+    assert.deepEqual(result.phases, []);
+    const report = JSON.parse(await fs.readFile(result.report.json, 'utf8')) as {
+      verdict: { reasons: string[] };
+    };
+    assert.ok(report.verdict.reasons.includes('no PDB'));
+    assert.deepEqual(await drillNodes(drillId), []);
+    // Not the drill's: never deleted by it.
+    assert.deepEqual(await created(), ['Deployment']);
+    await apps.deleteNamespacedDeployment({ namespace: ns.name, name: APP });
+  });
+
+  it('a drill cancelled during its eviction leaves no node cordoned and removes what it created', async () => {
+    await eventually(
+      'the previous Deployment gone',
+      async () =>
+        (await livePods(stack.kc, ns.name, APP)).length === 0 && (await created()).length === 0
+          ? true
+          : undefined,
+      60_000,
+    );
+    const drillId = `abort-${process.pid}`;
+    await standinsFor(drillId);
+    const gw = await gateway();
+    try {
+      const handle = await start(drillId, { standin: { replicas: 3 }, targetUrl: gw.url });
+      await eventually(
+        'the drill cordoned a node',
+        async () => ((await handle.query(drillProgressQuery)).cordoned.length > 0 ? true : undefined),
+        180_000,
+      );
+      assert.equal((await drillNodes(drillId)).length, 1);
+      await handle.cancel();
+      await assert.rejects(handle.result(), (err: unknown) => {
+        assert.ok(err instanceof WorkflowFailedError && err.cause instanceof CancelledFailure, String(err));
+        return true;
+      });
+      await recordHistory('cancelled', handle);
+      assert.deepEqual(await drillNodes(drillId), []);
+      assert.deepEqual(await created(), []);
+    } finally {
+      await gw.close();
+    }
+  });
+});
