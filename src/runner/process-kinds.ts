@@ -1,7 +1,7 @@
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { FLEETMEDIC_BIN } from '../cli/bin-path.js';
 import { FleetmedicError } from '../errors.js';
 import type { InferenceArtifacts } from '../toolchain/inference.js';
 
@@ -103,8 +103,6 @@ export function servedContainer(pod: V1Pod): { container: V1Container; port: num
   }
   return { container, port };
 }
-
-const FLEETMEDIC_BIN = fileURLToPath(new URL('../../bin/fleetmedic.js', import.meta.url));
 
 /** The command of a pod of kind `kind`. */
 export function processCommand(kind: ProcessKindName, ctx: ProcessContext): ProcessCommand {

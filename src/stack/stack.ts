@@ -17,7 +17,17 @@ import {
   type KwokPorts,
 } from './kwok-cluster.js';
 import { processRunnerStages, readKwokDefaultStages } from './kwok-stages.js';
-import { assertPortsFree, isRunning, pickFreePorts, waitFor } from './processes.js';
+import { FLEETMEDIC_BIN } from '../cli/bin-path.js';
+import {
+  assertPortsFree,
+  isRunning,
+  pickFreePorts,
+  startDetached,
+  stopProcess,
+  tailFile,
+  waitFor,
+  type ManagedProcess,
+} from './processes.js';
 import {
   ensureSimNodes,
   ensureSimulationMarker,
@@ -83,6 +93,12 @@ export interface UpOptions {
   readonly ports?: Partial<StackPorts>;
   /** kwok cluster name; also the cluster ID unless the configuration sets one. */
   readonly clusterName?: string;
+  /**
+   * Start the process runner too (`fleetmedic runner`, detached, stopped by `down`): pods labelled
+   * `fleetmedic.io/process` get real local processes. `fleetmedic up` does; tests that run a runner of
+   * their own do not (two runners would both serve each pod).
+   */
+  readonly runner?: boolean;
   readonly log?: (line: string) => void;
 }
 
@@ -102,7 +118,15 @@ export async function up(config: Config, options: UpOptions): Promise<UpResult> 
     const previous = await readStackState(config.stateDir);
     if (previous) {
       const health = await stackHealth(previous);
-      if (health.healthy) return { outcome: 'already-running', state: previous };
+      if (health.healthy) {
+        if (!options.runner || (previous.runner && (await isRunning(previous.runner.process)))) {
+          return { outcome: 'already-running', state: previous };
+        }
+        // The runner alone died (or was never started): start it again; the pods it serves restart.
+        const state = { ...previous, runner: await startRunner(config, log) };
+        await writeStackState(config.stateDir, state);
+        return { outcome: 'already-running', state };
+      }
       log(`found a stack that is not healthy (${health.problems.join('; ')}): stopping what is left of it`);
       await stopStack(previous, log);
     }
@@ -194,6 +218,12 @@ export async function up(config: Config, options: UpOptions): Promise<UpResult> 
         },
       };
       await writeStackState(config.stateDir, state);
+      if (options.runner) {
+        // After the record: the runner reads the stack from it.
+        const withRunner = { ...state, runner: await startRunner(config, log) };
+        await writeStackState(config.stateDir, withRunner);
+        return { outcome: 'started', state: withRunner, seconds: (Date.now() - started) / 1000 };
+      }
       return { outcome: 'started', state, seconds: (Date.now() - started) / 1000 };
     } catch (err) {
       // Leave nothing half-started: stop whatever this attempt started.
@@ -242,7 +272,42 @@ async function purgeState(stateDir: string): Promise<void> {
     await fs.rm(path.join(stateDir, sub), { recursive: true, force: true });
 }
 
+/**
+ * Starts `fleetmedic runner` detached on the stack of `config.stateDir` and waits until it holds its
+ * lock (it serves the pods from then on), or fails with the end of its log.
+ */
+async function startRunner(
+  config: Config,
+  log: (line: string) => void,
+): Promise<{ process: ManagedProcess; logFile: string }> {
+  const dir = path.join(config.stateDir, 'runner');
+  await fs.mkdir(dir, { recursive: true });
+  const logFile = path.join(dir, 'runner.out');
+  const proc = startDetached(process.execPath, [FLEETMEDIC_BIN, 'runner'], {
+    logFile,
+    env: { ...process.env, FLEETMEDIC_STATE_DIR: config.stateDir },
+  });
+  const lock = path.join(dir, 'runner.lock');
+  await waitFor(
+    'the process runner',
+    async () => {
+      if (!(await isRunning(proc))) {
+        throw new StackError(`the process runner exited at start: ${await tailFile(logFile)}`);
+      }
+      return (await fs.readFile(lock, 'utf8').catch(() => '')).trim() === String(proc.pid);
+    },
+    { timeoutMs: 30_000, intervalMs: 100 },
+  );
+  log(`process runner started (pid ${proc.pid}; log ${path.join(dir, 'runner.log')})`);
+  return { process: proc, logFile };
+}
+
 async function stopStack(state: StackState, log: (line: string) => void): Promise<void> {
+  if (state.runner) {
+    // First: it stops its processes (SIGTERM, 5 s each, all at once) and marks their pods not Ready.
+    const runner = await stopProcess(state.runner.process, 20_000);
+    log(`process runner (pid ${state.runner.process.pid}): ${runner}`);
+  }
   const temporal = await stopTemporalServer(state.temporal.process);
   log(`Temporal dev server (pid ${state.temporal.process.pid}): ${temporal}`);
   await stopKwokCluster(kwokRefOf(state));

@@ -37,6 +37,8 @@ const stackStateSchema = z.object({
     }),
     apiserverUrl: z.string(),
   }),
+  /** The process runner (`fleetmedic runner`), when `up` started one. */
+  runner: z.object({ process: processSchema, logFile: z.string() }).optional(),
 });
 
 /** What `fleetmedic up` started, recorded in `<stateDir>/stack.json` so `down` stops exactly that. */

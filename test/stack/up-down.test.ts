@@ -125,6 +125,46 @@ describe('fleetmedic up / down', () => {
     assert.equal(await down(config), 'not-running');
   });
 
+  it('starts the process runner with the stack, starts it again when it alone died, and down stops it first', async () => {
+    const stateDir = await tempStateDir();
+    const config = loadConfig({
+      ...process.env,
+      FLEETMEDIC_STATE_DIR: stateDir,
+      FLEETMEDIC_CLUSTER_ID: undefined,
+    });
+    cleanup.push(async () => {
+      await down(config, { purge: true }).catch(() => {});
+      await fs.rm(stateDir, { recursive: true, force: true });
+    });
+    const first = await up(config, {
+      nodes: 1,
+      ports: await freeStackPorts(),
+      clusterName: 'runner',
+      runner: true,
+    });
+    assert.equal(first.outcome, 'started');
+    const runner = first.state.runner!;
+    assert.ok(runner, 'no runner recorded');
+    assert.equal(await isRunning(runner.process), true);
+    // It serves this stack: it holds the lock of this state directory.
+    assert.equal(
+      (await fs.readFile(path.join(stateDir, 'runner', 'runner.lock'), 'utf8')).trim(),
+      String(runner.process.pid),
+    );
+
+    process.kill(runner.process.pid, 'SIGKILL');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const second = await up(config, { nodes: 1, runner: true });
+    assert.equal(second.outcome, 'already-running');
+    assert.notEqual(second.state.runner?.process.pid, runner.process.pid);
+    assert.equal(await isRunning(second.state.runner!.process), true);
+    assert.deepEqual((await readStackState(stateDir))?.runner, second.state.runner);
+
+    assert.equal(await down(config), 'stopped');
+    assert.equal(await isRunning(second.state.runner!.process), false);
+    await assert.rejects(fs.access(path.join(stateDir, 'runner', 'runner.lock')), 'the runner left its lock');
+  });
+
   it('shows status and doctor through the CLI', async () => {
     const env = { ...process.env, FLEETMEDIC_STATE_DIR: shared.config.stateDir };
     const status = await execa(process.execPath, [cli, 'stack', 'status', '--json'], { env, reject: false });

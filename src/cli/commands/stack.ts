@@ -1,4 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander';
+import path from 'node:path';
+import { isRunning } from '../../stack/processes.js';
 import { readStackState } from '../../stack/state.js';
 import { DEFAULT_PORTS, down, stackHealth, up, type StackPorts } from '../../stack/stack.js';
 import { doctor } from '../../stack/doctor.js';
@@ -33,6 +35,10 @@ export function registerStackCommands(program: Command): void {
     .option('--temporal-port <port>', 'Temporal frontend port', port('--temporal-port'))
     .option('--ui-port <port>', 'Temporal UI port', port('--ui-port'))
     .option('--apiserver-port <port>', 'kube-apiserver port', port('--apiserver-port'))
+    .option(
+      '--no-runner',
+      'do not start the process runner (pods labelled fleetmedic.io/process stay not Ready)',
+    )
     .action(
       async (opts: {
         nodes: number;
@@ -40,6 +46,7 @@ export function registerStackCommands(program: Command): void {
         temporalPort?: number;
         uiPort?: number;
         apiserverPort?: number;
+        runner: boolean;
       }) => {
         const config = configFrom(program);
         const ports: { -readonly [K in keyof StackPorts]?: StackPorts[K] } = {};
@@ -56,6 +63,7 @@ export function registerStackCommands(program: Command): void {
           nodes: opts.nodes,
           ports,
           clusterName: opts.clusterName,
+          runner: opts.runner,
           log: stderr,
         });
         const s = result.state;
@@ -71,6 +79,11 @@ export function registerStackCommands(program: Command): void {
             `  kubeconfig     ${s.kube.kubeconfig}`,
             `  Temporal       ${s.temporal.address} (namespace ${s.temporal.namespace})`,
             `  Temporal UI    ${s.temporal.uiUrl}`,
+            ...(s.runner
+              ? [
+                  `  runner         pid ${s.runner.process.pid} (${path.join(config.stateDir, 'runner', 'runner.log')})`,
+                ]
+              : []),
             `  state          ${config.stateDir}`,
             '',
           ].join('\n'),
@@ -132,6 +145,11 @@ export async function printStackStatus(config: Config, opts: { json?: boolean })
         `  cluster        ${state.clusterName}: ${health.readyNodes}/${state.nodes} simulated nodes Ready`,
         `  kube-apiserver ${state.kube.apiserverUrl}`,
         `  Temporal       ${state.temporal.address}, UI ${state.temporal.uiUrl}`,
+        ...(state.runner
+          ? [
+              `  runner         pid ${state.runner.process.pid}: ${(await isRunning(state.runner.process)) ? 'running' : 'NOT running (`fleetmedic up` starts it again)'}`,
+            ]
+          : []),
         ...health.problems.map((p) => `  problem: ${p}`),
         '',
       ].join('\n'),
