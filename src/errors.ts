@@ -57,6 +57,10 @@ export const FailureType = {
   ResetFailed: 'ResetFailed',
   /** This agent cannot reboot its node (non-retryable). */
   RebootUnsupported: 'RebootUnsupported',
+  /** The node reports no boot ID (`status.nodeInfo.bootID`), so a reboot cannot be verified (non-retryable). */
+  BootIdUnknown: 'BootIdUnknown',
+  /** The node did not come back with a new boot ID before the reboot's deadline (non-retryable). */
+  RebootDeadlineExceeded: 'RebootDeadlineExceeded',
 
   // Observability (activities/observability.ts).
   /** A notification sink failed (retryable unless every failure is permanent). */

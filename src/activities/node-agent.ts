@@ -7,10 +7,12 @@ import type { CommandRunner, GpuTool } from '../gpu/command-runner.js';
 import { parseDcgmiDiag, parseDcgmiHealth } from '../gpu/dcgmi.js';
 import { DEFAULT_HEALTH_QUERY_FIELDS, parseListGpus, parseQueryGpu } from '../gpu/nvidia-smi.js';
 import { DEVICE_HELD, type ResetHolder } from '../gpu/reset-holders.js';
+import { BootIdUnavailable } from '../k8s/boot-id.js';
 import { validateInput } from './input.js';
 
 /** What the agent checks of its activities' input beyond the target (which `guard` checks). */
 const resetGpuSchema = z.object({ gpu: z.number().int().min(0) });
+const rebootSchema = z.object({ bootIdBefore: z.string().min(1).max(256).optional() });
 const diagSchema = z.object({ level: z.union([z.literal(1), z.literal(2), z.literal(3), z.literal(4)]) });
 
 export interface NodeAgentDeps {
@@ -25,6 +27,15 @@ export interface NodeAgentDeps {
    * operator.
    */
   readonly resetHolders?: readonly ResetHolder[];
+  /** Reads this node's boot ID (`status.nodeInfo.bootID` of its own Node); needed to reboot. */
+  readonly readBootId?: () => Promise<string>;
+}
+
+/** What `agentRebootNode` did: the boot ID the reboot must replace, and whether it had already. */
+export interface RebootNodeResult {
+  readonly bootIdBefore: string;
+  /** The node already runs another boot than `bootIdBefore`: this attempt rebooted nothing. */
+  readonly alreadyRebooted: boolean;
 }
 
 /** Every node agent activity names the node and cluster it is meant for; the agent refuses others. */
@@ -253,20 +264,37 @@ export function createNodeAgentActivities(deps: NodeAgentDeps) {
     },
 
     /**
-     * Reboots the node. Only runners that can (the simulated one) support it; on a real node an
-     * automatic reboot is not implemented yet, and the operator reboots out of band and marks the node
-     * repaired.
+     * Schedules a reboot of the node and returns; the workflow then waits for a new boot ID
+     * (`awaitNewBoot` on the control worker), since on a real node the reboot kills this activity.
+     * With `bootIdBefore` (the boot ID the workflow recorded before asking), an attempt that finds
+     * another boot ID now returns at once: the reboot already happened, and never happens twice.
+     * Only runners that can reboot support it (the simulated one); on a real node the operator
+     * reboots out of band and marks the node repaired.
      */
-    async agentRebootNode(target: AgentTarget): Promise<{ rebooted: true }> {
+    async agentRebootNode(target: AgentTarget & { bootIdBefore?: string }): Promise<RebootNodeResult> {
       guard(target);
-      if (!deps.runner.reboot) {
+      const { bootIdBefore } = validateInput('agentRebootNode', rebootSchema, target);
+      if (!deps.runner.reboot || !deps.readBootId) {
         throw ApplicationFailure.nonRetryable(
           `automatic reboot of ${deps.node} is not supported by this agent`,
           FailureType.RebootUnsupported,
         );
       }
+      let now: string;
+      try {
+        now = await deps.readBootId();
+      } catch (err) {
+        if (err instanceof BootIdUnavailable) {
+          throw ApplicationFailure.nonRetryable(
+            err.message,
+            err.why === 'not-found' ? FailureType.NodeNotFound : FailureType.BootIdUnknown,
+          );
+        }
+        throw err;
+      }
+      if (bootIdBefore !== undefined && now !== bootIdBefore) return { bootIdBefore, alreadyRebooted: true };
       await deps.runner.reboot();
-      return { rebooted: true };
+      return { bootIdBefore: now, alreadyRebooted: false };
     },
 
     /**

@@ -21,9 +21,16 @@ function flag(args: readonly string[], name: string): string | undefined {
  * state. Only the simulated node agent host creates one, after checking the cluster's simulation
  * marker; nothing else can reach it.
  */
-export function simulatedRunner(store: GpuStateStore, node: string): CommandRunner {
+export function simulatedRunner(
+  store: GpuStateStore,
+  node: string,
+  boot?: { reboot(node: string): Promise<unknown> },
+): CommandRunner {
   return {
-    /** A reboot brings back a GPU that fell off the bus; hardware faults (failed row remap) remain. */
+    /**
+     * A reboot brings back a GPU that fell off the bus; hardware faults (failed row remap) remain.
+     * The node then reports a new boot ID (`boot`, e.g. `simulatedBoot`), as a real kubelet would.
+     */
     async reboot(): Promise<void> {
       const state = await store.get(node);
       let next = state;
@@ -38,6 +45,8 @@ export function simulatedRunner(store: GpuStateStore, node: string): CommandRunn
           gpu.index,
         );
       await store.set(node, { ...next, healthWatchesSet: false });
+      // Last, as on a real node: the new boot is seen once the node is back with its GPUs.
+      await boot?.reboot(node);
     },
     async run(tool: GpuTool, args: readonly string[]): Promise<CommandResult> {
       const state = await store.get(node);

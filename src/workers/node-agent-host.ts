@@ -10,6 +10,8 @@ export interface NodeAgentHostOptions {
   readonly nodes: readonly string[];
   readonly runnerFor: (node: string) => CommandRunner;
   readonly namespace?: string;
+  /** Reads a node's boot ID (e.g. `simulatedBoot(kc).read`); without it the agents cannot reboot. */
+  readonly readBootId?: (node: string) => Promise<string>;
 }
 
 /**
@@ -29,6 +31,7 @@ export async function createNodeAgentWorkers(options: NodeAgentHostOptions): Pro
           clusterId: options.clusterId,
           node,
           runner: options.runnerFor(node),
+          ...(options.readBootId && { readBootId: () => options.readBootId!(node) }),
         }),
         // One long poll per agent. @temporalio/worker 1.24 ignores `maxConcurrentActivityTaskPolls`
         // (its default poller behaviour keeps several polls open per queue: 4 per agent, thousands

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createNodeAgentActivities, processesOnGpu } from '../../src/activities/node-agent.js';
 import type { CommandResult, CommandRunner, GpuTool } from '../../src/gpu/command-runner.js';
+import { BootIdUnavailable } from '../../src/k8s/boot-id.js';
+import type { ApplicationFailure } from '@temporalio/common';
 
 const LIST = [
   'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-aaaaaaaa-0000-0000-0000-000000000000)',
@@ -207,5 +209,89 @@ describe('GPU reset on a real node: the holders of the device', () => {
       /GPU 1 on n1 was reset, but nv-hostengine \(svc start nv-hostengine exited 1: Job failed\) did not start again/,
     );
     assert.ok(node.calls.includes('nvidia-smi -r -i 1'));
+  });
+});
+
+describe('reboot: verified by the node boot ID, never twice', () => {
+  /** An agent whose node reports `bootIds` in turn (the last one repeated) and counts its reboots. */
+  function rebooting(bootIds: string[], runnerCanReboot = true) {
+    let reboots = 0;
+    let reads = 0;
+    const runner: CommandRunner = {
+      run: () => Promise.reject(new Error('no tool runs for a reboot')),
+      ...(runnerCanReboot && {
+        reboot: () => {
+          reboots++;
+          return Promise.resolve();
+        },
+      }),
+    };
+    const activities = createNodeAgentActivities({
+      clusterId: 'c1',
+      node: 'n1',
+      runner,
+      readBootId: () => Promise.resolve(bootIds[Math.min(reads++, bootIds.length - 1)]!),
+    });
+    const reboot = (input: { clusterId: string; node: string; bootIdBefore?: string }) =>
+      new MockActivityEnvironment().run((t: typeof input) => activities.agentRebootNode(t), input);
+    return { reboot, reboots: () => reboots };
+  }
+
+  it('reads the boot ID, reboots and returns it', async () => {
+    const agent = rebooting(['boot-1']);
+    assert.deepEqual(await agent.reboot({ clusterId: 'c1', node: 'n1' }), {
+      bootIdBefore: 'boot-1',
+      alreadyRebooted: false,
+    });
+    assert.equal(agent.reboots(), 1);
+  });
+
+  it('reboots when the recorded boot ID is still the node one', async () => {
+    const agent = rebooting(['boot-1']);
+    const r = await agent.reboot({ clusterId: 'c1', node: 'n1', bootIdBefore: 'boot-1' });
+    assert.deepEqual(r, { bootIdBefore: 'boot-1', alreadyRebooted: false });
+    assert.equal(agent.reboots(), 1);
+  });
+
+  it('an attempt retried after the reboot happened sees a new boot ID and does not reboot again', async () => {
+    const agent = rebooting(['boot-2']);
+    const r = await agent.reboot({ clusterId: 'c1', node: 'n1', bootIdBefore: 'boot-1' });
+    assert.deepEqual(r, { bootIdBefore: 'boot-1', alreadyRebooted: true });
+    assert.equal(agent.reboots(), 0);
+  });
+
+  it('a node that reports no boot ID is not rebooted (BootIdUnknown, non-retryable)', async () => {
+    let reboots = 0;
+    const activities = createNodeAgentActivities({
+      clusterId: 'c1',
+      node: 'n1',
+      runner: {
+        run: () => Promise.reject(new Error('unused')),
+        reboot: () => Promise.resolve(void reboots++),
+      },
+      readBootId: () => Promise.reject(new BootIdUnavailable('n1', 'none')),
+    });
+    await assert.rejects(
+      new MockActivityEnvironment().run(() => activities.agentRebootNode({ clusterId: 'c1', node: 'n1' })),
+      (err: ApplicationFailure) => err.type === 'BootIdUnknown' && err.nonRetryable === true,
+    );
+    assert.equal(reboots, 0);
+  });
+
+  it('an agent that cannot reboot refuses with RebootUnsupported', async () => {
+    const agent = rebooting(['boot-1'], false);
+    await assert.rejects(
+      agent.reboot({ clusterId: 'c1', node: 'n1' }),
+      (err: ApplicationFailure) => err.type === 'RebootUnsupported',
+    );
+  });
+
+  it('refuses a bootIdBefore that is not a boot ID (InvalidInput)', async () => {
+    const agent = rebooting(['boot-1']);
+    await assert.rejects(
+      agent.reboot({ clusterId: 'c1', node: 'n1', bootIdBefore: '' }),
+      (err: ApplicationFailure) => err.type === 'InvalidInput',
+    );
+    assert.equal(agent.reboots(), 0);
   });
 });

@@ -8,6 +8,7 @@ import type { NotifyConfig } from '../../src/notify/config.js';
 import { setupControlObservability, type ControlObservability } from '../../src/observability/setup.js';
 import type { GpuStateStore } from '../../src/sim/gpu-state.js';
 import { simulatedRunner } from '../../src/sim/sim-runner.js';
+import { simulatedBoot } from '../../src/k8s/boot-id.js';
 import { createControlWorkers, workflowBundleOptions } from '../../src/workers/control-worker.js';
 import { createNodeAgentWorkers } from '../../src/workers/node-agent-host.js';
 import { fleetBudgetWorkflowId } from '../../src/workflows/fleet-budget.js';
@@ -68,6 +69,7 @@ export async function startRemediationWorkers(
   const client = new Client({ connection: clientConnection, namespace });
   const clusterId = stack.state.clusterId;
   const nodes = (await clients(stack.kc).core.listNode()).items.map((n) => n.metadata!.name!);
+  const boot = simulatedBoot(stack.kc);
   // Each test file starts with a budget of its own: no pause or open breaker of an earlier file.
   await forgetBudgetSettings(stack.kc, clusterId);
   // Wired the way `fleetmedic worker` wires them.
@@ -98,7 +100,8 @@ export async function startRemediationWorkers(
       namespace,
       clusterId,
       nodes,
-      runnerFor: (n) => simulatedRunner(options.gpus, n),
+      runnerFor: (n) => simulatedRunner(options.gpus, n, boot),
+      readBootId: boot.read,
     })),
   ];
   const running = Promise.all(workers.map((w) => w.run()));

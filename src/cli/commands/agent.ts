@@ -9,6 +9,8 @@ import { connectionOptions } from '../../client/temporal-connection.js';
 import { ConfigError, FleetmedicError } from '../../errors.js';
 import { execaRunner, type CommandRunner, type GpuTool } from '../../gpu/command-runner.js';
 import { isApiError } from '../../k8s/api-errors.js';
+import { makeApiClient } from '../../k8s/api-client.js';
+import { readBootId } from '../../k8s/boot-id.js';
 import { installRuntime } from '../../workers/runtime.js';
 import { nodeTaskQueue } from '../../contracts/ids.js';
 import { configFrom, resolveTargets, targetKubeConfig } from '../context.js';
@@ -185,7 +187,8 @@ export function registerAgentCommand(program: Command): void {
       const targets = await resolveTargets(config);
       const node = flags.node;
       // Refuse early, before polling: a wrong name would serve another node's queue, or none.
-      await readOwnNode(targetKubeConfig(targets), node);
+      const kc = targetKubeConfig(targets);
+      await readOwnNode(kc, node);
       const paths: Record<GpuTool, string> = {
         dcgmi: await resolveExecutable(flags.dcgmi, '--dcgmi / FLEETMEDIC_DCGMI'),
         'nvidia-smi': await resolveExecutable(flags.nvidiaSmi, '--nvidia-smi / FLEETMEDIC_NVIDIA_SMI'),
@@ -209,6 +212,7 @@ export function registerAgentCommand(program: Command): void {
           runner,
           queryTimeoutMs: flags.queryTimeout * 1000,
           resetHolders,
+          readBootId: () => readBootId(makeApiClient(kc, CoreV1Api), node),
         }),
         interceptors: { activity: [clusterGuard(targets.clusterId)] },
         activityTaskPollerBehavior: { type: 'simple-maximum', maximum: 1 },

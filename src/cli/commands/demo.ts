@@ -8,6 +8,7 @@ import { startOrJoinRemediation } from '../../client/remediation-client.js';
 import { SIMULATED_LABEL } from '../../k8s/labels.js';
 import { FileGpuStateStore, healthyGpuState, simGpuStateDir, withFault } from '../../sim/gpu-state.js';
 import { simulatedRunner } from '../../sim/sim-runner.js';
+import { simulatedBoot } from '../../k8s/boot-id.js';
 import { assertSimulatedCluster } from '../../stack/sim-cluster.js';
 import { readStackState } from '../../stack/state.js';
 import { createControlWorkers } from '../../workers/control-worker.js';
@@ -74,7 +75,8 @@ export function registerDemoCommand(program: Command): void {
           clusterId: targets.clusterId,
           namespace: targets.namespace,
           nodes,
-          runnerFor: (node) => simulatedRunner(store, node),
+          runnerFor: (node) => simulatedRunner(store, node, simulatedBoot(kc)),
+          readBootId: simulatedBoot(kc).read,
         })),
       ];
       const out = (line: string) => process.stdout.write(`${line}\n`);

@@ -14,6 +14,7 @@ import { SIMULATED_LABEL } from '../../k8s/labels.js';
 import { simulatedXidNotification } from '../../sim/alertmanager-alert.js';
 import { FileGpuStateStore, simGpuStateDir, withFault } from '../../sim/gpu-state.js';
 import { simulatedRunner } from '../../sim/sim-runner.js';
+import { simulatedBoot } from '../../k8s/boot-id.js';
 import { assertSimulatedCluster, assertSimulatedNode, isSimulatedCluster } from '../../stack/sim-cluster.js';
 import { assertLoopbackUrl } from '../../k8s/loopback.js';
 import { createControlWorkers, prebuiltWorkflowBundle } from '../../workers/control-worker.js';
@@ -123,13 +124,15 @@ export function registerRemediationCommands(program: Command): void {
         .items;
       for (const n of nodes) assertSimulatedNode(n);
       const store = new FileGpuStateStore(simGpuStateDir(config.stateDir, targets.clusterId));
+      const boot = simulatedBoot(kc);
       const connection = await NativeConnection.connect(connectionOptions(targets.temporal));
       const workers = await createNodeAgentWorkers({
         connection,
         clusterId: targets.clusterId,
         namespace: targets.namespace,
         nodes: nodes.map((n) => n.metadata!.name!),
-        runnerFor: (node) => simulatedRunner(store, node),
+        runnerFor: (node) => simulatedRunner(store, node, boot),
+        readBootId: boot.read,
       });
       process.stderr.write(
         `node agents for ${workers.length} simulated nodes of cluster ${targets.clusterId}\n`,
