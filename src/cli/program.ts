@@ -3,6 +3,7 @@ import { addGlobalFlags } from './context.js';
 import { registerAgentCommand } from './commands/agent.js';
 import { registerCheckpointCommands } from './commands/checkpoint.js';
 import { registerDemoCommand } from './commands/demo.js';
+import { registerDrillCommand } from './commands/drill.js';
 import { registerDrillProbeCommand } from './commands/drill-probe.js';
 import { registerGatewayCommands } from './commands/gateway.js';
 import { registerOperatorCommands } from './commands/operator.js';
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerOperatorCommands(program);
   registerCheckpointCommands(program);
   registerDemoCommand(program);
+  registerDrillCommand(program);
   registerDrillProbeCommand(program);
   registerWebhookCommands(program);
   registerGatewayCommands(program);

@@ -129,6 +129,16 @@ describe('drill workflow (embedded stack, process runner, gateway)', { timeout: 
     });
   }
 
+  /** Removes stand-ins a failed test left, so the next test starts clean (a passing drill removed them). */
+  async function removeLeftovers(): Promise<void> {
+    const { apps, core, policy } = clients(stack.kc);
+    const name = APP;
+    const namespace = ns.name;
+    await apps.deleteNamespacedDeployment({ namespace, name }).catch(() => undefined);
+    await policy.deleteNamespacedPodDisruptionBudget({ namespace, name }).catch(() => undefined);
+    await core.deleteNamespacedService({ namespace, name }).catch(() => undefined);
+  }
+
   /** With FLEETMEDIC_RECORD_HISTORIES=1, keeps the history for the replay test (test/fixtures/histories). */
   async function recordHistory(name: string, handle: WorkflowHandle): Promise<void> {
     if (process.env.FLEETMEDIC_RECORD_HISTORIES !== '1') return;
@@ -208,6 +218,48 @@ describe('drill workflow (embedded stack, process runner, gateway)', { timeout: 
       assert.deepEqual(await created(), []);
     } finally {
       await gw.close();
+      await removeLeftovers();
+    }
+  });
+
+  it('fleetmedic drill runs a drill, prints its progress and report path, and exits 0 on a pass', async () => {
+    await eventually(
+      'the previous stand-ins gone',
+      async () =>
+        (await livePods(stack.kc, ns.name, APP)).length === 0 && (await created()).length === 0
+          ? true
+          : undefined,
+      60_000,
+    );
+    const drillId = `cli-${process.pid}`;
+    await standinsFor(drillId);
+    const gw = await gateway();
+    try {
+      const bin = fileURLToPath(new URL('../../bin/fleetmedic.js', import.meta.url));
+      const run = await execa(
+        process.execPath,
+        [
+          ...[bin, 'drill', '--target-url', gw.url, '--namespace', ns.name, '--deployment', APP],
+          ...['--standin', '--drill-id', drillId, '--eviction-slack', '15'],
+        ],
+        {
+          reject: false,
+          // The embedded stack's own Temporal, kubeconfig and cluster ID, from its state directory.
+          env: { FLEETMEDIC_STATE_DIR: stack.config.stateDir, FLEETMEDIC_TASK_QUEUE: taskQueue },
+          timeout: 300_000,
+        },
+      );
+      process.stderr.write(`fleetmedic drill stdout:\n${run.stdout}\n`);
+      assert.equal(run.exitCode, 0, `exit ${run.exitCode}\n${run.stderr}`);
+      assert.match(run.stdout, new RegExp(`^drill ${drillId}: PASS`, 'm'));
+      assert.match(run.stderr, /: pod-delete \(/);
+      assert.match(run.stderr, /: eviction \(/);
+      const md = /^report: (\S+\.md)$/m.exec(run.stdout)?.[1];
+      assert.ok(md && (await fs.stat(md)).size > 0, 'no report path printed');
+      assert.deepEqual(await drillNodes(drillId), []);
+    } finally {
+      await gw.close();
+      await removeLeftovers();
     }
   });
 
@@ -268,6 +320,7 @@ describe('drill workflow (embedded stack, process runner, gateway)', { timeout: 
       assert.deepEqual(await created(), []);
     } finally {
       await gw.close();
+      await removeLeftovers();
     }
   });
 });

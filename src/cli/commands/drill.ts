@@ -1,0 +1,171 @@
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { InvalidArgumentError, type Command } from 'commander';
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connectionOptions } from '../../client/temporal-connection.js';
+import {
+  DRILL_ID_PATTERN,
+  DRILL_WORKFLOW,
+  drillProgressQuery,
+  drillWorkflowId,
+  type DrillInput,
+  type DrillProgress,
+  type DrillResult,
+} from '../../contracts/drill.js';
+import { formatRatio } from '../../drill/report.js';
+import { ConfigError } from '../../errors.js';
+import { assertSimulatedCluster } from '../../stack/sim-cluster.js';
+import { configFrom, resolveTargets, targetKubeConfig } from '../context.js';
+
+/** Where the command writes; tests capture it. */
+export interface DrillIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+const processIo: DrillIo = {
+  stdout: (t) => process.stdout.write(t),
+  stderr: (t) => process.stderr.write(t),
+};
+
+/** One progress line: stage, phases measured so far, elapsed seconds, nodes the drill holds. */
+export function progressLine(p: DrillProgress, now: number): string {
+  const elapsed = Math.round((now - p.startedAt) / 1000);
+  const done = p.phases.map((ph) => ph.name).join(', ') || 'none';
+  const held = p.cordoned.length > 0 ? `; cordoned ${p.cordoned.join(', ')}` : '';
+  return `drill ${p.drillId}: ${p.stage} (${elapsed} s; phases measured: ${done}${held})`;
+}
+
+/** The lines printed at the end: verdict, reasons, one line per phase, the report's files. */
+export function resultLines(r: DrillResult): string[] {
+  const lines = [
+    `drill ${r.drillId}: ${r.pass ? 'PASS' : 'FAIL'}${r.refused ? ' (refused by preflight)' : ''}`,
+  ];
+  for (const reason of r.reasons) lines.push(`  - ${reason}`);
+  for (const p of r.phases) {
+    lines.push(
+      `  ${p.name}: ${p.requests} requests, ${p.failed} failed, ${p.degraded} degraded, ` +
+        `continuity ${formatRatio(p.continuity)}` +
+        (p.recoveryMs === null ? '' : `, recovery ${(p.recoveryMs / 1000).toFixed(1)} s`),
+    );
+  }
+  lines.push(`report: ${r.report.markdown}`, `        ${r.report.html}`, `        ${r.report.json}`);
+  return lines;
+}
+
+/** Exit code for CI: 0 pass, 1 fail (refusals included). */
+export function drillExitCode(r: DrillResult): number {
+  return r.pass ? 0 : 1;
+}
+
+function positive(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n <= 0) {
+      throw new InvalidArgumentError(`${name} must be a positive number, got ${JSON.stringify(value)}`);
+    }
+    return n;
+  };
+}
+
+interface Flags {
+  targetUrl: string;
+  namespace: string;
+  deployment: string;
+  standin?: boolean;
+  replicas?: number;
+  drillId?: string;
+  keep?: boolean;
+  rate?: number;
+  deadline?: number;
+  evictionSlack?: number;
+}
+
+/**
+ * `fleetmedic drill`: starts a drill on the control worker's task queue, prints its progress, the
+ * verdict and the report's path; exit code 0 pass, 1 fail. Simulated clusters only for now.
+ */
+export function registerDrillCommand(program: Command, io: DrillIo = processIo): void {
+  program
+    .command('drill')
+    .description(
+      'run a resilience drill of an inference Deployment (embedded stack only) and print its report',
+    )
+    .requiredOption('--target-url <url>', 'the gateway in front of the Deployment, which the probe loads')
+    .option('--namespace <name>', 'namespace of the Deployment', 'default')
+    .option('--deployment <name>', 'the inference Deployment', 'drill-standin')
+    .option('--standin', 'create a stand-in Deployment, PDB and Service of that name (removed afterwards)')
+    .option('--replicas <n>', 'stand-in replicas (default 3)', positive('--replicas'))
+    .option('--drill-id <id>', 'the drill ID (default: a new one)')
+    .option('--keep', 'leave what the drill created in place')
+    .option('--rate <req/s>', 'probe requests per second (default 20)', positive('--rate'))
+    .option(
+      '--deadline <s>',
+      "the drill's own deadline; past it, it rolls back (default 900)",
+      positive('--deadline'),
+    )
+    .option(
+      '--eviction-slack <s>',
+      'eviction recovery allowed above the checkpoint restore time before the drill fails (default 5)',
+      positive('--eviction-slack'),
+    )
+    .action(async (flags: Flags) => {
+      const drillId = flags.drillId ?? `drill-${randomUUID().slice(0, 8)}`;
+      if (!DRILL_ID_PATTERN.test(drillId)) {
+        throw new ConfigError(`--drill-id ${JSON.stringify(drillId)}: letters, digits, -, _ and . (1-63)`);
+      }
+      const targets = await resolveTargets(configFrom(program));
+      // Real clusters need the guard of issue #16 (context, confirmation, cluster ID): not built yet.
+      await assertSimulatedCluster(targetKubeConfig(targets));
+      const connection = await Connection.connect(connectionOptions(targets.temporal));
+      try {
+        const client = new Client({ connection, namespace: targets.namespace });
+        const input: DrillInput = {
+          clusterId: targets.clusterId,
+          drillId,
+          namespace: flags.namespace,
+          deployment: flags.deployment,
+          targetUrl: flags.targetUrl,
+          ...(flags.standin && { standin: { replicas: flags.replicas ?? 3 } }),
+          ...(flags.keep && { keep: true }),
+          ...(flags.rate !== undefined && { probe: { rate: flags.rate } }),
+          ...(flags.deadline !== undefined && { deadlineSeconds: Math.ceil(flags.deadline) }),
+          ...(flags.evictionSlack !== undefined && {
+            thresholds: { evictionRecoveryOverRestoreMs: flags.evictionSlack * 1000 },
+          }),
+        };
+        const handle = await client.workflow.start(DRILL_WORKFLOW, {
+          workflowId: drillWorkflowId(targets.clusterId, drillId),
+          taskQueue: targets.taskQueue,
+          args: [input],
+        });
+        io.stderr(`drill ${drillId}: started (workflow ${handle.workflowId})\n`);
+        const result = handle.result() as Promise<DrillResult>;
+        let finished = false;
+        void result.finally(() => (finished = true)).catch(() => undefined);
+        let last = '';
+        while (!finished) {
+          const p = await handle.query(drillProgressQuery).catch(() => undefined);
+          const line = p ? progressLine(p, Date.now()) : '';
+          if (line !== '' && line.replace(/\(\d+ s;/, '') !== last) io.stderr(`${line}\n`);
+          if (line !== '') last = line.replace(/\(\d+ s;/, '');
+          await Promise.race([sleep(2_000), result.catch(() => undefined)]);
+        }
+        const r = await result.catch((err: unknown) => {
+          if (err instanceof WorkflowFailedError) {
+            io.stderr(`drill ${drillId}: failed: ${err.cause?.message ?? err.message} (rolled back)\n`);
+            return undefined;
+          }
+          throw err;
+        });
+        if (!r) {
+          process.exitCode = 1;
+          return;
+        }
+        io.stdout(`${resultLines(r).join('\n')}\n`);
+        process.exitCode = drillExitCode(r);
+      } finally {
+        await connection.close();
+      }
+    });
+}

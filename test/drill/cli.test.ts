@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Command } from 'commander';
+import {
+  drillExitCode,
+  progressLine,
+  registerDrillCommand,
+  resultLines,
+} from '../../src/cli/commands/drill.js';
+import type { DrillProgress, DrillResult } from '../../src/contracts/drill.js';
+import { ConfigError } from '../../src/errors.js';
+
+const T0 = 1_800_000_000_000;
+
+function result(overrides: Partial<DrillResult> = {}): DrillResult {
+  return {
+    drillId: 'd1',
+    pass: true,
+    reasons: [],
+    refused: false,
+    phases: [
+      {
+        name: 'eviction',
+        requests: 270,
+        failed: 0,
+        degraded: 1,
+        continuity: 0.9963,
+        nonStreamedContinuity: 1,
+        streamContinuity: 0.99,
+        longestOutageMs: null,
+        gapMs: 0,
+        recoveryMs: 3598,
+      },
+    ],
+    report: { json: '/r/d1.json', markdown: '/r/d1.md', html: '/r/d1.html' },
+    restore: { uncordoned: ['gpu-node-2'], leftToOthers: [], deleted: [] },
+    ...overrides,
+  };
+}
+
+describe('fleetmedic drill: output and exit code', () => {
+  it('a progress line names the stage, the elapsed time, the phases measured and the cordoned nodes', () => {
+    const p: DrillProgress = {
+      drillId: 'd1',
+      stage: 'eviction',
+      startedAt: T0,
+      phases: [{ name: 'pod-delete', injectedAt: T0, recovery: [], window: { from: T0, to: T0 + 1 } }],
+      refusal: [],
+      cordoned: ['gpu-node-2'],
+    };
+    assert.equal(
+      progressLine(p, T0 + 42_400),
+      'drill d1: eviction (42 s; phases measured: pod-delete; cordoned gpu-node-2)',
+    );
+  });
+
+  it('the result lines give the verdict, each phase and the report files', () => {
+    const lines = resultLines(result());
+    assert.equal(lines[0], 'drill d1: PASS');
+    assert.equal(
+      lines[1],
+      '  eviction: 270 requests, 0 failed, 1 degraded, continuity 0.9963, recovery 3.6 s',
+    );
+    assert.ok(lines.some((l) => l.includes('/r/d1.md')));
+    assert.ok(lines.some((l) => l.includes('/r/d1.html')));
+  });
+
+  it('a refused drill fails with its reasons and exit code 1; a pass exits 0', () => {
+    const refused = result({ pass: false, refused: true, reasons: ['no PDB'], phases: [] });
+    const lines = resultLines(refused);
+    assert.equal(lines[0], 'drill d1: FAIL (refused by preflight)');
+    assert.equal(lines[1], '  - no PDB');
+    assert.equal(drillExitCode(refused), 1);
+    assert.equal(drillExitCode(result()), 0);
+  });
+
+  it('refuses a drill ID that cannot be a label value or file name, before connecting anywhere', async () => {
+    const program = new Command().exitOverride();
+    registerDrillCommand(program, { stdout() {}, stderr() {} });
+    await assert.rejects(
+      program.parseAsync(['drill', '--target-url', 'http://127.0.0.1:1', '--drill-id', 'not/valid'], {
+        from: 'user',
+      }),
+      (err: unknown) => err instanceof ConfigError && /--drill-id "not\/valid"/.test(err.message),
+    );
+  });
+});
