@@ -41,7 +41,9 @@ const ACTIVITIES: Readonly<Record<ActivityKind, true>> = {
   checkCapacity: true,
   drain: true,
   resetGpu: true,
+  readBootId: true,
   reboot: true,
+  awaitBoot: true,
   validate: true,
   release: true,
 };

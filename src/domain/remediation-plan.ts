@@ -42,6 +42,11 @@ export interface RemediationPolicy {
   /** How often a drain waiting for capacity checks again. */
   readonly capacityRetryMs: number;
   readonly diagLevel: 1 | 2 | 3 | 4;
+  /**
+   * How long after an automatic reboot the node may take to come back with a new boot ID
+   * (`status.nodeInfo.bootID`) and Ready; past it, the node is held for an operator.
+   */
+  readonly rebootDeadlineMs: number;
 }
 
 export const DEFAULT_REMEDIATION_POLICY: RemediationPolicy = Object.freeze({
@@ -58,6 +63,7 @@ export const DEFAULT_REMEDIATION_POLICY: RemediationPolicy = Object.freeze({
   stormSettleMs: 15_000,
   capacityRetryMs: 30_000,
   diagLevel: 2,
+  rebootDeadlineMs: 15 * 60_000,
 });
 
 /**

@@ -102,6 +102,7 @@ const policySchema = z
     agentScheduleToStartMs: z.number().int().min(1000).optional(),
     agentStartToCloseMs: z.number().int().min(1000).optional(),
     drainDeadlineSeconds: z.number().int().min(1).optional(),
+    rebootDeadlineMs: z.number().int().min(1000).optional(),
     deleteEmptyDirData: z.boolean().optional(),
     budgetRetryMs: z.number().int().min(100).optional(),
     stormFailures: z.number().int().min(1).optional(),

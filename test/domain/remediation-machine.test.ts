@@ -241,7 +241,12 @@ describe('remediation machine: b. reject wins', () => {
 
   it('a reject accepted during validation keeps the node quarantined although it passed', () => {
     const run = Run.awaitingReboot();
-    run.feed(decide('approve'), ok('reboot', { rebooted: true }));
+    run.feed(
+      decide('approve'),
+      ok('readBootId', { bootId: 'boot-1' }),
+      ok('reboot', { alreadyRebooted: false }),
+      ok('awaitBoot', { bootId: 'boot-2' }),
+    );
     assert.equal(run.phase, 'validating');
     run.feed(decide('reject'));
     const after = run.feed(passed);
@@ -850,6 +855,8 @@ interface Tracker {
   validated: boolean;
   operatorRelease: boolean;
   rejected: boolean;
+  /** A reboot ran and no new boot was seen since (nor an operator's mark-repaired). */
+  rebootUnverified: boolean;
 }
 
 interface NodeWorld {
@@ -862,6 +869,8 @@ interface NodeWorld {
   hold: { by: string; reason: string } | null;
   handled: Set<string>;
   remediations: number[];
+  /** The node's boot: its boot ID is `boot-<n>`. */
+  boot: number;
 }
 
 interface World {
@@ -879,6 +888,7 @@ const newTracker = (): Tracker => ({
   validated: false,
   operatorRelease: false,
   rejected: false,
+  rebootUnverified: false,
 });
 
 function newWorld(nodes: number, budget: FleetState | null): World {
@@ -893,6 +903,7 @@ function newWorld(nodes: number, budget: FleetState | null): World {
       hold: null,
       handled: new Set(),
       remediations: [],
+      boot: 0,
     })),
     budget,
     now: T0,
@@ -982,14 +993,27 @@ function answerFor(w: World, n: NodeWorld, kind: ActivityKind, pick: number): Ma
         pick,
       );
     }
-    case 'reboot':
-      return pickOf(
-        [
-          ok(kind, { rebooted: true }),
-          fail(kind, { permanent: true, failureType: 'RebootUnsupported', message: 'x' }),
-        ],
-        pick,
-      );
+    case 'readBootId':
+      return pick % 6 === 5
+        ? fail(kind, { permanent: true, failureType: 'BootIdUnknown', message: 'x' })
+        : ok(kind, { bootId: `boot-${n.boot}` });
+    case 'reboot': {
+      if (pick % 4 === 3)
+        return fail(kind, { permanent: true, failureType: 'RebootUnsupported', message: 'x' });
+      // The agent: reboots only when the node still runs the boot the workflow recorded.
+      const before = cmd?.type === 'reboot' ? cmd.bootIdBefore : null;
+      if (before !== `boot-${n.boot}`) return ok(kind, { alreadyRebooted: true });
+      // Sometimes the node never comes back (its boot ID stays, as a powered-off node's does).
+      if (pick % 5 !== 4) n.boot++;
+      return ok(kind, { alreadyRebooted: false });
+    }
+    case 'awaitBoot': {
+      const before = cmd?.type === 'awaitBoot' ? cmd.bootIdBefore : '';
+      if (`boot-${n.boot}` === before || pick % 7 === 6)
+        return fail(kind, { permanent: true, failureType: 'RebootDeadlineExceeded', message: 'x' });
+      n.track.rebootUnverified = false;
+      return ok(kind, { bootId: `boot-${n.boot}` });
+    }
     case 'validate': {
       const outcome = pickOf(
         [
@@ -1087,6 +1111,7 @@ function feed(w: World, n: NodeWorld, event: MachineEvent): void {
       n.track.rejected = false;
     }
     if (acceptedDecision.action === 'markRepaired') {
+      n.track.rebootUnverified = false;
       n.track.validated = false;
       n.track.operatorRelease = false;
       n.track.rejected = false;
@@ -1097,12 +1122,39 @@ function feed(w: World, n: NodeWorld, event: MachineEvent): void {
     // A reject is final for the run: nothing that drains, repairs or releases follows it.
     if (n.track.rejected) assert.ok(!DISRUPTIVE.has(c.type), `${c.type} after a reject`);
     switch (c.type) {
-      case 'resetGpu':
       case 'reboot':
+        // The boot it replaces is recorded before the reboot is asked for.
+        assert.ok(
+          c.bootIdBefore !== null && /^boot-\d+$/.test(c.bootIdBefore),
+          'a reboot without its boot ID',
+        );
+        n.track.rebootUnverified = true;
+        n.lastCommand.set(c.type, c);
         n.track.validated = false;
         n.track.operatorRelease = false;
         assert.equal(n.hold, null, `${c.type} on a node held by a reject`);
         break;
+      case 'resetGpu':
+        n.track.validated = false;
+        n.track.operatorRelease = false;
+        assert.equal(n.hold, null, `${c.type} on a node held by a reject`);
+        break;
+      case 'validate':
+        // A reboot is verified by a new boot before its validation (or an operator says it is done).
+        assert.equal(n.track.rebootUnverified, false, 'validation of a reboot never seen to happen');
+        n.lastCommand.set(c.type, c);
+        break;
+      case 'awaitBoot': {
+        const r = n.lastCommand.get('reboot');
+        assert.equal(
+          c.bootIdBefore,
+          r?.type === 'reboot' ? r.bootIdBefore : undefined,
+          'awaits another boot',
+        );
+        assert.equal(c.deadline, w.now + POLICY.rebootDeadlineMs);
+        n.lastCommand.set(c.type, c);
+        break;
+      }
       case 'drain':
         w.drains++;
         assert.equal(n.hold, null, 'drain on a node held by a reject');
@@ -1345,5 +1397,111 @@ describe('remediation machine: properties over random event sequences', () => {
     // Not vacuous: the random runs reach the ends and the drains the invariants are about.
     for (const end of ['returned-to-service', 'rejected', 'released-by-operator', 'drained'])
       assert.ok(seen.has(end), `no run reached ${end}`);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Issue #14: a reboot is verified by the node's boot ID
+
+describe('remediation machine: a reboot is verified by a new boot ID', () => {
+  const readBoot = ok('readBootId', { bootId: 'boot-1' });
+  const rebooted = ok('reboot', { alreadyRebooted: false });
+  const deadlineExceeded = fail('awaitBoot', {
+    permanent: true,
+    failureType: 'RebootDeadlineExceeded',
+    message: 'node gpu-node-7 showed no new boot',
+  });
+
+  it('records the boot ID before the reboot, then waits for another one before validating', () => {
+    const run = Run.awaitingReboot();
+    assert.deepEqual(run.feed(decide('approve')).filter(isActivityCommand), [{ type: 'readBootId' }]);
+    assert.deepEqual(run.feed(readBoot), [{ type: 'reboot', bootIdBefore: 'boot-1' }]);
+    const stage = run.state.stage;
+    assert.equal(stage.name === 'repairing' && stage.bootIdBefore, 'boot-1');
+    const waiting = run.feed(rebooted);
+    assert.deepEqual(waiting, [
+      { type: 'awaitBoot', bootIdBefore: 'boot-1', deadline: run.now + POLICY.rebootDeadlineMs },
+    ]);
+    assert.equal(run.phase, 'repairing');
+    assert.match(view(run.state).waitingFor ?? '', /another boot ID than boot-1, until 2026-03-01T12:/);
+    assert.deepEqual(run.types(run.feed(ok('awaitBoot', { bootId: 'boot-2' }))), ['validate']);
+    assert.match(run.state.reasons.join('\n'), /back from its reboot \(boot boot-2\)/);
+  });
+
+  it('an agent that finds the node already rebooted reboots nothing, and the wait still checks the boot', () => {
+    const run = Run.awaitingReboot();
+    run.feed(decide('approve'), readBoot);
+    assert.deepEqual(run.types(run.feed(ok('reboot', { alreadyRebooted: true }))), ['awaitBoot']);
+    assert.match(run.state.reasons.join('\n'), /already left boot boot-1: not rebooted again/);
+  });
+
+  it('a node that never comes back is held quarantined for an operator, never released or closed', () => {
+    const run = Run.awaitingReboot();
+    run.feed(decide('approve'), readBoot, rebooted);
+    const after = run.feed(deadlineExceeded);
+    assert.deepEqual(run.types(after), ['startTimer', 'notify']);
+    assert.deepEqual(notified(after), ['needs-operator']);
+    assert.equal(finishOf(after), undefined);
+    assert.equal(run.phase, 'quarantined');
+    assert.match(
+      view(run.state).quarantineReason ?? '',
+      /did not come back with a new boot ID after its reboot/,
+    );
+    assert.deepEqual([...actionsAllowed(run.state)], ['retry', 'markRepaired', 'reject', 'release']);
+    assert.deepEqual(ran(run, 'validate', 'release'), []);
+  });
+
+  it('retry reboots with the boot ID recorded first (the agent reboots only if the node still runs it)', () => {
+    const run = Run.awaitingReboot();
+    run.feed(decide('approve'), readBoot, rebooted, deadlineExceeded);
+    const retried = run.feed(decide('retry', 'bob'));
+    assert.deepEqual(retried.filter(isActivityCommand), [{ type: 'reboot', bootIdBefore: 'boot-1' }]);
+    assert.deepEqual(run.types(run.feed(ok('reboot', { alreadyRebooted: true }))), ['awaitBoot']);
+    assert.deepEqual(run.types(run.feed(ok('awaitBoot', { bootId: 'boot-2' }))), ['validate']);
+  });
+
+  it('a boot ID that cannot be read sends the reboot to an operator without rebooting', () => {
+    const run = Run.awaitingReboot();
+    run.feed(decide('approve'));
+    run.feed(fail('readBootId', { permanent: true, failureType: 'BootIdUnknown', message: 'no boot ID' }));
+    assert.equal(run.phase, 'awaiting-approval');
+    assert.match(view(run.state).waitingFor ?? '', /reboot the node out of band/);
+    assert.deepEqual(ran(run, 'reboot'), []);
+  });
+
+  it('a reject taken while the boot ID is read wins: nothing is rebooted', () => {
+    const run = Run.awaitingReboot();
+    run.feed(decide('approve'), decide('reject', 'bob'));
+    assert.deepEqual(run.types(run.feed(readBoot)), ['holdNode', 'startTimer', 'notify']);
+    assert.deepEqual(ran(run, 'reboot'), []);
+  });
+
+  it('runs recorded before boots were checked (no boot ID) validate right after the reboot', () => {
+    const run = Run.awaitingReboot();
+    run.feed(decide('approve'));
+    assert.deepEqual(run.feed(ok('readBootId', { bootId: null })), [{ type: 'reboot', bootIdBefore: null }]);
+    assert.deepEqual(run.types(run.feed(rebooted)), ['validate']);
+  });
+
+  it('property: the boot awaited is the one recorded before the reboot, and the deadline is the policy one', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ minLength: 1, maxLength: 40 }),
+        fc.boolean(),
+        fc.integer({ min: 1000, max: 24 * HOUR }),
+        (bootId, already, deadlineMs) => {
+          const run = new Run({ ...POLICY, rebootDeadlineMs: deadlineMs });
+          run.feed(
+            { type: 'alert', alert: alert(79, { gpu: 3 }) },
+            quarantined(),
+            ok('triage', { evidence: {} }),
+          );
+          run.feed(admitted, fits, drained, decide('approve'), ok('readBootId', { bootId }));
+          const [wait] = run.feed(ok('reboot', { alreadyRebooted: already }));
+          assert.deepEqual(wait, { type: 'awaitBoot', bootIdBefore: bootId, deadline: run.now + deadlineMs });
+        },
+      ),
+      { numRuns: 100 },
+    );
   });
 });

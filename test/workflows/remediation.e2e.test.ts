@@ -154,13 +154,23 @@ describe('GPU remediation end to end', () => {
       (await handle.query(statusQuery)).alerts === 2 ? true : undefined,
     );
 
+    const bootBefore = (await node(target)).status?.nodeInfo?.bootID;
+    assert.ok(bootBefore, 'the simulated node reports a boot ID');
     const accepted = await handle.executeUpdate(approveUpdate, {
       args: [{ by: 'alice', reason: 'reboot ok' }],
     });
     assert.match(accepted, /approve accepted/);
     const result = await handle.result();
-    assert.equal(result.outcome, 'returned-to-service');
+    assert.equal(result.outcome, 'returned-to-service', result.reasons.join('\n'));
     const released = await node(target);
+    // The reboot is verified by the node's boot ID: another one, and the run saw it before validating.
+    const bootAfter = released.status?.nodeInfo?.bootID;
+    assert.ok(bootAfter && bootAfter !== bootBefore, `boot ID ${bootAfter} after ${bootBefore}`);
+    assert.ok(
+      result.reasons.some((r) => r.includes(`reboot scheduled (boot ${bootBefore})`)) &&
+        result.reasons.some((r) => r.includes(`back from its reboot (boot ${bootAfter})`)),
+      result.reasons.join('\n'),
+    );
     assert.notEqual(released.spec?.unschedulable, true);
     assert.equal(
       released.spec?.taints?.find((t) => t.key === 'fleetmedic.io/quarantine'),

@@ -9,18 +9,21 @@
  *
  * One file per system the activities talk to: node-access.ts (reading and patching nodes, the
  * quarantine), nodes.ts (quarantineNode, releaseNode, getNode, listGpuNodes, recordRemediation,
- * podsOnNode), pods.ts (listing and evicting pods), drain.ts and pdb-groups.ts (drainNode and its
+ * podsOnNode), boot.ts (readBootId, awaitNewBoot: a reboot's evidence), pods.ts (listing and
+ * evicting pods), drain.ts and pdb-groups.ts (drainNode and its
  * PodDisruptionBudgets), pod-restarts.ts (restartPods), control.ts (cancellation, waits, pools).
  */
 import { AppsV1Api } from '@kubernetes/client-node';
 import { makeApiClient } from '../../k8s/api-client.js';
 import { DEFAULT_GPU_DAEMONSET_SELECTORS, gpuDaemonSetSelectors } from '../../k8s/gpu-daemonsets.js';
+import { createBootActivities } from './boot.js';
 import { createDrainActivities } from './drain.js';
 import { nodeAccess, type KubernetesActivityDeps } from './node-access.js';
 import { createNodeActivities } from './nodes.js';
 import { createPodRestartActivities } from './pod-restarts.js';
 import { podEviction } from './pods.js';
 
+export type { AwaitNewBootInput } from './boot.js';
 export type { DrainNodeInput, DrainNodeResult, DrainProgress } from './drain.js';
 export {
   createQuarantineSteps,
@@ -57,6 +60,7 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
   const nodes = createNodeActivities(access, pods, apps, gpuSelectors);
   const { drainNode } = createDrainActivities(access, pods, pollMs);
   const { restartPods } = createPodRestartActivities(access, pods);
+  const { readBootId, awaitNewBoot } = createBootActivities(access, pollMs);
   // Workers register activities by these names.
   return {
     quarantineNode: nodes.quarantineNode,
@@ -67,6 +71,8 @@ export function createKubernetesActivities(deps: KubernetesActivityDeps) {
     listGpuNodes: nodes.listGpuNodes,
     recordRemediation: nodes.recordRemediation,
     podsOnNode: nodes.podsOnNode,
+    readBootId,
+    awaitNewBoot,
   };
 }
 

@@ -61,8 +61,12 @@ export function onResult(tx: Tx, event: ActivityOutcome): void {
       return onDrained(tx, event.result);
     case 'resetGpu':
       return onReset(tx, event.result);
+    case 'readBootId':
+      return onBootIdRead(tx, event.result);
     case 'reboot':
       return onRebooted(tx, event.result);
+    case 'awaitBoot':
+      return onNewBoot(tx, event.result);
     case 'validate':
       return onValidated(tx, event.result);
     case 'release':
@@ -197,10 +201,37 @@ function startReset(tx: Tx, plan: RepairPlan): void {
   run(tx, { type: 'resetGpu', gpu: gpus[0]! });
 }
 
+/** A reboot: the node's boot ID first, recorded here, so that every attempt of the reboot carries it. */
 function startReboot(tx: Tx, plan: RepairPlan): void {
   tx.s.validatedSinceRepair = false;
   go(tx, { name: 'repairing', kind: 'reboot', remaining: [], plan });
-  run(tx, { type: 'reboot' });
+  run(tx, { type: 'readBootId' });
+}
+
+/** Reboots the node unless it already left boot `bootIdBefore` (a retry after the reboot). */
+function reboot(tx: Tx, plan: RepairPlan, bootIdBefore: string | null): void {
+  tx.s.validatedSinceRepair = false;
+  go(tx, { name: 'repairing', kind: 'reboot', remaining: [], plan, bootIdBefore });
+  run(tx, { type: 'reboot', bootIdBefore });
+}
+
+/** A reboot that cannot be done or verified automatically goes to an operator. */
+function rebootByOperator(tx: Tx, why: string): void {
+  note(tx, `automatic reboot not possible (${why}): reboot out of band and mark repaired`);
+  if (applyPending(tx)) return;
+  awaitOperator(tx, {
+    kind: 'operator-only',
+    description: 'reboot the node out of band (automatic reboot not possible), then mark it repaired',
+  });
+}
+
+function onBootIdRead(tx: Tx, r: Result<'readBootId'>): void {
+  const stage = tx.s.stage;
+  if (stage.name !== 'repairing') return;
+  if (r.failed) return rebootByOperator(tx, `the node's boot ID cannot be read: ${failureText(r)}`);
+  // A reject while the boot ID was read wins: nothing is rebooted.
+  if (applyPending(tx)) return;
+  reboot(tx, stage.plan, r.bootId);
 }
 
 function onReset(tx: Tx, r: Result<'resetGpu'>): void {
@@ -228,14 +259,38 @@ function onReset(tx: Tx, r: Result<'resetGpu'>): void {
 function onRebooted(tx: Tx, r: Result<'reboot'>): void {
   const stage = tx.s.stage;
   if (stage.name !== 'repairing') return;
+  if (r.failed) return rebootByOperator(tx, failureText(r));
+  const before = stage.bootIdBefore ?? null;
+  // Runs recorded before boots were checked: validation alone verifies the repair.
+  if (before === null) return afterRepair(tx, stage.plan);
+  note(
+    tx,
+    r.alreadyRebooted
+      ? `the node had already left boot ${before}: not rebooted again`
+      : `reboot scheduled (boot ${before})`,
+  );
+  // The reboot is under way: a reject taken meanwhile holds the node as it comes back.
+  if (applyPending(tx)) return;
+  const deadline = tx.now + tx.s.policy.rebootDeadlineMs;
+  go(tx, { ...stage, bootDeadline: deadline });
+  run(tx, { type: 'awaitBoot', bootIdBefore: before, deadline });
+}
+
+function onNewBoot(tx: Tx, r: Result<'awaitBoot'>): void {
+  const stage = tx.s.stage;
+  if (stage.name !== 'repairing') return;
   if (r.failed) {
-    note(tx, `automatic reboot not possible (${failureText(r)}): reboot out of band and mark repaired`);
+    const before = stage.bootIdBefore ?? undefined;
     if (applyPending(tx)) return;
-    return awaitOperator(tx, {
-      kind: 'operator-only',
-      description: 'reboot the node out of band (automatic reboot not possible), then mark it repaired',
-    });
+    return hold(
+      tx,
+      'reboot-unverified',
+      `${tx.s.node} did not come back with a new boot ID after its reboot (${failureText(r)})`,
+      before === undefined ? null : 'reboot',
+      before,
+    );
   }
+  note(tx, `the node is back from its reboot (boot ${r.bootId})`);
   afterRepair(tx, stage.plan);
 }
 
@@ -368,7 +423,14 @@ function apply(tx: Tx, d: RecordedDecision): void {
       const step = stage.hold.retry;
       if (step === 'quarantine') return begin(tx);
       if (step === 'drain') return requestSlot(tx);
+      if (step === 'reboot') return retryReboot(tx, stage.hold.bootIdBefore);
       return release(tx, !s.validatedSinceRepair);
     }
   }
+}
+
+/** An operator's retry of a reboot: it reboots again only if the node still runs the boot before. */
+function retryReboot(tx: Tx, bootIdBefore: string | undefined): void {
+  if (bootIdBefore === undefined) return startReboot(tx, repairPlan(tx));
+  reboot(tx, repairPlan(tx), bootIdBefore);
 }

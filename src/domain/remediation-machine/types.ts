@@ -64,7 +64,9 @@ export type ActivityKind =
   | 'checkCapacity'
   | 'drain'
   | 'resetGpu'
+  | 'readBootId'
   | 'reboot'
+  | 'awaitBoot'
   | 'validate'
   | 'release';
 
@@ -96,7 +98,12 @@ export interface ActivityResults {
   readonly checkCapacity: { readonly fits: boolean; readonly detail: string };
   readonly drain: { readonly evicted: number; readonly refused429: number };
   readonly resetGpu: { readonly gpu: number };
-  readonly reboot: { readonly rebooted: true };
+  /** The node's boot ID before the reboot; null in runs recorded before boots were checked. */
+  readonly readBootId: { readonly bootId: string | null };
+  /** The node already ran another boot than the one recorded: nothing was rebooted. */
+  readonly reboot: { readonly alreadyRebooted: boolean };
+  /** The node is back (Ready) with this boot ID, another than the one before the reboot. */
+  readonly awaitBoot: { readonly bootId: string };
   readonly validate: { readonly diag: DiagEvidence };
   readonly release: { readonly leftCordoned: boolean };
 }
@@ -139,7 +146,7 @@ export type MachineEvent =
 export type TimerPurpose = 'storm-settle' | 'budget-retry' | 'capacity-retry' | 'operator-reminder';
 
 /** A step the machine retries when an operator asks (`retry`) after it failed. */
-export type RetryStep = 'quarantine' | 'drain' | 'release';
+export type RetryStep = 'quarantine' | 'drain' | 'reboot' | 'release';
 
 /** Why the node stays quarantined while the run waits for an operator. */
 export interface Hold {
@@ -150,10 +157,13 @@ export interface Hold {
     | 'quarantine-failed'
     | 'drain-failed'
     | 'validation-failed'
+    | 'reboot-unverified'
     | 'release-failed';
   readonly reason: string;
   /** The step `retry` runs again, or null when there is none to retry. */
   readonly retry: RetryStep | null;
+  /** For `reboot-unverified`: the boot a retried reboot replaces (none if the node left it). */
+  readonly bootIdBefore?: string;
 }
 
 /** An operator wait: when it began, reminders sent, and the reminder timer. */
@@ -205,6 +215,14 @@ export type Stage =
       readonly remaining: readonly number[];
       /** The plan this repair carries out; a changed plan after it asks again. */
       readonly plan: RepairPlan;
+      /**
+       * A reboot's boot ID before it, recorded before the reboot is asked for (so a retried attempt
+       * that sees another never reboots again): absent until read; null in runs recorded before
+       * boots were checked (patch `reboot-boot-id`), whose reboot is verified by validation alone.
+       */
+      readonly bootIdBefore?: string | null;
+      /** While waiting for the new boot: until when (ms since the epoch). */
+      readonly bootDeadline?: number;
     }
   | { readonly name: 'validating'; readonly plan: RepairPlan | null }
   | { readonly name: 'releasing'; readonly byOperator: boolean }
@@ -269,7 +287,9 @@ export type Command =
   | { readonly type: 'checkCapacity' }
   | { readonly type: 'drain'; readonly deadlineSeconds: number }
   | { readonly type: 'resetGpu'; readonly gpu: number }
-  | { readonly type: 'reboot' }
+  | { readonly type: 'readBootId' }
+  | { readonly type: 'reboot'; readonly bootIdBefore: string | null }
+  | { readonly type: 'awaitBoot'; readonly bootIdBefore: string; readonly deadline: number }
   | { readonly type: 'validate'; readonly level: RemediationPolicy['diagLevel'] }
   | { readonly type: 'release' }
   /** Effects awaited in order, no result fed back (they retry until done). */

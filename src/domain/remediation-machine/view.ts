@@ -167,6 +167,11 @@ function waitingFor(state: RemediationState): string | null {
       return stage.unplaced === null
         ? null
         : `capacity for the pods to evict (${stage.unplaced}); approve to drain anyway, reject to stop`;
+    case 'repairing':
+      return stage.bootDeadline === undefined || state.inFlight !== 'awaitBoot'
+        ? null
+        : `${state.node} to come back with another boot ID than ${stage.bootIdBefore ?? '?'}, ` +
+            `until ${new Date(stage.bootDeadline).toISOString()}`;
     case 'awaiting-approval':
       return `operator: ${stage.plan.description}`;
     case 'held':

@@ -38,10 +38,17 @@ export function awaitOperator(tx: Tx, plan: RepairPlan): void {
 }
 
 /** Stays quarantined (the run open) with a reason, and tells an operator what they can do. */
-export function hold(tx: Tx, kind: Hold['kind'], reason: string, retry: Hold['retry']): void {
+export function hold(
+  tx: Tx,
+  kind: Hold['kind'],
+  reason: string,
+  retry: Hold['retry'],
+  bootIdBefore?: string,
+): void {
   releaseSlot(tx);
   note(tx, reason);
-  go(tx, { name: 'held', hold: { kind, reason, retry }, wait: newWait(tx) });
+  const h: Hold = { kind, reason, retry, ...(bootIdBefore !== undefined && { bootIdBefore }) };
+  go(tx, { name: 'held', hold: h, wait: newWait(tx) });
   const rejected = kind === 'rejected' || kind === 'rejected-earlier';
   const options = rejected
     ? 'release it or mark it repaired when it is back'

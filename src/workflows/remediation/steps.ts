@@ -42,6 +42,12 @@ export type EffectCommand = Extract<
   { type: 'releaseSlot' | 'recordRemediation' | 'recordEpisodes' | 'holdNode' | 'clearHold' }
 >;
 
+/**
+ * Reboots verified by the node's boot ID (read before, a new one awaited after). Without it (histories
+ * recorded before) a reboot is the agent's activity alone, followed by validation.
+ */
+export const REBOOT_BOOT_ID_PATCH = 'reboot-boot-id';
+
 const retryForever = { initialInterval: '1s', maximumInterval: '30s', backoffCoefficient: 2 } as const;
 
 const k8s = proxyActivities<KubernetesActivities>({ startToCloseTimeout: '2 minutes', retry: retryForever });
@@ -217,11 +223,32 @@ async function attempt(ctx: StepContext, c: ActivityCommand): Promise<ActivityOu
         { clusterId, node, gpu: c.gpu },
       ]);
       return { type: 'result', activity: 'resetGpu', result: { gpu: c.gpu } };
-    case 'reboot':
-      await agent(ctx).agentRebootNode.executeWithOptions({ summary: `reboot ${node}` }, [
-        { clusterId, node },
+    case 'readBootId': {
+      const r = await k8s.readBootId.executeWithOptions({ summary: `boot ID of ${node} before its reboot` }, [
+        { node },
       ]);
-      return { type: 'result', activity: 'reboot', result: { rebooted: true } };
+      return { type: 'result', activity: 'readBootId', result: { bootId: r.bootId } };
+    }
+    case 'reboot': {
+      const r: { alreadyRebooted?: boolean } = await agent(ctx).agentRebootNode.executeWithOptions(
+        { summary: `reboot ${node}` },
+        [{ clusterId, node, ...(c.bootIdBefore !== null && { bootIdBefore: c.bootIdBefore }) }],
+      );
+      // Histories recorded before the patch hold `{ rebooted: true }`.
+      return { type: 'result', activity: 'reboot', result: { alreadyRebooted: r.alreadyRebooted === true } };
+    }
+    case 'awaitBoot': {
+      const r = await k8s.awaitNewBoot.executeWithOptions(
+        {
+          startToCloseTimeout: Math.max(c.deadline - Date.now(), 0) + 120_000,
+          heartbeatTimeout: '1 minute',
+          summary: `wait for ${node} to come back with a new boot ID`,
+          retry: { ...retryForever, nonRetryableErrorTypes: [FailureType.RebootDeadlineExceeded] },
+        },
+        [{ node, bootIdBefore: c.bootIdBefore, deadline: c.deadline }],
+      );
+      return { type: 'result', activity: 'awaitBoot', result: { bootId: r.bootId } };
+    }
     case 'validate': {
       const diag = await agent(ctx).agentDiag.executeWithOptions(
         {

@@ -10,6 +10,7 @@ import {
   condition,
   continueAsNew,
   log,
+  patched,
   proxySinks,
   setCurrentDetails,
   setHandler,
@@ -40,7 +41,14 @@ import {
   type RemediationState,
 } from '../../domain/remediation-machine.js';
 import { DEFAULT_REMEDIATION_POLICY } from '../../domain/remediation-plan.js';
-import { observe, runEffect, runStep, type EffectCommand, type StepContext } from './steps.js';
+import {
+  observe,
+  REBOOT_BOOT_ID_PATCH,
+  runEffect,
+  runStep,
+  type EffectCommand,
+  type StepContext,
+} from './steps.js';
 
 const { phaseEvents } = proxySinks<PhaseEventSinks>();
 
@@ -174,6 +182,11 @@ export async function gpuRemediationWorkflow(input: RemediationInput): Promise<R
   }
 
   function run(c: Command): void {
+    if (c.type === 'readBootId' && !patched(REBOOT_BOOT_ID_PATCH)) {
+      // Recorded before boots were checked: the reboot is scheduled in this same task, as it was then.
+      feed({ type: 'result', activity: 'readBootId', result: { bootId: null } });
+      return;
+    }
     if (isActivityCommand(c)) {
       // After the effects before it (a hold cleared before a release, an episode recorded first).
       effects = effects.then(() => {
