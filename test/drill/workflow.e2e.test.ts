@@ -1,5 +1,5 @@
 import { Client, Connection, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import { CancelledFailure } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { bundleWorkflowCode, NativeConnection, type Worker } from '@temporalio/worker';
 import { execa } from 'execa';
 import assert from 'node:assert/strict';
@@ -16,6 +16,8 @@ import {
   type DrillInput,
   type DrillResult,
 } from '../../src/contracts/drill.js';
+import { createDrillActivities } from '../../src/activities/drill/index.js';
+import { createQuarantineSteps } from '../../src/activities/kubernetes/index.js';
 import type { DrillReport } from '../../src/drill/report.js';
 import { standinManifests } from '../../src/drill/standin-manifest.js';
 import { startGateway, type RunningGateway } from '../../src/gateway/server.js';
@@ -24,7 +26,15 @@ import { parseCordonRecord } from '../../src/k8s/node-ownership.js';
 import { CORDON_ANNOTATION } from '../../src/k8s/remediation-labels.js';
 import { ProcessRunner } from '../../src/runner/process-runner.js';
 import { createControlWorkers, workflowBundleOptions } from '../../src/workers/control-worker.js';
-import { clients, deployment, eventually, isReady, livePods, tempNamespace } from '../helpers/k8s.js';
+import {
+  clients,
+  deployment,
+  eventually,
+  isReady,
+  liftQuarantine,
+  livePods,
+  tempNamespace,
+} from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { temporalBinary } from '../helpers/temporal.js';
 
@@ -321,6 +331,69 @@ describe('drill workflow (embedded stack, process runner, gateway)', { timeout: 
     } finally {
       await gw.close();
       await removeLeftovers();
+    }
+  });
+  it("the drill's own deadline rolls it back: fails DrillDeadlineExceeded, nothing cordoned, probe stopped, stand-ins removed", async () => {
+    await eventually(
+      'the previous stand-ins gone',
+      async () =>
+        (await livePods(stack.kc, ns.name, APP)).length === 0 && (await created()).length === 0
+          ? true
+          : undefined,
+      60_000,
+    );
+    const drillId = `deadline-${process.pid}`;
+    await standinsFor(drillId);
+    const gw = await gateway();
+    try {
+      const handle = await start(drillId, {
+        standin: { replicas: 3 },
+        targetUrl: gw.url,
+        deadlineSeconds: 30,
+      });
+      await assert.rejects(handle.result(), (err: unknown) => {
+        assert.ok(err instanceof WorkflowFailedError, String(err));
+        assert.ok(err.cause instanceof ApplicationFailure, String(err.cause));
+        assert.equal(err.cause.type, 'DrillDeadlineExceeded');
+        return true;
+      });
+      assert.deepEqual(await drillNodes(drillId), []);
+      assert.deepEqual(await created(), []);
+      const pid = Number(await fs.readFile(path.join(dir, 'drills', drillId, 'probe.pid'), 'utf8'));
+      assert.throws(() => process.kill(pid, 0), 'the probe process outlived the drill');
+    } finally {
+      await gw.close();
+      await removeLeftovers();
+    }
+  });
+
+  it('restore leaves a node whose ownership record names another workflow to it', async () => {
+    const activities = createDrillActivities({
+      kc: stack.kc,
+      clusterId: stack.state.clusterId,
+      drillDir: path.join(dir, 'drills'),
+    });
+    const node = (await clients(stack.kc).core.listNode()).items[0]!.metadata!.name!;
+    const other = `remediation/${stack.state.clusterId}/${node}`;
+    const steps = createQuarantineSteps({ kc: stack.kc, clusterId: stack.state.clusterId });
+    await steps.quarantine({ node, workflowId: other, reason: 'a remediation took the node over' });
+    try {
+      const r = await activities.restoreDrill({
+        namespace: ns.name,
+        deployment: APP,
+        drillId: 'other-owner',
+        owner: drillOwner('other-owner'),
+        cordoned: [node],
+        remove: true,
+      });
+      assert.deepEqual(r.uncordoned, []);
+      assert.deepEqual(r.leftToOthers, [node]);
+      const after = await clients(stack.kc).core.readNode({ name: node });
+      assert.equal(after.spec?.unschedulable, true);
+      const record = parseCordonRecord(after.metadata?.annotations?.[CORDON_ANNOTATION]);
+      assert.ok(record.kind === 'ok' && record.record.workflowId === other);
+    } finally {
+      await liftQuarantine(stack.kc, node);
     }
   });
 });
