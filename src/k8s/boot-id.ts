@@ -49,7 +49,8 @@ export async function readBootId(core: CoreV1Api, name: string): Promise<string>
 
 /**
  * The boot of simulated nodes, as their kubelet would report it: `read` the boot ID, `reboot` gives
- * the node a new one (status subresource; kwok keeps a bootID it finds). Simulated clusters only.
+ * the node a new one (status subresource, which kwok does not rewrite for a Running node). Simulated
+ * clusters only.
  */
 export function simulatedBoot(kc: KubeConfig) {
   const core = makeApiClient(kc, CoreV1Api);
