@@ -1,11 +1,14 @@
 /**
- * The drill's activities (issue #16): cluster steps (cluster.ts, recovery.ts), the probe process
+ * The drill's activities (issue #16): cluster steps (cluster.ts, recovery.ts), its objects and their
+ * restore (objects.ts), the probe process
  * (probe-process.ts) and the report (report.ts). The node drain itself is the remediation's
  * `drainNode` (activities/kubernetes), called by the workflow with the drill's owner.
  */
 import path from 'node:path';
 import type { KubernetesActivityDeps } from '../kubernetes/node-access.js';
+import { drillClusterAccess } from './access.js';
 import { createDrillClusterActivities } from './cluster.js';
+import { createDrillObjectActivities } from './objects.js';
 import { createProbeActivities } from './probe-process.js';
 import { createDrillReportActivities } from './report.js';
 
@@ -25,10 +28,12 @@ export interface DrillActivityDeps extends KubernetesActivityDeps {
  * const activities = createDrillActivities({ kc, clusterId: 'fleetmedic', drillDir: '/var/lib/fm/drills' });
  */
 export function createDrillActivities(deps: DrillActivityDeps) {
-  const cluster = createDrillClusterActivities(deps);
+  const access = drillClusterAccess(deps);
+  const cluster = createDrillClusterActivities(access);
+  const objects = createDrillObjectActivities(access);
   const probe = createProbeActivities({ drillDir: deps.drillDir });
   const report = createDrillReportActivities({ reportDir: path.join(deps.drillDir, 'reports') });
-  return { ...cluster, ...probe, ...report };
+  return { ...cluster, ...objects, ...probe, ...report };
 }
 
 /** The activities' type, for `proxyActivities<DrillActivities>()` in the drill workflow. */
