@@ -13,6 +13,7 @@ import {
   type FsOps,
 } from '../../src/checkpoint/storage.js';
 import { writeSyntheticCheckpoint } from '../../src/checkpoint/synthetic.js';
+import type { CheckpointFormat, SlotIdentity } from '../../src/checkpoint/types.js';
 
 /** A fresh temp directory; remove it with the returned function. */
 export async function tempDir(prefix = 'fm-ckpt-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
@@ -157,5 +158,36 @@ export async function makeBackup(
   };
   await storage.writeSmall(manifestNameFor(name), serializeManifest(manifest));
   await fs.rm(source);
+  return { name, manifest };
+}
+
+/**
+ * Puts the file `source` into storage as a verified backup of `format` taken at `createdAt`, as the
+ * checkpoint workflow does (copy, then manifest); a slot backup records the model and context size.
+ */
+export async function putVerifiedBackup(
+  storage: CheckpointStorage,
+  source: string,
+  createdAt: Date,
+  format: CheckpointFormat,
+  slot?: SlotIdentity,
+): Promise<{ name: string; manifest: BackupManifest }> {
+  const name = backupBaseName(createdAt, `run${createdAt.getTime() % 100_000}`, format);
+  const copy = await copyFileToStorage(source, storage, name);
+  const manifest: BackupManifest = {
+    schemaVersion: 1,
+    name,
+    location: storage.describe(name),
+    format,
+    size: copy.size,
+    sha256: copy.sha256,
+    createdAt: createdAt.toISOString(),
+    verifiedAt: createdAt.toISOString(),
+    verified: true,
+    source: { kind: slot ? 'llama-slot' : 'newest-file', ...copy.source },
+    checks: { size: true, sha256: true, structure: true, command: 'skipped' },
+    ...(slot && { slot: { id: 0, ...slot } }),
+  };
+  await storage.writeSmall(manifestNameFor(name), serializeManifest(manifest));
   return { name, manifest };
 }

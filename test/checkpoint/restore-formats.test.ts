@@ -3,10 +3,9 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { copyFileToStorage } from '../../src/checkpoint/copy.js';
 import { CheckpointError } from '../../src/checkpoint/errors.js';
 import { serializeManifest, type BackupManifest } from '../../src/checkpoint/manifest.js';
-import { backupBaseName, manifestNameFor } from '../../src/checkpoint/names.js';
+import { manifestNameFor } from '../../src/checkpoint/names.js';
 import { openFileReader } from '../../src/checkpoint/pump.js';
 import { restoreCheckpoint } from '../../src/checkpoint/restore.js';
 import { scanCheckpoint } from '../../src/checkpoint/scan.js';
@@ -19,7 +18,7 @@ import {
   tempDir as llamaTempDir,
 } from '../inference/llama-server.js';
 import { ggufBytes, slotBytes } from './formats.js';
-import { flipBit, makeBackup, tempDir } from './helpers.js';
+import { flipBit, makeBackup, putVerifiedBackup, tempDir } from './helpers.js';
 
 const t = (minute: number) => new Date(Date.UTC(2025, 5, 1, 11, minute));
 const MODEL_A = createHash('sha256').update('model a').digest('hex');
@@ -44,24 +43,7 @@ describe('restoreCheckpoint of gguf and llama-slot backups', () => {
   ): Promise<{ name: string; manifest: BackupManifest }> {
     const source = path.join(dir, `src-${createdAt.getTime()}`);
     await fs.writeFile(source, bytes);
-    const name = backupBaseName(createdAt, `run${createdAt.getTime() % 100_000}`, format);
-    const copy = await copyFileToStorage(source, storage, name);
-    const manifest: BackupManifest = {
-      schemaVersion: 1,
-      name,
-      location: storage.describe(name),
-      format,
-      size: copy.size,
-      sha256: copy.sha256,
-      createdAt: createdAt.toISOString(),
-      verifiedAt: createdAt.toISOString(),
-      verified: true,
-      source: { kind: slot ? 'llama-slot' : 'newest-file', ...copy.source },
-      checks: { size: true, sha256: true, structure: true, command: 'skipped' },
-      ...(slot && { slot: { id: 0, ...slot } }),
-    };
-    await storage.writeSmall(manifestNameFor(name), serializeManifest(manifest));
-    return { name, manifest };
+    return putVerifiedBackup(storage, source, createdAt, format, slot);
   }
 
   it('restores the newest verified GGUF, re-verified, and ignores backups of other formats', async () => {

@@ -13,9 +13,6 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { copyFileToStorage } from '../../src/checkpoint/copy.js';
-import { serializeManifest } from '../../src/checkpoint/manifest.js';
-import { backupBaseName, manifestNameFor } from '../../src/checkpoint/names.js';
 import { FilesystemStorage } from '../../src/checkpoint/storage.js';
 import { parseGatewayConfig } from '../../src/gateway/config.js';
 import { startGateway, type RunningGateway } from '../../src/gateway/server.js';
@@ -23,6 +20,7 @@ import { loadConfig } from '../../src/config/config.js';
 import { renderInferenceManifest, type InferenceManifest } from '../../src/inference/manifest.js';
 import { ProcessRunner } from '../../src/runner/process-runner.js';
 import type { ReplicaPhases, RestoreOutcome } from '../../src/runner/replica.js';
+import { putVerifiedBackup } from '../checkpoint/helpers.js';
 import { clients, eventually, isReady, tempNamespace } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { inferenceOrSkip, postJson } from './llama-server.js';
@@ -55,25 +53,7 @@ describe('real llama.cpp replica pods behind the gateway (embedded cluster)', { 
     stateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fleetmedic-replicas-'));
     // The checkpoint store the replicas restore from: one verified backup of the tiny model.
     const storage = new FilesystemStorage(path.join(stateDir, 'checkpoints', STORE));
-    const createdAt = new Date();
-    const name = backupBaseName(createdAt, 'e2e', 'gguf');
-    const copy = await copyFileToStorage(artifacts!.tinyModel, storage, name);
-    await storage.writeSmall(
-      manifestNameFor(name),
-      serializeManifest({
-        schemaVersion: 1,
-        name,
-        location: storage.describe(name),
-        format: 'gguf',
-        size: copy.size,
-        sha256: copy.sha256,
-        createdAt: createdAt.toISOString(),
-        verifiedAt: createdAt.toISOString(),
-        verified: true,
-        source: { kind: 'newest-file', ...copy.source },
-        checks: { size: true, sha256: true, structure: true, command: 'skipped' },
-      }),
-    );
+    await putVerifiedBackup(storage, artifacts!.tinyModel, new Date(), 'gguf');
     runner = new ProcessRunner({
       kc: stack.kc,
       stateDir,

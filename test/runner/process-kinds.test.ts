@@ -31,6 +31,14 @@ const inference = {
   tinyModel: '/cache/tiny.gguf',
 };
 
+const base = {
+  podIP: '127.128.0.5',
+  port: 8080,
+  podDir: '/state/runner/pods/u',
+  checkpointRoot: '/state/checkpoints',
+  inference,
+};
+
 describe('process kinds: what the runner runs for a pod', () => {
   it('takes the kind from the label and refuses one it does not know, naming the known ones', () => {
     assert.equal(processKindOf(pod({ [PROCESS_LABEL]: 'standin' }), PROCESS_LABEL), 'standin');
@@ -53,13 +61,6 @@ describe('process kinds: what the runner runs for a pod', () => {
   });
 
   it('builds the stand-in and llama-server commands from annotations it checks', () => {
-    const base = {
-      podIP: '127.128.0.5',
-      port: 8080,
-      podDir: '/state/runner/pods/u',
-      checkpointRoot: '/state/checkpoints',
-      inference,
-    };
     const standin = pod({ app: 'chat' }, { [STANDIN_SERVICE_MS_ANNOTATION]: '50' });
     const s = processCommand('standin', { ...base, pod: standin, container: standin.spec!.containers[0]! });
     assert.deepEqual(s.args.slice(1, 3), ['gateway', 'standin']);
@@ -89,13 +90,6 @@ describe('process kinds: what the runner runs for a pod', () => {
   });
 
   it('runs a llama-server pod with a ready port as the replica wrapper, restoring from a named store', () => {
-    const base = {
-      podIP: '127.128.0.5',
-      port: 8080,
-      podDir: '/state/runner/pods/u',
-      checkpointRoot: '/state/checkpoints',
-      inference,
-    };
     const replica = pod({}, { [CHECKPOINT_STORE_ANNOTATION]: 'chat-ckpt' });
     replica.spec!.containers[0]!.ports = [
       { name: 'http', containerPort: 8080 },

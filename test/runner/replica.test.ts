@@ -3,42 +3,10 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { copyFileToStorage } from '../../src/checkpoint/copy.js';
-import { serializeManifest, type BackupManifest } from '../../src/checkpoint/manifest.js';
-import { backupBaseName, manifestNameFor } from '../../src/checkpoint/names.js';
 import { FilesystemStorage } from '../../src/checkpoint/storage.js';
-import type { CheckpointFormat, SlotIdentity } from '../../src/checkpoint/types.js';
 import { startReplica, type ReplicaPhases, type RestoreOutcome } from '../../src/runner/replica.js';
-import { flipBit } from '../checkpoint/helpers.js';
+import { flipBit, putVerifiedBackup } from '../checkpoint/helpers.js';
 import { inferenceOrSkip, postJson, startLlamaServer, tempDir } from '../inference/llama-server.js';
-
-/** Puts a file into the store as a verified backup taken at `createdAt`, as the checkpoint workflow does. */
-async function put(
-  storage: FilesystemStorage,
-  file: string,
-  createdAt: Date,
-  format: CheckpointFormat,
-  slot?: SlotIdentity,
-): Promise<{ name: string; manifest: BackupManifest }> {
-  const name = backupBaseName(createdAt, `r${createdAt.getTime() % 100_000}`, format);
-  const copy = await copyFileToStorage(file, storage, name);
-  const manifest: BackupManifest = {
-    schemaVersion: 1,
-    name,
-    location: storage.describe(name),
-    format,
-    size: copy.size,
-    sha256: copy.sha256,
-    createdAt: createdAt.toISOString(),
-    verifiedAt: createdAt.toISOString(),
-    verified: true,
-    source: { kind: slot ? 'llama-slot' : 'newest-file', ...copy.source },
-    checks: { size: true, sha256: true, structure: true, command: 'skipped' },
-    ...(slot && { slot: { id: 0, ...slot } }),
-  };
-  await storage.writeSmall(manifestNameFor(name), serializeManifest(manifest));
-  return { name, manifest };
-}
 
 async function sha256(file: string): Promise<string> {
   return createHash('sha256')
@@ -75,14 +43,14 @@ describe('the llama.cpp replica wrapper: restore, then Ready (real llama-server)
       // The store: a good model, then a newer copy that rots after it was verified; a matching slot,
       // then a newer slot of another model (never to be loaded into this one).
       const t0 = Date.parse('2026-12-01T10:00:00Z');
-      const good = await put(storage, tinyModel, new Date(t0), 'gguf');
-      const rotten = await put(storage, tinyModel, new Date(t0 + 60_000), 'gguf');
+      const good = await putVerifiedBackup(storage, tinyModel, new Date(t0), 'gguf');
+      const rotten = await putVerifiedBackup(storage, tinyModel, new Date(t0 + 60_000), 'gguf');
       await flipBit(storage.localPath(rotten.name), 4_096);
-      const slot = await put(storage, path.join(saveDir, 'slot0.bin'), new Date(t0 + 120_000), 'llama-slot', {
+      const slot = await putVerifiedBackup(storage, path.join(saveDir, 'slot0.bin'), new Date(t0 + 120_000), 'llama-slot', {
         modelSha256: modelSha,
         ctxSize: CTX,
       });
-      const otherSlot = await put(storage, path.join(saveDir, 'slot0.bin'), new Date(t0 + 180_000), 'llama-slot', {
+      const otherSlot = await putVerifiedBackup(storage, path.join(saveDir, 'slot0.bin'), new Date(t0 + 180_000), 'llama-slot', {
         modelSha256: 'f'.repeat(64),
         ctxSize: CTX,
       });

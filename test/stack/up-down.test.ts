@@ -31,6 +31,21 @@ describe('fleetmedic up / down', () => {
     for (const fn of cleanup.reverse()) await fn();
   });
 
+  /** A state directory of a test's own stack, stopped and removed after the file. */
+  async function ownStack() {
+    const stateDir = await tempStateDir();
+    const config = loadConfig({
+      ...process.env,
+      FLEETMEDIC_STATE_DIR: stateDir,
+      FLEETMEDIC_CLUSTER_ID: undefined,
+    });
+    cleanup.push(async () => {
+      await down(config, { purge: true }).catch(() => {});
+      await fs.rm(stateDir, { recursive: true, force: true });
+    });
+    return { stateDir, config };
+  }
+
   it('plans a cluster that downloads nothing and binds only 127.0.0.1 (kwokctl --dry-run)', async () => {
     const stateDir = await tempStateDir();
     cleanup.push(() => fs.rm(stateDir, { recursive: true, force: true }));
@@ -84,16 +99,7 @@ describe('fleetmedic up / down', () => {
   });
 
   it('recovers from a crash (killed processes, stale record) on the next up, and down stops everything', async () => {
-    const stateDir = await tempStateDir();
-    const config = loadConfig({
-      ...process.env,
-      FLEETMEDIC_STATE_DIR: stateDir,
-      FLEETMEDIC_CLUSTER_ID: undefined,
-    });
-    cleanup.push(async () => {
-      await down(config, { purge: true }).catch(() => {});
-      await fs.rm(stateDir, { recursive: true, force: true });
-    });
+    const { config } = await ownStack();
     const ports = await freeStackPorts();
     const first = await up(config, { nodes: 2, ports, clusterName: 'crash' });
     assert.equal(first.outcome, 'started');
@@ -126,16 +132,7 @@ describe('fleetmedic up / down', () => {
   });
 
   it('starts the process runner with the stack, starts it again when it alone died, and down stops it first', async () => {
-    const stateDir = await tempStateDir();
-    const config = loadConfig({
-      ...process.env,
-      FLEETMEDIC_STATE_DIR: stateDir,
-      FLEETMEDIC_CLUSTER_ID: undefined,
-    });
-    cleanup.push(async () => {
-      await down(config, { purge: true }).catch(() => {});
-      await fs.rm(stateDir, { recursive: true, force: true });
-    });
+    const { stateDir, config } = await ownStack();
     const first = await up(config, {
       nodes: 1,
       ports: await freeStackPorts(),
