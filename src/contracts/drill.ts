@@ -4,6 +4,7 @@
  */
 import { defineQuery } from '@temporalio/workflow';
 import type { DrillThresholds, RecoveryStep } from '../drill/report.js';
+import { DRILL_OWNER_PREFIX } from '../k8s/remediation-labels.js';
 
 /** The workflow type of a resilience drill (its workflow ID: {@link drillWorkflowId}). */
 export const DRILL_WORKFLOW = 'drillWorkflow';
@@ -15,7 +16,7 @@ export function drillWorkflowId(clusterId: string, drillId: string): string {
 
 /** The owner written into the ownership record of the nodes a drill cordons. */
 export function drillOwner(drillId: string): string {
-  return `drill/${drillId}`;
+  return `${DRILL_OWNER_PREFIX}${drillId}`;
 }
 
 /**

@@ -5,6 +5,7 @@ import { GPU_RESOURCE } from './labels.js';
 import { quantityOrZero } from './quantity.js';
 import {
   CORDON_ANNOTATION,
+  DRILL_OWNER_PREFIX,
   MAX_REMEDIATION_RECORDS,
   QUARANTINED_LABEL,
   QUARANTINE_TAINT_EFFECT,
@@ -150,7 +151,8 @@ export type QuarantinePlan =
  * `preexistingCordon: true`. A node another workflow quarantined, or whose record cannot be read, is
  * refused: taking it over could uncordon a node its owner still needs out of service. A record of an
  * earlier run of the same workflow ID is taken over by `runId` (only one run of an ID is open at a
- * time), keeping its reason, time and `preexistingCordon`.
+ * time), keeping its reason, time and `preexistingCordon`. A drill's record (`drill/<id>`) is taken
+ * over by any workflow that is not a drill: a new record, keeping the drill's `preexistingCordon`.
  *
  * @param now ISO time written into a new record.
  */
@@ -167,7 +169,13 @@ export function planQuarantine(
       message: `node ${name}: annotation ${CORDON_ANNOTATION} is unreadable (${parsed.error}); fix or remove it by hand`,
     };
   }
-  if (parsed.kind === 'ok' && parsed.record.workflowId !== input.workflowId) {
+  // A drill's cordon gives way to a remediation: a fault found during a drill must still be handled.
+  const takeover =
+    parsed.kind === 'ok' &&
+    parsed.record.workflowId !== input.workflowId &&
+    parsed.record.workflowId.startsWith(DRILL_OWNER_PREFIX) &&
+    !input.workflowId.startsWith(DRILL_OWNER_PREFIX);
+  if (parsed.kind === 'ok' && parsed.record.workflowId !== input.workflowId && !takeover) {
     const r = parsed.record;
     return {
       action: 'refuse',
@@ -177,15 +185,23 @@ export function planQuarantine(
   }
   const adopt = parsed.kind === 'ok' && input.runId !== undefined && parsed.record.runId !== input.runId;
   const record: CordonRecord =
-    parsed.kind === 'ok'
-      ? { ...parsed.record, ...(adopt && { runId: input.runId }) }
-      : {
+    parsed.kind === 'ok' && takeover
+      ? {
           workflowId: input.workflowId,
           ...(input.runId !== undefined && { runId: input.runId }),
           reason: input.reason,
           at: input.now,
-          preexistingCordon: node.spec?.unschedulable === true,
-        };
+          preexistingCordon: parsed.record.preexistingCordon,
+        }
+      : parsed.kind === 'ok'
+        ? { ...parsed.record, ...(adopt && { runId: input.runId }) }
+        : {
+            workflowId: input.workflowId,
+            ...(input.runId !== undefined && { runId: input.runId }),
+            reason: input.reason,
+            at: input.now,
+            preexistingCordon: node.spec?.unschedulable === true,
+          };
 
   const labelled = node.metadata?.labels?.[QUARANTINED_LABEL] === 'true';
   const tainted = hasQuarantineTaint(node);
@@ -194,7 +210,7 @@ export function planQuarantine(
   const foreignEffect = (node.spec?.taints ?? []).some(
     (t) => t.key === QUARANTINE_TAINT_KEY && t.effect !== QUARANTINE_TAINT_EFFECT,
   );
-  if (parsed.kind === 'ok' && !adopt && labelled && tainted && cordoned && !foreignEffect) {
+  if (parsed.kind === 'ok' && !adopt && !takeover && labelled && tainted && cordoned && !foreignEffect) {
     return { action: 'noop', record };
   }
 

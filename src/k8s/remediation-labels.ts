@@ -51,3 +51,9 @@ export const EPISODES_ANNOTATION = 'fleetmedic.io/handled-episodes';
  * explicit operator action (release, mark-repaired) clears it, and `releaseNode` refuses while it is on.
  */
 export const HOLD_ANNOTATION = 'fleetmedic.io/hold';
+
+/**
+ * Prefix of a drill's owner in the ownership record (`drill/<drill ID>`): a remediation that starts
+ * on a node a drill cordoned takes the cordon over (the node may have a real fault).
+ */
+export const DRILL_OWNER_PREFIX = 'drill/';

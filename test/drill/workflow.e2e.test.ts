@@ -367,7 +367,7 @@ describe('drill workflow (embedded stack, process runner, gateway)', { timeout: 
     }
   });
 
-  it('restore leaves a node whose ownership record names another workflow to it', async () => {
+  it("a remediation takes over a drill's cordon, and the drill's restore leaves the node to it", async () => {
     const activities = createDrillActivities({
       kc: stack.kc,
       clusterId: stack.state.clusterId,
@@ -376,7 +376,9 @@ describe('drill workflow (embedded stack, process runner, gateway)', { timeout: 
     const node = (await clients(stack.kc).core.listNode()).items[0]!.metadata!.name!;
     const other = `remediation/${stack.state.clusterId}/${node}`;
     const steps = createQuarantineSteps({ kc: stack.kc, clusterId: stack.state.clusterId });
-    await steps.quarantine({ node, workflowId: other, reason: 'a remediation took the node over' });
+    await steps.quarantine({ node, workflowId: drillOwner('other-owner'), reason: 'drill other-owner' });
+    // A remediation starting on the node (a real fault during the drill) takes the cordon over.
+    await steps.quarantine({ node, workflowId: other, reason: 'XID 79 during a drill' });
     try {
       const r = await activities.restoreDrill({
         namespace: ns.name,

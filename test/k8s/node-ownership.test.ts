@@ -195,6 +195,31 @@ describe('planQuarantine', () => {
     assert.match(plan.message, /wf-b/);
   });
 
+  it("takes over a drill's cordon: a new record for the remediation, the drill's preexistingCordon kept", () => {
+    for (const preexistingCordon of [false, true]) {
+      const drill = ours({ workflowId: 'drill/d1', reason: 'drill d1: node eviction', preexistingCordon });
+      const plan = planQuarantine(quarantined(drill), input);
+      assert.equal(plan.action, 'patch');
+      if (plan.action !== 'patch') return;
+      assert.equal(plan.record.workflowId, input.workflowId);
+      assert.equal(plan.record.reason, input.reason);
+      assert.equal(plan.record.at, NOW);
+      assert.equal(plan.record.preexistingCordon, preexistingCordon);
+      assert.equal(
+        parseCordonRecord(plan.patch.metadata.annotations?.[CORDON_ANNOTATION] ?? undefined).kind,
+        'ok',
+      );
+    }
+  });
+
+  it("never lets one drill take over another drill's cordon", () => {
+    const plan = planQuarantine(quarantined(ours({ workflowId: 'drill/d1' })), {
+      ...input,
+      workflowId: 'drill/d2',
+    });
+    assert.equal(plan.action === 'refuse' && plan.reason, 'QuarantinedByOther');
+  });
+
   it('refuses an unreadable ownership record', () => {
     const plan = planQuarantine(node({ record: 'not json' }), input);
     assert.equal(plan.action === 'refuse' && plan.reason, 'InvalidAnnotation');
