@@ -1003,6 +1003,11 @@ function answerFor(w: World, n: NodeWorld, kind: ActivityKind, pick: number): Ma
       // The agent: reboots only when the node still runs the boot the workflow recorded.
       const before = cmd?.type === 'reboot' ? cmd.bootIdBefore : null;
       if (before !== `boot-${n.boot}`) return ok(kind, { alreadyRebooted: true });
+      // The agent lost with its attempt: the reboot may or may not have happened.
+      if (pick % 4 === 2) {
+        if (pick % 8 === 6) n.boot++;
+        return fail(kind, { permanent: false, message: 'heartbeat timeout' });
+      }
       // Sometimes the node never comes back (its boot ID stays, as a powered-off node's does).
       if (pick % 5 !== 4) n.boot++;
       return ok(kind, { alreadyRebooted: false });
@@ -1503,5 +1508,28 @@ describe('remediation machine: a reboot is verified by a new boot ID', () => {
       ),
       { numRuns: 100 },
     );
+  });
+});
+
+describe('remediation machine: an agent lost during its reboot', () => {
+  it('a reboot attempt lost without a permanent answer waits for a new boot (the reboot may have happened)', () => {
+    const run = Run.awaitingReboot();
+    run.feed(decide('approve'), ok('readBootId', { bootId: 'boot-1' }));
+    const after = run.feed(fail('reboot', { permanent: false, message: 'timed out', unreachable: true }));
+    assert.deepEqual(after.filter(isActivityCommand), [
+      { type: 'awaitBoot', bootIdBefore: 'boot-1', deadline: run.now + POLICY.rebootDeadlineMs },
+    ]);
+    assert.match(
+      run.state.reasons.join('\n'),
+      /did not answer \(node agent unreachable\): waiting for a new boot/,
+    );
+  });
+
+  it('a permanent refusal (RebootUnsupported) goes to an operator without waiting', () => {
+    const run = Run.awaitingReboot();
+    run.feed(decide('approve'), ok('readBootId', { bootId: 'boot-1' }));
+    run.feed(fail('reboot', { permanent: true, failureType: 'RebootUnsupported', message: 'no' }));
+    assert.equal(run.phase, 'awaiting-approval');
+    assert.deepEqual(ran(run, 'awaitBoot'), []);
   });
 });

@@ -259,15 +259,19 @@ function onReset(tx: Tx, r: Result<'resetGpu'>): void {
 function onRebooted(tx: Tx, r: Result<'reboot'>): void {
   const stage = tx.s.stage;
   if (stage.name !== 'repairing') return;
-  if (r.failed) return rebootByOperator(tx, failureText(r));
   const before = stage.bootIdBefore ?? null;
+  // An agent lost without a permanent answer may have gone down with the reboot: the boot tells.
+  const lost = r.failed && !r.permanent && before !== null;
+  if (r.failed && !lost) return rebootByOperator(tx, failureText(r));
   // Runs recorded before boots were checked: validation alone verifies the repair.
   if (before === null) return afterRepair(tx, stage.plan);
   note(
     tx,
-    r.alreadyRebooted
-      ? `the node had already left boot ${before}: not rebooted again`
-      : `reboot scheduled (boot ${before})`,
+    r.failed
+      ? `the reboot's agent did not answer (${failureText(r)}): waiting for a new boot all the same`
+      : r.alreadyRebooted
+        ? `the node had already left boot ${before}: not rebooted again`
+        : `reboot scheduled (boot ${before})`,
   );
   // The reboot is under way: a reject taken meanwhile holds the node as it comes back.
   if (applyPending(tx)) return;
