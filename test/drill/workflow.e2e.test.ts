@@ -398,4 +398,36 @@ describe('drill workflow (embedded stack, process runner, gateway)', { timeout: 
       await liftQuarantine(stack.kc, node);
     }
   });
+  it('applyStandin refuses an object of that name the drill did not create, and restore never deletes it', async () => {
+    const activities = createDrillActivities({
+      kc: stack.kc,
+      clusterId: stack.state.clusterId,
+      drillDir: path.join(dir, 'drills'),
+    });
+    const { core } = clients(stack.kc);
+    const name = 'not-the-drills';
+    await core.createNamespacedService({
+      namespace: ns.name,
+      body: { metadata: { name }, spec: { selector: { app: name }, ports: [{ port: 8080 }] } },
+    });
+    try {
+      await assert.rejects(
+        activities.applyStandin({ namespace: ns.name, deployment: name, drillId: 'intruder' }),
+        (err: unknown) => err instanceof ApplicationFailure && err.type === 'NotDrillObject',
+      );
+      const r = await activities.restoreDrill({
+        namespace: ns.name,
+        deployment: name,
+        drillId: 'intruder',
+        owner: drillOwner('intruder'),
+        cordoned: [],
+        remove: true,
+      });
+      // The PDB it did create (first, before the Service was refused) is its own, and removed.
+      assert.deepEqual(r.deleted, [`PodDisruptionBudget ${ns.name}/${name}`]);
+      await core.readNamespacedService({ namespace: ns.name, name });
+    } finally {
+      await core.deleteNamespacedService({ namespace: ns.name, name }).catch(() => undefined);
+    }
+  });
 });

@@ -7,13 +7,11 @@ import { ApplicationFailure } from '@temporalio/common';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { FLEETMEDIC_BIN } from '../../cli/bin-path.js';
 import { DrillFailureType } from '../../contracts/drill.js';
 import { int, text, validateInput } from '../input.js';
 import { activityContext, pause } from '../kubernetes/control.js';
-
-const FLEETMEDIC_BIN = fileURLToPath(new URL('../../../bin/fleetmedic.js', import.meta.url));
 
 /** A probe process the drill started. */
 export interface ProbeHandle {
