@@ -26,6 +26,8 @@ async function usesStack(file: string): Promise<boolean> {
 
 /** The longest one test may run; the slowest test (a full remediation with a drain) takes ~2 min. */
 const TEST_TIMEOUT_MS = 600_000;
+/** The longest the whole suite may run (it takes ~25 min on 2 cores); FLEETMEDIC_TEST_SUITE_MINUTES changes it. */
+const SUITE_TIMEOUT_MS = Number(process.env.FLEETMEDIC_TEST_SUITE_MINUTES ?? 55) * 60_000;
 
 const args = process.argv.slice(2);
 const withoutStack = args.includes('--without-stack');
@@ -62,16 +64,40 @@ const code = await new Promise<number>((resolve) => {
       'tsx',
       '--test',
       '--test-concurrency=1',
-      // A test that hangs fails after 10 minutes, and a file whose tests are done exits even when a
-      // handle it forgot keeps its event loop alive: neither can hold the suite (and CI) to its limit.
+      // A test that hangs fails after 10 minutes. (Not --test-force-exit: with it Node 24 ended some
+      // files before all their tests had run, and still reported them passed.)
       `--test-timeout=${TEST_TIMEOUT_MS}`,
-      '--test-force-exit',
       '--test-reporter=spec',
       ...files,
     ],
-    { stdio: 'inherit', env },
+    // Its own process group, so the watchdog below stops the runner and every test file it started.
+    { stdio: 'inherit', env, detached: true },
   );
-  child.on('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0)));
+  const group = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, signal);
+    } catch {
+      // already gone
+    }
+  };
+  // Ctrl-C and a CI's stop reach the tests as they would without the process group.
+  const forward = (signal: NodeJS.Signals) => () => group(signal);
+  process.on('SIGINT', forward('SIGINT'));
+  process.on('SIGTERM', forward('SIGTERM'));
+  // A file that never ends (a handle it forgot keeps it alive after its tests) would hold the suite,
+  // and CI, to its limit: past SUITE_TIMEOUT_MS the suite fails, saying so.
+  const watchdog = setTimeout(() => {
+    process.stderr.write(
+      `\nthe test suite ran past ${SUITE_TIMEOUT_MS / 60_000} minutes: stopping it (a test file does not ` +
+        'end: look for the last file above without a summary)\n',
+    );
+    group('SIGTERM');
+    setTimeout(() => group('SIGKILL'), 10_000).unref();
+  }, SUITE_TIMEOUT_MS);
+  child.on('exit', (c, signal) => {
+    clearTimeout(watchdog);
+    resolve(c ?? (signal ? 1 : 0));
+  });
 });
 if (stop) await stop();
 process.exitCode = code;

@@ -270,6 +270,12 @@ export const OTHER_VARIABLES: ReadonlyArray<{ readonly name: string } & ConfigDo
     name: 'FLEETMEDIC_TEST_STATE_DIR',
     description: 'tests: reuse the stack in this state directory instead of starting one',
   },
+  {
+    name: 'FLEETMEDIC_TEST_SUITE_MINUTES',
+    description:
+      'tests: `npm test` stops the suite and fails past this many minutes (a file that never ends)',
+    default: '`55`',
+  },
 ];
 
 /** fleetmedic's validated, frozen configuration. */
