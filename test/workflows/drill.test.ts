@@ -1,0 +1,187 @@
+import { WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import {
+  DRILL_WORKFLOW,
+  DrillFailureType,
+  type DrillInput,
+  type DrillResult,
+} from '../../src/contracts/drill.js';
+import type { WriteDrillReportInput } from '../../src/activities/drill/index.js';
+import { workflowBundleOptions } from '../../src/workers/control-worker.js';
+import { createTemporalTestEnv, installQuietRuntime } from '../helpers/temporal.js';
+
+// drillWorkflow on a Temporal dev server with fake activities: the order of its steps, the preflight
+// refusal, and the rollback when a phase fails (probe stopped, the drill's cordon and objects undone,
+// no report claimed).
+const silent = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+
+interface Fakes {
+  calls: string[];
+  restore: unknown[];
+  report: WriteDrillReportInput[];
+}
+
+function fakeActivities(f: Fakes, options: { refuse?: boolean; failRecovery?: boolean } = {}) {
+  const call = (name: string) => f.calls.push(name);
+  const steps = (t: number) => [
+    { step: 'replacement-created' as const, at: t + 10 },
+    { step: 'ready' as const, at: t + 20 },
+    { step: 'all-ready' as const, at: t + 20 },
+  ];
+  return {
+    applyStandin: () => (call('applyStandin'), Promise.resolve({ created: [] })),
+    waitForReplicas: () => (call('waitForReplicas'), Promise.resolve({ readyAt: Date.now(), pods: [] })),
+    drillPreflight: () => {
+      call('drillPreflight');
+      return Promise.resolve(
+        options.refuse
+          ? [{ check: 'pdb', ok: false, detail: 'no PDB' }]
+          : [{ check: 'pdb', ok: true, detail: 'PDB llama' }],
+      );
+    },
+    startProbe: () => (call('startProbe'), Promise.resolve({ pid: 1, file: '/tmp/probe.jsonl' })),
+    deletePodAndMeasure: () => {
+      call('deletePodAndMeasure');
+      const t = Date.now();
+      return Promise.resolve({ injectedAt: t, victim: 'llama-a', steps: steps(t), victimGoneAt: t + 20 });
+    },
+    cordonReplicaNode: () => {
+      call('cordonReplicaNode');
+      return Promise.resolve({
+        node: 'gpu-node-2',
+        selector: 'app=llama',
+        victim: { name: 'llama-b', uid: 'u-b' },
+        before: [],
+      });
+    },
+    measureRecovery: () => {
+      call('measureRecovery');
+      if (options.failRecovery) {
+        return Promise.reject(
+          ApplicationFailure.nonRetryable('no replacement-created', DrillFailureType.RecoveryTimeout),
+        );
+      }
+      const t = Date.now();
+      return Promise.resolve({ steps: steps(t), victimGoneAt: t + 20 });
+    },
+    drainNode: () => (call('drainNode'), Promise.resolve({ nodeGone: false, evicted: 1 })),
+    stopProbe: () => (call('stopProbe'), Promise.resolve({ stopped: true })),
+    restoreDrill: (input: unknown) => {
+      call('restoreDrill');
+      f.restore.push(input);
+      return Promise.resolve({ uncordoned: ['gpu-node-2'], leftToOthers: [], deleted: [] });
+    },
+    writeDrillReport: (input: WriteDrillReportInput) => {
+      call('writeDrillReport');
+      f.report.push(input);
+      const reasons = input.preflight.filter((p) => !p.ok).map((p) => p.detail);
+      return Promise.resolve({
+        verdict: { pass: reasons.length === 0, reasons },
+        phases: [],
+        files: { json: '/r/x.json', markdown: '/r/x.md', html: '/r/x.html' },
+      });
+    },
+  };
+}
+
+describe('drillWorkflow (Temporal dev server, fake activities)', { timeout: 180_000 }, () => {
+  let env: TestWorkflowEnvironment;
+  let bundle: WorkflowBundleWithSourceMap;
+
+  before(async () => {
+    installQuietRuntime();
+    [env, bundle] = await Promise.all([
+      createTemporalTestEnv(),
+      bundleWorkflowCode({ ...workflowBundleOptions(), logger: silent }),
+    ]);
+  });
+  after(() => env?.teardown());
+
+  async function run(name: string, options: Parameters<typeof fakeActivities>[1]) {
+    const fakes: Fakes = { calls: [], restore: [], report: [] };
+    const taskQueue = `drill-${name}`;
+    const worker = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue,
+      workflowBundle: bundle,
+      activities: fakeActivities(fakes, options),
+    });
+    const input: DrillInput = {
+      clusterId: 'c1',
+      drillId: name,
+      namespace: 'default',
+      deployment: 'llama',
+      standin: { replicas: 3 },
+      targetUrl: 'http://127.0.0.1:8090',
+      steadyMs: 50,
+      tailMs: 0,
+    };
+    const outcome = await worker.runUntil(
+      env.client.workflow
+        .execute(DRILL_WORKFLOW, { workflowId: `drill/c1/${name}`, taskQueue, args: [input] })
+        .then((r): { result?: DrillResult; error?: unknown } => ({ result: r as DrillResult }))
+        .catch((error: unknown): { result?: DrillResult; error?: unknown } => ({ error })),
+    );
+    return { fakes, ...outcome };
+  }
+
+  it('runs apply, preflight, probe, steady state, pod deletion, eviction, steady state, restore, report', async () => {
+    const { fakes, result } = await run('pass', {});
+    assert.deepEqual(fakes.calls.slice(0, 5), [
+      'applyStandin',
+      'waitForReplicas',
+      'drillPreflight',
+      'startProbe',
+      'deletePodAndMeasure',
+    ]);
+    assert.deepEqual(fakes.calls.slice(-3), ['stopProbe', 'restoreDrill', 'writeDrillReport']);
+    assert.ok(fakes.calls.includes('drainNode') && fakes.calls.includes('measureRecovery'));
+    assert.deepEqual(
+      fakes.report[0]!.phases.map((p) => p.name),
+      ['steady-state', 'pod-delete', 'eviction', 'steady-state'],
+    );
+    const eviction = fakes.report[0]!.phases.find((p) => p.name === 'eviction')!;
+    assert.equal(eviction.restoreMs, 0, 'stand-ins have no checkpoint to restore');
+    assert.ok(eviction.window.to >= eviction.window.from);
+    assert.deepEqual(fakes.restore[0], {
+      namespace: 'default',
+      deployment: 'llama',
+      drillId: 'pass',
+      owner: 'drill/pass',
+      cordoned: ['gpu-node-2'],
+      remove: true,
+    });
+    assert.equal(result?.pass, true);
+    assert.equal(result?.refused, false);
+  });
+
+  it('a preflight refusal injects nothing, cleans up and reports the reason', async () => {
+    const { fakes, result } = await run('refused', { refuse: true });
+    for (const never of [
+      'startProbe',
+      'deletePodAndMeasure',
+      'cordonReplicaNode',
+      'drainNode',
+      'stopProbe',
+    ]) {
+      assert.ok(!fakes.calls.includes(never), `${never} was called`);
+    }
+    assert.deepEqual(fakes.calls.slice(-2), ['restoreDrill', 'writeDrillReport']);
+    assert.equal(fakes.report[0]!.probeFile, '');
+    assert.deepEqual(fakes.report[0]!.phases, []);
+    assert.equal(result?.refused, true);
+    assert.deepEqual(result?.reasons, ['no PDB']);
+  });
+
+  it('a failed eviction phase rolls back (probe stopped, the cordoned node named) and fails without a report', async () => {
+    const { fakes, error } = await run('rollback', { failRecovery: true });
+    assert.ok(error instanceof WorkflowFailedError, String(error));
+    assert.deepEqual(fakes.calls.slice(-2), ['stopProbe', 'restoreDrill']);
+    assert.ok(!fakes.calls.includes('writeDrillReport'));
+    assert.deepEqual((fakes.restore[0] as { cordoned: string[] }).cordoned, ['gpu-node-2']);
+  });
+});
