@@ -8,6 +8,7 @@ describe('error taxonomy', () => {
   it('every failure type is its own name, and none is dropped or renamed', () => {
     for (const [key, value] of Object.entries(FailureType)) assert.equal(value, key);
     assert.deepEqual(Object.keys(FailureType).sort(), [
+      'BootIdUnknown',
       'CheckpointRejected',
       'DrainDeadlineExceeded',
       'DrainRefused',
@@ -24,6 +25,7 @@ describe('error taxonomy', () => {
       'NotOwner',
       'NotificationFailed',
       'QuarantinedByOther',
+      'RebootDeadlineExceeded',
       'RebootUnsupported',
       'ResetFailed',
       'RestartDeadlineExceeded',
