@@ -14,7 +14,11 @@ import {
 } from '../../contracts/drill.js';
 import { formatRatio } from '../../drill/report.js';
 import { ConfigError } from '../../errors.js';
+import { startEmbeddedDrill, type EmbeddedDrill } from '../../drill/embedded.js';
 import { assertSimulatedCluster } from '../../stack/sim-cluster.js';
+import { readStackState } from '../../stack/state.js';
+import { installRuntime } from '../../workers/runtime.js';
+import { commandLog } from '../command-log.js';
 import { configFrom, resolveTargets, targetKubeConfig } from '../context.js';
 
 /** Where the command writes; tests capture it. */
@@ -69,7 +73,7 @@ function positive(name: string) {
 }
 
 interface Flags {
-  targetUrl: string;
+  targetUrl?: string;
   namespace: string;
   deployment: string;
   standin?: boolean;
@@ -91,7 +95,11 @@ export function registerDrillCommand(program: Command, io: DrillIo = processIo):
     .description(
       'run a resilience drill of an inference Deployment (embedded stack only) and print its report',
     )
-    .requiredOption('--target-url <url>', 'the gateway in front of the Deployment, which the probe loads')
+    .option(
+      '--target-url <url>',
+      'the gateway in front of the Deployment, which the probe loads (default: on the embedded stack, ' +
+        'stand-in replicas, a gateway and a control worker started by this command)',
+    )
     .option('--namespace <name>', 'namespace of the Deployment', 'default')
     .option('--deployment <name>', 'the inference Deployment', 'drill-standin')
     .option('--standin', 'create a stand-in Deployment, PDB and Service of that name (removed afterwards)')
@@ -114,9 +122,38 @@ export function registerDrillCommand(program: Command, io: DrillIo = processIo):
       if (!DRILL_ID_PATTERN.test(drillId)) {
         throw new ConfigError(`--drill-id ${JSON.stringify(drillId)}: letters, digits, -, _ and . (1-63)`);
       }
-      const targets = await resolveTargets(configFrom(program));
+      const config = configFrom(program);
+      const targets = await resolveTargets(config);
+      const kc = targetKubeConfig(targets);
       // Real clusters need the guard of issue #16 (context, confirmation, cluster ID): not built yet.
-      await assertSimulatedCluster(targetKubeConfig(targets));
+      await assertSimulatedCluster(kc);
+      let embedded: EmbeddedDrill | undefined;
+      if (flags.targetUrl === undefined) {
+        const stack = await readStackState(config.stateDir);
+        if (!stack) {
+          throw new ConfigError(
+            `no embedded stack in ${config.stateDir}: run \`fleetmedic up\`, or give --target-url (a gateway of yours)`,
+          );
+        }
+        const log = commandLog(config.stateDir, 'drill', false);
+        // The worker's and the SDK's logs go to the file: the command prints progress and the report.
+        installRuntime(config.logLevel === 'info' ? 'warn' : config.logLevel, (entry) => log.sdk(entry));
+        embedded = await startEmbeddedDrill({
+          stack,
+          stateDir: config.stateDir,
+          kc,
+          clusterId: targets.clusterId,
+          temporal: targets.temporal,
+          taskQueue: targets.taskQueue,
+          namespace: flags.namespace,
+          deployment: flags.deployment,
+          drillId,
+          replicas: flags.replicas ?? 3,
+          log: (line) => io.stderr(`${line}\n`),
+          workerLog: (entry) => log.write(entry),
+        });
+        if (log.file) io.stderr(`worker logs: ${log.file}\n`);
+      }
       const connection = await Connection.connect(connectionOptions(targets.temporal));
       try {
         const client = new Client({ connection, namespace: targets.namespace });
@@ -125,8 +162,8 @@ export function registerDrillCommand(program: Command, io: DrillIo = processIo):
           drillId,
           namespace: flags.namespace,
           deployment: flags.deployment,
-          targetUrl: flags.targetUrl,
-          ...(flags.standin && { standin: { replicas: flags.replicas ?? 3 } }),
+          targetUrl: embedded?.targetUrl ?? flags.targetUrl!,
+          ...((flags.standin || embedded) && { standin: { replicas: flags.replicas ?? 3 } }),
           ...(flags.keep && { keep: true }),
           ...(flags.rate !== undefined && { probe: { rate: flags.rate } }),
           ...(flags.deadline !== undefined && { deadlineSeconds: Math.ceil(flags.deadline) }),
@@ -136,7 +173,7 @@ export function registerDrillCommand(program: Command, io: DrillIo = processIo):
         };
         const handle = await client.workflow.start(DRILL_WORKFLOW, {
           workflowId: drillWorkflowId(targets.clusterId, drillId),
-          taskQueue: targets.taskQueue,
+          taskQueue: embedded?.taskQueue ?? targets.taskQueue,
           args: [input],
         });
         io.stderr(`drill ${drillId}: started (workflow ${handle.workflowId})\n`);
@@ -166,6 +203,7 @@ export function registerDrillCommand(program: Command, io: DrillIo = processIo):
         process.exitCode = drillExitCode(r);
       } finally {
         await connection.close();
+        await embedded?.stop();
       }
     });
 }
