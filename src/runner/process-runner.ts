@@ -50,6 +50,8 @@ interface Served {
   readonly name: string;
   child?: ChildProcess;
   command?: ProcessCommand;
+  /** The address its process binds, while it runs. */
+  address?: string;
   restartCount: number;
   ready: boolean;
   terminating: boolean;
@@ -233,6 +235,20 @@ export class ProcessRunner {
       return;
     }
     if (served.child || served.restartTimer || pod.status?.phase !== 'Running' || !pod.status.podIP) return;
+    // kwok hands a deleted pod's IP to the next pod while the runner still stops the old process
+    // (a CNI never does): the new process waits until the address is free, or it would fail to bind
+    // and requests meant for the new pod would reach the old one.
+    const address = `${pod.status.podIP}:${safePort(pod)}`;
+    const holder = [...this.served.values()].find((s) => s !== served && s.child && s.address === address);
+    if (holder) {
+      this.log('waiting for the pod IP to be free', { pod: served.name, heldBy: holder.name, address });
+      served.restartTimer = setTimeout(() => {
+        served.restartTimer = undefined;
+        const live = this.informer?.get(served.name, served.namespace);
+        if (live && !served.terminating && !this.stopped) this.enqueue(live);
+      }, 250);
+      return;
+    }
     // A runner restarted after a crash: the old process is gone, this is a container restart.
     if (pod.status.containerStatuses?.[0]?.started) served.restartCount += 1;
     await this.startProcess(served, pod);
@@ -274,6 +290,7 @@ export class ProcessRunner {
     child.stderr?.pipe(out);
     served.child = child;
     served.command = command;
+    served.address = `${pod.status!.podIP!}:${servedContainer(pod).port}`;
     served.successes = 0;
     served.failures = 0;
     if (child.pid) await fs.writeFile(this.pidFile(served.uid), String(child.pid));
@@ -293,6 +310,7 @@ export class ProcessRunner {
   private async exited(served: Served, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
     clearTimeout(served.probeTimer);
     served.child = undefined;
+    served.address = undefined;
     served.ready = false;
     if (this.stopped) return; // stop() cleans up; after a crash the next runner does
     await fs.rm(this.pidFile(served.uid), { force: true });
@@ -526,5 +544,14 @@ async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
     clearTimeout(timer);
   } else {
     await exited;
+  }
+}
+
+/** The port a pod's process binds, or 0 when it names none (its start is refused with the reason). */
+function safePort(pod: V1Pod): number {
+  try {
+    return servedContainer(pod).port;
+  } catch {
+    return 0;
   }
 }
