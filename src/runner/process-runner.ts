@@ -19,6 +19,7 @@ import { StackError } from '../errors.js';
 import { isApiError } from '../k8s/api-errors.js';
 import { PROCESS_LABEL, SIMULATED_LABEL } from '../k8s/labels.js';
 import { assertLoopbackAddress } from '../k8s/loopback.js';
+import { pidAlive } from '../stack/processes.js';
 import type { InferenceArtifacts } from '../toolchain/inference.js';
 import {
   ProcessSpecError,
@@ -161,15 +162,7 @@ export class ProcessRunner {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
       const holder = Number((await fs.readFile(lock, 'utf8').catch(() => '')).trim());
-      let alive = holder === process.pid;
-      if (!alive && holder > 0) {
-        try {
-          process.kill(holder, 0);
-          alive = true;
-        } catch {
-          alive = false;
-        }
-      }
+      const alive = holder === process.pid || (holder > 0 && pidAlive(holder));
       if (alive && holder !== process.pid) {
         throw new StackError(
           `another process runner (pid ${holder}) serves ${this.options.stateDir}; stop it first`,

@@ -36,6 +36,16 @@ export function startDetached(
   }
 }
 
+/** True when a process `pid` exists (signal 0; any process, not only ours). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * True when `pid` is alive and still runs `binary` (a pid recorded before a reboot may now belong to
  * an unrelated process, which must never be signalled).

@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PROCESS_LABEL } from '../../src/k8s/labels.js';
 import { ProcessRunner } from '../../src/runner/process-runner.js';
+import { pidAlive } from '../../src/stack/processes.js';
 import { clients, eventually, isReady, livePods, tempNamespace } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 
@@ -64,14 +65,7 @@ async function postFaults(pod: V1Pod, faults: Record<string, unknown>): Promise<
   assert.equal(res.status, 200);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const alive = pidAlive;
 
 describe('process runner: real processes for simulated pods (embedded cluster)', { timeout: 240_000 }, () => {
   let stack: TestStack;

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { FLEETMEDIC_BIN } from '../../cli/bin-path.js';
+import { pidAlive } from '../../stack/processes.js';
 import { DrillFailureType } from '../../contracts/drill.js';
 import { int, text, validateInput } from '../input.js';
 import { activityContext, pause } from '../kubernetes/control.js';
@@ -19,14 +20,7 @@ export interface ProbeHandle {
   readonly file: string;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const alive = pidAlive;
 
 /** True when `pid` is still this drill's probe (a pid reused by another process is never signalled). */
 function isOurProbe(handle: ProbeHandle): boolean {
