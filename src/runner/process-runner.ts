@@ -276,6 +276,9 @@ export class ProcessRunner {
     const logFile = path.join(this.dir, 'logs', `${served.namespace}_${served.name}.log`);
     const out = createWriteStream(logFile, { flags: 'a' });
     const child = spawn(command.file, command.args, {
+      // A process group of its own: signals reach what it starts too (the replica wrapper's
+      // llama-server), as a container's processes all stop with it.
+      detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, [RUNNER_POD_ENV]: served.uid },
     });
@@ -504,11 +507,7 @@ export class ProcessRunner {
       const environ = await fs.readFile(`/proc/${pid}/environ`, 'utf8').catch(() => '');
       if (pid > 0 && environ.split('\0').includes(`${RUNNER_POD_ENV}=${uid}`)) {
         this.log('killing a process a previous runner left', { pid, uid });
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
+        signalGroup(pid, 'SIGKILL');
         for (
           let i = 0;
           i < 50 &&
@@ -530,9 +529,9 @@ export class ProcessRunner {
 async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill(graceMs > 0 ? 'SIGTERM' : 'SIGKILL');
+  signalGroup(child.pid, graceMs > 0 ? 'SIGTERM' : 'SIGKILL');
   if (graceMs > 0) {
-    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    const timer = setTimeout(() => signalGroup(child.pid, 'SIGKILL'), graceMs);
     await exited;
     clearTimeout(timer);
   } else {
@@ -546,5 +545,19 @@ function safePort(pod: V1Pod): number {
     return servedContainer(pod).port;
   } catch {
     return 0;
+  }
+}
+
+/** Signals the process group of `pid` (the runner starts each process as a group leader), else `pid`. */
+function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (!pid) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // already gone
+    }
   }
 }
