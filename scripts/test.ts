@@ -28,6 +28,12 @@ async function usesStack(file: string): Promise<boolean> {
 const TEST_TIMEOUT_MS = 600_000;
 /** The longest the whole suite may run (it takes ~25 min on 2 cores); FLEETMEDIC_TEST_SUITE_MINUTES changes it. */
 const SUITE_TIMEOUT_MS = Number(process.env.FLEETMEDIC_TEST_SUITE_MINUTES ?? 55) * 60_000;
+if (!(SUITE_TIMEOUT_MS > 0)) {
+  process.stderr.write(
+    `FLEETMEDIC_TEST_SUITE_MINUTES must be a positive number of minutes, got ${JSON.stringify(process.env.FLEETMEDIC_TEST_SUITE_MINUTES)}\n`,
+  );
+  process.exit(2);
+}
 
 const args = process.argv.slice(2);
 const withoutStack = args.includes('--without-stack');
