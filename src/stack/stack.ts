@@ -230,6 +230,8 @@ export async function up(config: Config, options: UpOptions): Promise<UpResult> 
       const temporal = await temporalPromise.catch(() => undefined);
       if (temporal) await stopTemporalServer(temporal.process);
       await stopKwokCluster(kwok).catch(() => {});
+      // A record written before the runner failed to start would name processes now stopped.
+      await removeStackState(config.stateDir).catch(() => {});
       throw err;
     }
   });
