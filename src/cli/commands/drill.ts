@@ -154,7 +154,12 @@ export function registerDrillCommand(program: Command, io: DrillIo = processIo):
         });
         if (log.file) io.stderr(`worker logs: ${log.file}\n`);
       }
-      const connection = await Connection.connect(connectionOptions(targets.temporal));
+      const connection = await Connection.connect(connectionOptions(targets.temporal)).catch(
+        async (err: unknown) => {
+          await embedded?.stop();
+          throw err;
+        },
+      );
       try {
         const client = new Client({ connection, namespace: targets.namespace });
         const input: DrillInput = {
