@@ -130,7 +130,9 @@ describe(
         throw ApplicationFailure.nonRetryable('an operator holds gpu-step-permanent', FailureType.NodeHeld);
       };
       const node = 'gpu-step-permanent';
-      const result = remediate(node);
+      // Its rejection (the termination below) is handled from the start: a rejection seen unhandled
+      // for a moment fails the test (it did on Node 26).
+      const terminated = assert.rejects(remediate(node), /test done/);
       const handle = client.workflow.getHandle(`remediation-effects/${node}`);
       // The failed restart escalates to a quarantine, refused too: the run holds the node for an operator.
       const status = await eventually('the run held for an operator', async () => {
@@ -152,7 +154,7 @@ describe(
       );
       assert.match(reasons, /quarantine failed \(NodeHeld: an operator holds gpu-step-permanent\)/);
       await handle.terminate('test done');
-      await assert.rejects(result);
+      await terminated;
     });
   },
 );
