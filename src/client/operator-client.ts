@@ -11,7 +11,7 @@ import {
 import { WorkflowNotFoundError } from '@temporalio/common';
 import { z } from 'zod';
 import type { BreakerState } from '../domain/fleet-budget.js';
-import { FleetmedicError } from '../errors.js';
+import { FailureType, FleetmedicError } from '../errors.js';
 import {
   FLEET_BUDGET_WORKFLOW,
   fleetBudgetState,
@@ -118,11 +118,12 @@ export function resolveDecision(name: DecisionName | DecisionAlias): DecisionNam
 /** Why an operator action did not happen; the HTTP routes map each kind to a status code. */
 export type OperatorErrorKind = 'refused' | 'not-found' | 'unavailable' | 'invalid';
 
+// Invalid input has one code everywhere (the taxonomy's); the other kinds are the operator client's own.
 const CODES: Record<OperatorErrorKind, string> = {
   refused: 'REFUSED',
   'not-found': 'NOT_FOUND',
   unavailable: 'TEMPORAL_UNAVAILABLE',
-  invalid: 'INVALID_INPUT',
+  invalid: FailureType.InvalidInput,
 };
 
 /** An operator action refused, aimed at nothing, or not answered. The message says which and why. */

@@ -8,10 +8,12 @@ import {
   DECISIONS,
   OperatorClient,
   OperatorError,
+  REMEDIATION_PHASES,
   type DecisionAlias,
   type DecisionName,
 } from '../../src/client/operator-client.js';
 import type { RemediationStatus } from '../../src/contracts/remediation.js';
+import { FailureType, FleetmedicError } from '../../src/errors.js';
 
 const CLUSTER = 'fmunit';
 
@@ -130,6 +132,32 @@ describe('OperatorClient decisions', () => {
         err instanceof OperatorError && err.kind === 'invalid' && /DNS-1123/.test(err.message),
     );
     assert.deepEqual(updates, []);
+  });
+
+  it("gives invalid input the taxonomy's InvalidInput code, permanent, with the message the CLI prints", async () => {
+    const { operator } = fakeTemporal(new Map(), accept);
+    // The CLI prints the message of any FleetmedicError and exits 1 (src/cli/main.ts): both unchanged.
+    const cases: [Promise<unknown>, string][] = [
+      [operator.decide('gpu-node-2', 'release', { by: '' }), 'an operator identity (by) is required'],
+      [
+        operator.node('GPU_2'),
+        'invalid node name "GPU_2": a node name is a DNS-1123 subdomain: lower-case letters, digits, "-" and "."',
+      ],
+      [
+        operator.list({ phase: 'sleeping' }),
+        `unknown phase "sleeping"; expected one of ${REMEDIATION_PHASES.join(', ')}`,
+      ],
+    ];
+    for (const [call, message] of cases) {
+      await assert.rejects(call, (err: unknown) => {
+        assert.ok(err instanceof OperatorError && err instanceof FleetmedicError);
+        assert.equal(err.kind, 'invalid');
+        assert.equal(err.code, FailureType.InvalidInput);
+        assert.equal(err.permanent, true);
+        assert.equal(err.message, message);
+        return true;
+      });
+    }
   });
 
   it("passes the validator's refusal on in CLI names, led by the decision once", async () => {

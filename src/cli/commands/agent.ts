@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createNodeAgentActivities } from '../../activities/node-agent.js';
 import { connectionOptions } from '../../client/temporal-connection.js';
-import { ConfigError, FleetmedicError } from '../../errors.js';
+import { ConfigError, FailureType, FleetmedicError } from '../../errors.js';
 import { execaRunner, type CommandRunner, type GpuTool } from '../../gpu/command-runner.js';
 import { isApiError } from '../../k8s/api-errors.js';
 import { makeApiClient } from '../../k8s/api-client.js';
@@ -102,14 +102,14 @@ async function readOwnNode(kc: KubeConfig, node: string): Promise<V1Node> {
   } catch (err) {
     if (isApiError(err, 404)) {
       throw new FleetmedicError(
-        'NODE_NOT_FOUND',
+        FailureType.NodeNotFound,
         `node ${node} does not exist in the cluster: give the agent its own node's name ` +
           `(--node, or ${AGENT_NODE_ENV} from the downward API's spec.nodeName)`,
       );
     }
     if (isApiError(err, 403)) {
       throw new FleetmedicError(
-        'FORBIDDEN',
+        FailureType.Forbidden,
         `may not read node ${node}: the agent's ServiceAccount needs "get" on nodes`,
       );
     }
