@@ -1,5 +1,6 @@
-import { WorkflowFailedError } from '@temporalio/client';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import {
   bundleWorkflowCode,
@@ -110,12 +111,28 @@ describe('checkpointBackupWorkflow (real Temporal dev server)', { timeout: 180_0
     });
   }
 
-  function run(taskQueue: string, backupInput: CheckpointBackupInput) {
-    return env.client.workflow.execute(checkpointBackupWorkflow, {
+  /** Runs one backup to its end; `recordAs` keeps its history (see {@link recordHistory}), failed or not. */
+  async function run(taskQueue: string, backupInput: CheckpointBackupInput, recordAs?: string) {
+    const handle = await env.client.workflow.start(checkpointBackupWorkflow, {
       taskQueue,
       workflowId: `ckpt-${randomUUID()}`,
       args: [backupInput],
     });
+    try {
+      return await handle.result();
+    } finally {
+      if (recordAs !== undefined) await recordHistory(recordAs, handle);
+    }
+  }
+
+  /**
+   * With FLEETMEDIC_RECORD_HISTORIES=1, keeps the run's history as
+   * test/fixtures/histories/checkpoint-<name>.json for the replay test (test/workflows/replay.test.ts).
+   */
+  async function recordHistory(name: string, handle: WorkflowHandle): Promise<void> {
+    if (process.env.FLEETMEDIC_RECORD_HISTORIES !== '1') return;
+    const histories = fileURLToPath(new URL('../fixtures/histories/', import.meta.url));
+    await fs.writeFile(`${histories}checkpoint-${name}.json`, historyToJSON(await handle.fetchHistory()));
   }
 
   it('backs up a GGUF model (format gguf): header verified, manifest records the format, restore re-verifies it', async () => {
@@ -152,7 +169,7 @@ describe('checkpointBackupWorkflow (real Temporal dev server)', { timeout: 180_0
     const w = await worker(taskQueue);
     await w.runUntil(async () => {
       await saveCheckpoint(1);
-      const first = await run(taskQueue, input());
+      const first = await run(taskQueue, input(), 'backup');
       assert.equal(first.outcome, 'backed-up');
       assert.ok(isBackupName(first.name));
       assert.equal(first.location, path.join(backups, first.name));
@@ -167,7 +184,7 @@ describe('checkpointBackupWorkflow (real Temporal dev server)', { timeout: 180_0
       assert.equal(manifest.sha256, first.sha256);
       assert.equal(manifest.source.path, path.join(sourceDir, 'model.pt'));
 
-      const unchanged = await run(taskQueue, input());
+      const unchanged = await run(taskQueue, input(), 'unchanged');
       assert.equal(unchanged.outcome, 'unchanged');
       assert.equal(unchanged.name, first.name);
 
@@ -216,6 +233,7 @@ describe('checkpointBackupWorkflow (real Temporal dev server)', { timeout: 180_0
           assert.match(err.cause.message, /failed verification and was not promoted/);
           return true;
         });
+        if (label === 'truncated') await recordHistory('rejected', handle);
         const status = await handle.query(checkpointBackupStatusQuery);
         assert.equal(status.phase, 'rejected');
         const catalog = await readCatalog(storage);
