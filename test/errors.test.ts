@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { ErrorCode, FailureType, FleetmedicError, hasErrorCode } from '../src/errors.js';
 
 // Workflow code matches on these strings and recorded histories carry them: a renamed value would make
@@ -60,6 +63,27 @@ describe('error taxonomy', () => {
     for (const code of Object.values(ErrorCode)) assert.ok(!types.has(code), code);
   });
 
+  it('no source file spells a failure type as a string of its own, in either case (FailureType is the one place)', async () => {
+    const root = fileURLToPath(new URL('..', import.meta.url));
+    const spellings = new Map<string, string>();
+    for (const type of Object.values(FailureType)) {
+      spellings.set(type, type);
+      spellings.set(type.replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase(), type);
+    }
+    const found: string[] = [];
+    for (const entry of await fs.readdir(path.join(root, 'src'), { recursive: true })) {
+      const file = path.posix.join('src', entry.split(path.sep).join('/'));
+      if (!file.endsWith('.ts') || file === 'src/errors.ts') continue;
+      const text = await fs.readFile(path.join(root, file), 'utf8');
+      for (const [literal, , word] of text.matchAll(/(['"])([A-Za-z_]+)\1/g)) {
+        const type = spellings.get(word!);
+        if (type && !NOT_FAILURE_TYPES.has(`${file} ${literal}`))
+          found.push(`${file}: ${literal} (FailureType.${type})`);
+      }
+    }
+    assert.deepEqual(found, []);
+  });
+
   it('hasErrorCode follows the cause chain', () => {
     const inner = new FleetmedicError(ErrorCode.StorageFull, 'disk full');
     const outer = new Error('copy failed', { cause: new Error('write failed', { cause: inner }) });
@@ -68,3 +92,11 @@ describe('error taxonomy', () => {
     assert.equal(hasErrorCode('not an error', ErrorCode.StorageFull), false);
   });
 });
+
+/** String literals that read like a failure type but are not one, or are another team's to move. */
+const NOT_FAILURE_TYPES = new Set([
+  // A pod status reason of the process runner, in Kubernetes' vocabulary beside UnknownProcess, NoContainerPort.
+  "src/runner/process-kinds.ts 'InvalidAnnotation'",
+  // The drill workflow's invalid input: the same value, still written out; the drill work in progress moves it.
+  "src/workflows/drill/workflow.ts 'InvalidInput'",
+]);
