@@ -97,6 +97,4 @@ describe('error taxonomy', () => {
 const NOT_FAILURE_TYPES = new Set([
   // A pod status reason of the process runner, in Kubernetes' vocabulary beside UnknownProcess, NoContainerPort.
   "src/runner/process-kinds.ts 'InvalidAnnotation'",
-  // The drill workflow's invalid input: the same value, still written out; the drill work in progress moves it.
-  "src/workflows/drill/workflow.ts 'InvalidInput'",
 ]);

@@ -51,6 +51,12 @@ export interface DrillInput {
   readonly probe?: { readonly rate?: number; readonly streamShare?: number };
   /** Leave what the drill created in place. */
   readonly keep?: boolean;
+  /**
+   * Whether the eviction phase may cordon and drain the replica's node. `false` (a real cluster
+   * without `--drain-node`): it evicts only the Deployment's pods on that node and neither cordons
+   * nor drains it. Absent: `true` (runs started before the field); `fleetmedic drill` always sets it.
+   */
+  readonly drainNode?: boolean;
   /** The drill's own deadline: past it the drill rolls back and fails (default 900 s). */
   readonly deadlineSeconds?: number;
   /** Length of each steady-state window (default 5 s). */
@@ -61,6 +67,16 @@ export interface DrillInput {
   readonly recoveryTimeoutSeconds?: number;
   /** Overrides of the verdict's thresholds (default `DEFAULT_THRESHOLDS`, the issue's goals). */
   readonly thresholds?: Partial<DrillThresholds>;
+  /**
+   * The continuity watchdog (src/drill/watchdog.ts): the drill aborts and rolls back as soon as
+   * continuity over the last `windowMs` (default 10 s, at least `minRequests`, default 10) falls
+   * below `abortBelow` (default 0.5; 0 turns the watchdog off).
+   */
+  readonly watchdog?: {
+    readonly abortBelow?: number;
+    readonly windowMs?: number;
+    readonly minRequests?: number;
+  };
 }
 
 /** A phase as the workflow records it: the injection, the recovery steps and its measured window. */
@@ -115,6 +131,8 @@ export interface DrillResult {
   readonly phases: readonly DrillPhaseFigures[];
   readonly report: DrillReportFiles;
   readonly restore: DrillRestoreResult | null;
+  /** Why the drill stopped early and rolled back (its watchdog, the fleet budget), when it did. */
+  readonly aborted?: string;
 }
 
 /** Where a drill is. */
@@ -139,6 +157,8 @@ export interface DrillProgress {
   readonly refusal: readonly string[];
   /** Nodes this drill cordoned and has not released yet. */
   readonly cordoned: readonly string[];
+  /** Why the drill is aborting, once it is. */
+  readonly aborted?: string;
 }
 
 export const drillProgressQuery = defineQuery<DrillProgress>('drillProgress');

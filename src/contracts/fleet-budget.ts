@@ -45,6 +45,11 @@ export interface AcquireRequest {
    * places are recovered first.
    */
   readonly staleHolders?: readonly string[];
+  /**
+   * False: a refused request does not join the queue for a slot (a drill asks once and gives up;
+   * it never waits ahead of a remediation). Absent: it does.
+   */
+  readonly queue?: boolean;
 }
 
 export interface OperatorAction {

@@ -105,6 +105,13 @@ export function renderTimeline(report: DrillReport, records: readonly ProbeRecor
       );
     }
   }
+  if (report.aborted) {
+    const a = report.aborted;
+    parts.push(
+      `<line class="inject" x1="${x(a.at)}" x2="${x(a.at)}" y1="${M.top}" y2="${H - M.bottom}"><title>${escapeHtml(`aborted ${formatTime(a.at)}: ${a.reason}`)}</title></line>`,
+      `<text class="mark" x="${x(a.at)}" y="${M.top - 6}">aborted</text>`,
+    );
+  }
   const legend = [
     ...Object.entries(COLORS).map(
       ([o, c]) => `<circle r="4" fill="${c}"/><text x="8" dominant-baseline="middle">${o}</text>`,

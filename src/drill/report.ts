@@ -81,6 +81,15 @@ export interface Verdict {
   readonly reasons: readonly string[];
 }
 
+/** Why and when a drill stopped early (its watchdog, or the fleet budget refused its drain). */
+export interface DrillAbort {
+  readonly reason: string;
+  /** The stage it was in (`pod-delete`, `eviction`, ...). */
+  readonly stage: string;
+  /** Epoch ms. */
+  readonly at: number;
+}
+
 /** A finished drill, as stored in `<drill id>.json`. */
 export interface DrillReport {
   readonly schemaVersion: typeof REPORT_SCHEMA_VERSION;
@@ -96,6 +105,8 @@ export interface DrillReport {
   readonly preflight: readonly PreflightFinding[];
   /** The probe's JSONL file, one line per request. */
   readonly probeFile: string;
+  /** Set when the drill was aborted and rolled back before its end: it fails. */
+  readonly aborted?: DrillAbort;
 }
 
 /** What {@link createReport} takes: the report without the fields it derives. */
@@ -131,7 +142,7 @@ export function formatMs(ms: number | null | undefined): string {
 }
 
 /**
- * Applies the thresholds: every failed preflight finding, every judged phase that did not run, has
+ * Applies the thresholds: an abort (first), every failed preflight finding, every judged phase that did not run, has
  * no request of a kind, falls below a continuity threshold or has a coverage gap too long, and an
  * eviction that recovered too slowly (or whose recovery or restore time is unknown: fail safe) is a
  * reason; the drill passes with none. Pure.
@@ -143,9 +154,11 @@ export function judgeDrill(input: {
   phases: readonly DrillPhase[];
   preflight: readonly PreflightFinding[];
   thresholds: DrillThresholds;
+  aborted?: DrillAbort;
 }): Verdict {
   const { thresholds: th } = input;
-  const reasons = input.preflight.filter((f) => !f.ok).map((f) => f.detail);
+  const reasons = input.aborted ? [`aborted during ${input.aborted.stage}: ${input.aborted.reason}`] : [];
+  reasons.push(...input.preflight.filter((f) => !f.ok).map((f) => f.detail));
   for (const name of th.phases) {
     const phase = input.phases.find((p) => p.name === name);
     if (!phase) {
@@ -199,9 +212,15 @@ export function createReport(input: DrillReportInput): DrillReport {
     endedAt: input.endedAt,
     phases: input.phases,
     thresholds,
-    verdict: judgeDrill({ phases: input.phases, preflight: input.preflight, thresholds }),
+    verdict: judgeDrill({
+      phases: input.phases,
+      preflight: input.preflight,
+      thresholds,
+      ...(input.aborted && { aborted: input.aborted }),
+    }),
     preflight: input.preflight,
     probeFile: input.probeFile,
+    ...(input.aborted && { aborted: input.aborted }),
   };
 }
 

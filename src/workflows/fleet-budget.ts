@@ -171,7 +171,9 @@ export async function fleetBudgetWorkflow(input: FleetBudgetInput): Promise<void
         Date.now(),
       );
       if (admission.admitted) state = acquireSlot(state, request.node);
-      else if (queueing && QUEUEING_REFUSALS.has(admission.reason)) state = enqueue(state, request.node);
+      else if (queueing && request.queue !== false && QUEUEING_REFUSALS.has(admission.reason)) {
+        state = enqueue(state, request.node);
+      }
       if (state.draining.length < before || !admission.admitted) wakeNext();
       return admission;
     }),

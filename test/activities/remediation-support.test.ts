@@ -21,6 +21,9 @@ import {
   resumeAutomation,
 } from '../../src/workflows/fleet-budget.js';
 import { remediationWorkflowId } from '../../src/contracts/ids.js';
+import { drillOwner, drillWorkflowId } from '../../src/contracts/drill.js';
+import { formatCordonRecord } from '../../src/k8s/node-ownership.js';
+import { CORDON_ANNOTATION } from '../../src/k8s/remediation-labels.js';
 import { clients, eventually } from '../helpers/k8s.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 import { useTestStack } from '../helpers/stack.js';
@@ -427,5 +430,88 @@ describe('drain slots: first come, first served', () => {
     await eventually('third dropped from the queue', async () =>
       (await queueOf()).length === 0 ? true : undefined,
     );
+  });
+});
+
+describe("a drill's drain slot", () => {
+  const clusterId = `drillslot-${randomUUID().slice(0, 8)}`;
+  const taskQueue = `remediation-support-${clusterId}`;
+  const node = `drill-slot-${clusterId}`;
+  const drillId = 'slot-holder';
+  let setup: Awaited<ReturnType<typeof budgetWorker>> | undefined;
+  let client: Client;
+  let activities: RemediationSupportActivities;
+
+  before(async () => {
+    setup = await budgetWorker(taskQueue, clusterId);
+    client = setup.client;
+    activities = createRemediationSupportActivities({
+      kc: setup.stack.kc,
+      client,
+      clusterId,
+      taskQueue,
+      budgetConfig: { maxConcurrentDrains: 1, minHealthyFraction: 0 },
+    });
+    // A node the drill cordoned: its ownership record names the drill (`drill/<drill ID>`).
+    await clients(setup.stack.kc).core.createNode({
+      body: {
+        metadata: {
+          name: node,
+          annotations: {
+            [CORDON_ANNOTATION]: formatCordonRecord({
+              workflowId: drillOwner(drillId),
+              reason: `drill ${drillId}: node eviction`,
+              at: new Date().toISOString(),
+              preexistingCordon: false,
+            }),
+          },
+        },
+        spec: { unschedulable: true },
+      },
+    });
+  });
+
+  after(async () => {
+    await clients(setup!.stack.kc)
+      .core.deleteNode({ name: node })
+      .catch(() => undefined);
+    await setup?.stop([fleetBudgetWorkflowId(clusterId), drillWorkflowId(clusterId, drillId)]);
+  });
+
+  it('is held while the drill runs, never queued when refused, and recovered once the drill has closed', async () => {
+    // A stand-in for the running drill workflow (any workflow that stays open under its ID).
+    const drill = await client.workflow.start('fleetBudgetWorkflow', {
+      workflowId: drillWorkflowId(clusterId, drillId),
+      taskQueue,
+      args: [{ clusterId: `${clusterId}-stand-in-drill` }],
+    });
+    const first = await activities.budgetAcquire({ node, remediationTimestamps: [], queue: false });
+    assert.equal(first.admitted, true, JSON.stringify(first));
+    // No remediation runs for the node, but the drill does: its slot is not stale.
+    const other = await activities.budgetAcquire({ node: 'other', remediationTimestamps: [] });
+    assert.ok(!other.admitted && other.reason === 'max-concurrent', JSON.stringify(other));
+    const drillAgain = await activities.budgetAcquire({
+      node: 'another-drill-node',
+      remediationTimestamps: [],
+      queue: false,
+    });
+    assert.equal(drillAgain.admitted, false);
+    const state = await client.workflow.getHandle(fleetBudgetWorkflowId(clusterId)).query(fleetBudgetState);
+    assert.deepEqual(state.draining, [node]);
+    await eventually('other queued', async () =>
+      (
+        await client.workflow.getHandle(fleetBudgetWorkflowId(clusterId)).query(fleetBudgetState)
+      ).queue?.includes('other')
+        ? true
+        : undefined,
+    );
+    const queue =
+      (await client.workflow.getHandle(fleetBudgetWorkflowId(clusterId)).query(fleetBudgetState)).queue ?? [];
+    assert.ok(!queue.includes('another-drill-node'), `a refused drill joined the queue: ${queue.join()}`);
+
+    // Terminated (no rollback ran): the next request recovers the slot.
+    await drill.terminate('the drill was terminated');
+    const after = await activities.budgetAcquire({ node: 'other', remediationTimestamps: [] });
+    assert.equal(after.admitted, true, JSON.stringify(after));
   });
 });

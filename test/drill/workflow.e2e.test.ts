@@ -4,6 +4,8 @@ import { bundleWorkflowCode, NativeConnection, type Worker } from '@temporalio/w
 import { execa } from 'execa';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,6 +39,9 @@ import {
 } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { temporalBinary } from '../helpers/temporal.js';
+import { forgetBudgetSettings } from '../helpers/workers.js';
+import { OperatorClient } from '../../src/client/operator-client.js';
+import { fleetBudgetWorkflowId } from '../../src/contracts/fleet-budget.js';
 
 // The drill workflow on the embedded stack with real processes: stand-in replicas served by the
 // process runner on kwok nodes, the gateway watching their Deployment, the probe in its own process,
@@ -80,6 +85,12 @@ describe('drill workflow (embedded stack, process runner, gateway)', { timeout: 
   });
 
   after(async () => {
+    // The budget stays on this file's queue: a later file's worker would never serve it.
+    await client.workflow
+      .getHandle(fleetBudgetWorkflowId(stack.state.clusterId))
+      .terminate('drill test finished')
+      .catch(() => {});
+    await forgetBudgetSettings(stack.kc, stack.state.clusterId);
     for (const w of workers) w.shutdown();
     await running;
     await clientConnection?.close();
@@ -362,6 +373,130 @@ describe('drill workflow (embedded stack, process runner, gateway)', { timeout: 
       const pid = Number(await fs.readFile(path.join(dir, 'drills', drillId, 'probe.pid'), 'utf8'));
       assert.throws(() => process.kill(pid, 0), 'the probe process outlived the drill');
     } finally {
+      await gw.close();
+      await removeLeftovers();
+    }
+  });
+
+  /** A pass-through proxy in front of `target` that answers 503 to everything once broken. */
+  async function breakableFront(target: string) {
+    let broken = false;
+    const server = http.createServer((req, res) => {
+      if (broken) {
+        res.writeHead(503, { 'content-type': 'text/plain' }).end('broken by the test');
+        return;
+      }
+      const up = http.request(`${target}${req.url}`, { method: req.method, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    return {
+      url: `http://127.0.0.1:${port}`,
+      break: () => {
+        broken = true;
+      },
+      close: () =>
+        new Promise<void>((resolve) => {
+          server.closeAllConnections();
+          server.close(() => resolve());
+        }),
+    };
+  }
+
+  /** Waits until the previous test's Deployment and objects are gone. */
+  async function clean(): Promise<void> {
+    await eventually(
+      'the previous stand-ins gone',
+      async () =>
+        (await livePods(stack.kc, ns.name, APP)).length === 0 && (await created()).length === 0
+          ? true
+          : undefined,
+      60_000,
+    );
+  }
+
+  it("the fleet budget's pause refuses the drill's drain: aborted before any eviction, nothing left cordoned", async () => {
+    await clean();
+    const drillId = `paused-${process.pid}`;
+    await standinsFor(drillId);
+    const gw = await gateway();
+    const operator = new OperatorClient(client, { clusterId: stack.state.clusterId, taskQueue });
+    await operator.setPaused(true, { by: 'drill-test', reason: 'maintenance window' });
+    try {
+      const before = new Set((await livePods(stack.kc, ns.name, APP)).map((p) => p.metadata!.name!));
+      const handle = await start(drillId, { standin: { replicas: 3 }, targetUrl: gw.url });
+      const result = (await handle.result()) as DrillResult;
+      assert.equal(result.pass, false);
+      assert.match(
+        result.aborted ?? '',
+        /^the fleet budget refused to drain \S+ \(paused\): automation is paused/,
+      );
+      assert.match(result.reasons[0] ?? '', /^aborted during eviction: the fleet budget refused to drain/);
+      assert.deepEqual(
+        result.phases.map((p) => p.name),
+        ['steady-state', 'pod-delete'],
+      );
+      // The cordon was reverted and the stand-ins removed; the pod deletion replaced one pod, and no
+      // other pod was evicted (the Deployment is gone now: its pods are read from the report's phase).
+      assert.equal(result.restore?.uncordoned.length, 1);
+      assert.deepEqual(await drillNodes(drillId), []);
+      assert.deepEqual(await created(), []);
+      const stored = JSON.parse(await fs.readFile(result.report.json, 'utf8')) as DrillReport;
+      assert.equal(stored.aborted?.stage, 'eviction');
+      assert.equal(before.size, 3);
+      const budget = await operator.budget();
+      assert.deepEqual(budget?.draining, [], 'the drill holds a drain slot after its end');
+      assert.deepEqual(budget?.queued, [], 'the refused drill joined the queue');
+    } finally {
+      await operator.setPaused(false, { by: 'drill-test' });
+      await gw.close();
+      await removeLeftovers();
+    }
+  });
+
+  it('the continuity watchdog aborts a drill whose service fails during the eviction, and rolls it back', async () => {
+    await clean();
+    const drillId = `watchdog-${process.pid}`;
+    await standinsFor(drillId);
+    const gw = await gateway();
+    const front = await breakableFront(gw.url);
+    try {
+      const handle = await start(drillId, {
+        standin: { replicas: 3 },
+        targetUrl: front.url,
+        watchdog: { windowMs: 3_000, minRequests: 10 },
+      });
+      await eventually(
+        'the drill cordoned a node',
+        async () => ((await handle.query(drillProgressQuery)).cordoned.length > 0 ? true : undefined),
+        180_000,
+      );
+      // The service breaks: every probe request now fails (503).
+      front.break();
+      const result = (await handle.result()) as DrillResult;
+      await recordHistory('watchdog-abort', handle);
+      assert.equal(result.pass, false);
+      assert.match(
+        result.aborted ?? '',
+        /^the continuity watchdog fired: continuity 0\.\d\d < 0\.5 over the last 3 s/,
+      );
+      assert.match(result.reasons[0] ?? '', /^aborted during eviction: the continuity watchdog fired/);
+      assert.deepEqual(await drillNodes(drillId), []);
+      assert.deepEqual(await created(), []);
+      const budget = await new OperatorClient(client, {
+        clusterId: stack.state.clusterId,
+        taskQueue,
+      }).budget();
+      assert.deepEqual(budget?.draining, [], 'the aborted drill kept its drain slot');
+      const pid = Number(await fs.readFile(path.join(dir, 'drills', drillId, 'probe.pid'), 'utf8'));
+      assert.throws(() => process.kill(pid, 0), 'the probe process outlived the drill');
+    } finally {
+      await front.close();
       await gw.close();
       await removeLeftovers();
     }

@@ -1,5 +1,6 @@
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
+import { Context } from '@temporalio/activity';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import assert from 'node:assert/strict';
@@ -23,10 +24,21 @@ interface Fakes {
   calls: string[];
   restore: unknown[];
   report: WriteDrillReportInput[];
+  acquire: unknown[];
 }
 
-function fakeActivities(f: Fakes, options: { refuse?: boolean; failRecovery?: boolean } = {}) {
+interface FakeOptions {
+  refuse?: boolean;
+  failRecovery?: boolean;
+  /** The budget's refusal of the drain (reason), when it refuses. */
+  budgetRefuses?: 'paused' | 'breaker-open';
+  /** The watchdog fires once the pod deletion has started. */
+  breach?: boolean;
+}
+
+function fakeActivities(f: Fakes, options: FakeOptions = {}) {
   const call = (name: string) => f.calls.push(name);
+  let podDeleted = false;
   const steps = (t: number) => [
     { step: 'replacement-created' as const, at: t + 10 },
     { step: 'ready' as const, at: t + 20 },
@@ -44,8 +56,11 @@ function fakeActivities(f: Fakes, options: { refuse?: boolean; failRecovery?: bo
       );
     },
     startProbe: () => (call('startProbe'), Promise.resolve({ pid: 1, file: '/tmp/probe.jsonl' })),
-    deletePodAndMeasure: () => {
+    deletePodAndMeasure: async () => {
       call('deletePodAndMeasure');
+      podDeleted = true;
+      // Long enough for a watchdog that fires now to cancel it.
+      if (options.breach) await new Promise((r) => setTimeout(r, 3_000));
       const t = Date.now();
       return Promise.resolve({ injectedAt: t, victim: 'llama-a', steps: steps(t), victimGoneAt: t + 20 });
     },
@@ -69,6 +84,36 @@ function fakeActivities(f: Fakes, options: { refuse?: boolean; failRecovery?: bo
       return Promise.resolve({ steps: steps(t), victimGoneAt: t + 20 });
     },
     drainNode: () => (call('drainNode'), Promise.resolve({ nodeGone: false, evicted: 1 })),
+    budgetAcquire: (input: unknown) => {
+      call('budgetAcquire');
+      f.acquire.push(input);
+      return Promise.resolve(
+        options.budgetRefuses
+          ? { admitted: false, reason: options.budgetRefuses, detail: 'automation is paused by an operator' }
+          : { admitted: true, escalateTo: null, detail: '1 of 1 drain slot(s) free' },
+      );
+    },
+    budgetRelease: () => (call('budgetRelease'), Promise.resolve()),
+    /** Runs until cancelled (heartbeating, so the cancel arrives), or fires once a pod was deleted. */
+    watchContinuity: async () => {
+      call('watchContinuity');
+      const ctx = Context.current();
+      for (;;) {
+        if (options.breach && podDeleted) {
+          return {
+            continuity: 0.1,
+            requests: 100,
+            failed: 90,
+            degraded: 0,
+            window: { from: 0, to: 1 },
+            detail:
+              'continuity 0.10 < 0.5 over the last 10 s (10 of 100 requests successful, 90 failed, 0 degraded)',
+          };
+        }
+        ctx.heartbeat();
+        await ctx.sleep(50);
+      }
+    },
     stopProbe: () => (call('stopProbe'), Promise.resolve({ stopped: true })),
     restoreDrill: (input: unknown) => {
       call('restoreDrill');
@@ -78,7 +123,10 @@ function fakeActivities(f: Fakes, options: { refuse?: boolean; failRecovery?: bo
     writeDrillReport: (input: WriteDrillReportInput) => {
       call('writeDrillReport');
       f.report.push(input);
-      const reasons = input.preflight.filter((p) => !p.ok).map((p) => p.detail);
+      const reasons = [
+        ...(input.aborted ? [`aborted during ${input.aborted.stage}: ${input.aborted.reason}`] : []),
+        ...input.preflight.filter((p) => !p.ok).map((p) => p.detail),
+      ];
       return Promise.resolve({
         verdict: { pass: reasons.length === 0, reasons },
         phases: [],
@@ -101,8 +149,8 @@ describe('drillWorkflow (Temporal dev server, fake activities)', { timeout: 180_
   });
   after(() => env?.teardown());
 
-  async function run(name: string, options: Parameters<typeof fakeActivities>[1]) {
-    const fakes: Fakes = { calls: [], restore: [], report: [] };
+  async function run(name: string, options: FakeOptions) {
+    const fakes: Fakes = { calls: [], restore: [], report: [], acquire: [] };
     const taskQueue = `drill-${name}`;
     const worker = await Worker.create({
       connection: env.nativeConnection,
@@ -131,14 +179,20 @@ describe('drillWorkflow (Temporal dev server, fake activities)', { timeout: 180_
 
   it('runs apply, preflight, probe, steady state, pod deletion, eviction, steady state, restore, report', async () => {
     const { fakes, result } = await run('pass', {});
-    assert.deepEqual(fakes.calls.slice(0, 5), [
+    assert.deepEqual(fakes.calls.slice(0, 6), [
       'applyStandin',
       'waitForReplicas',
       'drillPreflight',
       'startProbe',
+      'watchContinuity',
       'deletePodAndMeasure',
     ]);
-    assert.deepEqual(fakes.calls.slice(-3), ['stopProbe', 'restoreDrill', 'writeDrillReport']);
+    assert.deepEqual(fakes.calls.slice(-4), [
+      'stopProbe',
+      'restoreDrill',
+      'budgetRelease',
+      'writeDrillReport',
+    ]);
     assert.ok(fakes.calls.includes('drainNode') && fakes.calls.includes('measureRecovery'));
     assert.deepEqual(
       fakes.report[0]!.phases.map((p) => p.name),
@@ -157,6 +211,42 @@ describe('drillWorkflow (Temporal dev server, fake activities)', { timeout: 180_
     });
     assert.equal(result?.pass, true);
     assert.equal(result?.refused, false);
+    // The drain asked the budget for a slot after the cordon, never queueing; the rollback returned it.
+    const order = (name: string) => fakes.calls.indexOf(name);
+    assert.ok(
+      order('cordonReplicaNode') < order('budgetAcquire') && order('budgetAcquire') < order('drainNode'),
+    );
+    assert.deepEqual(fakes.acquire, [{ node: 'gpu-node-2', remediationTimestamps: [], queue: false }]);
+    assert.ok(order('restoreDrill') < order('budgetRelease'));
+    assert.ok(fakes.calls.includes('watchContinuity'));
+    assert.equal(result?.aborted, undefined);
+  });
+
+  it('a drain the fleet budget refuses evicts nothing: the drill rolls back and reports it aborted', async () => {
+    const { fakes, result } = await run('budget-paused', { budgetRefuses: 'paused' });
+    for (const never of ['drainNode', 'measureRecovery', 'budgetRelease']) {
+      assert.ok(!fakes.calls.includes(never), `${never} was called`);
+    }
+    assert.deepEqual(fakes.calls.slice(-3), ['stopProbe', 'restoreDrill', 'writeDrillReport']);
+    assert.deepEqual((fakes.restore[0] as { cordoned: string[] }).cordoned, ['gpu-node-2']);
+    assert.equal(fakes.report[0]!.aborted?.stage, 'eviction');
+    assert.match(
+      result?.aborted ?? '',
+      /^the fleet budget refused to drain gpu-node-2 \(paused\): automation is paused by an operator$/,
+    );
+    assert.equal(result?.pass, false);
+    assert.match(result?.reasons[0] ?? '', /^aborted during eviction: the fleet budget refused/);
+  });
+
+  it('the continuity watchdog cancels the running phase, rolls back and reports the abort', async () => {
+    const { fakes, result } = await run('watchdog', { breach: true });
+    for (const never of ['cordonReplicaNode', 'drainNode']) {
+      assert.ok(!fakes.calls.includes(never), `${never} was called`);
+    }
+    assert.deepEqual(fakes.calls.slice(-3), ['stopProbe', 'restoreDrill', 'writeDrillReport']);
+    assert.equal(fakes.report[0]!.aborted?.stage, 'pod-delete');
+    assert.match(result?.aborted ?? '', /^the continuity watchdog fired: continuity 0\.10 < 0\.5/);
+    assert.equal(result?.pass, false);
   });
 
   it('a preflight refusal injects nothing, cleans up and reports the reason', async () => {
@@ -180,7 +270,8 @@ describe('drillWorkflow (Temporal dev server, fake activities)', { timeout: 180_
   it('a failed eviction phase rolls back (probe stopped, the cordoned node named) and fails without a report', async () => {
     const { fakes, error } = await run('rollback', { failRecovery: true });
     assert.ok(error instanceof WorkflowFailedError, String(error));
-    assert.deepEqual(fakes.calls.slice(-2), ['stopProbe', 'restoreDrill']);
+    // The drain slot the drill held is returned after the restore.
+    assert.deepEqual(fakes.calls.slice(-3), ['stopProbe', 'restoreDrill', 'budgetRelease']);
     assert.ok(!fakes.calls.includes('writeDrillReport'));
     assert.deepEqual((fakes.restore[0] as { cordoned: string[] }).cordoned, ['gpu-node-2']);
   });

@@ -1,7 +1,7 @@
 /**
  * The drill's activities (issue #16): cluster steps (cluster.ts, recovery.ts), its objects and their
  * restore (objects.ts), the probe process
- * (probe-process.ts) and the report (report.ts). The node drain itself is the remediation's
+ * (probe-process.ts), its continuity watchdog (watchdog.ts) and the report (report.ts). The node drain itself is the remediation's
  * `drainNode` (activities/kubernetes), called by the workflow with the drill's owner.
  */
 import path from 'node:path';
@@ -11,6 +11,7 @@ import { createDrillClusterActivities } from './cluster.js';
 import { createDrillObjectActivities } from './objects.js';
 import { createProbeActivities } from './probe-process.js';
 import { createDrillReportActivities } from './report.js';
+import { createWatchdogActivities } from './watchdog.js';
 
 export type { ProbeHandle } from './probe-process.js';
 export type { WriteDrillReportInput, WriteDrillReportResult } from './report.js';
@@ -33,7 +34,7 @@ export function createDrillActivities(deps: DrillActivityDeps) {
   const objects = createDrillObjectActivities(access);
   const probe = createProbeActivities({ drillDir: deps.drillDir });
   const report = createDrillReportActivities({ reportDir: path.join(deps.drillDir, 'reports') });
-  return { ...cluster, ...objects, ...probe, ...report };
+  return { ...cluster, ...objects, ...probe, ...report, ...createWatchdogActivities() };
 }
 
 /** The activities' type, for `proxyActivities<DrillActivities>()` in the drill workflow. */

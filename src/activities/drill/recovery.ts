@@ -5,7 +5,9 @@
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
 import { DrillFailureType } from '../../contracts/drill.js';
+import { replicaRestore, type ReplicaRestore } from '../../drill/replica-phases.js';
 import type { RecoveryStep } from '../../drill/report.js';
+import type { ReplicaPhases } from '../../runner/replica.js';
 import { isTerminating } from '../../k8s/drain-plan.js';
 import { activityContext, pause, throwIfCancelled } from '../kubernetes/control.js';
 
@@ -29,13 +31,43 @@ export interface RecoveryWatch {
   readonly steps: RecoveryStep[];
   /** When the victim pod was gone from the API server (its process stopped). */
   readonly victimGoneAt: number;
+  /** The replacement's restore from checkpoint, as it measured it (a replica wrapper's `/phases`). */
+  readonly restoreMs?: number;
+}
+
+/** The port named `ready` of a pod's containers: a replica wrapper serving `/ready` and `/phases`. */
+function readyPort(pod: V1Pod): number | undefined {
+  for (const c of pod.spec?.containers ?? []) {
+    const port = c.ports?.find((p) => p.name === 'ready')?.containerPort;
+    if (port !== undefined) return port;
+  }
+  return undefined;
+}
+
+/**
+ * The replacement's restore steps from its wrapper's `/phases`, or undefined when it has no wrapper
+ * (a stand-in), its IP is unknown, or it did not answer within 2 s (the caller asks again).
+ */
+async function fetchRestore(pod: V1Pod): Promise<ReplicaRestore | undefined> {
+  const port = readyPort(pod);
+  const ip = pod.status?.podIP;
+  if (port === undefined || !ip) return undefined;
+  try {
+    const res = await fetch(`http://${ip}:${port}/phases`, { signal: AbortSignal.timeout(2_000) });
+    if (!res.ok) return undefined;
+    return replicaRestore((await res.json()) as ReplicaPhases, pod.metadata?.name ?? '?');
+  } catch {
+    return undefined;
+  }
 }
 
 /**
  * Polls the Deployment's pods every `pollMs` until the victim is gone and `replicas` pods are Ready
  * and not terminating; records `eviction` (victim terminating, when `withEviction`),
  * `replacement-created`, `scheduled`, `ready` (the first pod created after the injection) and
- * `all-ready`. Heartbeats each poll.
+ * `all-ready`; for a replacement with a replica wrapper (a container port named `ready`), also its
+ * `checkpoint-restored`, `health-200` and `slot-restored` from the wrapper's `/phases`, and its
+ * restore time. Heartbeats each poll.
  *
  * @throws non-retryable `DrillRecoveryTimeout` naming the missing steps when `deadlineMs` passes.
  */
@@ -57,6 +89,9 @@ export async function watchRecovery(args: {
     if (!steps.has(step)) steps.set(step, { step, at, ...(detail !== undefined && { detail }) });
   };
   let victimGoneAt: number | undefined;
+  // A replica wrapper's restore, read once its replacement is Ready (a few tries).
+  let restore: ReplicaRestore | undefined;
+  let restoreTries = 0;
   for (;;) {
     throwIfCancelled(ctx?.cancellationSignal);
     const pods = await listPods(core, namespace, selector);
@@ -72,12 +107,23 @@ export async function watchRecovery(args: {
       const name = replacement.metadata?.name ?? '?';
       mark('replacement-created', at, name);
       if (replacement.spec?.nodeName) mark('scheduled', at, `${name} on ${replacement.spec.nodeName}`);
-      if (podReady(replacement)) mark('ready', at, name);
+      if (podReady(replacement)) {
+        mark('ready', at, name);
+        if (!restore && restoreTries < 5 && readyPort(replacement) !== undefined) {
+          restoreTries++;
+          restore = await fetchRestore(replacement);
+          for (const s of restore?.steps ?? []) mark(s.step, s.at, s.detail);
+        }
+      }
     }
     const ready = pods.filter((p) => !isTerminating(p) && podReady(p)).length;
     if (ready >= args.replicas && steps.has('ready')) mark('all-ready', at, `${ready} Ready`);
     if (steps.has('all-ready') && victimGoneAt !== undefined) {
-      return { steps: [...steps.values()].sort((a, b) => a.at - b.at), victimGoneAt };
+      return {
+        steps: [...steps.values()].sort((a, b) => a.at - b.at),
+        victimGoneAt,
+        ...(restore?.restoreMs !== undefined && { restoreMs: restore.restoreMs }),
+      };
     }
     if (at > args.deadlineMs) {
       const missing = ['replacement-created', 'scheduled', 'ready', 'all-ready'].filter(

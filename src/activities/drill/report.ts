@@ -11,6 +11,7 @@ import {
   createReport,
   DEFAULT_THRESHOLDS,
   recoveryMs,
+  type DrillAbort,
   type DrillPhase,
   type DrillThresholds,
   type PreflightFinding,
@@ -33,6 +34,8 @@ export interface WriteDrillReportInput {
   readonly rate: number;
   /** Overrides of {@link DEFAULT_THRESHOLDS}. */
   readonly thresholds?: Partial<DrillThresholds>;
+  /** Why the drill stopped early, when it did. */
+  readonly aborted?: DrillAbort;
 }
 
 export interface WriteDrillReportResult {
@@ -83,6 +86,7 @@ export function createDrillReportActivities(deps: { reportDir: string }) {
         preflight: input.preflight,
         probeFile: input.probeFile,
         thresholds: { ...DEFAULT_THRESHOLDS, ...input.thresholds },
+        ...(input.aborted && { aborted: input.aborted }),
       });
       await fs.mkdir(deps.reportDir, { recursive: true });
       const written = await writeReport(path.resolve(deps.reportDir), report, { records });

@@ -16,6 +16,7 @@ import {
   reportNodeFailures,
   type FleetBudgetInput,
 } from '../../contracts/fleet-budget.js';
+import { drillWorkflowId } from '../../contracts/drill.js';
 import { remediationWorkflowId } from '../../contracts/ids.js';
 import {
   admitDrain,
@@ -29,7 +30,10 @@ import {
   type QuarantineVerdict,
 } from '../../domain/fleet-budget.js';
 import { isNodeHealthy } from '../../domain/node-health.js';
+import { isApiError } from '../../k8s/api-errors.js';
 import { GPU_RESOURCE } from '../../k8s/labels.js';
+import { parseCordonRecord } from '../../k8s/node-ownership.js';
+import { CORDON_ANNOTATION, DRILL_OWNER_PREFIX } from '../../k8s/remediation-labels.js';
 import { objectName, validateInput } from '../input.js';
 import { coalesce } from './coalesce.js';
 
@@ -74,6 +78,7 @@ const nodeSchema = z.object({ node: objectName });
 const budgetAcquireSchema = z.object({
   node: objectName,
   remediationTimestamps: z.array(z.number().int('must be milliseconds since the epoch')),
+  queue: z.boolean().optional(),
 });
 
 /** What the fleet budget's client needs (see `RemediationSupportDeps`). */
@@ -200,6 +205,33 @@ export function createFleetBudgetClient(deps: FleetBudgetClientDeps, core: CoreV
   /** Requests of this worker that listed the fleet and updated the budget, ended (see `budgetRead`). */
   let admissions = 0;
 
+  /** True while the workflow `workflowId` runs; false when it closed or never existed. */
+  async function runOpen(workflowId: string): Promise<boolean> {
+    try {
+      return (await deps.client.workflow.getHandle(workflowId).describe()).status.name === 'RUNNING';
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * True while the run holding `node`'s slot is open: the node's remediation, else the drill whose
+   * cordon the node carries (a drill holds a slot for the node it drains, owner `drill/<id>` in the
+   * ownership record). The node is read only when its remediation is not running.
+   */
+  async function holderOpen(node: string): Promise<boolean> {
+    if (await runOpen(remediationWorkflowId(deps.clusterId, node))) return true;
+    const read = await core.readNode({ name: node }).catch((err: unknown) => {
+      if (isApiError(err, 404)) return undefined;
+      throw err;
+    });
+    const record = parseCordonRecord(read?.metadata?.annotations?.[CORDON_ANNOTATION]);
+    if (record.kind !== 'ok' || !record.record.workflowId.startsWith(DRILL_OWNER_PREFIX)) return false;
+    const drillId = record.record.workflowId.slice(DRILL_OWNER_PREFIX.length);
+    return runOpen(drillWorkflowId(deps.clusterId, drillId));
+  }
+
   /**
    * The budget's state and which slot holders' remediations have closed (their slots are stale), as
    * one read shared by the requests for a drain slot that arrive while it is in flight: in a storm
@@ -220,15 +252,7 @@ export function createFleetBudgetClient(deps: FleetBudgetClientDeps, core: CoreV
         // remediation ended would keep everyone behind it waiting).
         const queued = (state.queue ?? []).slice(0, state.config.maxConcurrentDrains);
         for (const holder of [...state.draining, ...queued]) {
-          try {
-            const desc = await deps.client.workflow
-              .getHandle(remediationWorkflowId(deps.clusterId, holder))
-              .describe();
-            if (desc.status.name !== 'RUNNING') closedHolders.push(holder);
-          } catch (err) {
-            if (err instanceof WorkflowNotFoundError) closedHolders.push(holder);
-            else throw err;
-          }
+          if (!(await holderOpen(holder))) closedHolders.push(holder);
         }
         return { state, closedHolders };
       })(),
@@ -268,8 +292,9 @@ export function createFleetBudgetClient(deps: FleetBudgetClientDeps, core: CoreV
     },
 
     /**
-     * Asks the fleet budget for a drain slot. Slots held by remediations whose workflow has closed
-     * (terminated, timed out) are recovered first, so a slot can never leak.
+     * Asks the fleet budget for a drain slot. Slots held by remediations (or drills, see
+     * `holderOpen`) whose workflow has closed (terminated, timed out) are recovered first, so a slot
+     * can never leak. With `queue: false` a refused request does not join the queue (a drill).
      *
      * Refusals that do not depend on the fleet (paused, breaker open, every slot taken) are answered
      * from the budget's state (read once for all the requests in flight, see `budgetRead`), without
@@ -281,7 +306,11 @@ export function createFleetBudgetClient(deps: FleetBudgetClientDeps, core: CoreV
      *
      * @throws non-retryable `InvalidInput` naming the field (`node`, `remediationTimestamps[i]`).
      */
-    async budgetAcquire(input: { node: string; remediationTimestamps: number[] }): Promise<Admission> {
+    async budgetAcquire(input: {
+      node: string;
+      remediationTimestamps: number[];
+      queue?: boolean;
+    }): Promise<Admission> {
       const request = validateInput('budgetAcquire', budgetAcquireSchema, input);
       return withBudget(async (handle) => {
         for (;;) {
@@ -295,7 +324,11 @@ export function createFleetBudgetClient(deps: FleetBudgetClientDeps, core: CoreV
           const early = admitDrain(current, request, Date.now());
           if (!early.admitted && FLEET_INDEPENDENT_REFUSALS.has(early.reason)) {
             // Waiting for a slot: join the queue (first come, first served), once.
-            if (QUEUEING_REFUSALS.has(early.reason) && !(state.queue ?? []).includes(request.node)) {
+            if (
+              request.queue !== false &&
+              QUEUEING_REFUSALS.has(early.reason) &&
+              !(state.queue ?? []).includes(request.node)
+            ) {
               await handle.signal(queueForDrainSlot, { node: request.node });
             }
             return early;
@@ -312,6 +345,7 @@ export function createFleetBudgetClient(deps: FleetBudgetClientDeps, core: CoreV
                   node: request.node,
                   remediationTimestamps: request.remediationTimestamps,
                   staleHolders,
+                  ...(request.queue === false && { queue: false }),
                   gpuNodeCount,
                   healthyNodes,
                 },

@@ -6,6 +6,7 @@ import { proxyActivities, sleep, type ActivityOptions } from '@temporalio/workfl
 import { ActivityCancellationType } from '@temporalio/common';
 import type { DrillActivities } from '../../activities/drill/index.js';
 import type { KubernetesActivities } from '../../activities/kubernetes/index.js';
+import type { RemediationSupportActivities } from '../../activities/remediation-support/index.js';
 import { drillOwner, type DrillInput, type DrillPhaseRecord } from '../../contracts/drill.js';
 
 const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 3 };
@@ -23,6 +24,18 @@ const longOptions: ActivityOptions = {
 export const short = proxyActivities<DrillActivities>(shortOptions);
 export const long = proxyActivities<DrillActivities>(longOptions);
 const { drainNode } = proxyActivities<KubernetesActivities>(longOptions);
+const { budgetAcquire } = proxyActivities<RemediationSupportActivities>(shortOptions);
+
+/**
+ * The continuity watchdog's activity: it runs as long as the drill may (its deadline, plus a minute),
+ * heartbeating, and is cancelled when the drill's faults are over.
+ */
+export function watchdogActivity(deadlineMs: number) {
+  return proxyActivities<DrillActivities>({
+    ...longOptions,
+    startToCloseTimeout: deadlineMs + 60_000,
+  }).watchContinuity;
+}
 
 /** Waits until the window's end has passed, so that the probe has measured all of it. */
 async function waitForWindow(phase: DrillPhaseRecord): Promise<DrillPhaseRecord> {
@@ -63,21 +76,36 @@ export async function podDelete(
     injectedAt: r.injectedAt,
     recovery: r.steps,
     target: r.victim,
+    ...(r.restoreMs !== undefined && { restoreMs: r.restoreMs }),
     window: { from: r.injectedAt, to: recoveryEnd(r.steps, r.victimGoneAt) + tailMs },
   });
 }
 
+/** What the eviction phase needs besides the drill's input. */
+export interface EvictionHooks {
+  /** Learns the node once cordoned, before anything is evicted, so a rollback knows it. */
+  readonly onCordon: (node: string) => void;
+  /**
+   * Set: the drain asks the fleet budget for a drain slot first (`queue: false`), and a refusal
+   * (paused, breaker open, no slot, too few healthy nodes) ends the phase without evicting anything;
+   * `onSlot` learns the node whose slot the drill holds, so a rollback returns it.
+   */
+  readonly budget?: { readonly onSlot: (node: string) => void };
+}
+
 /**
- * Cordons one replica's node for the drill (owner `drill/<id>`) and drains the Deployment's pods from
- * it through the remediation's `drainNode` (PDB-aware Eviction API), measuring recovery beside it.
- * `onCordon` learns the node before anything is evicted, so a rollback knows it.
+ * Cordons one replica's node for the drill (owner `drill/<id>`), asks the fleet budget for a drain
+ * slot as a remediation would (see {@link EvictionHooks}), and drains the Deployment's pods from it
+ * through the remediation's `drainNode` (PDB-aware Eviction API), measuring recovery beside it.
+ *
+ * @returns the phase, or `{ refused }` with the budget's reason when it admitted no drain.
  */
 export async function nodeEviction(
   input: DrillInput,
   tailMs: number,
   timeoutSeconds: number,
-  onCordon: (node: string) => void,
-): Promise<DrillPhaseRecord> {
+  hooks: EvictionHooks,
+): Promise<DrillPhaseRecord | { refused: string }> {
   const owner = drillOwner(input.drillId);
   const c = await short.cordonReplicaNode({
     namespace: input.namespace,
@@ -85,7 +113,18 @@ export async function nodeEviction(
     owner,
     reason: `drill ${input.drillId}: node eviction`,
   });
-  onCordon(c.node);
+  hooks.onCordon(c.node);
+  if (hooks.budget) {
+    // After the cordon: the ownership record names the drill, which is how the budget tells that
+    // the slot's holder is still running (a remediation's own slot is found by its workflow ID).
+    const admission = await budgetAcquire({ node: c.node, remediationTimestamps: [], queue: false });
+    if (!admission.admitted) {
+      return {
+        refused: `the fleet budget refused to drain ${c.node} (${admission.reason}): ${admission.detail}`,
+      };
+    }
+    hooks.budget.onSlot(c.node);
+  }
   const injectedAt = Date.now();
   const [r] = await Promise.all([
     long.measureRecovery({
@@ -108,8 +147,8 @@ export async function nodeEviction(
     injectedAt,
     recovery: r.steps,
     target: `${c.node} (${c.victim.name})`,
-    // The stand-ins keep no checkpoint: nothing to restore (a Deployment of the user's has its own).
-    ...(input.standin && { restoreMs: 0 }),
+    // A replica wrapper measured its restore; stand-ins keep no checkpoint: nothing to restore.
+    ...(r.restoreMs !== undefined ? { restoreMs: r.restoreMs } : input.standin && { restoreMs: 0 }),
     window: { from: injectedAt, to: recoveryEnd(r.steps, r.victimGoneAt) + tailMs },
   });
 }

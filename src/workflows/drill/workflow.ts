@@ -2,6 +2,8 @@ import {
   ApplicationFailure,
   CancellationScope,
   isCancellation,
+  patched,
+  proxyActivities,
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
@@ -20,8 +22,21 @@ import {
   type DrillStage,
 } from '../../contracts/drill.js';
 import { CLUSTER_ID, PHASE } from '../../contracts/search-attributes.js';
-import type { PreflightFinding } from '../../drill/report.js';
-import { long, nodeEviction, podDelete, short, steadyState } from './phases.js';
+import { FailureType } from '../../errors.js';
+import type { DrillAbort, PreflightFinding } from '../../drill/report.js';
+import { DEFAULT_WATCHDOG } from '../../drill/watchdog.js';
+import type { RemediationSupportActivities } from '../../activities/remediation-support/index.js';
+import { long, nodeEviction, podDelete, short, steadyState, watchdogActivity } from './phases.js';
+
+/**
+ * The drill's drain asks the fleet budget for a slot (pause, breaker and limits honoured), and a
+ * continuity watchdog aborts the drill; histories recorded before them do neither.
+ */
+const SAFETY_PATCH = 'drill-budget-watchdog';
+const { budgetRelease } = proxyActivities<RemediationSupportActivities>({
+  startToCloseTimeout: '2m',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10 },
+});
 
 const NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
@@ -34,6 +49,16 @@ function inputProblems(input: DrillInput): string[] {
   if (!NAME.test(input.deployment))
     problems.push(`deployment ${JSON.stringify(input.deployment)} is not a name`);
   if (!input.targetUrl) problems.push('targetUrl is missing');
+  const w = input.watchdog;
+  if (w?.abortBelow !== undefined && !(w.abortBelow >= 0 && w.abortBelow <= 1))
+    problems.push(`watchdog.abortBelow ${w.abortBelow} is not between 0 and 1`);
+  if (
+    w?.windowMs !== undefined &&
+    !(Number.isInteger(w.windowMs) && w.windowMs >= 1000 && w.windowMs <= 600_000)
+  )
+    problems.push(`watchdog.windowMs ${w.windowMs} is not 1000..600000`);
+  if (w?.minRequests !== undefined && !(Number.isInteger(w.minRequests) && w.minRequests >= 1))
+    problems.push(`watchdog.minRequests ${w.minRequests} is not a positive integer`);
   return problems;
 }
 
@@ -50,7 +75,10 @@ function inputProblems(input: DrillInput): string[] {
 export async function drillWorkflow(input: DrillInput): Promise<DrillResult> {
   const problems = inputProblems(input);
   if (problems.length > 0) {
-    throw ApplicationFailure.nonRetryable(`invalid drill input: ${problems.join('; ')}`, 'InvalidInput');
+    throw ApplicationFailure.nonRetryable(
+      `invalid drill input: ${problems.join('; ')}`,
+      FailureType.InvalidInput,
+    );
   }
   const startedAt = Date.now();
   const deadlineMs = (input.deadlineSeconds ?? 900) * 1000;
@@ -83,6 +111,38 @@ export async function drillWorkflow(input: DrillInput): Promise<DrillResult> {
   };
   let preflight: PreflightFinding[] = [];
   let probe: ProbeHandle | undefined;
+  const safety = patched(SAFETY_PATCH);
+  let aborted: DrillAbort | undefined;
+  const abort = (reason: string) => {
+    if (aborted) return;
+    aborted = { reason, stage: progress.stage, at: Date.now() };
+    progress.aborted = reason;
+    setCurrentDetails(`**aborting** during ${aborted.stage}: ${reason}`);
+  };
+  /** Nodes whose drain slot the drill holds (returned by the rollback). */
+  const slots: string[] = [];
+  // The body's scope: the deadline cancels it, and so does the watchdog (then `aborted` is set).
+  const faults = new CancellationScope({ cancellable: true, timeout: deadlineMs });
+  const watchdog = { ...DEFAULT_WATCHDOG, ...input.watchdog };
+  const startWatchdog = (file: string): CancellationScope | undefined => {
+    if (!safety || watchdog.abortBelow <= 0) return undefined;
+    const scope = new CancellationScope();
+    scope
+      .run(() => watchdogActivity(deadlineMs)({ file, ...watchdog }))
+      .then(
+        (breach) => {
+          abort(`the continuity watchdog fired: ${breach.detail}`);
+          faults.cancel();
+        },
+        (err: unknown) => {
+          if (isCancellation(err)) return;
+          // Unwatched, the drill would go on blind: stop it.
+          abort(`the continuity watchdog failed: ${err instanceof Error ? err.message : String(err)}`);
+          faults.cancel();
+        },
+      );
+    return scope;
+  };
 
   const body = async (): Promise<void> => {
     const target = { namespace: input.namespace, deployment: input.deployment };
@@ -102,18 +162,27 @@ export async function drillWorkflow(input: DrillInput): Promise<DrillResult> {
       streamShare: input.probe?.streamShare ?? 0.5,
       maxSeconds: Math.ceil(deadlineMs / 1000) + 60,
     });
+    const watching = startWatchdog(probe.file);
     stage('steady-state', 'probing before any fault');
     record(await steadyState(input.steadyMs ?? 5_000));
     stage('pod-delete', 'one replica deleted, waiting for its replacement');
     record(await podDelete(input, tailMs, recoverySeconds));
     stage('eviction', 'one replica node cordoned and drained');
-    record(
-      await nodeEviction(input, tailMs, recoverySeconds, (node) => {
+    const eviction = await nodeEviction(input, tailMs, recoverySeconds, {
+      onCordon: (node) => {
         progress.cordoned = [...progress.cordoned, node];
-      }),
-    );
+      },
+      ...(safety && { budget: { onSlot: (node: string) => slots.push(node) } }),
+    });
+    if ('refused' in eviction) {
+      abort(eviction.refused);
+      watching?.cancel();
+      return;
+    }
+    record(eviction);
     stage('steady-state', 'probing after the faults');
     record(await steadyState(input.steadyMs ?? 5_000));
+    watching?.cancel();
   };
 
   let restore: DrillRestoreResult | null = null;
@@ -121,7 +190,7 @@ export async function drillWorkflow(input: DrillInput): Promise<DrillResult> {
     CancellationScope.nonCancellable(async () => {
       stage(why, 'stopping the probe, uncordoning the drill nodes, removing what it created');
       if (probe) await short.stopProbe(probe);
-      restore = await short.restoreDrill({
+      const restored: DrillRestoreResult = await short.restoreDrill({
         namespace: input.namespace,
         deployment: input.deployment,
         drillId: input.drillId,
@@ -129,22 +198,33 @@ export async function drillWorkflow(input: DrillInput): Promise<DrillResult> {
         cordoned: [...progress.cordoned],
         remove: input.standin !== undefined && input.keep !== true,
       });
+      restore = restored;
       progress.cordoned = [];
+      // A node a remediation took over keeps the slot: the remediation holds it now (same node).
+      for (const node of slots.filter((n) => !restored.leftToOthers.includes(n))) {
+        await budgetRelease({ node });
+      }
+      slots.length = 0;
     });
 
+  let rolledBack = false;
   try {
-    await CancellationScope.withTimeout(deadlineMs, body);
+    await faults.run(body);
   } catch (err) {
     await rollback('rolling-back');
-    if (isCancellation(err) && Date.now() - startedAt >= deadlineMs) {
-      throw ApplicationFailure.nonRetryable(
-        `the drill's deadline of ${deadlineMs / 1000} s passed during ${progress.stage}; rolled back`,
-        DrillFailureType.DeadlineExceeded,
-      );
+    rolledBack = true;
+    // The watchdog's abort cancels the faults: rolled back, then reported like any other end.
+    if (!(aborted && isCancellation(err))) {
+      if (isCancellation(err) && Date.now() - startedAt >= deadlineMs) {
+        throw ApplicationFailure.nonRetryable(
+          `the drill's deadline of ${deadlineMs / 1000} s passed during ${progress.stage}; rolled back`,
+          DrillFailureType.DeadlineExceeded,
+        );
+      }
+      throw err;
     }
-    throw err;
   }
-  await rollback('restore');
+  if (!rolledBack) await rollback(aborted ? 'rolling-back' : 'restore');
   stage('report', 'writing the report');
   const written = await short.writeDrillReport({
     drillId: input.drillId,
@@ -158,6 +238,7 @@ export async function drillWorkflow(input: DrillInput): Promise<DrillResult> {
     probeFile: probe?.file ?? '',
     rate,
     ...(input.thresholds && { thresholds: input.thresholds }),
+    ...(aborted && { aborted }),
   });
   stage('done', written.verdict.pass ? 'passed' : `failed: ${written.verdict.reasons.join('; ')}`);
   return {
@@ -168,5 +249,6 @@ export async function drillWorkflow(input: DrillInput): Promise<DrillResult> {
     phases: written.phases,
     report: written.files,
     restore,
+    ...(aborted && { aborted: aborted.reason }),
   };
 }
