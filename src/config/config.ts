@@ -147,6 +147,11 @@ const docs = {
       "namespace of the fleet budget's settings ConfigMap `fleetmedic-fleet-budget-<cluster ID>` (the pause and an open breaker, kept across a restart of the budget; see [remediation](remediation.md#the-fleet-budget-after-a-restart))",
     default: '`default` (the chart: its release namespace)',
   },
+  drillReaperIntervalSeconds: {
+    description:
+      "seconds between two passes of the control worker's drill reaper, which reverts the cordons of drills whose workflow is closed (terminated, timed out) or gone (see [drill](drill.md#the-reaper-cordons-of-a-terminated-drill)); a pass also runs when the worker starts",
+    default: '`60`',
+  },
   workflowBundle: {
     description:
       'a workflow bundle prebuilt with `npm run build:bundle`, loaded by the control worker instead of bundling the workflows at start (the container image sets it)',
@@ -216,6 +221,12 @@ const schema = z.object({
       return Object.freeze(texts);
     })
     .default(DEFAULT_GPU_DAEMONSET_SELECTORS),
+  drillReaperIntervalSeconds: z
+    .string()
+    .regex(/^\d{1,5}$/, 'a whole number of seconds from 1 to 86400')
+    .transform(Number)
+    .refine((n) => n >= 1 && n <= 86_400, 'a whole number of seconds from 1 to 86400')
+    .default(60),
   workflowBundle: absolutePath.optional(),
 });
 

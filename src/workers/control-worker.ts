@@ -35,6 +35,12 @@ import { clusterGuard } from './cluster-guard.js';
 import { bindClusterIdentity } from '../client/cluster-identity.js';
 import { createFleetBudgetRecordActivities } from '../activities/fleet-budget-records.js';
 import { DEFAULT_SETTINGS_NAMESPACE } from '../k8s/budget-settings.js';
+import {
+  createDrillReaper,
+  DEFAULT_DRILL_REAPER_INTERVAL_MS,
+  describeDrillRuns,
+  startDrillReaper,
+} from '../drill/reaper.js';
 
 export interface ControlWorkerOptions {
   readonly connection: NativeConnection;
@@ -70,6 +76,11 @@ export interface ControlWorkerOptions {
    * activities write under the system's temporary directory.
    */
   readonly drillDir?: string;
+  /**
+   * Time between two passes of the drill reaper the control worker runs while it runs
+   * (`FLEETMEDIC_DRILL_REAPER_INTERVAL_SECONDS`); default `DEFAULT_DRILL_REAPER_INTERVAL_MS`.
+   */
+  readonly drillReaperIntervalMs?: number;
   /** Extra activities (checkpointing, drills) registered beside the cluster ones. */
   readonly extraActivities?: Record<string, (...args: never[]) => Promise<unknown>>;
   /**
@@ -235,6 +246,16 @@ export async function createControlWorkers(options: ControlWorkerOptions): Promi
     ...CONTROL_WORKER_TUNING,
     ...options.tuning,
   });
+  const reaper = createDrillReaper({
+    kc: options.kc,
+    clusterId: options.clusterId,
+    describe: describeDrillRuns(options.client),
+  });
+  runDrillReaperWith(control, {
+    reap: () => reaper.reap(),
+    intervalMs: options.drillReaperIntervalMs ?? DEFAULT_DRILL_REAPER_INTERVAL_MS,
+    logger: Runtime.instance().logger,
+  });
   // One long-lived workflow per cluster: a few slots, no activities.
   const budget = await Worker.create({
     connection: options.connection,
@@ -246,4 +267,21 @@ export async function createControlWorkers(options: ControlWorkerOptions): Promi
     workflowTaskPollerBehavior: { type: 'simple-maximum', maximum: 4 },
   });
   return [control, budget];
+}
+
+/**
+ * Ties the drill reaper to `worker.run()`: a pass when it starts, then every interval, stopped (and
+ * its pass in progress awaited) when the run ends. Every caller runs the control worker through
+ * `run()`, so none has to start or stop the reaper, and a worker created but never run starts nothing.
+ */
+function runDrillReaperWith(worker: Worker, reaper: Parameters<typeof startDrillReaper>[0]): void {
+  const run = worker.run.bind(worker);
+  worker.run = async () => {
+    const loop = startDrillReaper(reaper);
+    try {
+      await run();
+    } finally {
+      await loop.stop();
+    }
+  };
 }

@@ -54,6 +54,12 @@ describe('loadConfig', () => {
       /FLEETMEDIC_GPU_DAEMONSET_SELECTORS=" ; ": expected label selectors separated by ";" \(none given\)/,
     ],
     [
+      'a drill reaper interval of 0 s',
+      { FLEETMEDIC_DRILL_REAPER_INTERVAL_SECONDS: '0' },
+      {},
+      /FLEETMEDIC_DRILL_REAPER_INTERVAL_SECONDS="0": expected a whole number of seconds from 1 to 86400/,
+    ],
+    [
       'bad flag names the flag',
       {},
       { kubeconfig: 'kube.yaml' },
@@ -75,6 +81,14 @@ describe('loadConfig', () => {
       loadConfig({ FLEETMEDIC_GPU_DAEMONSET_SELECTORS: 'app=plugin ; tier in (gpu,infer),!canary;' })
         .gpuDaemonsetSelectors,
       ['app=plugin', 'tier in (gpu,infer),!canary'],
+    );
+  });
+
+  it("reads the drill reaper's interval in seconds, 60 by default", () => {
+    assert.equal(loadConfig({}).drillReaperIntervalSeconds, 60);
+    assert.equal(
+      loadConfig({ FLEETMEDIC_DRILL_REAPER_INTERVAL_SECONDS: '15' }).drillReaperIntervalSeconds,
+      15,
     );
   });
 

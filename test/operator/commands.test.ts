@@ -4,7 +4,11 @@ import os from 'node:os';
 import { describe, it } from 'node:test';
 import { registerOperatorCommands } from '../../src/cli/commands/operator.js';
 import { OperatorError, type NodeRemediation } from '../../src/client/operator-client.js';
+import type { ReapOutcome } from '../../src/drill/reaper.js';
 import { FakeOperator } from './fake-operator.js';
+
+/** What the drill reaper finds on a node, by name (none: the node's record is no drill's). */
+const drillOutcomes = new Map<string, ReapOutcome>();
 
 /** Runs `fleetmedic <args>` against `operator`; answers what it printed. */
 async function fleetmedic(operator: FakeOperator, ...args: string[]): Promise<string> {
@@ -14,6 +18,7 @@ async function fleetmedic(operator: FakeOperator, ...args: string[]): Promise<st
     .configureOutput({ writeOut: (t) => (printed += t), writeErr: () => {} });
   registerOperatorCommands(program, {
     withService: (fn) => fn(operator),
+    reapDrillNode: (node) => Promise.resolve(drillOutcomes.get(node)),
     out: (text) => {
       printed += text;
     },
@@ -109,6 +114,67 @@ describe('operator decision commands', () => {
       'release refused: node gpu-node-9 has no open remediation to release (Temporal keeps none for it in cluster fmunit); ...';
     operator.fail = new OperatorError('not-found', none);
     await assert.rejects(fleetmedic(operator, 'release', 'gpu-node-9'), { message: none });
+  });
+
+  describe('release of a node a drill cordoned', () => {
+    const cordon = {
+      node: 'gpu-node-5',
+      owner: 'drill/nightly',
+      drillId: 'nightly',
+      workflowId: 'drill/fmunit/nightly',
+    };
+    /** `fleetmedic release gpu-node-5` while the reaper finds `found` there. */
+    async function release(operator: FakeOperator, found: Omit<ReapOutcome, 'cordon'>, ...args: string[]) {
+      drillOutcomes.set('gpu-node-5', { cordon, ...found });
+      try {
+        return await fleetmedic(operator, 'release', 'gpu-node-5', ...args);
+      } finally {
+        drillOutcomes.clear();
+      }
+    }
+
+    it('reverts it through the reaper when the drill is closed, and signals no remediation', async () => {
+      const operator = new FakeOperator();
+      const closed = { state: 'closed', status: 'TERMINATED' } as const;
+      assert.equal(
+        await release(operator, { run: closed, action: 'revert', result: 'uncordoned' }, '--by', 'bob'),
+        'release gpu-node-5: node gpu-node-5 is cordoned by drill nightly; its workflow drill/fmunit/nightly ' +
+          'is terminated: cordon reverted: node uncordoned and ownership record removed\n',
+      );
+      assert.deepEqual(operator.calls, []);
+    });
+
+    it('refuses while the drill runs, saying how to stop it, and signals no remediation', async () => {
+      const operator = new FakeOperator();
+      const running = { state: 'running', status: 'RUNNING' } as const;
+      await assert.rejects(
+        release(operator, { run: running, action: 'leave', result: 'left' }),
+        (err: unknown) => {
+          assert.ok(err instanceof OperatorError && err.kind === 'refused');
+          assert.match(
+            err.message,
+            /node gpu-node-5 is cordoned by drill nightly, whose workflow drill\/fmunit\/nightly is running/,
+          );
+          assert.match(err.message, /temporal workflow cancel --workflow-id drill\/fmunit\/nightly/);
+          return true;
+        },
+      );
+      // Only release looks at drills: retry still goes to the remediation.
+      await fleetmedic(operator, 'retry', 'gpu-node-5');
+      assert.deepEqual(operator.calls, [['decide', 'gpu-node-5', 'retry', { by: login() }]]);
+    });
+
+    it("fails, leaving the node, when the drill's run cannot be read", async () => {
+      const unknown = { state: 'unknown', error: 'Temporal away' } as const;
+      await assert.rejects(
+        release(new FakeOperator(), { run: unknown, action: 'leave', result: 'left' }),
+        (err: unknown) => {
+          assert.ok(err instanceof OperatorError && err.kind === 'unavailable');
+          assert.match(err.message, /could not be read \(Temporal away\): left as it is/);
+          return true;
+        },
+      );
+    });
   });
 
   it('needs a node, and lists release and retry (alias retry-drain) in the help', async () => {

@@ -2,8 +2,6 @@ import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { after, before, describe, it } from 'node:test';
 import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
 import { OperatorClient, type RemediationRow } from '../../src/client/operator-client.js';
@@ -28,6 +26,7 @@ import {
   livePods,
   tempNamespace,
 } from '../helpers/k8s.js';
+import { stackCli } from '../helpers/cli.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 import { startRemediationWorkers, type RemediationWorkers } from '../helpers/workers.js';
@@ -35,7 +34,6 @@ import { FAST_POLICY, xidAlert } from '../helpers/remediation-inputs.js';
 
 installQuietRuntime();
 
-const CLI = fileURLToPath(new URL('../../bin/fleetmedic.js', import.meta.url));
 const TOKEN = 'operator-test-token-0123456789';
 /** A token whose line names no scope: alerts only. */
 const ALERTS_TOKEN = 'alerts-only-token-0123456789';
@@ -70,16 +68,7 @@ describe('operator CLI and HTTP actions', () => {
   const taskQueue = `fleetmedic-operator-${process.pid}`;
   const nodes = ['gpu-node-2', 'gpu-node-3'];
 
-  const cli = (...args: string[]) =>
-    execa(process.execPath, [CLI, ...args], {
-      reject: false,
-      env: {
-        ...process.env,
-        FLEETMEDIC_STATE_DIR: stack.config.stateDir,
-        FLEETMEDIC_TASK_QUEUE: taskQueue,
-        FLEETMEDIC_LOG_LEVEL: 'warn',
-      },
-    });
+  const cli = stackCli(() => stack, taskQueue);
 
   const http = async (
     method: 'GET' | 'POST',

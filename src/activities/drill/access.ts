@@ -2,13 +2,14 @@
  * What the drill's Kubernetes activities share: the node access of the remediation activities (its
  * error mapping and cluster check), API clients, and reads of the drilled Deployment and the nodes.
  */
-import { AppsV1Api, PolicyV1Api, type V1Deployment } from '@kubernetes/client-node';
+import { AppsV1Api, PolicyV1Api, type V1Deployment, type V1Node } from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
 import { makeApiClient } from '../../k8s/api-client.js';
 import { isApiError } from '../../k8s/api-errors.js';
+import { planRelease } from '../../k8s/node-ownership.js';
 import { objectName } from '../input.js';
-import { nodeAccess, type KubernetesActivityDeps } from '../kubernetes/node-access.js';
+import { nodeAccess, type KubernetesActivityDeps, type NodeAccess } from '../kubernetes/node-access.js';
 
 /** A Deployment named in an activity's input. */
 export const target = z.object({ namespace: objectName, deployment: objectName });
@@ -52,3 +53,23 @@ export function drillClusterAccess(deps: KubernetesActivityDeps) {
 }
 
 export type DrillClusterAccess = ReturnType<typeof drillClusterAccess>;
+
+/**
+ * Releases the cordon `owner` (a drill) holds on `node`, planned from the node as the caller read it
+ * (a node changed since fails the patch with 409): the quarantine marks and the record go, and the
+ * node is uncordoned only when the drill did the cordoning. Restore and the reaper both release this way.
+ *
+ * @returns whether it uncordoned the node, or undefined when the record does not name `owner` (nothing done).
+ * @example
+ * const released = await releaseDrillCordon(access, node, drillOwner('nightly'));
+ */
+export async function releaseDrillCordon(
+  access: NodeAccess,
+  node: V1Node,
+  owner: string,
+): Promise<{ readonly uncordoned: boolean } | undefined> {
+  const plan = planRelease(node, owner);
+  if (plan.action !== 'patch') return undefined;
+  await access.patchNode(node.metadata?.name ?? '', plan.patch);
+  return { uncordoned: plan.uncordon };
+}

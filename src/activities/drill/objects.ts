@@ -9,10 +9,10 @@ import { z } from 'zod';
 import { DrillFailureType, type DrillRestoreResult } from '../../contracts/drill.js';
 import { DRILL_LABEL, standinManifests } from '../../drill/standin-manifest.js';
 import { isApiError } from '../../k8s/api-errors.js';
-import { parseCordonRecord, planRelease } from '../../k8s/node-ownership.js';
+import { parseCordonRecord } from '../../k8s/node-ownership.js';
 import { CORDON_ANNOTATION } from '../../k8s/remediation-labels.js';
 import { int, objectName, text, validateInput } from '../input.js';
-import { target, type DrillClusterAccess } from './access.js';
+import { releaseDrillCordon, target, type DrillClusterAccess } from './access.js';
 
 const drillId = text(63);
 
@@ -118,10 +118,8 @@ export function createDrillObjectActivities(c: DrillClusterAccess) {
         const r = parseCordonRecord(node.metadata?.annotations?.[CORDON_ANNOTATION]);
         if (r.kind !== 'ok' || r.record.workflowId !== i.owner) continue;
         recorded.add(name);
-        const plan = planRelease(node, i.owner);
-        if (plan.action !== 'patch') continue;
-        await access.patchNode(name, plan.patch);
-        if (plan.uncordon) uncordoned.push(name);
+        const released = await releaseDrillCordon(access, node, i.owner);
+        if (released?.uncordoned) uncordoned.push(name);
       }
       const leftToOthers = i.cordoned.filter((n) => !recorded.has(n));
       const deleted: string[] = [];

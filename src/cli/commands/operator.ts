@@ -14,9 +14,16 @@ import {
   type RemediationRow,
 } from '../../client/operator-client.js';
 import type { Config } from '../../config/config.js';
+import {
+  createDrillReaper,
+  describeDrillRuns,
+  describeOutcome,
+  type DescribeDrillRun,
+  type ReapOutcome,
+} from '../../drill/reaper.js';
 import { readStackState } from '../../stack/state.js';
 import { stackHealth } from '../../stack/stack.js';
-import { configFrom, resolveTargets, type Targets } from '../context.js';
+import { configFrom, resolveTargets, targetKubeConfig, type Targets } from '../context.js';
 import { printStackStatus } from './stack.js';
 
 /** Deadline of each Temporal call the operator commands make. */
@@ -35,6 +42,11 @@ export interface OperatorCommandDeps {
   readonly withService?: <T>(fn: (operator: OperatorService) => Promise<T>) => Promise<T>;
   /** Where answers go (default stdout). */
   readonly out?: (text: string) => void;
+  /**
+   * The drill reaper's pass for one node (`release` of a node a drill cordoned); undefined when no
+   * drill owns the node's record. Default: the reaper on the configured cluster.
+   */
+  readonly reapDrillNode?: (node: string) => Promise<ReapOutcome | undefined>;
 }
 
 function loginName(): string {
@@ -95,6 +107,64 @@ async function withOperator<T>(
   } finally {
     await connection.close();
   }
+}
+
+/** The reaper's pass for `node` on the configured cluster; Temporal is reached only for a drill's node. */
+async function reapDrillNode(program: Command, node: string): Promise<ReapOutcome | undefined> {
+  const targets = await resolveTargets(configFrom(program));
+  let connection: Connection | undefined;
+  const describe: DescribeDrillRun = async (workflowId) => {
+    connection ??= await Connection.connect({
+      ...connectionOptions(targets.temporal),
+      connectTimeout: TIMEOUT_MS,
+    });
+    return describeDrillRuns(
+      new Client({ connection, namespace: targets.namespace }),
+      TIMEOUT_MS,
+    )(workflowId);
+  };
+  try {
+    const reaper = createDrillReaper({
+      kc: targetKubeConfig(targets),
+      clusterId: targets.clusterId,
+      describe,
+    });
+    return await reaper.reapNode(node);
+  } catch (err) {
+    throw new OperatorError(
+      'unavailable',
+      `release ${node}: cannot read the node to check for a drill's cordon: ${(err as Error).message}`,
+      { cause: err },
+    );
+  } finally {
+    await connection?.close();
+  }
+}
+
+/**
+ * The answer of `release` on a node a drill cordoned: the reaper reverted it (its drill's run is
+ * closed), or a refusal that says how to stop a running drill.
+ *
+ * @throws OperatorError `refused` while the drill runs, `unavailable` when its run could not be read
+ *   or the revert failed.
+ */
+export function drillReleaseAnswer(o: ReapOutcome): string {
+  const { node, drillId, workflowId } = o.cordon;
+  if (o.result === 'uncordoned' || o.result === 'released') return `release ${node}: ${describeOutcome(o)}`;
+  if (o.run.state === 'running') {
+    throw new OperatorError(
+      'refused',
+      `release refused: node ${node} is cordoned by drill ${drillId}, whose workflow ${workflowId} is ` +
+        `running (no remediation to release). Stop the drill instead: cancel its workflow ` +
+        `(\`temporal workflow cancel --workflow-id ${workflowId}\`, or Cancel in the Temporal UI); its ` +
+        'rollback uncordons the node. A drill terminated without rollback is reverted by `release` or ' +
+        "the control worker's reaper",
+    );
+  }
+  throw new OperatorError(
+    o.run.state === 'unknown' || o.result === 'failed' ? 'unavailable' : 'refused',
+    `release ${node}: ${describeOutcome(o)}`,
+  );
 }
 
 /** `3d04h`, `2h05m`, `3m12s`, `42s`. */
@@ -218,6 +288,7 @@ const DECISION_COMMANDS: readonly (readonly [DecisionName, string])[] = [
  */
 export function registerOperatorCommands(program: Command, deps: OperatorCommandDeps = {}): void {
   const out = deps.out ?? stdout;
+  const reapDrill = deps.reapDrillNode ?? ((node: string) => reapDrillNode(program, node));
   const service =
     deps.withService ??
     (<T>(fn: (operator: OperatorService) => Promise<T>) => withOperator(program, (operator) => fn(operator)));
@@ -262,6 +333,12 @@ export function registerOperatorCommands(program: Command, deps: OperatorCommand
       .option('--by <identity>', 'who decides (recorded in the history)', loginName())
       .option('--reason <text>', 'why (recorded in the history)')
       .action(async (node: string, opts: { by: string; reason?: string }) => {
+        // A drill's cordon has no remediation to signal: the reaper reverts it once the drill's run is closed.
+        const drill = name === 'release' ? await reapDrill(node) : undefined;
+        if (drill !== undefined) {
+          out(`${drillReleaseAnswer(drill)}\n`);
+          return;
+        }
         // A refusal already says which decision and what the node accepts now (operator-client.ts).
         const answer = await service((operator) =>
           operator.decide(node, name, {

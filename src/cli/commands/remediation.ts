@@ -88,6 +88,7 @@ export function registerRemediationCommands(program: Command): void {
         gpuDaemonSetSelectors: config.gpuDaemonsetSelectors,
         settingsNamespace: config.settingsNamespace,
         drillDir: path.join(config.stateDir, 'drills'),
+        drillReaperIntervalMs: config.drillReaperIntervalSeconds * 1000,
         extraActivities: createCheckpointActivities({
           storage: new FilesystemStorage(config.backupDir ?? path.join(config.stateDir, 'checkpoints')),
           simulated,
@@ -102,6 +103,7 @@ export function registerRemediationCommands(program: Command): void {
           `(fleet budget on ${budgetTaskQueue(targets.taskQueue)})` +
           `; workflow bundle ${workflowBundle ? `prebuilt ${workflowBundle.codePath}` : 'built at start'}` +
           `; GPU DaemonSets checked at release: ${config.gpuDaemonsetSelectors.join(' ; ')}` +
+          `; drill reaper every ${config.drillReaperIntervalSeconds} s` +
           `${observability.server ? `; metrics on ${observability.server.url}/metrics` : ''}` +
           `; notification sinks: ${observability.notifier.sinkNames.join(', ') || 'none (logged only)'}\n`,
       );
