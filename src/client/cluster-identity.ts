@@ -6,7 +6,7 @@
  * config, a renamed context) is refused instead of remediating the wrong fleet.
  */
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import {
   CLUSTER_IDENTITY_WORKFLOW,
   clusterIdentityWorkflowId,
@@ -42,6 +42,24 @@ export async function kubeSystemUid(kc: KubeConfig): Promise<string> {
 }
 
 /**
+ * The binding of `clusterId` as recorded in Temporal, without making one.
+ *
+ * @returns undefined when no binding runs: never bound, or its workflow ended (terminated to bind again).
+ */
+export async function readClusterBinding(
+  client: Client,
+  clusterId: string,
+): Promise<Partial<ClusterIdentity> | undefined> {
+  try {
+    const run = await client.workflow.getHandle(clusterIdentityWorkflowId(clusterId)).describe();
+    return run.status.name === 'RUNNING' ? run.memo : undefined;
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return undefined;
+    throw err;
+  }
+}
+
+/**
  * Records (first use) or checks the binding of `clusterId` to the cluster `kc` reaches.
  *
  * @throws ConfigError when the cluster ID is bound to another cluster, naming both.
@@ -73,8 +91,7 @@ export async function bindClusterIdentity(options: {
   } catch (err) {
     if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
   }
-  const recorded = (await client.workflow.getHandle(workflowId).describe()).memo as
-    Partial<ClusterIdentity> | undefined;
+  const recorded = await readClusterBinding(client, clusterId);
   if (recorded?.kubeSystemUid !== ours.kubeSystemUid) {
     throw new ConfigError(
       `cluster ID ${clusterId} is bound to another cluster (kube-system UID ${recorded?.kubeSystemUid ?? '(none)'}, ` +

@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
 import { Command } from 'commander';
 import {
   drillExitCode,
@@ -7,6 +11,7 @@ import {
   registerDrillCommand,
   resultLines,
 } from '../../src/cli/commands/drill.js';
+import { addGlobalFlags } from '../../src/cli/context.js';
 import type { DrillProgress, DrillResult } from '../../src/contracts/drill.js';
 import { ConfigError } from '../../src/errors.js';
 
@@ -83,5 +88,91 @@ describe('fleetmedic drill: output and exit code', () => {
       }),
       (err: unknown) => err instanceof ConfigError && /--drill-id "not\/valid"/.test(err.message),
     );
+  });
+});
+
+// A real cluster: the Temporal address and the kubeconfig's API server are a listener that counts
+// connections, so a refusal is shown to come before the command connects anywhere.
+describe('fleetmedic drill: the real-cluster guard refuses before connecting anywhere', () => {
+  let server: net.Server;
+  let connections = 0;
+  let dir: string;
+  let kubeconfig: string;
+  let address: string;
+
+  before(async () => {
+    server = net.createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    address = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fleetmedic-drill-guard-'));
+    kubeconfig = path.join(dir, 'kubeconfig');
+    await fs.writeFile(
+      kubeconfig,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [
+          { name: 'prod', cluster: { server: `https://${address}`, 'insecure-skip-tls-verify': true } },
+        ],
+        users: [{ name: 'prod', user: { token: 'not-a-token' } }],
+        contexts: [{ name: 'prod-west', context: { cluster: 'prod', user: 'prod' } }],
+        'current-context': 'prod-west',
+      }),
+    );
+  });
+
+  after(async () => {
+    await new Promise((resolve) => server.close(resolve));
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  const drill = async (...args: string[]): Promise<unknown> => {
+    const program = new Command().exitOverride();
+    addGlobalFlags(program);
+    registerDrillCommand(program, { stdout() {}, stderr() {} });
+    const globals = ['--temporal-address', address, '--cluster-id', 'prod-west'];
+    return program.parseAsync([...globals, 'drill', '--target-url', 'http://127.0.0.1:1', ...args], {
+      from: 'user',
+    });
+  };
+
+  it('refuses without --context, listing the kubeconfig’s contexts', async () => {
+    await assert.rejects(
+      drill('--kubeconfig', kubeconfig, '--confirm-cluster', 'prod-west'),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        /needs --context <name>, .*\(the file has: prod-west\)/.test(err.message),
+    );
+    assert.equal(connections, 0);
+  });
+
+  it('refuses without a confirmation, or one naming another cluster ID', async () => {
+    await assert.rejects(
+      drill('--kubeconfig', kubeconfig, '--context', 'prod-west', '--drain-node'),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        /deletes and evicts pods and drains a node: confirm with --confirm-cluster prod-west/.test(
+          err.message,
+        ),
+    );
+    await assert.rejects(
+      drill('--kubeconfig', kubeconfig, '--context', 'prod-west', '--confirm-cluster', 'prod-east'),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        /--confirm-cluster prod-east does not name the cluster ID/.test(err.message),
+    );
+    assert.equal(connections, 0);
+  });
+
+  it('refuses a context the kubeconfig does not have', async () => {
+    await assert.rejects(
+      drill('--kubeconfig', kubeconfig, '--context', 'prod-east', '--confirm-cluster', 'prod-west'),
+      (err: unknown) =>
+        err instanceof ConfigError && /--context prod-east is not a context of/.test(err.message),
+    );
+    assert.equal(connections, 0);
   });
 });

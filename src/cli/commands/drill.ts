@@ -15,11 +15,11 @@ import {
 import { formatRatio } from '../../drill/report.js';
 import { ConfigError } from '../../errors.js';
 import { startEmbeddedDrill, type EmbeddedDrill } from '../../drill/embedded.js';
-import { assertSimulatedCluster } from '../../stack/sim-cluster.js';
 import { readStackState } from '../../stack/state.js';
 import { installRuntime } from '../../workers/runtime.js';
 import { commandLog } from '../command-log.js';
-import { configFrom, resolveTargets, targetKubeConfig } from '../context.js';
+import { configFrom, resolveTargets } from '../context.js';
+import { guardDrillTarget } from '../drill-target.js';
 
 /** Where the command writes; tests capture it. */
 export interface DrillIo {
@@ -83,18 +83,20 @@ interface Flags {
   rate?: number;
   deadline?: number;
   evictionSlack?: number;
+  context?: string;
+  confirmCluster?: string;
+  drainNode?: boolean;
 }
 
 /**
  * `fleetmedic drill`: starts a drill on the control worker's task queue, prints its progress, the
- * verdict and the report's path; exit code 0 pass, 1 fail. Simulated clusters only for now.
+ * verdict and the report's path; exit code 0 pass, 1 fail. A real cluster needs `--kubeconfig`,
+ * `--context` and `--confirm-cluster` (`guardDrillTarget`).
  */
 export function registerDrillCommand(program: Command, io: DrillIo = processIo): void {
   program
     .command('drill')
-    .description(
-      'run a resilience drill of an inference Deployment (embedded stack only) and print its report',
-    )
+    .description('run a resilience drill of an inference Deployment and print its report')
     .option(
       '--target-url <url>',
       'the gateway in front of the Deployment, which the probe loads (default: on the embedded stack, ' +
@@ -117,6 +119,17 @@ export function registerDrillCommand(program: Command, io: DrillIo = processIo):
       'eviction recovery allowed above the checkpoint restore time before the drill fails (default 5)',
       positive('--eviction-slack'),
     )
+    // A real cluster (issue #16): --kubeconfig is the global flag; commander gives it to the root
+    // command even after `drill`, so the guard asks the root whether it came from the command line.
+    .option('--context <name>', 'real cluster: the context of --kubeconfig that reaches it (required)')
+    .option(
+      '--confirm-cluster <id>',
+      'real cluster: confirms the drill, naming the cluster ID its control worker is bound to (required)',
+    )
+    .option(
+      '--drain-node',
+      'real cluster: cordon and drain the node of a replica (default: evict only its pods)',
+    )
     .action(async (flags: Flags) => {
       const drillId = flags.drillId ?? `drill-${randomUUID().slice(0, 8)}`;
       if (!DRILL_ID_PATTERN.test(drillId)) {
@@ -124,9 +137,13 @@ export function registerDrillCommand(program: Command, io: DrillIo = processIo):
       }
       const config = configFrom(program);
       const targets = await resolveTargets(config);
-      const kc = targetKubeConfig(targets);
-      // Real clusters need the guard of issue #16 (context, confirmation, cluster ID): not built yet.
-      await assertSimulatedCluster(kc);
+      const { kc, drainNode } = await guardDrillTarget(targets, {
+        kubeconfigFlag: program.getOptionValueSource('kubeconfig') === 'cli',
+        context: flags.context,
+        confirmCluster: flags.confirmCluster,
+        targetUrl: flags.targetUrl !== undefined,
+        drainNode: flags.drainNode === true,
+      });
       let embedded: EmbeddedDrill | undefined;
       if (flags.targetUrl === undefined) {
         const stack = await readStackState(config.stateDir);
@@ -170,6 +187,7 @@ export function registerDrillCommand(program: Command, io: DrillIo = processIo):
           targetUrl: embedded?.targetUrl ?? flags.targetUrl!,
           ...((flags.standin || embedded) && { standin: { replicas: flags.replicas ?? 3 } }),
           ...(flags.keep && { keep: true }),
+          drainNode,
           ...(flags.rate !== undefined && { probe: { rate: flags.rate } }),
           ...(flags.deadline !== undefined && { deadlineSeconds: Math.ceil(flags.deadline) }),
           ...(flags.evictionSlack !== undefined && {
