@@ -48,13 +48,6 @@ export interface ControlWorkerOptions {
   readonly kc: KubeConfig;
   readonly clusterId: string;
   readonly taskQueue: string;
-  /**
-   * The fleet budget's task queue (default `budgetTaskQueue(taskQueue)`). The budget is one workflow
-   * per cluster and stays on the queue of the worker that started it: a process whose control queue
-   * has a suffix of its own (the demo, the embedded drill) names the stack's so that it serves the
-   * budget another such process started.
-   */
-  readonly budgetTaskQueue?: string;
   readonly namespace?: string;
   /**
    * A prebuilt bundle: `{ codePath }` in production (see `prebuiltWorkflowBundle`), `{ code }` when
@@ -189,7 +182,7 @@ export async function createControlWorkers(options: ControlWorkerOptions): Promi
     kc: options.kc,
     client: options.client,
     clusterId: options.clusterId,
-    taskQueue: options.budgetTaskQueue ?? budgetTaskQueue(options.taskQueue),
+    taskQueue: budgetTaskQueue(options.taskQueue),
     budgetConfig: options.budgetConfig,
   });
   const metrics = options.observability?.metrics ?? createControlMetrics({ defaultMetrics: false });
@@ -267,7 +260,7 @@ export async function createControlWorkers(options: ControlWorkerOptions): Promi
   const budget = await Worker.create({
     connection: options.connection,
     namespace,
-    taskQueue: options.budgetTaskQueue ?? budgetTaskQueue(options.taskQueue),
+    taskQueue: budgetTaskQueue(options.taskQueue),
     workflowBundle,
     maxConcurrentWorkflowTaskExecutions: 4,
     maxCachedWorkflows: 8,

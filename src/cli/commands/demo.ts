@@ -21,7 +21,6 @@ import { createControlMetrics } from '../../observability/metrics.js';
 import { commandLog } from '../command-log.js';
 import { approveUpdate, statusQuery } from '../../contracts/remediation.js';
 import { configFrom, resolveTargets, targetKubeConfig } from '../context.js';
-import { budgetTaskQueue } from '../../contracts/ids.js';
 
 /** How long the demo follows one remediation before it says where it stopped. */
 const DEMO_STEP_DEADLINE_MS = 5 * 60_000;
@@ -65,8 +64,6 @@ export function registerDemoCommand(program: Command): void {
           kc,
           clusterId: targets.clusterId,
           taskQueue,
-          // The stack's budget queue: a later drill or demo serves the budget this one started.
-          budgetTaskQueue: budgetTaskQueue(targets.taskQueue),
           namespace: targets.namespace,
           observability: {
             notifier: new Notifier({ sinks: [], log: (entry) => log.write(entry) }),
