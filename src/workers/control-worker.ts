@@ -1,5 +1,5 @@
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { Client } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import {
   Runtime,
   Worker,
@@ -30,6 +30,7 @@ import { Notifier } from '../notify/notifier.js';
 import { createControlMetrics, type ControlMetrics } from '../observability/metrics.js';
 import { createPhaseEventRecorder } from '../observability/phase-event-recorder.js';
 import type { PhaseEventSinks } from '../contracts/remediation.js';
+import { fleetBudgetWorkflowId } from '../contracts/fleet-budget.js';
 import { budgetTaskQueue } from '../contracts/ids.js';
 import { clusterGuard } from './cluster-guard.js';
 import { bindClusterIdentity } from '../client/cluster-identity.js';
@@ -284,4 +285,34 @@ function runDrillReaperWith(worker: Worker, reaper: Parameters<typeof startDrill
       await loop.stop();
     }
   };
+}
+
+/**
+ * Ends the cluster's fleet budget when it runs on the budget queue of `taskQueue`, the control queue
+ * of a process that is about to exit (the demo, the embedded drill). The budget stays on the queue of
+ * the worker that started it: left running there, it would wait for a worker that never comes back,
+ * and every later request for a drain slot with it. What the budget must keep survives it (the pause
+ * and an open breaker are in the cluster's settings object, the drains in the nodes' records): the
+ * next worker that needs a budget starts it again and it rebuilds itself from the cluster. A budget on
+ * another queue (a `fleetmedic worker`'s) is left alone.
+ *
+ * @returns true when it ended one.
+ */
+export async function endFleetBudgetServedBy(options: {
+  readonly client: Client;
+  readonly clusterId: string;
+  readonly taskQueue: string;
+  /** Who ends it, for the termination's reason. */
+  readonly by: string;
+}): Promise<boolean> {
+  const handle = options.client.workflow.getHandle(fleetBudgetWorkflowId(options.clusterId));
+  const desc = await handle.describe().catch((err: unknown) => {
+    if (err instanceof WorkflowNotFoundError) return undefined;
+    throw err;
+  });
+  if (desc?.status.name !== 'RUNNING' || desc.taskQueue !== budgetTaskQueue(options.taskQueue)) return false;
+  await handle.terminate(
+    `${options.by} exits and no worker would serve its queue; the next worker starts the budget again from the cluster`,
+  );
+  return true;
 }

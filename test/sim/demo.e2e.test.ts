@@ -15,7 +15,7 @@ import { useTestStack, type TestStack } from '../helpers/stack.js';
 
 const CLI = fileURLToPath(new URL('../../bin/fleetmedic.js', import.meta.url));
 
-// `fleetmedic demo` (what scripts/quickstart.sh ends with) runs end to end on the embedded stack:
+// `fleetmedic demo` (what scripts/quickstart.sh runs before its drill) runs end to end on the embedded stack:
 // its own control worker and simulated agents, two faults, both nodes back in service.
 describe('fleetmedic demo', () => {
   let stack: TestStack;
@@ -75,6 +75,19 @@ describe('fleetmedic demo', () => {
     const logFile = path.join(dir, 'logs', 'demo.log');
     assert.match(r.stdout, new RegExp(`worker logs: ${logFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
     assert.match(await fs.readFile(logFile, 'utf8'), /"msg":"notification","kind":"returned-to-service"/);
+    // The budget its worker served is ended with it: left on the demo's queue, no worker would ever
+    // answer a later drain (a drill's, the next demo's).
+    {
+      const connection = await Connection.connect({ address: stack.state.temporal.address });
+      try {
+        const budget = await new Client({ connection }).workflow
+          .getHandle(fleetBudgetWorkflowId(stack.state.clusterId))
+          .describe();
+        assert.notEqual(budget.status.name, 'RUNNING', `the budget still runs on ${budget.taskQueue}`);
+      } finally {
+        await connection.close();
+      }
+    }
 
     // Run again (a user who runs the quickstart twice): the nodes' earlier remediations must not send
     // them to replace-hardware, and the demo must not wait forever.

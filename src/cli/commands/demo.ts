@@ -11,7 +11,7 @@ import { simulatedRunner } from '../../sim/sim-runner.js';
 import { simulatedBoot } from '../../k8s/boot-id.js';
 import { assertSimulatedCluster } from '../../stack/sim-cluster.js';
 import { readStackState } from '../../stack/state.js';
-import { createControlWorkers } from '../../workers/control-worker.js';
+import { createControlWorkers, endFleetBudgetServedBy } from '../../workers/control-worker.js';
 import { createNodeAgentWorkers } from '../../workers/node-agent-host.js';
 import { installRuntime } from '../../workers/runtime.js';
 import { ConfigError } from '../../errors.js';
@@ -167,6 +167,13 @@ export function registerDemoCommand(program: Command): void {
       } finally {
         for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
         await running;
+        // Its budget would wait on this process's queue for good: a later drill's drain with it.
+        await endFleetBudgetServedBy({
+          client,
+          clusterId: targets.clusterId,
+          taskQueue,
+          by: 'fleetmedic demo',
+        }).catch(() => undefined);
         await clientConnection.close();
         await connection.close();
       }
