@@ -87,12 +87,5 @@ export async function guardDrillTarget(
         : 'the cluster identity was not checked: refusing the drill',
     );
   }
-  if (!targets.embedded && !decision.drainNode) {
-    // Stopgap until drillWorkflow reads `drainNode`: it still cordons and drains the node whatever it says.
-    throw new ConfigError(
-      'a drill of a real cluster without --drain-node evicts only its own pods, which the drill workflow cannot ' +
-        'do yet (it always cordons and drains the node): add --drain-node to let it drain a node',
-    );
-  }
   return { kc, drainNode: decision.drainNode };
 }

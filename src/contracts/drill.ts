@@ -52,6 +52,12 @@ export interface DrillInput {
   /** Leave what the drill created in place. */
   readonly keep?: boolean;
   /**
+   * The eviction's drain may evict pods with emptyDir volumes, whose data is lost (the remediation's
+   * `deleteEmptyDirData`). Default: only for the Deployment the drill created (`standin`), whose
+   * replicas restore from their checkpoint store; a Deployment of the user's is refused without it.
+   */
+  readonly deleteEmptyDirData?: boolean;
+  /**
    * Whether the eviction phase may cordon and drain the replica's node. `false` (a real cluster
    * without `--drain-node`): it evicts only the Deployment's pods on that node and neither cordons
    * nor drains it. Absent: `true` (runs started before the field); `fleetmedic drill` always sets it.

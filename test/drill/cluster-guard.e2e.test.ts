@@ -88,7 +88,7 @@ describe('the drill’s real-cluster guard: the cluster the context reaches (rea
     );
   };
 
-  it('allows the cluster its cluster ID is bound to, with --drain-node (without it: refused until the workflow honours it)', async () => {
+  it('allows the cluster its cluster ID is bound to, draining a node only with --drain-node', async () => {
     const clusterId = `guard-${randomUUID().slice(0, 8)}`;
     bindings.push(clusterId);
     await bindClusterIdentity({ client, kc: stack.kc, clusterId, taskQueue });
@@ -97,12 +97,9 @@ describe('the drill’s real-cluster guard: the cluster the context reaches (rea
     const drain = await guardDrillTarget(targets, { ...flags, drainNode: true });
     assert.equal(drain.drainNode, true);
     assert.equal(drain.kc.getCurrentContext(), context);
-    // Stopgap until the workflow reads `drainNode`: without --drain-node it would still drain.
-    await assert.rejects(
-      guardDrillTarget(targets, { ...flags, drainNode: false }),
-      (err: unknown) =>
-        err instanceof ConfigError && /add --drain-node to let it drain a node/.test(err.message),
-    );
+    // Without --drain-node: allowed, and the drill evicts its replica without draining the node.
+    const evictOnly = await guardDrillTarget(targets, { ...flags, drainNode: false });
+    assert.equal(evictOnly.drainNode, false);
   });
 
   it('refuses, naming both, a cluster ID bound to another cluster; no drill starts', async () => {

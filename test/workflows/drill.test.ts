@@ -25,6 +25,7 @@ interface Fakes {
   restore: unknown[];
   report: WriteDrillReportInput[];
   acquire: unknown[];
+  drains: unknown[];
 }
 
 interface FakeOptions {
@@ -34,6 +35,8 @@ interface FakeOptions {
   budgetRefuses?: 'paused' | 'breaker-open';
   /** The watchdog fires once the pod deletion has started. */
   breach?: boolean;
+  /** DrillInput.drainNode. */
+  drainNode?: boolean;
 }
 
 function fakeActivities(f: Fakes, options: FakeOptions = {}) {
@@ -56,8 +59,8 @@ function fakeActivities(f: Fakes, options: FakeOptions = {}) {
       );
     },
     startProbe: () => (call('startProbe'), Promise.resolve({ pid: 1, file: '/tmp/probe.jsonl' })),
-    deletePodAndMeasure: async () => {
-      call('deletePodAndMeasure');
+    deletePodAndMeasure: async (input: { evict?: boolean }) => {
+      call(input.evict ? 'evictPodAndMeasure' : 'deletePodAndMeasure');
       podDeleted = true;
       // Long enough for a watchdog that fires now to cancel it.
       if (options.breach) await new Promise((r) => setTimeout(r, 3_000));
@@ -83,7 +86,11 @@ function fakeActivities(f: Fakes, options: FakeOptions = {}) {
       const t = Date.now();
       return Promise.resolve({ steps: steps(t), victimGoneAt: t + 20 });
     },
-    drainNode: () => (call('drainNode'), Promise.resolve({ nodeGone: false, evicted: 1 })),
+    drainNode: (input: unknown) => {
+      call('drainNode');
+      f.drains.push(input);
+      return Promise.resolve({ nodeGone: false, evicted: 1 });
+    },
     budgetAcquire: (input: unknown) => {
       call('budgetAcquire');
       f.acquire.push(input);
@@ -150,7 +157,7 @@ describe('drillWorkflow (Temporal dev server, fake activities)', { timeout: 180_
   after(() => env?.teardown());
 
   async function run(name: string, options: FakeOptions) {
-    const fakes: Fakes = { calls: [], restore: [], report: [], acquire: [] };
+    const fakes: Fakes = { calls: [], restore: [], report: [], acquire: [], drains: [] };
     const taskQueue = `drill-${name}`;
     const worker = await Worker.create({
       connection: env.nativeConnection,
@@ -167,6 +174,7 @@ describe('drillWorkflow (Temporal dev server, fake activities)', { timeout: 180_
       targetUrl: 'http://127.0.0.1:8090',
       steadyMs: 50,
       tailMs: 0,
+      ...(options.drainNode !== undefined && { drainNode: options.drainNode }),
     };
     const outcome = await worker.runUntil(
       env.client.workflow
@@ -217,9 +225,35 @@ describe('drillWorkflow (Temporal dev server, fake activities)', { timeout: 180_
       order('cordonReplicaNode') < order('budgetAcquire') && order('budgetAcquire') < order('drainNode'),
     );
     assert.deepEqual(fakes.acquire, [{ node: 'gpu-node-2', remediationTimestamps: [], queue: false }]);
+    // The drill's own replicas restore from their checkpoint: their emptyDir may go.
+    assert.equal((fakes.drains[0] as { deleteEmptyDirData?: boolean }).deleteEmptyDirData, true);
     assert.ok(order('restoreDrill') < order('budgetRelease'));
     assert.ok(fakes.calls.includes('watchContinuity'));
     assert.equal(result?.aborted, undefined);
+  });
+
+  it('without drainNode, the eviction phase evicts one replica and never cordons or drains its node', async () => {
+    const { fakes, result } = await run('no-drain', { drainNode: false });
+    for (const never of [
+      'cordonReplicaNode',
+      'budgetAcquire',
+      'drainNode',
+      'measureRecovery',
+      'budgetRelease',
+    ]) {
+      assert.ok(!fakes.calls.includes(never), `${never} was called`);
+    }
+    assert.deepEqual(
+      fakes.calls.filter((c) => c.endsWith('PodAndMeasure')),
+      ['deletePodAndMeasure', 'evictPodAndMeasure'],
+    );
+    assert.deepEqual((fakes.restore[0] as { cordoned: string[] }).cordoned, []);
+    assert.deepEqual(
+      fakes.report[0]!.phases.map((p) => p.name),
+      ['steady-state', 'pod-delete', 'eviction', 'steady-state'],
+    );
+    assert.match(fakes.report[0]!.phases[2]!.target ?? '', /evicted; its node not drained/);
+    assert.equal(result?.pass, true);
   });
 
   it('a drain the fleet budget refuses evicts nothing: the drill rolls back and reports it aborted', async () => {

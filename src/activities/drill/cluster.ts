@@ -3,6 +3,7 @@
  * injects, and recovery measurement. Its objects and their restore: objects.ts.
  */
 import { ApplicationFailure } from '@temporalio/common';
+import { z } from 'zod';
 import { DrillFailureType } from '../../contracts/drill.js';
 import { isSchedulableGpuNode, preflightDrill } from '../../drill/preflight.js';
 import type { PreflightFinding } from '../../drill/report.js';
@@ -34,6 +35,41 @@ function readInjection(details: unknown): InjectionProgress | undefined {
 /** The drill's cluster steps on the cluster of `c`. */
 export function createDrillClusterActivities(c: DrillClusterAccess) {
   const { access, core, policy, fail, pollMs, shape, listNodes } = c;
+
+  /**
+   * Evicts the victim through the Eviction API (UID precondition: never another pod of its name); a
+   * 429 (its PDB allows no disruption now) is tried again every second, heartbeating, until
+   * `timeoutMs` after the injection.
+   */
+  async function evictUntilAccepted(namespace: string, p: InjectionProgress, timeoutMs: number) {
+    const ctx = activityContext();
+    for (;;) {
+      try {
+        await core.createNamespacedPodEviction({
+          name: p.victim.name,
+          namespace,
+          body: {
+            apiVersion: 'policy/v1',
+            kind: 'Eviction',
+            metadata: { name: p.victim.name, namespace },
+            deleteOptions: { preconditions: { uid: p.victim.uid } },
+          },
+        });
+        return;
+      } catch (err) {
+        if (isApiError(err, 404) || isApiError(err, 409)) return;
+        if (!isApiError(err, 429)) fail(err, `evicting pod ${p.victim.name}`);
+        if (Date.now() > p.injectedAt + timeoutMs) {
+          throw ApplicationFailure.nonRetryable(
+            `its PodDisruptionBudget allowed no eviction of ${p.victim.name} for ${timeoutMs / 1000} s`,
+            DrillFailureType.RecoveryTimeout,
+          );
+        }
+      }
+      ctx?.heartbeat(p);
+      await pause(1_000, ctx?.cancellationSignal);
+    }
+  }
 
   return {
     /** The preflight findings of the Deployment (src/drill/preflight.ts), read from the cluster. */
@@ -78,15 +114,19 @@ export function createDrillClusterActivities(c: DrillClusterAccess) {
     /**
      * Deletes one Ready replica (the first by name) and measures until its replacement is Ready, all
      * replicas are Ready and the deleted pod is gone. A retry resumes the watch of the same pod.
+     * With `evict`, the pod goes through the Eviction API instead (its PDB decides: a 429 is tried
+     * again every second until the timeout), and the step `eviction` is recorded: a replica's
+     * eviction without cordoning or draining its node.
      */
     deletePodAndMeasure: async (input: {
       namespace: string;
       deployment: string;
       timeoutSeconds?: number;
+      evict?: boolean;
     }) => {
       const i = validateInput(
         'deletePodAndMeasure',
-        target.extend({ timeoutSeconds: timeoutSeconds.optional() }),
+        target.extend({ timeoutSeconds: timeoutSeconds.optional(), evict: z.boolean().optional() }),
         input,
       );
       const ctx = activityContext();
@@ -108,11 +148,14 @@ export function createDrillClusterActivities(c: DrillClusterAccess) {
           before: pods.map((p) => p.metadata?.uid ?? ''),
         };
         ctx?.heartbeat(progress);
-        await core
-          .deleteNamespacedPod({ namespace: i.namespace, name: progress.victim.name })
-          .catch((err: unknown) =>
-            isApiError(err, 404) ? undefined : fail(err, `deleting pod ${progress!.victim.name}`),
-          );
+        if (i.evict) await evictUntilAccepted(i.namespace, progress, (i.timeoutSeconds ?? 120) * 1000);
+        else {
+          await core
+            .deleteNamespacedPod({ namespace: i.namespace, name: progress.victim.name })
+            .catch((err: unknown) =>
+              isApiError(err, 404) ? undefined : fail(err, `deleting pod ${progress!.victim.name}`),
+            );
+        }
       }
       const watch = await watchRecovery({
         core,
@@ -121,7 +164,7 @@ export function createDrillClusterActivities(c: DrillClusterAccess) {
         replicas,
         victim: progress.victim,
         before: new Set(progress.before),
-        withEviction: false,
+        withEviction: i.evict === true,
         deadlineMs: progress.injectedAt + (i.timeoutSeconds ?? 120) * 1000,
         pollMs,
       });

@@ -1,8 +1,8 @@
 /**
  * The drill's activities (issue #16): cluster steps (cluster.ts, recovery.ts), its objects and their
- * restore (objects.ts), the probe process
- * (probe-process.ts), its continuity watchdog (watchdog.ts) and the report (report.ts). The node drain itself is the remediation's
- * `drainNode` (activities/kubernetes), called by the workflow with the drill's owner.
+ * restore (objects.ts), the probe process (probe-process.ts), its continuity watchdog (watchdog.ts)
+ * and the report (report.ts). The node drain itself is the remediation's `drainNode`
+ * (activities/kubernetes), called by the workflow with the drill's owner.
  */
 import path from 'node:path';
 import type { KubernetesActivityDeps } from '../kubernetes/node-access.js';

@@ -37,6 +37,15 @@ export function watchdogActivity(deadlineMs: number) {
   }).watchContinuity;
 }
 
+/**
+ * The eviction's restore time: as the replacement's replica wrapper measured it; 0 for stand-ins,
+ * which keep no checkpoint; unknown otherwise (the verdict then fails safe).
+ */
+function restoreOf(input: DrillInput, r: { restoreMs?: number }): { restoreMs?: number } {
+  if (r.restoreMs !== undefined) return { restoreMs: r.restoreMs };
+  return input.standin ? { restoreMs: 0 } : {};
+}
+
 /** Waits until the window's end has passed, so that the probe has measured all of it. */
 async function waitForWindow(phase: DrillPhaseRecord): Promise<DrillPhaseRecord> {
   const left = phase.window.to - Date.now();
@@ -81,6 +90,32 @@ export async function podDelete(
   });
 }
 
+/**
+ * The eviction phase without a node drain (`drainNode: false`, a real cluster without
+ * `--drain-node`): one replica evicted through the Eviction API, its node neither cordoned nor
+ * drained, and recovery measured as for a drain.
+ */
+async function podEviction(
+  input: DrillInput,
+  tailMs: number,
+  timeoutSeconds: number,
+): Promise<DrillPhaseRecord> {
+  const r = await long.deletePodAndMeasure({
+    namespace: input.namespace,
+    deployment: input.deployment,
+    timeoutSeconds,
+    evict: true,
+  });
+  return waitForWindow({
+    name: 'eviction',
+    injectedAt: r.injectedAt,
+    recovery: r.steps,
+    target: `${r.victim} (evicted; its node not drained)`,
+    ...restoreOf(input, r),
+    window: { from: r.injectedAt, to: recoveryEnd(r.steps, r.victimGoneAt) + tailMs },
+  });
+}
+
 /** What the eviction phase needs besides the drill's input. */
 export interface EvictionHooks {
   /** Learns the node once cordoned, before anything is evicted, so a rollback knows it. */
@@ -106,6 +141,7 @@ export async function nodeEviction(
   timeoutSeconds: number,
   hooks: EvictionHooks,
 ): Promise<DrillPhaseRecord | { refused: string }> {
+  if (input.drainNode === false) return podEviction(input, tailMs, timeoutSeconds);
   const owner = drillOwner(input.drillId);
   const c = await short.cordonReplicaNode({
     namespace: input.namespace,
@@ -140,6 +176,9 @@ export async function nodeEviction(
       workflowId: owner,
       podFilter: { namespaces: [input.namespace], labelSelector: c.selector },
       deadlineSeconds: timeoutSeconds,
+      // The drill's own replicas restore from their checkpoint store: their emptyDir holds nothing
+      // else. A Deployment of the user's needs the opt-in, as a remediation's drain would.
+      ...((input.deleteEmptyDirData ?? input.standin !== undefined) && { deleteEmptyDirData: true }),
     }),
   ]);
   return waitForWindow({
@@ -147,8 +186,7 @@ export async function nodeEviction(
     injectedAt,
     recovery: r.steps,
     target: `${c.node} (${c.victim.name})`,
-    // A replica wrapper measured its restore; stand-ins keep no checkpoint: nothing to restore.
-    ...(r.restoreMs !== undefined ? { restoreMs: r.restoreMs } : input.standin && { restoreMs: 0 }),
+    ...restoreOf(input, r),
     window: { from: injectedAt, to: recoveryEnd(r.steps, r.victimGoneAt) + tailMs },
   });
 }
