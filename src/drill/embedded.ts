@@ -1,4 +1,10 @@
-import { AppsV1Api, CoreV1Api, PolicyV1Api, type KubeConfig } from '@kubernetes/client-node';
+import {
+  AppsV1Api,
+  CoreV1Api,
+  PolicyV1Api,
+  type KubeConfig,
+  type V1ObjectMeta,
+} from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import path from 'node:path';
@@ -11,8 +17,14 @@ import { Notifier } from '../notify/notifier.js';
 import { createControlMetrics } from '../observability/metrics.js';
 import { isRunning } from '../stack/processes.js';
 import type { StackState } from '../stack/state.js';
-import { createControlWorkers } from '../workers/control-worker.js';
-import { standinManifests } from './standin-manifest.js';
+import { createControlWorkers, endFleetBudgetServedBy } from '../workers/control-worker.js';
+import { createCheckpointActivities } from '../activities/checkpoint.js';
+import { CHECKPOINT_WORKFLOW_TYPE } from '../checkpoint/schedule.js';
+import { FilesystemStorage } from '../checkpoint/storage.js';
+import type { CheckpointBackupInput, CheckpointBackupResult } from '../checkpoint/types.js';
+import { renderInferenceManifest, type InferenceManifest } from '../inference/manifest.js';
+import { findInference, type InferenceArtifacts } from '../toolchain/inference.js';
+import { DRILL_LABEL, standinManifests } from './standin-manifest.js';
 
 /** What a drill on the embedded stack needs besides the stack: started by {@link startEmbeddedDrill}. */
 export interface EmbeddedDrill {
@@ -37,6 +49,15 @@ export interface EmbeddedDrillOptions {
   readonly deployment: string;
   readonly drillId: string;
   readonly replicas: number;
+  /**
+   * `standin` (default): stand-in replicas, quick and model-free. `llama`: the chart's inference
+   * Deployment as real llama.cpp replicas (the replica wrapper: model and slot restored from a
+   * checkpoint store before Ready), the tiny model backed up and verified into that store first by the
+   * checkpoint backup workflow; needs the inference toolchain in `cacheDir`.
+   */
+  readonly replicaKind?: 'standin' | 'llama';
+  /** The toolchain cache (`FLEETMEDIC_CACHE_DIR`), for `llama`. */
+  readonly cacheDir?: string;
   /** One line per step, for people. */
   readonly log: (line: string) => void;
   /** Where the worker's logs go (never stdout: the command's output stays clean). */
@@ -44,67 +65,86 @@ export interface EmbeddedDrillOptions {
 }
 
 /**
+ * The chart's inference Deployment, Service and PDB as the drill's (`helm template`, simulation on:
+ * real llama.cpp replicas restoring from checkpoint store `store`), named `deployment` and labelled
+ * with the drill's ID so that the drill adopts them and removes them at its end.
+ */
+async function llamaManifests(o: EmbeddedDrillOptions, store: string): Promise<InferenceManifest> {
+  const m = await renderInferenceManifest({
+    cacheDir: o.cacheDir ?? '',
+    namespace: o.namespace,
+    release: 'drill',
+    replicas: o.replicas,
+    preStopSeconds: 3,
+    simulation: { model: 'tiny', checkpointStore: store },
+  });
+  const mark = <T extends { metadata?: V1ObjectMeta }>(obj: T): T => ({
+    ...obj,
+    metadata: {
+      ...obj.metadata,
+      name: o.deployment,
+      namespace: o.namespace,
+      labels: { ...obj.metadata?.labels, [DRILL_LABEL]: o.drillId },
+    },
+  });
+  return { deployment: mark(m.deployment), service: mark(m.service), pdb: mark(m.pdb) };
+}
+
+/**
  * Everything a drill on the embedded stack needs, in this process, in the order it needs it: the
- * process runner must already run (`fleetmedic up` starts it); the stand-in Deployment, PDB and
- * Service are created with the drill's label (the drill adopts them and removes them at its end);
- * a gateway watching the Deployment, on a free loopback port (it reads the Deployment when it starts,
- * so it comes after); and a control worker on a task queue of its own, which runs the drill's
- * workflow and activities. `fleetmedic drill` without `--target-url` uses it.
+ * process runner must already run (`fleetmedic up` starts it); a control worker on a task queue of
+ * its own, which runs the drill's workflow and activities; for `llama` replicas, a verified backup of
+ * the model in the replicas' checkpoint store (the checkpoint backup workflow on that worker); the
+ * Deployment, PDB and Service, created with the drill's label unless the Deployment exists (the drill
+ * adopts them and removes them at its end); and a gateway watching the Deployment, on a free loopback
+ * port (it reads the Deployment when it starts, so it comes last). `fleetmedic drill` without
+ * `--target-url` uses it.
  */
 export async function startEmbeddedDrill(o: EmbeddedDrillOptions): Promise<EmbeddedDrill> {
   if (!o.stack.runner || !(await isRunning(o.stack.runner.process))) {
     throw new ConfigError(
-      'the process runner is not running, so no stand-in replica would ever turn Ready: run `fleetmedic up` (it starts the runner)',
+      'the process runner is not running, so no replica would ever turn Ready: run `fleetmedic up` (it starts the runner)',
     );
   }
-  const apps = o.kc.makeApiClient(AppsV1Api);
-  const existing = await apps
-    .readNamespacedDeployment({ name: o.deployment, namespace: o.namespace })
-    .catch((err: unknown) => {
-      if (isApiError(err, 404)) return undefined;
-      throw err;
-    });
-  if (!existing) {
-    const { deployment, pdb, service } = standinManifests({
-      namespace: o.namespace,
-      name: o.deployment,
-      drillId: o.drillId,
-      replicas: o.replicas,
-    });
-    o.log(
-      `creating the stand-in Deployment ${o.namespace}/${o.deployment} (${o.replicas} replicas), its PDB and Service`,
-    );
-    await apps.createNamespacedDeployment({ namespace: o.namespace, body: deployment });
-    await o.kc
-      .makeApiClient(PolicyV1Api)
-      .createNamespacedPodDisruptionBudget({ namespace: o.namespace, body: pdb });
-    await o.kc.makeApiClient(CoreV1Api).createNamespacedService({ namespace: o.namespace, body: service });
+  const llama = o.replicaKind === 'llama';
+  let artifacts: InferenceArtifacts | undefined;
+  if (llama) {
+    const found = await findInference({ cacheDir: o.cacheDir ?? '' });
+    if (found.missing !== undefined) {
+      throw new ConfigError(
+        `real llama.cpp replicas need the inference toolchain (${found.missing}): run \`npm run toolchain:inference\``,
+      );
+    }
+    artifacts = found.artifacts;
   }
+  const store = `drill-${o.deployment}`;
 
   let gateway: RunningGateway | undefined;
   let workers: Worker[] = [];
   let running: Promise<unknown> | undefined;
   let native: NativeConnection | undefined;
   let clientConnection: Connection | undefined;
+  let client: Client | undefined;
   const stop = async () => {
     for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
     await running?.catch(() => undefined);
+    // The budget the drill's drain asked for, when this worker started it: nobody would serve it.
+    if (client) {
+      await endFleetBudgetServedBy({
+        client,
+        clusterId: o.clusterId,
+        taskQueue: `${o.taskQueue}-drill`,
+        by: 'fleetmedic drill',
+      }).catch(() => undefined);
+    }
     await native?.close().catch(() => undefined);
     await clientConnection?.close().catch(() => undefined);
     await gateway?.close();
   };
   try {
-    gateway = await startGateway(
-      parseGatewayConfig({
-        port: 0,
-        kube: { namespace: o.namespace, deployment: o.deployment, kubeconfig: o.stack.kube.kubeconfig },
-        health: { intervalMs: 500 },
-      }),
-    );
-    o.log(`gateway on ${gateway.url}, in front of the Ready pods of ${o.namespace}/${o.deployment}`);
     native = await NativeConnection.connect(connectionOptions(o.temporal));
     clientConnection = await Connection.connect(connectionOptions(o.temporal));
-    const client = new Client({ connection: clientConnection, namespace: o.temporal.namespace });
+    client = new Client({ connection: clientConnection, namespace: o.temporal.namespace });
     const taskQueue = `${o.taskQueue}-drill`;
     const log = o.workerLog ?? (() => undefined);
     workers = await createControlWorkers({
@@ -119,9 +159,77 @@ export async function startEmbeddedDrill(o: EmbeddedDrillOptions): Promise<Embed
         notifier: new Notifier({ sinks: [], log }),
         metrics: createControlMetrics(),
       },
+      ...(artifacts && {
+        // The checkpoint backup of the model the replicas restore, read from the toolchain's copy.
+        extraActivities: createCheckpointActivities({
+          storage: new FilesystemStorage(path.join(o.stateDir, 'checkpoints', store)),
+          simulated: true,
+          checkpointRoot: path.dirname(artifacts.tinyModel),
+        }),
+      }),
     });
     running = Promise.all(workers.map((w) => w.run()));
     running.catch(() => undefined);
+
+    if (artifacts) {
+      o.log(`backing up and verifying the model into checkpoint store ${store} (checkpoint backup workflow)`);
+      const backup = await client.workflow.execute<
+        (i: CheckpointBackupInput) => Promise<CheckpointBackupResult>
+      >(CHECKPOINT_WORKFLOW_TYPE, {
+        taskQueue,
+        workflowId: `checkpoint/${o.clusterId}/${store}/${o.drillId}`,
+        args: [
+          {
+            source: {
+              kind: 'newest-file',
+              directory: path.dirname(artifacts.tinyModel),
+              suffix: '.gguf',
+              settleMs: 0,
+            },
+            format: 'gguf',
+            keep: 3,
+          },
+        ],
+      });
+      o.log(
+        `checkpoint ${backup.name}: ${backup.outcome === 'unchanged' ? 'verified earlier, unchanged' : 'backed up and verified'}`,
+      );
+    }
+
+    const apps = o.kc.makeApiClient(AppsV1Api);
+    const existing = await apps
+      .readNamespacedDeployment({ name: o.deployment, namespace: o.namespace })
+      .catch((err: unknown) => {
+        if (isApiError(err, 404)) return undefined;
+        throw err;
+      });
+    if (!existing) {
+      const { deployment, pdb, service } = llama
+        ? await llamaManifests(o, store)
+        : standinManifests({
+            namespace: o.namespace,
+            name: o.deployment,
+            drillId: o.drillId,
+            replicas: o.replicas,
+          });
+      o.log(
+        `creating the ${llama ? 'llama.cpp' : 'stand-in'} Deployment ${o.namespace}/${o.deployment} (${o.replicas} replicas), its PDB and Service`,
+      );
+      await apps.createNamespacedDeployment({ namespace: o.namespace, body: deployment });
+      await o.kc
+        .makeApiClient(PolicyV1Api)
+        .createNamespacedPodDisruptionBudget({ namespace: o.namespace, body: pdb });
+      await o.kc.makeApiClient(CoreV1Api).createNamespacedService({ namespace: o.namespace, body: service });
+    }
+
+    gateway = await startGateway(
+      parseGatewayConfig({
+        port: 0,
+        kube: { namespace: o.namespace, deployment: o.deployment, kubeconfig: o.stack.kube.kubeconfig },
+        health: { intervalMs: 500 },
+      }),
+    );
+    o.log(`gateway on ${gateway.url}, in front of the Ready pods of ${o.namespace}/${o.deployment}`);
     return { targetUrl: gateway.url, taskQueue, stop };
   } catch (err) {
     await stop();

@@ -51,7 +51,12 @@ export function replicaRestore(phases: ReplicaPhases, pod: string): ReplicaResto
   if (health !== undefined) steps.push({ step: 'health-200', at: health, detail: `${pod}: model loaded` });
   const slot = at(phases.slotRestoredMs);
   if (slot !== undefined) {
-    const what = phases.slot && isOutcome(phases.slot) ? `slot ${phases.slot.name}` : 'slot';
+    const what =
+      phases.slot && isOutcome(phases.slot)
+        ? `slot ${phases.slot.name}`
+        : phases.slot && 'skipped' in phases.slot
+          ? `no slot restored (${phases.slot.skipped})`
+          : 'slot';
     steps.push({ step: 'slot-restored', at: slot, detail: `${pod}: ${what}` });
   }
   const done = phases.slotRestoredMs ?? phases.health200Ms;

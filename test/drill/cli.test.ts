@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { Command } from 'commander';
 import {
   drillExitCode,
+  failureChain,
   progressLine,
   registerDrillCommand,
   resultLines,
@@ -77,6 +78,46 @@ describe('fleetmedic drill: output and exit code', () => {
     assert.equal(lines[1], '  - no PDB');
     assert.equal(drillExitCode(refused), 1);
     assert.equal(drillExitCode(result()), 0);
+  });
+
+  it('a progress line says when the drill is aborting, and why', () => {
+    const p: DrillProgress = {
+      drillId: 'd1',
+      stage: 'rolling-back',
+      startedAt: T0,
+      phases: [],
+      refusal: [],
+      cordoned: [],
+      aborted: 'the continuity watchdog fired: continuity 0.10 < 0.5 over the last 10 s',
+    };
+    assert.equal(
+      progressLine(p, T0 + 1_000),
+      'drill d1: rolling-back (1 s; phases measured: none; aborting: the continuity watchdog fired: continuity 0.10 < 0.5 over the last 10 s)',
+    );
+  });
+
+  it('a failed drill says its root cause, not only "Activity task failed"', () => {
+    const root = new Error('the Deployment did not recover from the loss of llama-0: no ready');
+    const activity = new Error('Activity task failed', { cause: root });
+    const workflow = new Error('Workflow execution failed', { cause: activity });
+    assert.equal(
+      failureChain(workflow),
+      'Activity task failed: the Deployment did not recover from the loss of llama-0: no ready',
+    );
+    assert.equal(failureChain(new Error('plain')), 'plain');
+  });
+
+  it('refuses an --abort-below outside 0..1, naming it', async () => {
+    const program = new Command().exitOverride();
+    program.configureOutput({ writeErr() {}, writeOut() {} });
+    registerDrillCommand(program, { stdout() {}, stderr() {} });
+    await assert.rejects(
+      program.parseAsync(['drill', '--target-url', 'http://127.0.0.1:1', '--abort-below', '1.5'], {
+        from: 'user',
+      }),
+      (err: unknown) =>
+        err instanceof Error && /--abort-below must be a number from 0 to 1, got "1\.5"/.test(err.message),
+    );
   });
 
   it('refuses a drill ID that cannot be a label value or file name, before connecting anywhere', async () => {

@@ -1,35 +1,47 @@
 import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { Client, Connection } from '@temporalio/client';
 import { execa } from 'execa';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { FLEETMEDIC_BIN } from '../../src/cli/bin-path.js';
 import { loadConfig } from '../../src/config/config.js';
 import { loadKubeConfig } from '../../src/k8s/kubeconfig.js';
 import { down, up } from '../../src/stack/stack.js';
+import { fleetBudgetWorkflowId } from '../../src/contracts/fleet-budget.js';
+import type { DrillReport } from '../../src/drill/report.js';
+import type { StackState } from '../../src/stack/state.js';
 import { freeStackPorts } from '../helpers/stack.js';
+import { inferenceOrSkip } from '../inference/llama-server.js';
 
-// The README's main command ends with `fleetmedic drill` and nothing else: on a stack `fleetmedic up`
-// started (which runs the process runner), the command creates the stand-in replicas, starts the
-// gateway and a control worker of its own, runs the drill and cleans up. A stack of this file's own,
+// The README's main command ends with `fleetmedic drill --llama` and nothing else: on a stack
+// `fleetmedic up` started (which runs the process runner), the command starts a control worker of
+// its own, backs up the model (with --llama), creates the replicas, starts the gateway, runs the
+// drill and cleans up. Stand-ins first, then real llama.cpp replicas, on a stack of this file's own,
 // as a user's would be.
-describe('fleetmedic drill on the embedded stack, with nothing else running', { timeout: 600_000 }, () => {
-  const cleanup: Array<() => Promise<unknown>> = [];
-  after(async () => {
-    for (const fn of cleanup.reverse()) await fn();
-  });
+const { skip: noLlama } = await inferenceOrSkip();
 
-  it('runs the whole drill from the one command: PASS, a report, clean output, nothing left behind', async () => {
-    const stateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fleetmedic-drill-embedded-'));
+describe('fleetmedic drill on the embedded stack, with nothing else running', { timeout: 900_000 }, () => {
+  const cleanup: Array<() => Promise<unknown>> = [];
+  let stateDir: string;
+  let state: StackState;
+  before(async () => {
+    stateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fleetmedic-drill-embedded-'));
     const env = { ...process.env, FLEETMEDIC_STATE_DIR: stateDir, FLEETMEDIC_CLUSTER_ID: undefined };
     const config = loadConfig(env);
     cleanup.push(async () => {
       await down(config, { purge: true }).catch(() => {});
       await fs.rm(stateDir, { recursive: true, force: true });
     });
-    const { state } = await up(config, { nodes: 4, ports: await freeStackPorts(), clusterName: 'drill', runner: true });
+    ({ state } = await up(config, { nodes: 4, ports: await freeStackPorts(), clusterName: 'drill', runner: true }));
+  });
+  after(async () => {
+    for (const fn of cleanup.reverse()) await fn();
+  });
+
+  it('runs the whole drill from the one command: PASS, a report, clean output, nothing left behind', async () => {
 
     const run = await execa(process.execPath, [FLEETMEDIC_BIN, 'drill', '--drill-id', 'quickstart', '--eviction-slack', '15'], {
       reject: false,
@@ -73,5 +85,53 @@ describe('fleetmedic drill on the embedded stack, with nothing else running', { 
       deployments.items.map((d) => d.metadata!.name),
       [],
     );
+    // The fleet budget the drill's drain asked for ended with the command: no worker would serve it.
+    const connection = await Connection.connect({ address: state.temporal.address });
+    try {
+      const budget = await new Client({ connection }).workflow.getHandle(fleetBudgetWorkflowId(state.clusterId)).describe();
+      assert.notEqual(budget.status.name, 'RUNNING', `the budget still runs on ${budget.taskQueue}`);
+    } finally {
+      await connection.close();
+    }
+  });
+
+  it('--llama drills real llama.cpp replicas restored from a checkpoint it backed up and verified first', { skip: noLlama }, async () => {
+    const run = await execa(process.execPath, [FLEETMEDIC_BIN, 'drill', '--llama', '--drill-id', 'llama', '--eviction-slack', '15'], {
+      reject: false,
+      env: { FLEETMEDIC_STATE_DIR: stateDir },
+      extendEnv: true,
+      timeout: 600_000,
+    });
+    process.stderr.write(`fleetmedic drill --llama stdout:\n${run.stdout}\nstderr:\n${run.stderr}\n`);
+    if (run.exitCode !== 0) {
+      // The worker's side of a red run, for its next reader.
+      const log = await fs.readFile(path.join(stateDir, 'logs', 'drill.log'), 'utf8').catch(() => '');
+      const errors = log.split('\n').filter((l) => /"level":"(WARN|ERROR)"|failed/i.test(l));
+      process.stderr.write(`drill.log warnings and errors:\n${errors.slice(-20).join('\n')}\n`);
+    }
+    assert.match(run.stderr, /backing up and verifying the model into checkpoint store drill-drill-llama/);
+    assert.match(run.stderr, /checkpoint \S+: backed up and verified/);
+    assert.match(run.stderr, /creating the llama\.cpp Deployment default\/drill-llama/);
+    const json = /^\s+(\S+\.json)$/m.exec(run.stdout)?.[1];
+    assert.ok(json, 'no report path printed');
+    const report = JSON.parse(await fs.readFile(json, 'utf8')) as DrillReport;
+    for (const p of report.phases) {
+      const steps = p.recovery.map((r) => `${r.step}=+${r.at - p.injectedAt}ms${r.detail ? ` (${r.detail})` : ''}`);
+      process.stderr.write(`drill --llama ${p.name}: restore_ms=${p.restoreMs} ${steps.join(' ')}\n`);
+    }
+    // The replacement of the evicted replica restored the verified checkpoint before it was Ready.
+    const eviction = report.phases.find((p) => p.name === 'eviction');
+    assert.ok(eviction, 'no eviction phase');
+    const at = (step: string) => eviction.recovery.find((r) => r.step === step)?.at;
+    assert.ok(eviction.restoreMs !== undefined && eviction.restoreMs > 0, `restore ${eviction.restoreMs}`);
+    assert.match(eviction.recovery.find((r) => r.step === 'checkpoint-restored')?.detail ?? '', /checkpoint \S+\.gguf/);
+    assert.ok(at('checkpoint-restored')! <= at('health-200')! && at('health-200')! <= at('ready')!, JSON.stringify(eviction.recovery));
+    assert.equal(run.exitCode, 0, `exit ${run.exitCode}\n${run.stderr}`);
+    assert.match(run.stdout, /^drill llama: PASS/m);
+    const kc = loadKubeConfig(state.kube.kubeconfig);
+    const nodes = (await kc.makeApiClient(CoreV1Api).listNode()).items;
+    assert.deepEqual(nodes.filter((n) => n.spec?.unschedulable).map((n) => n.metadata!.name), [], 'a node left cordoned');
+    const deployments = await kc.makeApiClient(AppsV1Api).listNamespacedDeployment({ namespace: 'default' });
+    assert.deepEqual(deployments.items.map((d) => d.metadata!.name), []);
   });
 }); // prettier-ignore

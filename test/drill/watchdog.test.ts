@@ -113,6 +113,18 @@ describe('continuity watchdog (pure decision)', () => {
   });
 });
 
+/** Starts watching `file` (threshold 0.5, 10 s window, 10 requests) and checks it stays quiet for `ms`. */
+async function watchQuietly(file: string, ms: number, why: string) {
+  const { watchContinuity } = createWatchdogActivities();
+  const watching = watchContinuity({ file, abortBelow: 0.5, windowMs: 10_000, minRequests: 10, pollMs: 50 });
+  let settled = false;
+  void watching.then(() => (settled = true));
+  await new Promise((r) => setTimeout(r, ms));
+  assert.equal(settled, false, why);
+  // Wrapped: an async function returning the promise itself would wait for it.
+  return { watching };
+}
+
 describe('watchContinuity activity (a real probe file)', () => {
   it('returns the breach once failures appended to the file cross the threshold, reading only complete lines', async () => {
     const file = path.join(tmp, 'probe.jsonl');
@@ -123,18 +135,7 @@ describe('watchContinuity activity (a real probe file)', () => {
         .map((r) => JSON.stringify(r))
         .join('\n') + '\n',
     );
-    const { watchContinuity } = createWatchdogActivities();
-    const watching = watchContinuity({
-      file,
-      abortBelow: 0.5,
-      windowMs: 10_000,
-      minRequests: 10,
-      pollMs: 50,
-    });
-    let settled = false;
-    void watching.then(() => (settled = true));
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal(settled, false, 'fired on a healthy file');
+    const { watching } = await watchQuietly(file, 300, 'fired on a healthy file');
     // Failures, the last line half written: it is not read until complete.
     const failures = burst(Date.now() - 3_000, 3, () => 'failed').map((r) => JSON.stringify(r));
     await fs.appendFile(file, failures.join('\n') + '\n' + failures[0]!.slice(0, 20));
@@ -149,18 +150,7 @@ describe('watchContinuity activity (a real probe file)', () => {
     const lines = (rs: ProbeRecord[]) => rs.map((r) => JSON.stringify(r)).join('\n') + '\n';
     // 15 failures (no replica Ready at the gateway yet), then the service answers.
     await fs.writeFile(file, lines(burst(now - 1_000, 1, (i) => (i < 15 ? 'failed' : 'ok'))));
-    const { watchContinuity } = createWatchdogActivities();
-    const watching = watchContinuity({
-      file,
-      abortBelow: 0.5,
-      windowMs: 10_000,
-      minRequests: 10,
-      pollMs: 50,
-    });
-    let settled = false;
-    void watching.then(() => (settled = true));
-    await new Promise((r) => setTimeout(r, 400));
-    assert.equal(settled, false, 'fired on the warm-up failures');
+    const { watching } = await watchQuietly(file, 400, 'fired on the warm-up failures');
     // Once armed, a real drop fires.
     await fs.appendFile(file, lines(burst(Date.now() - 1_000, 1, () => 'failed')));
     const breach = await watching;

@@ -244,14 +244,7 @@ describe('drill workflow (embedded stack, process runner, gateway)', { timeout: 
   });
 
   it('fleetmedic drill runs a drill, prints its progress and report path, and exits 0 on a pass', async () => {
-    await eventually(
-      'the previous stand-ins gone',
-      async () =>
-        (await livePods(stack.kc, ns.name, APP)).length === 0 && (await created()).length === 0
-          ? true
-          : undefined,
-      60_000,
-    );
+    await clean();
     const drillId = `cli-${process.pid}`;
     await standinsFor(drillId);
     const gw = await gateway();
@@ -345,14 +338,7 @@ describe('drill workflow (embedded stack, process runner, gateway)', { timeout: 
     }
   });
   it("the drill's own deadline rolls it back: fails DrillDeadlineExceeded, nothing cordoned, probe stopped, stand-ins removed", async () => {
-    await eventually(
-      'the previous stand-ins gone',
-      async () =>
-        (await livePods(stack.kc, ns.name, APP)).length === 0 && (await created()).length === 0
-          ? true
-          : undefined,
-      60_000,
-    );
+    await clean();
     const drillId = `deadline-${process.pid}`;
     await standinsFor(drillId);
     const gw = await gateway();
@@ -408,6 +394,26 @@ describe('drill workflow (embedded stack, process runner, gateway)', { timeout: 
     };
   }
 
+  /**
+   * Runs `body` on fresh stand-ins of a drill `<name>-<pid>` behind a gateway (the previous test's
+   * gone first), then closes the gateway and removes what a failed drill left.
+   */
+  async function withStandins(
+    name: string,
+    body: (drillId: string, gw: RunningGateway) => Promise<void>,
+  ): Promise<void> {
+    await clean();
+    const drillId = `${name}-${process.pid}`;
+    await standinsFor(drillId);
+    const gw = await gateway();
+    try {
+      await body(drillId, gw);
+    } finally {
+      await gw.close();
+      await removeLeftovers();
+    }
+  }
+
   /** Waits until the previous test's Deployment and objects are gone. */
   async function clean(): Promise<void> {
     await eventually(
@@ -420,86 +426,108 @@ describe('drill workflow (embedded stack, process runner, gateway)', { timeout: 
     );
   }
 
-  it("the fleet budget's pause refuses the drill's drain: aborted before any eviction, nothing left cordoned", async () => {
-    await clean();
-    const drillId = `paused-${process.pid}`;
-    await standinsFor(drillId);
-    const gw = await gateway();
-    const operator = new OperatorClient(client, { clusterId: stack.state.clusterId, taskQueue });
-    await operator.setPaused(true, { by: 'drill-test', reason: 'maintenance window' });
-    try {
-      const before = new Set((await livePods(stack.kc, ns.name, APP)).map((p) => p.metadata!.name!));
-      const handle = await start(drillId, { standin: { replicas: 3 }, targetUrl: gw.url });
+  it('without drainNode (a real cluster without --drain-node) it evicts one replica through its PDB and cordons nothing', async () => {
+    await withStandins('nodrain', async (drillId, gw) => {
+      const handle = await start(drillId, {
+        standin: { replicas: 3 },
+        targetUrl: gw.url,
+        drainNode: false,
+        thresholds: { evictionRecoveryOverRestoreMs: 15_000 },
+      });
+      let cordonedSeen = false;
+      const watching = (async () => {
+        while (!(await handle.describe()).closeTime) {
+          if ((await drillNodes(drillId)).length > 0) cordonedSeen = true;
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      })();
       const result = (await handle.result()) as DrillResult;
-      assert.equal(result.pass, false);
-      assert.match(
-        result.aborted ?? '',
-        /^the fleet budget refused to drain \S+ \(paused\): automation is paused/,
-      );
-      assert.match(result.reasons[0] ?? '', /^aborted during eviction: the fleet budget refused to drain/);
-      assert.deepEqual(
-        result.phases.map((p) => p.name),
-        ['steady-state', 'pod-delete'],
-      );
-      // The cordon was reverted and the stand-ins removed; the pod deletion replaced one pod, and no
-      // other pod was evicted (the Deployment is gone now: its pods are read from the report's phase).
-      assert.equal(result.restore?.uncordoned.length, 1);
-      assert.deepEqual(await drillNodes(drillId), []);
-      assert.deepEqual(await created(), []);
+      await watching;
+      assert.equal(cordonedSeen, false, 'a node was cordoned');
+      assert.deepEqual(result.reasons, []);
+      assert.equal(result.pass, true);
+      assert.deepEqual(result.restore?.uncordoned, []);
+      const eviction = result.phases.find((p) => p.name === 'eviction')!;
+      assert.equal(eviction.failed, 0);
       const stored = JSON.parse(await fs.readFile(result.report.json, 'utf8')) as DrillReport;
-      assert.equal(stored.aborted?.stage, 'eviction');
-      assert.equal(before.size, 3);
-      const budget = await operator.budget();
-      assert.deepEqual(budget?.draining, [], 'the drill holds a drain slot after its end');
-      assert.deepEqual(budget?.queued, [], 'the refused drill joined the queue');
-    } finally {
-      await operator.setPaused(false, { by: 'drill-test' });
-      await gw.close();
-      await removeLeftovers();
-    }
+      const steps = stored.phases.find((p) => p.name === 'eviction')!.recovery.map((r) => r.step);
+      assert.ok(steps.includes('eviction') && steps.includes('ready'), steps.join());
+      assert.deepEqual(await created(), []);
+    });
+  });
+
+  it("the fleet budget's pause refuses the drill's drain: aborted before any eviction, nothing left cordoned", async () => {
+    await withStandins('paused', async (drillId, gw) => {
+      const operator = new OperatorClient(client, { clusterId: stack.state.clusterId, taskQueue });
+      await operator.setPaused(true, { by: 'drill-test', reason: 'maintenance window' });
+      try {
+        const before = new Set((await livePods(stack.kc, ns.name, APP)).map((p) => p.metadata!.name!));
+        const handle = await start(drillId, { standin: { replicas: 3 }, targetUrl: gw.url });
+        const result = (await handle.result()) as DrillResult;
+        assert.equal(result.pass, false);
+        assert.match(
+          result.aborted ?? '',
+          /^the fleet budget refused to drain \S+ \(paused\): automation is paused/,
+        );
+        assert.match(result.reasons[0] ?? '', /^aborted during eviction: the fleet budget refused to drain/);
+        assert.deepEqual(
+          result.phases.map((p) => p.name),
+          ['steady-state', 'pod-delete'],
+        );
+        // The cordon was reverted and the stand-ins removed; the pod deletion replaced one pod, and no
+        // other pod was evicted (the Deployment is gone now: its pods are read from the report's phase).
+        assert.equal(result.restore?.uncordoned.length, 1);
+        assert.deepEqual(await drillNodes(drillId), []);
+        assert.deepEqual(await created(), []);
+        const stored = JSON.parse(await fs.readFile(result.report.json, 'utf8')) as DrillReport;
+        assert.equal(stored.aborted?.stage, 'eviction');
+        assert.equal(before.size, 3);
+        const budget = await operator.budget();
+        assert.deepEqual(budget?.draining, [], 'the drill holds a drain slot after its end');
+        assert.deepEqual(budget?.queued, [], 'the refused drill joined the queue');
+      } finally {
+        await operator.setPaused(false, { by: 'drill-test' });
+      }
+    });
   });
 
   it('the continuity watchdog aborts a drill whose service fails during the eviction, and rolls it back', async () => {
-    await clean();
-    const drillId = `watchdog-${process.pid}`;
-    await standinsFor(drillId);
-    const gw = await gateway();
-    const front = await breakableFront(gw.url);
-    try {
-      const handle = await start(drillId, {
-        standin: { replicas: 3 },
-        targetUrl: front.url,
-        watchdog: { windowMs: 3_000, minRequests: 10 },
-      });
-      await eventually(
-        'the drill cordoned a node',
-        async () => ((await handle.query(drillProgressQuery)).cordoned.length > 0 ? true : undefined),
-        180_000,
-      );
-      // The service breaks: every probe request now fails (503).
-      front.break();
-      const result = (await handle.result()) as DrillResult;
-      await recordHistory('watchdog-abort', handle);
-      assert.equal(result.pass, false);
-      assert.match(
-        result.aborted ?? '',
-        /^the continuity watchdog fired: continuity 0\.\d\d < 0\.5 over the last 3 s/,
-      );
-      assert.match(result.reasons[0] ?? '', /^aborted during eviction: the continuity watchdog fired/);
-      assert.deepEqual(await drillNodes(drillId), []);
-      assert.deepEqual(await created(), []);
-      const budget = await new OperatorClient(client, {
-        clusterId: stack.state.clusterId,
-        taskQueue,
-      }).budget();
-      assert.deepEqual(budget?.draining, [], 'the aborted drill kept its drain slot');
-      const pid = Number(await fs.readFile(path.join(dir, 'drills', drillId, 'probe.pid'), 'utf8'));
-      assert.throws(() => process.kill(pid, 0), 'the probe process outlived the drill');
-    } finally {
-      await front.close();
-      await gw.close();
-      await removeLeftovers();
-    }
+    await withStandins('watchdog', async (drillId, gw) => {
+      const front = await breakableFront(gw.url);
+      try {
+        const handle = await start(drillId, {
+          standin: { replicas: 3 },
+          targetUrl: front.url,
+          watchdog: { windowMs: 3_000, minRequests: 10 },
+        });
+        await eventually(
+          'the drill cordoned a node',
+          async () => ((await handle.query(drillProgressQuery)).cordoned.length > 0 ? true : undefined),
+          180_000,
+        );
+        // The service breaks: every probe request now fails (503).
+        front.break();
+        const result = (await handle.result()) as DrillResult;
+        await recordHistory('watchdog-abort', handle);
+        assert.equal(result.pass, false);
+        assert.match(
+          result.aborted ?? '',
+          /^the continuity watchdog fired: continuity 0\.\d\d < 0\.5 over the last 3 s/,
+        );
+        assert.match(result.reasons[0] ?? '', /^aborted during eviction: the continuity watchdog fired/);
+        assert.deepEqual(await drillNodes(drillId), []);
+        assert.deepEqual(await created(), []);
+        const budget = await new OperatorClient(client, {
+          clusterId: stack.state.clusterId,
+          taskQueue,
+        }).budget();
+        assert.deepEqual(budget?.draining, [], 'the aborted drill kept its drain slot');
+        const pid = Number(await fs.readFile(path.join(dir, 'drills', drillId, 'probe.pid'), 'utf8'));
+        assert.throws(() => process.kill(pid, 0), 'the probe process outlived the drill');
+      } finally {
+        await front.close();
+      }
+    });
   });
 
   it("a remediation takes over a drill's cordon, and the drill's restore leaves the node to it", async () => {

@@ -37,7 +37,8 @@ export function progressLine(p: DrillProgress, now: number): string {
   const elapsed = Math.round((now - p.startedAt) / 1000);
   const done = p.phases.map((ph) => ph.name).join(', ') || 'none';
   const held = p.cordoned.length > 0 ? `; cordoned ${p.cordoned.join(', ')}` : '';
-  return `drill ${p.drillId}: ${p.stage} (${elapsed} s; phases measured: ${done}${held})`;
+  const aborting = p.aborted ? `; aborting: ${p.aborted}` : '';
+  return `drill ${p.drillId}: ${p.stage} (${elapsed} s; phases measured: ${done}${held}${aborting})`;
 }
 
 /** The lines printed at the end: verdict, reasons, one line per phase, the report's files. */
@@ -57,6 +58,18 @@ export function resultLines(r: DrillResult): string[] {
   return lines;
 }
 
+/**
+ * Why a drill failed, from its workflow failure down to the root cause ("Activity task failed" says
+ * nothing by itself): each distinct message of the cause chain, joined with `: `.
+ */
+export function failureChain(err: Error): string {
+  const messages: string[] = [];
+  for (let e: unknown = err.cause ?? err; e instanceof Error; e = e.cause) {
+    if (e.message && !messages.includes(e.message)) messages.push(e.message);
+  }
+  return messages.join(': ') || err.message;
+}
+
 /** Exit code for CI: 0 pass, 1 fail (refusals included). */
 export function drillExitCode(r: DrillResult): number {
   return r.pass ? 0 : 1;
@@ -72,10 +85,21 @@ function positive(name: string) {
   };
 }
 
+/** A continuity ratio: 0 (off) to 1. */
+function ratio(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) {
+      throw new InvalidArgumentError(`${name} must be a number from 0 to 1, got ${JSON.stringify(value)}`);
+    }
+    return n;
+  };
+}
+
 interface Flags {
   targetUrl?: string;
   namespace: string;
-  deployment: string;
+  deployment?: string;
   standin?: boolean;
   replicas?: number;
   drillId?: string;
@@ -83,6 +107,9 @@ interface Flags {
   rate?: number;
   deadline?: number;
   evictionSlack?: number;
+  abortBelow?: number;
+  llama?: boolean;
+  deleteEmptydirData?: boolean;
   context?: string;
   confirmCluster?: string;
   drainNode?: boolean;
@@ -103,9 +130,20 @@ export function registerDrillCommand(program: Command, io: DrillIo = processIo):
         'stand-in replicas, a gateway and a control worker started by this command)',
     )
     .option('--namespace <name>', 'namespace of the Deployment', 'default')
-    .option('--deployment <name>', 'the inference Deployment', 'drill-standin')
+    .option(
+      '--deployment <name>',
+      'the inference Deployment (default drill-standin; drill-llama with --llama)',
+    )
     .option('--standin', 'create a stand-in Deployment, PDB and Service of that name (removed afterwards)')
     .option('--replicas <n>', 'stand-in replicas (default 3)', positive('--replicas'))
+    .option(
+      '--delete-emptydir-data',
+      "the eviction may evict the Deployment's pods with emptyDir volumes, whose data is lost (default: only for the Deployment the drill creates)",
+    )
+    .option(
+      '--llama',
+      "embedded stack: drill real llama.cpp replicas (the chart's inference Deployment, restoring from a verified checkpoint) instead of stand-ins",
+    )
     .option('--drill-id <id>', 'the drill ID (default: a new one)')
     .option('--keep', 'leave what the drill created in place')
     .option('--rate <req/s>', 'probe requests per second (default 20)', positive('--rate'))
@@ -118,6 +156,11 @@ export function registerDrillCommand(program: Command, io: DrillIo = processIo):
       '--eviction-slack <s>',
       'eviction recovery allowed above the checkpoint restore time before the drill fails (default 5)',
       positive('--eviction-slack'),
+    )
+    .option(
+      '--abort-below <ratio>',
+      'abort and roll back as soon as continuity over the last 10 s falls below this (default 0.5; 0: never)',
+      ratio('--abort-below'),
     )
     // A real cluster (issue #16): --kubeconfig is the global flag; commander gives it to the root
     // command even after `drill`, so the guard asks the root whether it came from the command line.
@@ -163,9 +206,10 @@ export function registerDrillCommand(program: Command, io: DrillIo = processIo):
           temporal: targets.temporal,
           taskQueue: targets.taskQueue,
           namespace: flags.namespace,
-          deployment: flags.deployment,
+          deployment: flags.deployment ?? (flags.llama ? 'drill-llama' : 'drill-standin'),
           drillId,
           replicas: flags.replicas ?? 3,
+          ...(flags.llama && { replicaKind: 'llama' as const, cacheDir: config.cacheDir }),
           log: (line) => io.stderr(`${line}\n`),
           workerLog: (entry) => log.write(entry),
         });
@@ -183,13 +227,15 @@ export function registerDrillCommand(program: Command, io: DrillIo = processIo):
           clusterId: targets.clusterId,
           drillId,
           namespace: flags.namespace,
-          deployment: flags.deployment,
+          deployment: flags.deployment ?? (flags.llama ? 'drill-llama' : 'drill-standin'),
           targetUrl: embedded?.targetUrl ?? flags.targetUrl!,
           ...((flags.standin || embedded) && { standin: { replicas: flags.replicas ?? 3 } }),
           ...(flags.keep && { keep: true }),
+          ...(flags.deleteEmptydirData && { deleteEmptyDirData: true }),
           drainNode,
           ...(flags.rate !== undefined && { probe: { rate: flags.rate } }),
           ...(flags.deadline !== undefined && { deadlineSeconds: Math.ceil(flags.deadline) }),
+          ...(flags.abortBelow !== undefined && { watchdog: { abortBelow: flags.abortBelow } }),
           ...(flags.evictionSlack !== undefined && {
             thresholds: { evictionRecoveryOverRestoreMs: flags.evictionSlack * 1000 },
           }),
@@ -213,7 +259,7 @@ export function registerDrillCommand(program: Command, io: DrillIo = processIo):
         }
         const r = await result.catch((err: unknown) => {
           if (err instanceof WorkflowFailedError) {
-            io.stderr(`drill ${drillId}: failed: ${err.cause?.message ?? err.message} (rolled back)\n`);
+            io.stderr(`drill ${drillId}: failed: ${failureChain(err)} (rolled back)\n`);
             return undefined;
           }
           throw err;
