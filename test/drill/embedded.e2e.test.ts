@@ -14,6 +14,8 @@ import { fleetBudgetWorkflowId } from '../../src/contracts/fleet-budget.js';
 import type { DrillReport } from '../../src/drill/report.js';
 import type { StackState } from '../../src/stack/state.js';
 import { freeStackPorts } from '../helpers/stack.js';
+import { FilesystemStorage } from '../../src/checkpoint/storage.js';
+import { putVerifiedBackup } from '../checkpoint/helpers.js';
 import { inferenceOrSkip } from '../inference/llama-server.js';
 
 // The README's main command ends with `fleetmedic drill --llama` and nothing else: on a stack
@@ -133,5 +135,39 @@ describe('fleetmedic drill on the embedded stack, with nothing else running', { 
     assert.deepEqual(nodes.filter((n) => n.spec?.unschedulable).map((n) => n.metadata!.name), [], 'a node left cordoned');
     const deployments = await kc.makeApiClient(AppsV1Api).listNamespacedDeployment({ namespace: 'default' });
     assert.deepEqual(deployments.items.map((d) => d.metadata!.name), []);
+  });
+
+  it('a corrupted newest checkpoint: the replacement falls back to the previous verified one, and the report says so', { skip: noLlama }, async () => {
+    // The store the previous drill backed up into holds one verified backup. A newer one whose data
+    // no longer matches its manifest's sha256 (bit rot, a torn write) goes on top of it.
+    const { artifacts } = await inferenceOrSkip();
+    const storage = new FilesystemStorage(path.join(stateDir, 'checkpoints', 'drill-drill-llama'));
+    const corrupted = await putVerifiedBackup(storage, artifacts!.tinyModel, new Date(), 'gguf');
+    const file = storage.describe(corrupted.name);
+    const bytes = await fs.readFile(file);
+    const middle = Math.floor(bytes.length / 2);
+    bytes[middle] = bytes[middle]! ^ 0xff;
+    await fs.writeFile(file, bytes);
+
+    const run = await execa(process.execPath, [FLEETMEDIC_BIN, 'drill', '--llama', '--drill-id', 'corrupted', '--eviction-slack', '15'], {
+      reject: false,
+      env: { FLEETMEDIC_STATE_DIR: stateDir },
+      extendEnv: true,
+      timeout: 600_000,
+    });
+    process.stderr.write(`fleetmedic drill --llama (corrupted newest) stdout:\n${run.stdout}\nstderr:\n${run.stderr}\n`);
+    // The newest verified backup's source is the model file: nothing new to back up.
+    assert.match(run.stderr, /verified earlier, unchanged/);
+    const json = /^\s+(\S+\.json)$/m.exec(run.stdout)?.[1];
+    assert.ok(json, 'no report path printed');
+    const report = JSON.parse(await fs.readFile(json, 'utf8')) as DrillReport;
+    const restored = report.phases
+      .find((p) => p.name === 'eviction')
+      ?.recovery.find((r) => r.step === 'checkpoint-restored');
+    assert.ok(restored, 'no checkpoint-restored step in the eviction');
+    assert.match(restored.detail ?? '', new RegExp(`after skipping 1 newer: ${corrupted.name.replace(/\./g, '\\.')} \\(.*sha256`));
+    const markdown = await fs.readFile(json.replace(/\.json$/, '.md'), 'utf8');
+    assert.ok(markdown.includes(`after skipping 1 newer: ${corrupted.name}`), 'the Markdown report does not say so');
+    assert.equal(run.exitCode, 0, `exit ${run.exitCode}\n${run.stderr}`);
   });
 }); // prettier-ignore
