@@ -13,6 +13,7 @@ import { parseCordonRecord } from '../../k8s/node-ownership.js';
 import { CORDON_ANNOTATION } from '../../k8s/remediation-labels.js';
 import { int, text, validateInput } from '../input.js';
 import { activityContext, pause } from '../kubernetes/control.js';
+import { podEviction } from '../kubernetes/pods.js';
 import { target, type DrillClusterAccess } from './access.js';
 import { listPods, podReady, watchRecovery, type RecoveryWatch, type Victim } from './recovery.js';
 
@@ -36,38 +37,32 @@ function readInjection(details: unknown): InjectionProgress | undefined {
 export function createDrillClusterActivities(c: DrillClusterAccess) {
   const { access, core, policy, fail, pollMs, shape, listNodes } = c;
 
+  const eviction = podEviction(access);
+
   /**
-   * Evicts the victim through the Eviction API (UID precondition: never another pod of its name); a
-   * 429 (its PDB allows no disruption now) is tried again every second, heartbeating, until
-   * `timeoutMs` after the injection.
+   * Evicts the victim through the Eviction API, as the remediation's drain evicts a pod
+   * (`podEviction().evictPod`: UID precondition, a 429 from its PDB tried again with the drain's
+   * backoff, heartbeating), until `timeoutMs` after the injection.
    */
   async function evictUntilAccepted(namespace: string, p: InjectionProgress, timeoutMs: number) {
     const ctx = activityContext();
-    for (;;) {
-      try {
-        await core.createNamespacedPodEviction({
-          name: p.victim.name,
-          namespace,
-          body: {
-            apiVersion: 'policy/v1',
-            kind: 'Eviction',
-            metadata: { name: p.victim.name, namespace },
-            deleteOptions: { preconditions: { uid: p.victim.uid } },
-          },
-        });
-        return;
-      } catch (err) {
-        if (isApiError(err, 404) || isApiError(err, 409)) return;
-        if (!isApiError(err, 429)) fail(err, `evicting pod ${p.victim.name}`);
-        if (Date.now() > p.injectedAt + timeoutMs) {
-          throw ApplicationFailure.nonRetryable(
-            `its PodDisruptionBudget allowed no eviction of ${p.victim.name} for ${timeoutMs / 1000} s`,
-            DrillFailureType.RecoveryTimeout,
-          );
-        }
-      }
-      ctx?.heartbeat(p);
-      await pause(1_000, ctx?.cancellationSignal);
+    const outcome = await eviction.evictPod(
+      { namespace, name: p.victim.name, uid: p.victim.uid },
+      {
+        cancel: ctx?.cancellationSignal,
+        stop: new AbortController().signal,
+        deadlineMs: p.injectedAt + timeoutMs,
+        method: 'evict',
+        on429: () => undefined,
+        heartbeat: () => ctx?.heartbeat(p),
+        nodeGone: () => Promise.resolve(false),
+      },
+    );
+    if (outcome === 'stopped') {
+      throw ApplicationFailure.nonRetryable(
+        `its PodDisruptionBudget allowed no eviction of ${p.victim.name} for ${timeoutMs / 1000} s`,
+        DrillFailureType.RecoveryTimeout,
+      );
     }
   }
 
@@ -115,7 +110,7 @@ export function createDrillClusterActivities(c: DrillClusterAccess) {
      * Deletes one Ready replica (the first by name) and measures until its replacement is Ready, all
      * replicas are Ready and the deleted pod is gone. A retry resumes the watch of the same pod.
      * With `evict`, the pod goes through the Eviction API instead (its PDB decides: a 429 is tried
-     * again every second until the timeout), and the step `eviction` is recorded: a replica's
+     * again with the drain's backoff until the timeout), and the step `eviction` is recorded: a replica's
      * eviction without cordoning or draining its node.
      */
     deletePodAndMeasure: async (input: {

@@ -16,7 +16,6 @@ import {
   reportNodeFailures,
   type FleetBudgetInput,
 } from '../../contracts/fleet-budget.js';
-import { drillWorkflowId } from '../../contracts/drill.js';
 import { remediationWorkflowId } from '../../contracts/ids.js';
 import {
   admitDrain,
@@ -32,8 +31,7 @@ import {
 import { isNodeHealthy } from '../../domain/node-health.js';
 import { isApiError } from '../../k8s/api-errors.js';
 import { GPU_RESOURCE } from '../../k8s/labels.js';
-import { parseCordonRecord } from '../../k8s/node-ownership.js';
-import { CORDON_ANNOTATION, DRILL_OWNER_PREFIX } from '../../k8s/remediation-labels.js';
+import { drillCordons } from '../../drill/reaper.js';
 import { objectName, validateInput } from '../input.js';
 import { coalesce } from './coalesce.js';
 
@@ -226,10 +224,9 @@ export function createFleetBudgetClient(deps: FleetBudgetClientDeps, core: CoreV
       if (isApiError(err, 404)) return undefined;
       throw err;
     });
-    const record = parseCordonRecord(read?.metadata?.annotations?.[CORDON_ANNOTATION]);
-    if (record.kind !== 'ok' || !record.record.workflowId.startsWith(DRILL_OWNER_PREFIX)) return false;
-    const drillId = record.record.workflowId.slice(DRILL_OWNER_PREFIX.length);
-    return runOpen(drillWorkflowId(deps.clusterId, drillId));
+    // The drill's cordon, read as the drill reaper reads it.
+    const drill = read ? drillCordons([read], deps.clusterId)[0] : undefined;
+    return drill !== undefined && runOpen(drill.workflowId);
   }
 
   /**
