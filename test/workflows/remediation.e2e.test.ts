@@ -368,7 +368,17 @@ describe('GPU remediation end to end', () => {
       60_000,
     );
     assert.ok(maxInFlight <= 1, `the budget let ${maxInFlight} drains run at once`);
-    assert.deepEqual((await budget.query(fleetBudgetState)).draining, [], 'a slot outlived its drain');
+    // The slot's return is an effect the run sends after its drain ends: the phase can be seen
+    // before the budget has taken it back, so it is awaited (bounded), never assumed.
+    const slots = await eventually(
+      'every slot back once its drain ended',
+      async () => {
+        const { draining } = await budget.query(fleetBudgetState);
+        return draining.length === 0 ? draining : undefined;
+      },
+      15_000,
+    ).catch(async () => (await budget.query(fleetBudgetState)).draining);
+    assert.deepEqual(slots, [], 'a slot outlived its drain');
     for (const h of handles) {
       await h.executeUpdate(approveUpdate, { args: [{ by: 'carol' }] });
       assert.equal((await h.result()).outcome, 'returned-to-service');
