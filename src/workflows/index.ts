@@ -7,3 +7,4 @@ export { gpuRemediationWorkflow } from './remediation/workflow.js';
 export { checkpointBackupWorkflow } from './checkpoint.js';
 export { clusterIdentityWorkflow } from './cluster-identity.js';
 export { drillWorkflow } from './drill/workflow.js';
+export { scheduledDrillWorkflow } from './drill/scheduled.js';
