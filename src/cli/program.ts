@@ -5,6 +5,7 @@ import { registerCheckpointCommands } from './commands/checkpoint.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { registerDrillCommand } from './commands/drill.js';
 import { registerDrillProbeCommand } from './commands/drill-probe.js';
+import { registerDrillScheduleCommands } from './commands/drill-schedule.js';
 import { registerGatewayCommands } from './commands/gateway.js';
 import { registerOperatorCommands } from './commands/operator.js';
 import { registerRemediationCommands } from './commands/remediation.js';
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerDemoCommand(program);
   registerDrillCommand(program);
   registerDrillProbeCommand(program);
+  registerDrillScheduleCommands(program);
   registerWebhookCommands(program);
   registerGatewayCommands(program);
   registerRunnerCommand(program);

@@ -1,0 +1,551 @@
+import {
+  Client,
+  Connection,
+  ScheduleAlreadyRunning,
+  ScheduleNotFoundError,
+  ScheduleOverlapPolicy,
+  WorkflowFailedError,
+  WorkflowNotFoundError,
+  type ScheduleDescription,
+  type ScheduleOptions,
+} from '@temporalio/client';
+import { InvalidArgumentError, type Command } from 'commander';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { connectionOptions } from '../../client/temporal-connection.js';
+import {
+  DRILL_ID_PATTERN,
+  drillProgressQuery,
+  drillWorkflowId,
+  type DrillInput,
+  type DrillResult,
+} from '../../contracts/drill.js';
+import {
+  DRILL_SCHEDULE_CATCHUP_WINDOW,
+  DRILL_SCHEDULE_MIN_INTERVAL_MS,
+  DRILL_SCHEDULE_NAME_PATTERN,
+  drillScheduleId,
+  drillScheduleName,
+  scheduledDrillId,
+  SCHEDULED_DRILL_WORKFLOW,
+  type ScheduledDrillInput,
+} from '../../contracts/drill-schedule.js';
+import { CLUSTER_ID } from '../../contracts/search-attributes.js';
+import { ConfigError } from '../../errors.js';
+import { configFrom, resolveTargets, type Targets } from '../context.js';
+import { guardDrillTarget } from '../drill-target.js';
+import { failureChain, progressLine, resultLines } from './drill.js';
+
+/** Where the commands write; tests capture it. */
+export interface DrillScheduleIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+const processIo: DrillScheduleIo = {
+  stdout: (t) => process.stdout.write(t),
+  stderr: (t) => process.stderr.write(t),
+};
+
+const UNITS = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1_000 } as const;
+const MAX_INTERVAL_MS = 366 * UNITS.d;
+
+/**
+ * `--every`: a duration of days, hours, minutes and seconds in that order (`30m`, `6h`, `1d`,
+ * `1h30m`), at least {@link DRILL_SCHEDULE_MIN_INTERVAL_MS}, in ms.
+ */
+export function parseEvery(value: string): number {
+  const m = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(value.trim());
+  const ms = m
+    ? Number(m[1] ?? 0) * UNITS.d +
+      Number(m[2] ?? 0) * UNITS.h +
+      Number(m[3] ?? 0) * UNITS.m +
+      Number(m[4] ?? 0) * UNITS.s
+    : NaN;
+  if (!(ms > 0)) {
+    throw new InvalidArgumentError(
+      `--every must be a duration such as 30m, 6h, 1d or 1h30m, got ${JSON.stringify(value)}`,
+    );
+  }
+  if (ms < DRILL_SCHEDULE_MIN_INTERVAL_MS || ms > MAX_INTERVAL_MS) {
+    throw new InvalidArgumentError(
+      `--every ${value} is outside ${formatEvery(DRILL_SCHEDULE_MIN_INTERVAL_MS)}..366d: each drill disrupts the Deployment`,
+    );
+  }
+  return ms;
+}
+
+/** An interval the way `--every` takes it (`1h30m`). */
+export function formatEvery(ms: number): string {
+  let rest = Math.round(ms / 1000) * 1000;
+  let out = '';
+  for (const [unit, size] of Object.entries(UNITS)) {
+    if (rest >= size) {
+      out += `${Math.floor(rest / size)}${unit}`;
+      rest %= size;
+    }
+  }
+  return out || '0s';
+}
+
+function positive(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n <= 0) {
+      throw new InvalidArgumentError(`${name} must be a positive number, got ${JSON.stringify(value)}`);
+    }
+    return n;
+  };
+}
+
+function ratio(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) {
+      throw new InvalidArgumentError(`${name} must be a number from 0 to 1, got ${JSON.stringify(value)}`);
+    }
+    return n;
+  };
+}
+
+const httpUrl = z.url({ protocol: /^https?$/ });
+
+function targetUrl(value: string): string {
+  if (!httpUrl.safeParse(value).success) {
+    throw new InvalidArgumentError(`--target-url must be an http(s) URL, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/** `drill-schedule create`'s flags, as commander parsed them. */
+export interface CreateFlags {
+  every: number;
+  targetUrl?: string;
+  namespace: string;
+  deployment: string;
+  standin?: boolean;
+  replicas?: number;
+  rate?: number;
+  deadline?: number;
+  evictionSlack?: number;
+  abortBelow?: number;
+  deleteEmptydirData?: boolean;
+  context?: string;
+  confirmCluster?: string;
+  drainNode?: boolean;
+}
+
+/** Refuses a schedule name that cannot begin a drill ID, naming it. */
+export function checkScheduleName(name: string): void {
+  if (!DRILL_SCHEDULE_NAME_PATTERN.test(name)) {
+    throw new ConfigError(
+      `drill schedule name ${JSON.stringify(name)}: lowercase letters, digits and - (1-40, starting and ending with a letter or digit)`,
+    );
+  }
+}
+
+/**
+ * The gateway a scheduled drill's probe loads. A schedule has no terminal attached, so the gateway
+ * `fleetmedic drill` starts for its own lifetime is not there: `--target-url` is required.
+ */
+export function requireTargetUrl(flags: Pick<CreateFlags, 'targetUrl'>): string {
+  if (flags.targetUrl === undefined) {
+    throw new ConfigError(
+      'a scheduled drill needs --target-url <url>, a gateway in front of the Deployment that stays up ' +
+        '(e.g. `fleetmedic gateway serve`): the stand-ins and gateway that `fleetmedic drill` starts on the ' +
+        'embedded stack live only as long as that command, and a schedule runs with no command attached',
+    );
+  }
+  return flags.targetUrl;
+}
+
+/** The drill a schedule starts, without its ID (the launcher names each run). */
+export function scheduledDrill(
+  flags: CreateFlags,
+  clusterId: string,
+  drainNode: boolean,
+): ScheduledDrillInput['drill'] {
+  return {
+    clusterId,
+    namespace: flags.namespace,
+    deployment: flags.deployment,
+    targetUrl: requireTargetUrl(flags),
+    ...(flags.standin && { standin: { replicas: flags.replicas ?? 3 } }),
+    ...(flags.deleteEmptydirData && { deleteEmptyDirData: true }),
+    drainNode,
+    ...(flags.rate !== undefined && { probe: { rate: flags.rate } }),
+    ...(flags.deadline !== undefined && { deadlineSeconds: Math.ceil(flags.deadline) }),
+    ...(flags.abortBelow !== undefined && { watchdog: { abortBelow: flags.abortBelow } }),
+    ...(flags.evictionSlack !== undefined && {
+      thresholds: { evictionRecoveryOverRestoreMs: flags.evictionSlack * 1000 },
+    }),
+  } satisfies Omit<DrillInput, 'drillId'>;
+}
+
+/**
+ * The Temporal Schedule of a drill: every `everyMs` it starts the launcher on `taskQueue`; never two
+ * runs at once (`SKIP`: a run due while the last still runs is dropped), runs missed by more than
+ * {@link DRILL_SCHEDULE_CATCHUP_WINDOW} are not made up, and a failed run pauses the schedule.
+ */
+export function drillScheduleOptions(args: {
+  clusterId: string;
+  name: string;
+  everyMs: number;
+  taskQueue: string;
+  drill: ScheduledDrillInput['drill'];
+}): ScheduleOptions {
+  const scheduleId = drillScheduleId(args.clusterId, args.name);
+  const input: ScheduledDrillInput = { scheduleId, drill: args.drill };
+  return {
+    scheduleId,
+    spec: { intervals: [{ every: args.everyMs }] },
+    action: {
+      type: 'startWorkflow',
+      workflowType: SCHEDULED_DRILL_WORKFLOW,
+      workflowId: scheduleId,
+      taskQueue: args.taskQueue,
+      args: [input],
+      typedSearchAttributes: [{ key: CLUSTER_ID, value: args.clusterId }],
+    },
+    policies: {
+      overlap: ScheduleOverlapPolicy.SKIP,
+      catchupWindow: DRILL_SCHEDULE_CATCHUP_WINDOW,
+      pauseOnFailure: true,
+    },
+    state: {
+      note: `drill ${args.drill.namespace}/${args.drill.deployment} every ${formatEvery(args.everyMs)}`,
+    },
+  };
+}
+
+/** One schedule as `drill-schedule list` prints it. */
+export interface ScheduleRow {
+  readonly name: string;
+  readonly everyMs: number | undefined;
+  readonly paused: boolean;
+  readonly note: string | undefined;
+  readonly nextRun: Date | undefined;
+  /** The last run: its drill ID and what became of it, when there was one. */
+  readonly lastRun: string | undefined;
+}
+
+/** The lines of `drill-schedule list`: one per schedule, then its note when paused. */
+export function scheduleLines(rows: readonly ScheduleRow[]): string[] {
+  if (rows.length === 0) return ['no drill schedules'];
+  const lines: string[] = [];
+  for (const r of rows) {
+    const every = r.everyMs === undefined ? 'every ?' : `every ${formatEvery(r.everyMs)}`;
+    const next = r.paused ? 'paused' : `next ${r.nextRun?.toISOString() ?? '-'}`;
+    lines.push(`${r.name}  ${every}  ${next}  last: ${r.lastRun ?? 'none yet'}`);
+    if (r.paused && r.note) lines.push(`  (${r.note})`);
+  }
+  return lines;
+}
+
+/** A run's drill ID and outcome: running, PASS/FAIL from its result, or how its launcher closed. */
+async function lastRun(client: Client, description: ScheduleDescription): Promise<string | undefined> {
+  const run = description.info.recentActions.at(-1)?.action.workflow;
+  if (!run) return undefined;
+  try {
+    const launcher = client.workflow.getHandle(run.workflowId, run.firstExecutionRunId);
+    const d = await launcher.describe();
+    const drillId = scheduledDrillId(description.scheduleId, d.startTime.getTime());
+    if (d.status.name !== 'COMPLETED') return `${drillId} ${d.status.name.toLowerCase()}`;
+    const r = (await launcher.result()) as DrillResult;
+    return `${r.drillId} ${r.pass ? 'PASS' : 'FAIL'}${r.refused ? ' (refused by preflight)' : ''}`;
+  } catch (err) {
+    return `${run.workflowId} (unreadable: ${err instanceof Error ? err.message : String(err)})`;
+  }
+}
+
+async function withClient<T>(targets: Targets, fn: (client: Client) => Promise<T>): Promise<T> {
+  const connection = await Connection.connect(connectionOptions(targets.temporal));
+  try {
+    return await fn(new Client({ connection, namespace: targets.namespace }));
+  } finally {
+    await connection.close();
+  }
+}
+
+function notFound(name: string, clusterId: string) {
+  return (err: unknown): never => {
+    if (err instanceof ScheduleNotFoundError) {
+      throw new ConfigError(
+        `no drill schedule ${name} on cluster ${clusterId} (\`fleetmedic drill-schedule list\`)`,
+      );
+    }
+    throw err;
+  };
+}
+
+/**
+ * `fleetmedic drill-schedule create|list|delete|trigger|pause|unpause`: drills on a Temporal Schedule,
+ * run by the control worker of the cluster's task queue; `fleetmedic drill-cancel`: cancels a drill.
+ */
+export function registerDrillScheduleCommands(program: Command, io: DrillScheduleIo = processIo): void {
+  const targets = () => resolveTargets(configFrom(program));
+  const schedule = program
+    .command('drill-schedule')
+    .description('run resilience drills periodically on a Temporal Schedule');
+
+  schedule
+    .command('create <name>')
+    .description('create a schedule that runs a drill every --every (needs --target-url)')
+    .requiredOption(
+      '--every <duration>',
+      'interval between drills: 30m, 6h, 1d, 1h30m (at least 5m)',
+      parseEvery,
+    )
+    .option(
+      '--target-url <url>',
+      'the gateway in front of the Deployment, which the probe loads (required)',
+      targetUrl,
+    )
+    .option('--namespace <name>', 'namespace of the Deployment', 'default')
+    .option('--deployment <name>', 'the inference Deployment', 'drill-standin')
+    .option(
+      '--standin',
+      'each run creates a stand-in Deployment, PDB and Service of that name (removed afterwards)',
+    )
+    .option('--replicas <n>', 'stand-in replicas (default 3)', positive('--replicas'))
+    .option(
+      '--delete-emptydir-data',
+      "the eviction may evict the Deployment's pods with emptyDir volumes, whose data is lost",
+    )
+    .option('--rate <req/s>', 'probe requests per second (default 20)', positive('--rate'))
+    .option(
+      '--deadline <s>',
+      "each drill's own deadline; past it, it rolls back (default 900)",
+      positive('--deadline'),
+    )
+    .option(
+      '--eviction-slack <s>',
+      'eviction recovery allowed above the checkpoint restore time (default 5)',
+      positive('--eviction-slack'),
+    )
+    .option(
+      '--abort-below <ratio>',
+      'abort and roll back when continuity over the last 10 s falls below this (default 0.5; 0: never)',
+      ratio('--abort-below'),
+    )
+    .option('--context <name>', 'real cluster: the context of --kubeconfig that reaches it (required)')
+    .option(
+      '--confirm-cluster <id>',
+      'real cluster: confirms the schedule, naming the bound cluster ID (required)',
+    )
+    .option(
+      '--drain-node',
+      'real cluster: cordon and drain the node of a replica (default: evict only its pods)',
+    )
+    .action(async (name: string, flags: CreateFlags) => {
+      checkScheduleName(name);
+      requireTargetUrl(flags);
+      const t = await targets();
+      const { drainNode } = await guardDrillTarget(t, {
+        kubeconfigFlag: program.getOptionValueSource('kubeconfig') === 'cli',
+        context: flags.context,
+        confirmCluster: flags.confirmCluster,
+        targetUrl: true,
+        drainNode: flags.drainNode === true,
+      });
+      const options = drillScheduleOptions({
+        clusterId: t.clusterId,
+        name,
+        everyMs: flags.every,
+        taskQueue: t.taskQueue,
+        drill: scheduledDrill(flags, t.clusterId, drainNode),
+      });
+      await withClient(t, async (client) => {
+        const handle = await client.schedule.create(options).catch((err: unknown) => {
+          if (err instanceof ScheduleAlreadyRunning) {
+            throw new ConfigError(
+              `drill schedule ${name} exists on cluster ${t.clusterId}: delete it first (\`fleetmedic drill-schedule delete ${name}\`)`,
+            );
+          }
+          throw err;
+        });
+        const next = (await handle.describe()).info.nextActionTimes[0];
+        io.stdout(
+          `drill schedule ${name}: every ${formatEvery(flags.every)}, next run ${next?.toISOString() ?? '-'} ` +
+            `(schedule ${handle.scheduleId}); the control worker of task queue ${t.taskQueue} runs the drills\n`,
+        );
+      });
+    });
+
+  schedule
+    .command('list')
+    .description("the cluster's drill schedules: interval, next run, the last run's drill and verdict")
+    .action(async () => {
+      const t = await targets();
+      await withClient(t, async (client) => {
+        const rows: ScheduleRow[] = [];
+        for await (const s of client.schedule.list()) {
+          const name = drillScheduleName(t.clusterId, s.scheduleId);
+          if (name === undefined) continue;
+          const d = await client.schedule
+            .getHandle(s.scheduleId)
+            .describe()
+            .catch(() => undefined);
+          if (!d) continue; // deleted since the listing
+          rows.push({
+            name,
+            everyMs: d.spec.intervals?.[0]?.every,
+            paused: d.state.paused,
+            note: d.state.note,
+            nextRun: d.info.nextActionTimes[0],
+            lastRun: await lastRun(client, d),
+          });
+        }
+        rows.sort((a, b) => a.name.localeCompare(b.name));
+        io.stdout(`${scheduleLines(rows).join('\n')}\n`);
+      });
+    });
+
+  schedule
+    .command('delete <name>')
+    .description('delete a drill schedule (a drill it started keeps running: `fleetmedic drill-cancel`)')
+    .action(async (name: string) => {
+      checkScheduleName(name);
+      const t = await targets();
+      await withClient(t, async (client) => {
+        await client.schedule
+          .getHandle(drillScheduleId(t.clusterId, name))
+          .delete()
+          .catch(notFound(name, t.clusterId));
+        io.stdout(`drill schedule ${name}: deleted\n`);
+      });
+    });
+
+  schedule
+    .command('trigger <name>')
+    .description('run the drill now (skipped while a drill of this schedule still runs)')
+    .action(async (name: string) => {
+      checkScheduleName(name);
+      const t = await targets();
+      await withClient(t, async (client) => {
+        const handle = client.schedule.getHandle(drillScheduleId(t.clusterId, name));
+        const running = (await handle.describe().catch(notFound(name, t.clusterId))).info.runningActions;
+        if (running.length > 0) {
+          throw new ConfigError(
+            `drill schedule ${name}: a drill it started still runs (${running.map((r) => r.workflow.workflowId).join(', ')}); ` +
+              'one at a time (overlap policy SKIP)',
+          );
+        }
+        // The SDK's default for a trigger is ALLOW_ALL: its run would overlap, and the schedule would
+        // not track it (no pause on its failure).
+        await handle.trigger(ScheduleOverlapPolicy.SKIP);
+        io.stdout(`drill schedule ${name}: triggered (\`fleetmedic drill-schedule list\` shows the run)\n`);
+      });
+    });
+
+  for (const [verb, pause] of [
+    ['pause', true],
+    ['unpause', false],
+  ] as const) {
+    schedule
+      .command(`${verb} <name>`)
+      .description(pause ? 'stop starting drills until unpaused' : 'start drills again')
+      .option('--note <text>', 'why, shown by `drill-schedule list`')
+      .action(async (name: string, flags: { note?: string }) => {
+        checkScheduleName(name);
+        const t = await targets();
+        await withClient(t, async (client) => {
+          const handle = client.schedule.getHandle(drillScheduleId(t.clusterId, name));
+          await (pause ? handle.pause(flags.note) : handle.unpause(flags.note)).catch(
+            notFound(name, t.clusterId),
+          );
+          io.stdout(`drill schedule ${name}: ${pause ? 'paused' : 'unpaused'}\n`);
+        });
+      });
+  }
+
+  program
+    .command('drill-cancel <drill-id>')
+    .description('cancel a running drill: it rolls back (uncordons its nodes, removes what it created)')
+    .option('--wait <s>', 'how long to wait for the rollback to finish (default 300)', positive('--wait'))
+    .action(async (drillId: string, flags: { wait?: number }) => {
+      if (!DRILL_ID_PATTERN.test(drillId)) {
+        throw new ConfigError(`drill ID ${JSON.stringify(drillId)}: letters, digits, -, _ and . (1-63)`);
+      }
+      const t = await targets();
+      await withClient(t, async (client) => {
+        process.exitCode = await cancelDrill(client, t.clusterId, drillId, io, {
+          waitMs: (flags.wait ?? 300) * 1000,
+        });
+      });
+    });
+}
+
+/**
+ * Cancels the drill `drillId` of `clusterId` and waits, printing its stage, until it has closed or
+ * `waitMs` passed. The drill's rollback runs in a non-cancellable scope, so the cancel ends in it.
+ * A drill a schedule started fails its launcher, which pauses the schedule (`pauseOnFailure`).
+ *
+ * @returns the exit code: 0 once the drill has closed cancelled (or had closed before), 1 otherwise.
+ */
+export async function cancelDrill(
+  client: Client,
+  clusterId: string,
+  drillId: string,
+  io: DrillScheduleIo,
+  options: { waitMs: number; pollMs?: number },
+): Promise<number> {
+  const handle = client.workflow.getHandle(drillWorkflowId(clusterId, drillId));
+  const before = await handle.describe().catch((err: unknown) => {
+    if (err instanceof WorkflowNotFoundError) {
+      throw new ConfigError(`no drill ${drillId} on cluster ${clusterId} (workflow ${handle.workflowId})`);
+    }
+    throw err;
+  });
+  if (before.status.name !== 'RUNNING') {
+    io.stdout(`drill ${drillId}: not running (${before.status.name.toLowerCase()})\n`);
+    return 0;
+  }
+  await handle.cancel();
+  io.stderr(`drill ${drillId}: cancel requested, waiting for its rollback\n`);
+  if (before.parentExecution) {
+    io.stderr(
+      `drill ${drillId}: started by ${before.parentExecution.workflowId}; its schedule pauses when the drill ends cancelled (\`fleetmedic drill-schedule unpause\`)\n`,
+    );
+  }
+  const deadline = Date.now() + options.waitMs;
+  let last = '';
+  for (;;) {
+    const d = await handle.describe();
+    if (d.status.name !== 'RUNNING') break;
+    if (Date.now() >= deadline) {
+      io.stderr(
+        `drill ${drillId}: still running ${Math.round(options.waitMs / 1000)} s after the cancel ` +
+          '(its rollback may be waiting for an activity or a worker); see the workflow in the Temporal UI\n',
+      );
+      return 1;
+    }
+    const p = await handle.query(drillProgressQuery).catch(() => undefined);
+    const line = p ? progressLine(p, Date.now()).replace(/\(\d+ s; /, '(') : '';
+    if (line !== '' && line !== last) io.stderr(`${line}\n`);
+    last = line || last;
+    await sleep(options.pollMs ?? 1_000);
+  }
+  try {
+    const r = (await handle.result()) as DrillResult;
+    // The drill finished before the cancel reached it.
+    io.stdout(`${resultLines(r).join('\n')}\n`);
+    return 0;
+  } catch (err) {
+    if (!(err instanceof WorkflowFailedError)) throw err;
+    const d = await handle.describe();
+    if (d.status.name !== 'CANCELLED') {
+      io.stdout(`drill ${drillId}: ${d.status.name.toLowerCase()}: ${failureChain(err)}\n`);
+      return 1;
+    }
+    const p = await handle.query(drillProgressQuery).catch(() => undefined);
+    const held =
+      p === undefined
+        ? ' (its progress was not readable)'
+        : p.cordoned.length > 0
+          ? `; still cordoned: ${p.cordoned.join(', ')}`
+          : '; nothing left cordoned';
+    io.stdout(`drill ${drillId}: cancelled and rolled back${held}\n`);
+    return p === undefined || p.cordoned.length === 0 ? 0 : 1;
+  }
+}
