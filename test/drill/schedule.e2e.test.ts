@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { registerDrillScheduleCommands } from '../../src/cli/commands/drill-schedule.js';
+import { registerOperatorCommands } from '../../src/cli/commands/operator.js';
 import { addGlobalFlags } from '../../src/cli/context.js';
 import {
   DRILL_WORKFLOW,
@@ -81,6 +82,7 @@ describe('drill schedules (embedded stack Temporal, real launcher, stub drill)',
       stdout: (t) => (stdout += t),
       stderr: (t) => (stderr += t),
     });
+    registerOperatorCommands(program, { out: (t) => (stdout += t) });
     process.exitCode = 0;
     await program.parseAsync(args, { from: 'user' });
     const code = Number(process.exitCode ?? 0);
@@ -153,6 +155,15 @@ describe('drill schedules (embedded stack Temporal, real launcher, stub drill)',
     assert.equal(d.taskQueue, taskQueue);
     const list = await cli('drill-schedule', 'list');
     assert.match(list.stdout, new RegExp(`last: ${drillId} running`));
+    // `fleetmedic status` lists the running drill (visibility catches up within moments).
+    const status = await eventually('status lists the drill', async () => {
+      const out = await cli('status');
+      return out.stdout.includes(`drill ${drillId}`) ? out.stdout : undefined;
+    });
+    assert.match(
+      status,
+      new RegExp(`^drill ${drillId}  eviction  \\d+s  cordoned gpu-node-1  started by ${scheduleId()}-`, 'm'),
+    );
     // One drill of a schedule at a time.
     await assert.rejects(
       cli('drill-schedule', 'trigger', name),

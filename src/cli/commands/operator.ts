@@ -1,5 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
 import { connectionOptions } from '../../client/temporal-connection.js';
+import { runningDrillLines, runningDrills } from '../../client/drill-runs.js';
 import { InvalidArgumentError, type Command } from 'commander';
 import os from 'node:os';
 import {
@@ -79,7 +80,7 @@ function positiveInt(name: string) {
 /** Connects to Temporal and runs `fn` with an {@link OperatorClient} for the configured cluster. */
 async function withOperator<T>(
   program: Command,
-  fn: (operator: OperatorClient, targets: Targets, config: Config) => Promise<T>,
+  fn: (operator: OperatorClient, targets: Targets, config: Config, client: Client) => Promise<T>,
 ): Promise<T> {
   const config = configFrom(program);
   const targets = await resolveTargets(config);
@@ -97,13 +98,14 @@ async function withOperator<T>(
     );
   }
   try {
-    const operator = new OperatorClient(new Client({ connection, namespace: targets.namespace }), {
+    const client = new Client({ connection, namespace: targets.namespace });
+    const operator = new OperatorClient(client, {
       clusterId: targets.clusterId,
       taskQueue: targets.taskQueue,
       address: targets.temporalAddress,
       timeoutMs: TIMEOUT_MS,
     });
-    return await fn(operator, targets, config);
+    return await fn(operator, targets, config, client);
   } finally {
     await connection.close();
   }
@@ -394,7 +396,7 @@ export function registerOperatorCommands(program: Command, deps: OperatorCommand
   program
     .command('status [node]')
     .description(
-      'open remediations (phase, age, what each waits for) and the fleet budget; with a node, its remediation in full',
+      'open remediations (phase, age, what each waits for), the fleet budget and running drills; with a node, its remediation in full',
     )
     .option('--json', 'print JSON')
     .option('--stack', 'the embedded stack in detail instead (same as `fleetmedic stack status`)')
@@ -407,18 +409,29 @@ export function registerOperatorCommands(program: Command, deps: OperatorCommand
         await showNode(node, opts);
         return;
       }
-      await withOperator(program, async (operator, targets, config) => {
-        const [line, rows, budget] = await Promise.all([
+      await withOperator(program, async (operator, targets, config, client) => {
+        const [line, rows, budget, drills] = await Promise.all([
           stackLine(config, targets),
           operator.list(),
           operator.budget(),
+          // The drills are a footnote here: a failure to list them does not hide the remediations.
+          runningDrills(client, targets.clusterId, TIMEOUT_MS).catch((err: unknown) =>
+            err instanceof Error ? err.message : String(err),
+          ),
         ]);
         if (opts.json) {
-          out(`${JSON.stringify({ clusterId: targets.clusterId, budget, remediations: rows }, null, 2)}\n`);
+          const running = typeof drills === 'string' ? { error: drills } : drills;
+          const view = { clusterId: targets.clusterId, budget, remediations: rows, drills: running };
+          out(`${JSON.stringify(view, null, 2)}\n`);
           return;
         }
         out(line + budgetLine(budget));
         out(rows.length === 0 ? 'no open remediations\n' : remediationTable(rows));
+        out(
+          typeof drills === 'string'
+            ? `running drills: not readable (${drills})\n`
+            : `${runningDrillLines(drills, Date.now()).join('\n')}\n`,
+        );
       });
     });
 
