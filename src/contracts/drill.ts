@@ -47,6 +47,13 @@ export interface DrillInput {
   readonly standin?: { readonly replicas?: number; readonly serviceMs?: number };
   /** Where the probe sends its requests: the gateway in front of the Deployment. */
   readonly targetUrl: string;
+  /**
+   * The gateway's own Deployment, when it runs in pods behind the Service that `targetUrl` reaches:
+   * after the node eviction, one of its pods is evicted too (through the Eviction API: its PDB
+   * decides), phase `gateway-eviction`, judged on continuity like the others. Removed at the end,
+   * with its PDB, when it carries the drill's label and the drill removes what it created.
+   */
+  readonly gateway?: { readonly deployment: string; readonly namespace?: string };
   /** Probe requests per second (default 20) and share streamed (default 0.5). */
   readonly probe?: { readonly rate?: number; readonly streamShare?: number };
   /** Leave what the drill created in place. */
@@ -87,7 +94,7 @@ export interface DrillInput {
 
 /** A phase as the workflow records it: the injection, the recovery steps and its measured window. */
 export interface DrillPhaseRecord {
-  readonly name: 'steady-state' | 'pod-delete' | 'eviction';
+  readonly name: 'steady-state' | 'pod-delete' | 'eviction' | 'gateway-eviction';
   readonly injectedAt: number;
   readonly recovery: readonly RecoveryStep[];
   readonly window: { readonly from: number; readonly to: number };
@@ -148,6 +155,7 @@ export type DrillStage =
   | 'steady-state'
   | 'pod-delete'
   | 'eviction'
+  | 'gateway-eviction'
   | 'restore'
   | 'report'
   | 'done'

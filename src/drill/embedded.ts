@@ -10,8 +10,6 @@ import { NativeConnection, type Worker } from '@temporalio/worker';
 import path from 'node:path';
 import { connectionOptions, type TemporalTarget } from '../client/temporal-connection.js';
 import { ConfigError } from '../errors.js';
-import { parseGatewayConfig } from '../gateway/config.js';
-import { startGateway, type RunningGateway } from '../gateway/server.js';
 import { isApiError } from '../k8s/api-errors.js';
 import { Notifier } from '../notify/notifier.js';
 import { createControlMetrics } from '../observability/metrics.js';
@@ -24,15 +22,19 @@ import { FilesystemStorage } from '../checkpoint/storage.js';
 import type { CheckpointBackupInput, CheckpointBackupResult } from '../checkpoint/types.js';
 import { renderInferenceManifest, type InferenceManifest } from '../inference/manifest.js';
 import { findInference, type InferenceArtifacts } from '../toolchain/inference.js';
-import { DRILL_LABEL, standinManifests } from './standin-manifest.js';
+import { startServiceProxy, type RunningServiceProxy } from '../sim/service-proxy.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DRILL_LABEL, gatewayManifests, standinManifests } from './standin-manifest.js';
 
 /** What a drill on the embedded stack needs besides the stack: started by {@link startEmbeddedDrill}. */
 export interface EmbeddedDrill {
-  /** The gateway in front of the Deployment, for the probe. */
+  /** The Service in front of the gateway's pods, for the probe. */
   readonly targetUrl: string;
+  /** The gateway's Deployment (its pods run `fleetmedic gateway serve`): the drill evicts one. */
+  readonly gateway: { readonly deployment: string };
   /** The task queue of this process's control worker, where the drill workflow runs. */
   readonly taskQueue: string;
-  /** Stops the worker (after the drill), then the gateway. */
+  /** Stops the worker (after the drill), then the Service in front of the gateway. */
   stop(): Promise<void>;
 }
 
@@ -119,7 +121,7 @@ export async function startEmbeddedDrill(o: EmbeddedDrillOptions): Promise<Embed
   }
   const store = `drill-${o.deployment}`;
 
-  let gateway: RunningGateway | undefined;
+  let service: RunningServiceProxy | undefined;
   let workers: Worker[] = [];
   let running: Promise<unknown> | undefined;
   let native: NativeConnection | undefined;
@@ -139,7 +141,7 @@ export async function startEmbeddedDrill(o: EmbeddedDrillOptions): Promise<Embed
     }
     await native?.close().catch(() => undefined);
     await clientConnection?.close().catch(() => undefined);
-    await gateway?.close();
+    await service?.close();
   };
   try {
     native = await NativeConnection.connect(connectionOptions(o.temporal));
@@ -222,17 +224,78 @@ export async function startEmbeddedDrill(o: EmbeddedDrillOptions): Promise<Embed
       await o.kc.makeApiClient(CoreV1Api).createNamespacedService({ namespace: o.namespace, body: service });
     }
 
-    gateway = await startGateway(
-      parseGatewayConfig({
-        port: 0,
-        kube: { namespace: o.namespace, deployment: o.deployment, kubeconfig: o.stack.kube.kubeconfig },
-        health: { intervalMs: 500 },
-      }),
+    const gatewayName = `${o.deployment}-gateway`;
+    const gatewayReplicas = 2;
+    const gatewayExists = await apps
+      .readNamespacedDeployment({ name: gatewayName, namespace: o.namespace })
+      .then(
+        () => true,
+        (err: unknown) => {
+          if (isApiError(err, 404)) return false;
+          throw err;
+        },
+      );
+    if (!gatewayExists) {
+      const g = gatewayManifests({
+        namespace: o.namespace,
+        name: gatewayName,
+        upstream: o.deployment,
+        drillId: o.drillId,
+        replicas: gatewayReplicas,
+      });
+      o.log(
+        `creating the gateway Deployment ${o.namespace}/${gatewayName} (${gatewayReplicas} pods) and its PDB`,
+      );
+      await apps.createNamespacedDeployment({ namespace: o.namespace, body: g.deployment });
+      await o.kc
+        .makeApiClient(PolicyV1Api)
+        .createNamespacedPodDisruptionBudget({ namespace: o.namespace, body: g.pdb });
+    }
+    service = await startServiceProxy({
+      kc: o.kc,
+      namespace: o.namespace,
+      deployment: gatewayName,
+      targetPort: 8090,
+    });
+    await gatewayPodsReady(o, gatewayName, gatewayReplicas, () => service!.endpoints().length);
+    o.log(
+      `gateway on ${service.url}: a Service in front of ${gatewayReplicas} gateway pods, which route to the Ready pods of ${o.namespace}/${o.deployment}`,
     );
-    o.log(`gateway on ${gateway.url}, in front of the Ready pods of ${o.namespace}/${o.deployment}`);
-    return { targetUrl: gateway.url, taskQueue, stop };
+    return { targetUrl: service.url, gateway: { deployment: gatewayName }, taskQueue, stop };
   } catch (err) {
     await stop();
     throw err;
+  }
+}
+
+/**
+ * Waits until `want` gateway pods serve behind the Service; a pod the process runner refused (a
+ * runner older than the `gateway` kind, say) is named with its reason.
+ */
+async function gatewayPodsReady(
+  o: EmbeddedDrillOptions,
+  name: string,
+  want: number,
+  serving: () => number,
+): Promise<void> {
+  const deadline = Date.now() + 90_000;
+  while (serving() < want) {
+    if (Date.now() > deadline) {
+      const pods = await o.kc
+        .makeApiClient(CoreV1Api)
+        .listNamespacedPod({ namespace: o.namespace, labelSelector: `app=${name}` })
+        .catch(() => ({ items: [] }));
+      const why = pods.items
+        .map((p) => {
+          const ready = p.status?.conditions?.find((c) => c.type === 'Ready');
+          return `${p.metadata?.name}: ${ready?.reason ?? p.status?.phase ?? 'unknown'}${ready?.message ? ` (${ready.message})` : ''}`;
+        })
+        .join('; ');
+      throw new ConfigError(
+        `the gateway pods of ${o.namespace}/${name} were not Ready within 90 s (${why || 'no pod'}): ` +
+          'restart the process runner with `fleetmedic up` if it predates the gateway pods',
+      );
+    }
+    await sleep(250);
   }
 }

@@ -6,6 +6,7 @@
  */
 import type { V1Deployment, V1PodDisruptionBudget, V1Service } from '@kubernetes/client-node';
 import { GPU_RESOURCE, PROCESS_LABEL } from '../k8s/labels.js';
+import { GATEWAY_UPSTREAM_ANNOTATION } from '../runner/process-kinds.js';
 import { HOSTNAME_TOPOLOGY } from './preflight.js';
 
 /** Marks what a drill created, with the drill's ID: restore deletes only objects carrying its own. */
@@ -83,4 +84,81 @@ export function standinManifests(o: StandinManifestOptions): {
     spec: { selector: app, ports: [{ name: 'http', port: 8080, targetPort: 'http' }] },
   };
   return { deployment, pdb, service };
+}
+
+/** Options of {@link gatewayManifests}. */
+export interface GatewayManifestOptions {
+  readonly namespace: string;
+  /** The gateway Deployment's name. */
+  readonly name: string;
+  /** The inference Deployment it routes to, in the same namespace. */
+  readonly upstream: string;
+  readonly drillId: string;
+  /** Default 2: one can be evicted while the other serves. */
+  readonly replicas?: number;
+  /** Default 2 s: the pod leaves the Service before its gateway starts draining. */
+  readonly preStopSeconds?: number;
+}
+
+/**
+ * The drill's gateway as pods (`fleetmedic gateway serve`, run by the process runner, kind
+ * `gateway`) in front of `upstream`, with a PDB that keeps one serving, labelled as created by
+ * `drillId`. The chart's gateway keeps off GPU nodes, and a simulated cluster has only those, so
+ * the drill brings its own, shaped the same in what a drill exercises: a PDB, spread over nodes,
+ * readiness on /healthz, a preStop sleep, then SIGTERM, on which the gateway drains its clients'
+ * connections (`--drain-seconds`, default 5) within the grace period.
+ */
+export function gatewayManifests(o: GatewayManifestOptions): {
+  deployment: V1Deployment;
+  pdb: V1PodDisruptionBudget;
+} {
+  const app = { app: o.name };
+  const marks = { ...app, [DRILL_LABEL]: o.drillId };
+  const meta = { name: o.name, namespace: o.namespace, labels: marks };
+  const preStop = o.preStopSeconds ?? 2;
+  const deployment: V1Deployment = {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: meta,
+    spec: {
+      replicas: o.replicas ?? 2,
+      selector: { matchLabels: app },
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+      template: {
+        metadata: {
+          labels: { ...marks, [PROCESS_LABEL]: 'gateway' },
+          annotations: { [GATEWAY_UPSTREAM_ANNOTATION]: o.upstream },
+        },
+        spec: {
+          terminationGracePeriodSeconds: preStop + 10,
+          affinity: {
+            podAntiAffinity: {
+              preferredDuringSchedulingIgnoredDuringExecution: [
+                {
+                  weight: 100,
+                  podAffinityTerm: { labelSelector: { matchLabels: app }, topologyKey: HOSTNAME_TOPOLOGY },
+                },
+              ],
+            },
+          },
+          containers: [
+            {
+              name: 'gateway',
+              image: 'fleetmedic/fleetmedic:sim',
+              ports: [{ name: 'http', containerPort: 8090 }],
+              readinessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 1 },
+              lifecycle: { preStop: { sleep: { seconds: preStop } } },
+            },
+          ],
+        },
+      },
+    },
+  };
+  const pdb: V1PodDisruptionBudget = {
+    apiVersion: 'policy/v1',
+    kind: 'PodDisruptionBudget',
+    metadata: meta,
+    spec: { maxUnavailable: 1, selector: { matchLabels: app } },
+  };
+  return { deployment, pdb };
 }

@@ -1,5 +1,6 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
 import type { GatewayConfig } from './config.js';
 import { LlamaCppContinuer } from './continuation.js';
@@ -27,6 +28,13 @@ export interface RunningGateway {
   readonly gateway: Gateway;
   readonly replicas: ReplicaSet;
   readonly metrics: GatewayMetrics;
+  /**
+   * A graceful end, as on SIGTERM in a pod: `/healthz` answers 503 (the pod leaves its Service),
+   * every answer carries `Connection: close` so that clients move their keep-alive connections to
+   * another pod after the request they have sent, and once no connection is left (or after `maxMs`)
+   * the gateway closes, letting requests in flight finish.
+   */
+  drain(maxMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -106,9 +114,18 @@ export async function startGateway(
     });
   });
   server.keepAliveTimeout = 65_000;
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  let draining = false;
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0]!;
+    // Draining: the connection ends with this answer, so the client's next request opens another,
+    // which the Service sends to a pod that is not going away.
+    if (draining) res.setHeader('connection', 'close');
     if (req.method === 'POST' && PROXIED.has(path)) return proxyPost(path, req, res);
     if (req.method !== 'GET')
       return sendJson(res, 405, openAiError('method not allowed', 'invalid_request_error'));
@@ -122,6 +139,14 @@ export async function startGateway(
         );
       case '/healthz': {
         const routable = replicas.list().filter((r) => r.routable(Date.now())).length;
+        if (draining) {
+          return sendJson(res, 503, {
+            ok: false,
+            draining: true,
+            replicas: replicas.list().length,
+            routable,
+          });
+        }
         return sendJson(res, 200, { ok: true, replicas: replicas.list().length, routable });
       }
       case '/metrics': {
@@ -176,12 +201,11 @@ export async function startGateway(
   });
   const { port } = server.address() as AddressInfo;
   const shown = config.host.includes(':') ? `[${config.host}]` : config.host;
-  return {
-    url: `http://${shown}:${port}`,
-    gateway,
-    replicas,
-    metrics,
-    close: async () => {
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      // Connections busy now end with their answer: a kept-alive client would hold the close open.
+      draining = true;
       await discovery.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -189,7 +213,19 @@ export async function startGateway(
       });
       await replicas.close();
       await fallback?.close();
+    })());
+  return {
+    url: `http://${shown}:${port}`,
+    gateway,
+    replicas,
+    metrics,
+    drain: async (maxMs) => {
+      draining = true;
+      const deadline = Date.now() + maxMs;
+      while (sockets.size > 0 && Date.now() < deadline) await sleep(25);
+      await close();
     },
+    close,
   };
 }
 

@@ -10,7 +10,7 @@ import type { InferenceArtifacts } from '../toolchain/inference.js';
  * `fleetmedic.io/process` label. A pod never names a command or a file; the few settings a kind
  * takes come from annotations checked here.
  */
-export const PROCESS_KINDS = ['standin', 'llama-server'] as const;
+export const PROCESS_KINDS = ['standin', 'llama-server', 'gateway'] as const;
 export type ProcessKindName = (typeof PROCESS_KINDS)[number];
 
 /** Model a `llama-server` pod serves: the tiny generated model (fast) or SmolLM2 (coherent text). */
@@ -21,6 +21,11 @@ export const MODEL_ANNOTATION = 'fleetmedic.io/model';
  * restores its model and slot before it turns Ready (src/runner/replica.ts).
  */
 export const CHECKPOINT_STORE_ANNOTATION = 'fleetmedic.io/checkpoint-store';
+/**
+ * The Deployment a `gateway` pod routes to, in the pod's namespace: a name, never an address (the
+ * gateway watches its Ready pods through the runner's kubeconfig).
+ */
+export const GATEWAY_UPSTREAM_ANNOTATION = 'fleetmedic.io/gateway-upstream';
 /** Service time of a `standin` pod, in milliseconds. */
 export const STANDIN_SERVICE_MS_ANNOTATION = 'fleetmedic.io/standin-service-ms';
 
@@ -43,6 +48,8 @@ export interface ProcessContext {
   readonly checkpointRoot: string;
   /** The inference toolchain, when built; a `llama-server` pod waits for it otherwise. */
   readonly inference: InferenceArtifacts | undefined;
+  /** The runner's kubeconfig file, which a `gateway` pod watches its upstream with. */
+  readonly kubeconfig?: string | undefined;
 }
 
 /** A pod the runner cannot serve, and why (it stays not Ready, with the reason in its status). */
@@ -65,6 +72,10 @@ const annotationsSchema = z.object({
     )
     .optional(),
   [STANDIN_SERVICE_MS_ANNOTATION]: z.coerce.number().int().min(0).max(60_000).default(20),
+  [GATEWAY_UPSTREAM_ANNOTATION]: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, "a Deployment name in the pod's namespace")
+    .optional(),
 });
 
 function annotations(pod: V1Pod): z.infer<typeof annotationsSchema> {
@@ -122,6 +133,7 @@ export function processCommand(kind: ProcessKindName, ctx: ProcessContext): Proc
       describe: `stand-in on ${ctx.podIP}:${ctx.port} (${serviceMs} ms)`,
     };
   }
+  if (kind === 'gateway') return gatewayCommand(ctx, notes[GATEWAY_UPSTREAM_ANNOTATION]);
   if (!ctx.inference) {
     throw new ProcessSpecError(
       'llama-server or the inference models are not built; run `npm run toolchain:inference`',
@@ -162,5 +174,39 @@ export function processCommand(kind: ProcessKindName, ctx: ProcessContext): Proc
       ...['--no-warmup', '--slot-save-path', ctx.podDir],
     ],
     describe: `llama-server ${model} on ${ctx.podIP}:${ctx.port}`,
+  };
+}
+
+/**
+ * `fleetmedic gateway serve` for a `gateway` pod: on the pod's IP and port, in front of the Ready pods
+ * of the Deployment its annotation names, watched with the runner's kubeconfig; on SIGTERM (after the
+ * pod's preStop sleep) it drains its client connections before it stops.
+ */
+function gatewayCommand(ctx: ProcessContext, upstream: string | undefined): ProcessCommand {
+  const pod = `${ctx.pod.metadata?.namespace}/${ctx.pod.metadata?.name}`;
+  if (!upstream) {
+    throw new ProcessSpecError(
+      `pod ${pod}: a gateway pod needs the annotation ${GATEWAY_UPSTREAM_ANNOTATION} (the Deployment it routes to)`,
+      'NoGatewayUpstream',
+    );
+  }
+  if (!ctx.kubeconfig) {
+    throw new ProcessSpecError(
+      `pod ${pod}: the runner has no kubeconfig file to give the gateway (start it with --kubeconfig or from \`fleetmedic up\`)`,
+      'NoKubeconfig',
+    );
+  }
+  const namespace = ctx.pod.metadata?.namespace ?? 'default';
+  return {
+    file: process.execPath,
+    args: [
+      FLEETMEDIC_BIN,
+      ...['--kubeconfig', ctx.kubeconfig],
+      'gateway',
+      'serve',
+      ...['--host', ctx.podIP, '--port', String(ctx.port)],
+      ...['--deployment', `${namespace}/${upstream}`, '--health-interval', '500'],
+    ],
+    describe: `gateway on ${ctx.podIP}:${ctx.port} in front of ${namespace}/${upstream}`,
   };
 }

@@ -39,6 +39,8 @@ export interface ProcessRunnerOptions {
   /** Logs, pid files and per-pod directories go under `<stateDir>/runner/`. */
   readonly stateDir: string;
   readonly inference?: InferenceArtifacts;
+  /** The kubeconfig file of `kc`, given to `gateway` pods (they watch their upstream with it). */
+  readonly kubeconfig?: string;
   /** First restart delay of a process that exited (doubles per restart, at most 30 s). */
   readonly restartBackoffMs?: number;
   readonly log?: (message: string, fields?: Record<string, unknown>) => void;
@@ -262,6 +264,7 @@ export class ProcessRunner {
         podDir,
         checkpointRoot: path.join(this.options.stateDir, 'checkpoints'),
         inference: this.options.inference,
+        kubeconfig: this.options.kubeconfig,
       });
     } catch (err) {
       const reason = err instanceof ProcessSpecError ? err.reason : 'NonLoopbackAddress';

@@ -52,8 +52,8 @@ describe('fleetmedic drill on the embedded stack, with nothing else running', { 
       timeout: 420_000,
     });
     process.stderr.write(`fleetmedic drill stdout:\n${run.stdout}\nstderr:\n${run.stderr}\n`);
-    if (run.exitCode !== 0) {
-      // What the failed requests saw, for the next reader of a red run.
+    {
+      // What the failed requests saw (a pass allows a few failed streams), for the next reader.
       const probe = await fs.readFile(path.join(stateDir, 'drills', 'quickstart', 'probe.jsonl'), 'utf8').catch(() => '');
       const errors = new Map<string, number>();
       for (const line of probe.split('\n').filter(Boolean)) {
@@ -65,7 +65,9 @@ describe('fleetmedic drill on the embedded stack, with nothing else running', { 
     assert.equal(run.exitCode, 0, `exit ${run.exitCode}\n${run.stderr}`);
     assert.match(run.stdout, /^drill quickstart: PASS/m);
     assert.match(run.stderr, /creating the stand-in Deployment default\/drill-standin/);
-    assert.match(run.stderr, /gateway on http:\/\/127\.0\.0\.1:\d+/);
+    assert.match(run.stderr, /gateway on http:\/\/127\.0\.0\.1:\d+: a Service in front of 2 gateway pods/);
+    // One of the gateway's own pods was evicted too, and judged like the replicas' faults.
+    assert.match(run.stdout, /^ {2}gateway-eviction: \d+ requests, \d+ failed, \d+ degraded, continuity /m);
     // What a person reads: progress lines, never JSON log lines of the worker or the SDK.
     for (const line of [...run.stdout.split('\n'), ...run.stderr.split('\n')]) {
       assert.doesNotMatch(line, /^\s*\{/, `a log line in the output: ${line}`);

@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { PROCESS_LABEL } from '../../src/k8s/labels.js';
 import {
   CHECKPOINT_STORE_ANNOTATION,
+  GATEWAY_UPSTREAM_ANNOTATION,
   MODEL_ANNOTATION,
   ProcessSpecError,
   STANDIN_SERVICE_MS_ANNOTATION,
@@ -48,7 +49,7 @@ describe('process kinds: what the runner runs for a pod', () => {
         err instanceof ProcessSpecError &&
         err.reason === 'UnknownProcess' &&
         err.message.includes('"/bin/sh"') &&
-        err.message.includes('standin, llama-server'),
+        err.message.includes('standin, llama-server, gateway'),
     );
   });
 
@@ -122,6 +123,40 @@ describe('process kinds: what the runner runs for a pod', () => {
       () =>
         processCommand('llama-server', { ...base, pod: noReady, container: noReady.spec!.containers[0]! }),
       (err: Error) => err instanceof ProcessSpecError && err.reason === 'NoReadyPort',
+    );
+  });
+
+  it('runs a gateway pod as `fleetmedic gateway serve` in front of the Deployment its annotation names', () => {
+    const gw = pod({ [PROCESS_LABEL]: 'gateway' }, { [GATEWAY_UPSTREAM_ANNOTATION]: 'chat' }, [8090]);
+    const ctx = {
+      ...base,
+      port: 8090,
+      pod: gw,
+      container: gw.spec!.containers[0]!,
+      kubeconfig: '/state/kube.yaml',
+    };
+    const g = processCommand('gateway', ctx);
+    assert.equal(g.file, process.execPath);
+    const args = g.args.slice(1).join(' ');
+    assert.equal(
+      args,
+      '--kubeconfig /state/kube.yaml gateway serve --host 127.128.0.5 --port 8090 --deployment ns/chat --health-interval 500',
+    );
+    // No upstream, or an upstream that is not a Deployment name: refused, with the reason.
+    const none = pod({}, {}, [8090]);
+    assert.throws(
+      () => processCommand('gateway', { ...ctx, pod: none, container: none.spec!.containers[0]! }),
+      (err: Error) => err instanceof ProcessSpecError && err.reason === 'NoGatewayUpstream',
+    );
+    const evil = pod({}, { [GATEWAY_UPSTREAM_ANNOTATION]: 'http://10.0.0.1' }, [8090]);
+    assert.throws(
+      () => processCommand('gateway', { ...ctx, pod: evil, container: evil.spec!.containers[0]! }),
+      (err: Error) => err instanceof ProcessSpecError && err.reason === 'InvalidAnnotation',
+    );
+    // A runner without a kubeconfig file cannot give the gateway its pod watch.
+    assert.throws(
+      () => processCommand('gateway', { ...ctx, kubeconfig: undefined }),
+      (err: Error) => err instanceof ProcessSpecError && err.reason === 'NoKubeconfig',
     );
   });
 });

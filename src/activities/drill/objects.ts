@@ -105,10 +105,17 @@ export function createDrillObjectActivities(c: DrillClusterAccess) {
       owner: string;
       cordoned: string[];
       remove: boolean;
+      gateway?: { namespace: string; name: string };
     }): Promise<DrillRestoreResult> => {
       const i = validateInput(
         'restoreDrill',
-        target.extend({ drillId, owner: text(200), cordoned: z.array(objectName), remove: z.boolean() }),
+        target.extend({
+          drillId,
+          owner: text(200),
+          cordoned: z.array(objectName),
+          remove: z.boolean(),
+          gateway: z.object({ namespace: objectName, name: objectName }).optional(),
+        }),
         input,
       );
       const uncordoned: string[] = [];
@@ -123,8 +130,7 @@ export function createDrillObjectActivities(c: DrillClusterAccess) {
       }
       const leftToOthers = i.cordoned.filter((n) => !recorded.has(n));
       const deleted: string[] = [];
-      if (i.remove) {
-        const { namespace, deployment: name } = i;
+      const remove = async (namespace: string, name: string, withService: boolean) => {
         const objects: [string, () => Promise<KubernetesObject>, () => Promise<unknown>][] = [
           [
             'Deployment',
@@ -136,11 +142,15 @@ export function createDrillObjectActivities(c: DrillClusterAccess) {
             () => policy.readNamespacedPodDisruptionBudget({ namespace, name }),
             () => policy.deleteNamespacedPodDisruptionBudget({ namespace, name }),
           ],
-          [
-            'Service',
-            () => core.readNamespacedService({ namespace, name }),
-            () => core.deleteNamespacedService({ namespace, name }),
-          ],
+          ...(withService
+            ? [
+                [
+                  'Service',
+                  () => core.readNamespacedService({ namespace, name }),
+                  () => core.deleteNamespacedService({ namespace, name }),
+                ] as [string, () => Promise<KubernetesObject>, () => Promise<unknown>],
+              ]
+            : []),
         ];
         for (const [kind, read, remove] of objects) {
           const obj = await read().catch((err: unknown) =>
@@ -152,6 +162,11 @@ export function createDrillObjectActivities(c: DrillClusterAccess) {
           );
           deleted.push(`${kind} ${namespace}/${name}`);
         }
+      };
+      if (i.remove) {
+        await remove(i.namespace, i.deployment, true);
+        // The gateway's pods, when the drill brought them (its label says so).
+        if (i.gateway) await remove(i.gateway.namespace, i.gateway.name, false);
       }
       return { uncordoned, leftToOthers, deleted };
     },

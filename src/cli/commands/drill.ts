@@ -100,6 +100,7 @@ interface Flags {
   targetUrl?: string;
   namespace: string;
   deployment?: string;
+  gatewayDeployment?: string;
   standin?: boolean;
   replicas?: number;
   drillId?: string;
@@ -133,6 +134,10 @@ export function registerDrillCommand(program: Command, io: DrillIo = processIo):
     .option(
       '--deployment <name>',
       'the inference Deployment (default drill-standin; drill-llama with --llama)',
+    )
+    .option(
+      '--gateway-deployment <name>',
+      "with --target-url: the gateway's own Deployment (in --namespace) behind that URL; one of its pods is evicted too (default: on the embedded stack, the gateway pods this command starts)",
     )
     .option('--standin', 'create a stand-in Deployment, PDB and Service of that name (removed afterwards)')
     .option('--replicas <n>', 'stand-in replicas (default 3)', positive('--replicas'))
@@ -174,6 +179,11 @@ export function registerDrillCommand(program: Command, io: DrillIo = processIo):
       'real cluster: cordon and drain the node of a replica (default: evict only its pods)',
     )
     .action(async (flags: Flags) => {
+      if (flags.gatewayDeployment !== undefined && flags.targetUrl === undefined) {
+        throw new ConfigError(
+          '--gateway-deployment names the gateway behind --target-url; on the embedded stack the command starts its own gateway pods',
+        );
+      }
       const drillId = flags.drillId ?? `drill-${randomUUID().slice(0, 8)}`;
       if (!DRILL_ID_PATTERN.test(drillId)) {
         throw new ConfigError(`--drill-id ${JSON.stringify(drillId)}: letters, digits, -, _ and . (1-63)`);
@@ -229,6 +239,9 @@ export function registerDrillCommand(program: Command, io: DrillIo = processIo):
           namespace: flags.namespace,
           deployment: flags.deployment ?? (flags.llama ? 'drill-llama' : 'drill-standin'),
           targetUrl: embedded?.targetUrl ?? flags.targetUrl!,
+          ...((embedded || flags.gatewayDeployment) && {
+            gateway: embedded?.gateway ?? { deployment: flags.gatewayDeployment! },
+          }),
           ...((flags.standin || embedded) && { standin: { replicas: flags.replicas ?? 3 } }),
           ...(flags.keep && { keep: true }),
           ...(flags.deleteEmptydirData && { deleteEmptyDirData: true }),

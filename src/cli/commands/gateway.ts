@@ -32,6 +32,8 @@ function collect(value: string, previous: string[] = []): string[] {
 export interface ServeOptions {
   host: string;
   port: number;
+  /** On SIGTERM, the longest drain of client connections (0: stop at once). */
+  drainSeconds?: number;
   replica?: string[];
   deployment?: string;
   deploymentPort?: number;
@@ -231,6 +233,12 @@ export function registerGatewayCommands(program: Command, io: GatewayCommandIo =
       '--any-address',
       'a real cluster: allow --host, replica and fallback addresses outside 127.0.0.0/8 (implied by FLEETMEDIC_IN_CLUSTER=true)',
     )
+    .option(
+      '--drain-seconds <s>',
+      'on SIGTERM: answer with Connection: close and /healthz 503 until no client connection is left, at most this long, then stop (default 5; SIGINT stops at once)',
+      int('--drain-seconds'),
+      5,
+    )
     .option('--log-file <file>', 'write JSON logs to this file')
     .option('--verbose', 'write JSON logs to stderr')
     .action(async (opts: ServeOptions) => {
@@ -249,10 +257,16 @@ export function registerGatewayCommands(program: Command, io: GatewayCommandIo =
           `${config.kube ? `, watching ${config.kube.namespace}/${config.kube.deployment}` : ''}` +
           `${config.fallbackUrl ? `, fallback ${config.fallbackUrl}` : ''}\n`,
       );
-      await new Promise<void>((resolve) => {
-        for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve());
+      const signal = await new Promise<NodeJS.Signals>((resolve) => {
+        for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve(sig));
       });
-      await running.close();
+      const drainSeconds = opts.drainSeconds ?? 5;
+      if (signal === 'SIGTERM' && drainSeconds > 0) {
+        log.info({ maxSeconds: drainSeconds }, 'draining client connections');
+        await running.drain(drainSeconds * 1000);
+      } else {
+        await running.close();
+      }
       log.info('gateway stopped');
     });
 

@@ -38,6 +38,7 @@ export function registerRunnerCommand(program: Command): void {
         kc,
         stateDir: config.stateDir,
         inference: inference.artifacts,
+        ...(targets.kubeconfig !== undefined && { kubeconfig: targets.kubeconfig }),
         log: (message, fields) => log.info(fields ?? {}, message),
       });
       await runner.start();

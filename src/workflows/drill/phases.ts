@@ -190,3 +190,28 @@ export async function nodeEviction(
     window: { from: injectedAt, to: recoveryEnd(r.steps, r.victimGoneAt) + tailMs },
   });
 }
+
+/**
+ * Evicts one pod of the gateway's own Deployment (`input.gateway`) through the Eviction API and
+ * measures until its replacement is Ready: continuity through the Service in front of the gateway.
+ */
+export async function gatewayEviction(
+  input: DrillInput,
+  tailMs: number,
+  timeoutSeconds: number,
+): Promise<DrillPhaseRecord> {
+  const gateway = input.gateway!;
+  const r = await long.deletePodAndMeasure({
+    namespace: gateway.namespace ?? input.namespace,
+    deployment: gateway.deployment,
+    timeoutSeconds,
+    evict: true,
+  });
+  return waitForWindow({
+    name: 'gateway-eviction',
+    injectedAt: r.injectedAt,
+    recovery: r.steps,
+    target: `${r.victim} (a pod of gateway ${gateway.deployment}, evicted)`,
+    window: { from: r.injectedAt, to: recoveryEnd(r.steps, r.victimGoneAt) + tailMs },
+  });
+}

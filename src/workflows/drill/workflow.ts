@@ -26,7 +26,15 @@ import { FailureType } from '../../errors.js';
 import type { DrillAbort, PreflightFinding } from '../../drill/report.js';
 import { DEFAULT_WATCHDOG } from '../../drill/watchdog.js';
 import type { RemediationSupportActivities } from '../../activities/remediation-support/index.js';
-import { long, nodeEviction, podDelete, short, steadyState, watchdogActivity } from './phases.js';
+import {
+  gatewayEviction,
+  long,
+  nodeEviction,
+  podDelete,
+  short,
+  steadyState,
+  watchdogActivity,
+} from './phases.js';
 
 /**
  * The drill's drain asks the fleet budget for a slot (pause, breaker and limits honoured), and a
@@ -49,6 +57,10 @@ function inputProblems(input: DrillInput): string[] {
   if (!NAME.test(input.deployment))
     problems.push(`deployment ${JSON.stringify(input.deployment)} is not a name`);
   if (!input.targetUrl) problems.push('targetUrl is missing');
+  if (input.gateway && !NAME.test(input.gateway.deployment))
+    problems.push(`gateway.deployment ${JSON.stringify(input.gateway.deployment)} is not a name`);
+  if (input.gateway?.namespace !== undefined && !NAME.test(input.gateway.namespace))
+    problems.push(`gateway.namespace ${JSON.stringify(input.gateway.namespace)} is not a name`);
   const w = input.watchdog;
   if (w?.abortBelow !== undefined && !(w.abortBelow >= 0 && w.abortBelow <= 1))
     problems.push(`watchdog.abortBelow ${w.abortBelow} is not between 0 and 1`);
@@ -62,11 +74,17 @@ function inputProblems(input: DrillInput): string[] {
   return problems;
 }
 
+/** The thresholds given, and with a gateway in pods, its eviction judged too (unless phases are given). */
+function judged(input: DrillInput): DrillInput['thresholds'] {
+  if (!input.gateway || input.thresholds?.phases) return input.thresholds;
+  return { ...input.thresholds, phases: ['pod-delete', 'eviction', 'gateway-eviction'] };
+}
+
 /**
  * A resilience drill of one inference Deployment (issue #16): [apply the stand-in Deployment] -> wait
  * Ready -> preflight (refused: report and clean up, nothing injected) -> start the probe process ->
- * steady state -> delete one pod -> cordon and drain one replica's node -> steady state -> restore ->
- * report. Rollback (stop the probe, uncordon the drill's nodes, remove what it created unless `keep`)
+ * steady state -> delete one pod -> cordon and drain one replica's node -> [evict one gateway pod] ->
+ * steady state -> restore -> report. Rollback (stop the probe, uncordon the drill's nodes, remove what it created unless `keep`)
  * runs in a non-cancellable scope on success, failure, cancel, and when the drill's own deadline timer
  * fires: an execution timeout or a terminate would run none of it.
  *
@@ -180,6 +198,10 @@ export async function drillWorkflow(input: DrillInput): Promise<DrillResult> {
       return;
     }
     record(eviction);
+    if (input.gateway) {
+      stage('gateway-eviction', `one pod of gateway ${input.gateway.deployment} evicted`);
+      record(await gatewayEviction(input, tailMs, recoverySeconds));
+    }
     stage('steady-state', 'probing after the faults');
     record(await steadyState(input.steadyMs ?? 5_000));
     watching?.cancel();
@@ -197,6 +219,9 @@ export async function drillWorkflow(input: DrillInput): Promise<DrillResult> {
         owner: drillOwner(input.drillId),
         cordoned: [...progress.cordoned],
         remove: input.standin !== undefined && input.keep !== true,
+        ...(input.gateway && {
+          gateway: { namespace: input.gateway.namespace ?? input.namespace, name: input.gateway.deployment },
+        }),
       });
       restore = restored;
       progress.cordoned = [];
@@ -237,7 +262,7 @@ export async function drillWorkflow(input: DrillInput): Promise<DrillResult> {
     preflight,
     probeFile: probe?.file ?? '',
     rate,
-    ...(input.thresholds && { thresholds: input.thresholds }),
+    ...((input.thresholds || input.gateway) && { thresholds: judged(input) }),
     ...(aborted && { aborted }),
   });
   stage('done', written.verdict.pass ? 'passed' : `failed: ${written.verdict.reasons.join('; ')}`);
