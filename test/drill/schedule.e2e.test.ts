@@ -1,5 +1,5 @@
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
-import { CancelledFailure, ChildWorkflowFailure } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure, ChildWorkflowFailure } from '@temporalio/common';
 import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
 import { Command } from 'commander';
 import assert from 'node:assert/strict';
@@ -20,7 +20,9 @@ import {
   SCHEDULED_DRILL_WORKFLOW,
   type ScheduledDrillInput,
 } from '../../src/contracts/drill-schedule.js';
-import { ConfigError } from '../../src/errors.js';
+import { fleetBudgetWorkflowId } from '../../src/contracts/fleet-budget.js';
+import { ConfigError, FailureType } from '../../src/errors.js';
+import { workflowBundleOptions } from '../../src/workers/control-worker.js';
 import { stackCli } from '../helpers/cli.js';
 import { eventually } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
@@ -90,6 +92,22 @@ describe('drill schedules (embedded stack Temporal, real launcher, stub drill)',
     return { stdout, stderr, code };
   }
 
+  async function forgetClosedBudget(): Promise<void> {
+    const budget = client.workflow.getHandle(fleetBudgetWorkflowId(stack.state.clusterId));
+    const d = await budget.describe().catch(() => undefined);
+    if (!d || d.status.name === 'RUNNING') return;
+    await client.workflowService.deleteWorkflowExecution({
+      namespace: 'default',
+      workflowExecution: { workflowId: budget.workflowId },
+    });
+    await eventually('the closed budget forgotten', () =>
+      budget.describe().then(
+        () => undefined,
+        () => true,
+      ),
+    );
+  }
+
   const scheduleId = () => drillScheduleId(stack.state.clusterId, name);
   const schedule = () => client.schedule.getHandle(scheduleId());
 
@@ -155,7 +173,10 @@ describe('drill schedules (embedded stack Temporal, real launcher, stub drill)',
     assert.equal(d.taskQueue, taskQueue);
     const list = await cli('drill-schedule', 'list');
     assert.match(list.stdout, new RegExp(`last: ${drillId} running`));
-    // `fleetmedic status` lists the running drill (visibility catches up within moments).
+    // `fleetmedic status` lists the running drill (visibility catches up within moments). It also
+    // queries the fleet budget, and a closed one an earlier file left answers no query (no worker
+    // serves its queue): status would fail on it, so its record goes first.
+    await forgetClosedBudget();
     const status = await eventually('status lists the drill', async () => {
       const out = await cli('status');
       return out.stdout.includes(`drill ${drillId}`) ? out.stdout : undefined;
@@ -270,5 +291,70 @@ describe('drill schedules (embedded stack Temporal, real launcher, stub drill)',
       launcher.result(),
       (err: unknown) => err instanceof WorkflowFailedError && err.cause instanceof ChildWorkflowFailure,
     );
+  });
+});
+
+// The control worker's own bundle (src/workflows/index.ts) has the launcher and the real drill under
+// the names the schedule and the launcher use: the real drill refuses an invalid input at once, before
+// any activity, and its failure comes back through the launcher.
+describe("drill schedules: the control worker's bundle", { timeout: 300_000 }, () => {
+  let stack: TestStack;
+  let nativeConnection: NativeConnection;
+  let connection: Connection;
+  let client: Client;
+  let worker: Worker;
+  let running: Promise<void>;
+  const taskQueue = `drill-schedule-bundle-e2e-${process.pid}`;
+
+  before(async () => {
+    stack = await useTestStack();
+    nativeConnection = await NativeConnection.connect({ address: stack.state.temporal.address });
+    connection = await Connection.connect({ address: stack.state.temporal.address });
+    client = new Client({ connection });
+    worker = await Worker.create({
+      connection: nativeConnection,
+      taskQueue,
+      workflowBundle: await bundleWorkflowCode({ ...workflowBundleOptions(), logger: silent }),
+    });
+    running = worker.run();
+  });
+
+  after(async () => {
+    worker.shutdown();
+    await running;
+    await connection?.close();
+    await nativeConnection?.close();
+  });
+
+  it('runs the real drillWorkflow as the child, under the derived ID', async () => {
+    const scheduleId = drillScheduleId(stack.state.clusterId, `bundle-${process.pid}`);
+    const input: ScheduledDrillInput = {
+      scheduleId,
+      drill: {
+        clusterId: stack.state.clusterId,
+        namespace: 'default',
+        deployment: 'Not_A_Name',
+        targetUrl: 'http://127.0.0.1:1',
+      },
+    };
+    const launcher = await client.workflow.start(SCHEDULED_DRILL_WORKFLOW, {
+      workflowId: `${scheduleId}-${Date.now()}`,
+      taskQueue,
+      args: [input],
+    });
+    await assert.rejects(
+      launcher.result(),
+      (err: unknown) =>
+        err instanceof WorkflowFailedError &&
+        err.cause instanceof ChildWorkflowFailure &&
+        err.cause.cause instanceof ApplicationFailure &&
+        err.cause.cause.type === FailureType.InvalidInput &&
+        /deployment "Not_A_Name" is not a name/.test(err.cause.cause.message),
+    );
+    const drillId = scheduledDrillId(scheduleId, (await launcher.describe()).startTime.getTime());
+    const drill = await client.workflow.getHandle(drillWorkflowId(stack.state.clusterId, drillId)).describe();
+    assert.equal(drill.type, DRILL_WORKFLOW);
+    assert.equal(drill.status.name, 'FAILED');
+    assert.equal(drill.parentExecution?.workflowId, launcher.workflowId);
   });
 });
