@@ -4,7 +4,8 @@
  * workflow bundle at FLEETMEDIC_WORKFLOW_BUNDLE), plus one activity interceptor: right after an
  * activity named in FLEETMEDIC_TEST_KILL_AFTER (comma-separated) completes its side effect, and before
  * the worker reports the completion to Temporal, it writes the activity's name to
- * FLEETMEDIC_TEST_KILL_MARKER and kills its own process with SIGKILL.
+ * FLEETMEDIC_TEST_KILL_MARKER and kills its own process with SIGKILL. The drill tests
+ * (test/drill/worker-kill.e2e.test.ts) also set FLEETMEDIC_DRILL_DIR, the drill activities' directory.
  */
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, type ActivityInterceptorsFactory } from '@temporalio/worker';
@@ -16,6 +17,7 @@ const killAfter = new Set((process.env.FLEETMEDIC_TEST_KILL_AFTER ?? '').split('
 const marker = process.env.FLEETMEDIC_TEST_KILL_MARKER;
 const taskQueue = process.env.FLEETMEDIC_TASK_QUEUE;
 const bundle = process.env.FLEETMEDIC_WORKFLOW_BUNDLE;
+const drillDir = process.env.FLEETMEDIC_DRILL_DIR;
 if (!marker || !taskQueue || !bundle) {
   throw new Error(
     'kill-after-worker needs FLEETMEDIC_TEST_KILL_MARKER, FLEETMEDIC_TASK_QUEUE, FLEETMEDIC_WORKFLOW_BUNDLE',
@@ -50,6 +52,7 @@ const workers = await createControlWorkers({
   workflowBundle: await prebuiltWorkflowBundle(bundle),
   budgetConfig: { breakerThreshold: 1, minHealthyFraction: 0, maxConcurrentDrains: 4 },
   activityInterceptors: [killer],
+  ...(drillDir && { drillDir }),
 });
 process.stdout.write('ready\n');
 await Promise.all(workers.map((w) => w.run()));

@@ -35,6 +35,38 @@ export interface RecoveryWatch {
   readonly restoreMs?: number;
 }
 
+/** What a watch heartbeats: the steps seen and when, so that a retry keeps them. */
+interface WatchProgress {
+  readonly steps: RecoveryStep[];
+  readonly victimGoneAt?: number;
+}
+
+function readWatchProgress(details: unknown): WatchProgress | undefined {
+  const d = details as { steps?: unknown; victimGoneAt?: unknown } | undefined;
+  if (!Array.isArray(d?.steps)) return undefined;
+  const steps = (d.steps as Partial<RecoveryStep>[]).filter(
+    (s): s is RecoveryStep => typeof s?.step === 'string' && typeof s.at === 'number',
+  );
+  return { steps, ...(typeof d.victimGoneAt === 'number' && { victimGoneAt: d.victimGoneAt }) };
+}
+
+function epochMs(t: Date | string | undefined): number | undefined {
+  const ms = t === undefined ? NaN : new Date(t).getTime();
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
+/** When the pod's condition `type` last became True, as the cluster recorded it (to the second). */
+function conditionAt(pod: V1Pod, type: string): number | undefined {
+  const c = pod.status?.conditions?.find((x) => x.type === type && x.status === 'True');
+  return epochMs(c?.lastTransitionTime);
+}
+
+/** When the pod's deletion (or eviction) was asked for: its deletion timestamp less its grace period. */
+function deletionAt(pod: V1Pod): number | undefined {
+  const at = epochMs(pod.metadata?.deletionTimestamp);
+  return at === undefined ? undefined : at - (pod.metadata?.deletionGracePeriodSeconds ?? 0) * 1000;
+}
+
 /** The port named `ready` of a pod's containers: a replica wrapper serving `/ready` and `/phases`. */
 function readyPort(pod: V1Pod): number | undefined {
   for (const c of pod.spec?.containers ?? []) {
@@ -67,7 +99,13 @@ async function fetchRestore(pod: V1Pod): Promise<ReplicaRestore | undefined> {
  * `replacement-created`, `scheduled`, `ready` (the first pod created after the injection) and
  * `all-ready`; for a replacement with a replica wrapper (a container port named `ready`), also its
  * `checkpoint-restored`, `health-200` and `slot-restored` from the wrapper's `/phases`, and its
- * restore time. Heartbeats each poll.
+ * restore time. Heartbeats each poll with the steps seen.
+ *
+ * A retry (the worker that ran an earlier attempt died) keeps the steps the earlier attempt
+ * heartbeated, and what its first poll finds already done happened while nobody watched: those steps
+ * take the time the cluster recorded (creation, `PodScheduled` and `Ready` transitions, to the
+ * second), not the poll's, so the worker's downtime is never reported as recovery time. A victim
+ * already gone then is dated by the poll (later than it went: the phase's window only grows).
  *
  * @throws non-retryable `DrillRecoveryTimeout` naming the missing steps when `deadlineMs` passes.
  */
@@ -84,11 +122,17 @@ export async function watchRecovery(args: {
 }): Promise<RecoveryWatch> {
   const { core, namespace, selector, victim, before } = args;
   const ctx = activityContext();
-  const steps = new Map<RecoveryStep['step'], RecoveryStep>();
-  const mark = (step: RecoveryStep['step'], at: number, detail?: string) => {
-    if (!steps.has(step)) steps.set(step, { step, at, ...(detail !== undefined && { detail }) });
+  const retry = (ctx?.info.attempt ?? 1) > 1;
+  const resumed = retry ? readWatchProgress(ctx?.info.heartbeatDetails) : undefined;
+  const steps = new Map<RecoveryStep['step'], RecoveryStep>(resumed?.steps.map((s) => [s.step, s]));
+  // True during a retry's first poll only: see the TSDoc.
+  let catchingUp = retry;
+  const mark = (step: RecoveryStep['step'], polledAt: number, detail?: string, recordedAt?: number) => {
+    if (steps.has(step)) return;
+    const at = catchingUp && recordedAt !== undefined && recordedAt < polledAt ? recordedAt : polledAt;
+    steps.set(step, { step, at, ...(detail !== undefined && { detail }) });
   };
-  let victimGoneAt: number | undefined;
+  let victimGoneAt: number | undefined = resumed?.victimGoneAt;
   // A replica wrapper's restore, read once its replacement is Ready (a few tries).
   let restore: ReplicaRestore | undefined;
   let restoreTries = 0;
@@ -97,18 +141,25 @@ export async function watchRecovery(args: {
     const pods = await listPods(core, namespace, selector);
     const at = Date.now();
     const v = pods.find((p) => p.metadata?.uid === victim.uid);
-    if (args.withEviction && (!v || isTerminating(v))) mark('eviction', at, victim.name);
     if (!v) victimGoneAt ??= at;
     const fresh = pods
       .filter((p) => !before.has(p.metadata?.uid ?? '') && !isTerminating(p))
       .sort((a, b) => (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''));
     const replacement = fresh[0];
+    if (args.withEviction && (!v || isTerminating(v))) {
+      // Gone: its replacement was created once it was evicted, so no earlier than that.
+      const recorded = v ? deletionAt(v) : replacement && epochMs(replacement.metadata?.creationTimestamp);
+      mark('eviction', at, victim.name, recorded);
+    }
     if (replacement) {
       const name = replacement.metadata?.name ?? '?';
-      mark('replacement-created', at, name);
-      if (replacement.spec?.nodeName) mark('scheduled', at, `${name} on ${replacement.spec.nodeName}`);
+      mark('replacement-created', at, name, epochMs(replacement.metadata?.creationTimestamp));
+      if (replacement.spec?.nodeName) {
+        const on = `${name} on ${replacement.spec.nodeName}`;
+        mark('scheduled', at, on, conditionAt(replacement, 'PodScheduled'));
+      }
       if (podReady(replacement)) {
-        mark('ready', at, name);
+        mark('ready', at, name, conditionAt(replacement, 'Ready'));
         if (!restore && restoreTries < 5 && readyPort(replacement) !== undefined) {
           restoreTries++;
           restore = await fetchRestore(replacement);
@@ -116,8 +167,14 @@ export async function watchRecovery(args: {
         }
       }
     }
-    const ready = pods.filter((p) => !isTerminating(p) && podReady(p)).length;
-    if (ready >= args.replicas && steps.has('ready')) mark('all-ready', at, `${ready} Ready`);
+    const readyPods = pods.filter((p) => !isTerminating(p) && podReady(p));
+    const ready = readyPods.length;
+    if (ready >= args.replicas && steps.has('ready')) {
+      const times = readyPods.map((p) => conditionAt(p, 'Ready'));
+      const last = times.every((t): t is number => t !== undefined) ? Math.max(...times) : undefined;
+      mark('all-ready', at, `${ready} Ready`, last);
+    }
+    catchingUp = false;
     if (steps.has('all-ready') && victimGoneAt !== undefined) {
       return {
         steps: [...steps.values()].sort((a, b) => a.at - b.at),
@@ -135,7 +192,11 @@ export async function watchRecovery(args: {
         DrillFailureType.RecoveryTimeout,
       );
     }
-    ctx?.heartbeat({ steps: [...steps.keys()] });
+    const progress: WatchProgress = {
+      steps: [...steps.values()],
+      ...(victimGoneAt !== undefined && { victimGoneAt }),
+    };
+    ctx?.heartbeat(progress);
     await pause(args.pollMs, ctx?.cancellationSignal);
   }
 }
