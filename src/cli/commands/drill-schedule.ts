@@ -1,25 +1,14 @@
 import {
-  Client,
-  Connection,
   ScheduleAlreadyRunning,
   ScheduleNotFoundError,
   ScheduleOverlapPolicy,
-  WorkflowFailedError,
-  WorkflowNotFoundError,
+  type Client,
   type ScheduleDescription,
   type ScheduleOptions,
 } from '@temporalio/client';
 import { InvalidArgumentError, type Command } from 'commander';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { connectionOptions } from '../../client/temporal-connection.js';
-import {
-  DRILL_ID_PATTERN,
-  drillProgressQuery,
-  drillWorkflowId,
-  type DrillInput,
-  type DrillResult,
-} from '../../contracts/drill.js';
+import type { DrillInput, DrillResult } from '../../contracts/drill.js';
 import {
   DRILL_SCHEDULE_CATCHUP_WINDOW,
   DRILL_SCHEDULE_MIN_INTERVAL_MS,
@@ -32,17 +21,12 @@ import {
 } from '../../contracts/drill-schedule.js';
 import { CLUSTER_ID } from '../../contracts/search-attributes.js';
 import { ConfigError } from '../../errors.js';
-import { configFrom, resolveTargets, type Targets } from '../context.js';
+import { configFrom, resolveTargets } from '../context.js';
 import { guardDrillTarget } from '../drill-target.js';
-import { failureChain, progressLine, resultLines } from './drill.js';
+import { registerDrillCancelCommand, withClient } from './drill-cancel.js';
+import type { DrillIo } from './drill.js';
 
-/** Where the commands write; tests capture it. */
-export interface DrillScheduleIo {
-  stdout(text: string): void;
-  stderr(text: string): void;
-}
-
-const processIo: DrillScheduleIo = {
+const processIo: DrillIo = {
   stdout: (t) => process.stdout.write(t),
   stderr: (t) => process.stderr.write(t),
 };
@@ -258,15 +242,6 @@ async function lastRun(client: Client, description: ScheduleDescription): Promis
   }
 }
 
-async function withClient<T>(targets: Targets, fn: (client: Client) => Promise<T>): Promise<T> {
-  const connection = await Connection.connect(connectionOptions(targets.temporal));
-  try {
-    return await fn(new Client({ connection, namespace: targets.namespace }));
-  } finally {
-    await connection.close();
-  }
-}
-
 function notFound(name: string, clusterId: string) {
   return (err: unknown): never => {
     if (err instanceof ScheduleNotFoundError) {
@@ -282,7 +257,7 @@ function notFound(name: string, clusterId: string) {
  * `fleetmedic drill-schedule create|list|delete|trigger|pause|unpause`: drills on a Temporal Schedule,
  * run by the control worker of the cluster's task queue; `fleetmedic drill-cancel`: cancels a drill.
  */
-export function registerDrillScheduleCommands(program: Command, io: DrillScheduleIo = processIo): void {
+export function registerDrillScheduleCommands(program: Command, io: DrillIo = processIo): void {
   const targets = () => resolveTargets(configFrom(program));
   const schedule = program
     .command('drill-schedule')
@@ -459,93 +434,5 @@ export function registerDrillScheduleCommands(program: Command, io: DrillSchedul
       });
   }
 
-  program
-    .command('drill-cancel <drill-id>')
-    .description('cancel a running drill: it rolls back (uncordons its nodes, removes what it created)')
-    .option('--wait <s>', 'how long to wait for the rollback to finish (default 300)', positive('--wait'))
-    .action(async (drillId: string, flags: { wait?: number }) => {
-      if (!DRILL_ID_PATTERN.test(drillId)) {
-        throw new ConfigError(`drill ID ${JSON.stringify(drillId)}: letters, digits, -, _ and . (1-63)`);
-      }
-      const t = await targets();
-      await withClient(t, async (client) => {
-        process.exitCode = await cancelDrill(client, t.clusterId, drillId, io, {
-          waitMs: (flags.wait ?? 300) * 1000,
-        });
-      });
-    });
-}
-
-/**
- * Cancels the drill `drillId` of `clusterId` and waits, printing its stage, until it has closed or
- * `waitMs` passed. The drill's rollback runs in a non-cancellable scope, so the cancel ends in it.
- * A drill a schedule started fails its launcher, which pauses the schedule (`pauseOnFailure`).
- *
- * @returns the exit code: 0 once the drill has closed cancelled (or had closed before), 1 otherwise.
- */
-export async function cancelDrill(
-  client: Client,
-  clusterId: string,
-  drillId: string,
-  io: DrillScheduleIo,
-  options: { waitMs: number; pollMs?: number },
-): Promise<number> {
-  const handle = client.workflow.getHandle(drillWorkflowId(clusterId, drillId));
-  const before = await handle.describe().catch((err: unknown) => {
-    if (err instanceof WorkflowNotFoundError) {
-      throw new ConfigError(`no drill ${drillId} on cluster ${clusterId} (workflow ${handle.workflowId})`);
-    }
-    throw err;
-  });
-  if (before.status.name !== 'RUNNING') {
-    io.stdout(`drill ${drillId}: not running (${before.status.name.toLowerCase()})\n`);
-    return 0;
-  }
-  await handle.cancel();
-  io.stderr(`drill ${drillId}: cancel requested, waiting for its rollback\n`);
-  if (before.parentExecution) {
-    io.stderr(
-      `drill ${drillId}: started by ${before.parentExecution.workflowId}; its schedule pauses when the drill ends cancelled (\`fleetmedic drill-schedule unpause\`)\n`,
-    );
-  }
-  const deadline = Date.now() + options.waitMs;
-  let last = '';
-  for (;;) {
-    const d = await handle.describe();
-    if (d.status.name !== 'RUNNING') break;
-    if (Date.now() >= deadline) {
-      io.stderr(
-        `drill ${drillId}: still running ${Math.round(options.waitMs / 1000)} s after the cancel ` +
-          '(its rollback may be waiting for an activity or a worker); see the workflow in the Temporal UI\n',
-      );
-      return 1;
-    }
-    const p = await handle.query(drillProgressQuery).catch(() => undefined);
-    const line = p ? progressLine(p, Date.now()).replace(/\(\d+ s; /, '(') : '';
-    if (line !== '' && line !== last) io.stderr(`${line}\n`);
-    last = line || last;
-    await sleep(options.pollMs ?? 1_000);
-  }
-  try {
-    const r = (await handle.result()) as DrillResult;
-    // The drill finished before the cancel reached it.
-    io.stdout(`${resultLines(r).join('\n')}\n`);
-    return 0;
-  } catch (err) {
-    if (!(err instanceof WorkflowFailedError)) throw err;
-    const d = await handle.describe();
-    if (d.status.name !== 'CANCELLED') {
-      io.stdout(`drill ${drillId}: ${d.status.name.toLowerCase()}: ${failureChain(err)}\n`);
-      return 1;
-    }
-    const p = await handle.query(drillProgressQuery).catch(() => undefined);
-    const held =
-      p === undefined
-        ? ' (its progress was not readable)'
-        : p.cordoned.length > 0
-          ? `; still cordoned: ${p.cordoned.join(', ')}`
-          : '; nothing left cordoned';
-    io.stdout(`drill ${drillId}: cancelled and rolled back${held}\n`);
-    return p === undefined || p.cordoned.length === 0 ? 0 : 1;
-  }
+  registerDrillCancelCommand(program, io);
 }
