@@ -7,6 +7,7 @@ import {
   formatEvery,
   parseEvery,
   registerDrillScheduleCommands,
+  scheduledDrill,
   scheduleLines,
 } from '../../src/cli/commands/drill-schedule.js';
 import { addGlobalFlags } from '../../src/cli/context.js';
@@ -126,6 +127,50 @@ describe('drillScheduleOptions', () => {
     assert.equal(o.action.taskQueue, 'q');
     assert.deepEqual(o.action.args, [{ scheduleId: 'drill-schedule/sim-1/nightly', drill }]);
     assert.deepEqual(o.policies, { overlap: 'SKIP', catchupWindow: '5m', pauseOnFailure: true });
+  });
+});
+
+describe('scheduledDrill: the flags as the drill input of every run', () => {
+  it('maps each flag to its DrillInput field, and leaves out what was not given', () => {
+    const base = { every: 86_400_000, namespace: 'inference', deployment: 'llm', targetUrl: 'http://gw' };
+    assert.deepEqual(scheduledDrill(base, 'prod-west', false), {
+      clusterId: 'prod-west',
+      namespace: 'inference',
+      deployment: 'llm',
+      targetUrl: 'http://gw',
+      drainNode: false,
+    });
+    assert.deepEqual(
+      scheduledDrill(
+        {
+          ...base,
+          gatewayDeployment: 'gw',
+          standin: true,
+          replicas: 2,
+          rate: 7,
+          deadline: 600.5,
+          abortBelow: 0,
+          evictionSlack: 15,
+          deleteEmptydirData: true,
+        },
+        'sim-1',
+        true,
+      ),
+      {
+        clusterId: 'sim-1',
+        namespace: 'inference',
+        deployment: 'llm',
+        targetUrl: 'http://gw',
+        gateway: { deployment: 'gw' },
+        standin: { replicas: 2 },
+        deleteEmptyDirData: true,
+        drainNode: true,
+        probe: { rate: 7 },
+        deadlineSeconds: 601,
+        watchdog: { abortBelow: 0 },
+        thresholds: { evictionRecoveryOverRestoreMs: 15_000 },
+      },
+    );
   });
 });
 

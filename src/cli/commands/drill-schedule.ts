@@ -107,6 +107,7 @@ export interface CreateFlags {
   targetUrl?: string;
   namespace: string;
   deployment: string;
+  gatewayDeployment?: string;
   standin?: boolean;
   replicas?: number;
   rate?: number;
@@ -154,6 +155,7 @@ export function scheduledDrill(
     namespace: flags.namespace,
     deployment: flags.deployment,
     targetUrl: requireTargetUrl(flags),
+    ...(flags.gatewayDeployment !== undefined && { gateway: { deployment: flags.gatewayDeployment } }),
     ...(flags.standin && { standin: { replicas: flags.replicas ?? 3 } }),
     ...(flags.deleteEmptydirData && { deleteEmptyDirData: true }),
     drainNode,
@@ -278,6 +280,10 @@ export function registerDrillScheduleCommands(program: Command, io: DrillIo = pr
     )
     .option('--namespace <name>', 'namespace of the Deployment', 'default')
     .option('--deployment <name>', 'the inference Deployment', 'drill-standin')
+    .option(
+      '--gateway-deployment <name>',
+      "the gateway's own Deployment (in --namespace) behind --target-url; each drill evicts one of its pods too",
+    )
     .option(
       '--standin',
       'each run creates a stand-in Deployment, PDB and Service of that name (removed afterwards)',
