@@ -2,7 +2,8 @@
  * `npm run bench:drill`: the issue's acceptance drill, several times on one embedded stack (`up` with
  * the process runner, 4 nodes), each run the README's `fleetmedic drill` as a process: real llama.cpp
  * replicas (`--llama`, the default here; `BENCH_DRILL_KIND=standin` for stand-ins) behind the gateway,
- * 20 requests/s half streamed, a pod deleted and a replica's node drained. The figures are read from
+ * 20 requests/s half streamed, a pod deleted, a replica's node drained and a gateway pod evicted
+ * (the gateway runs in pods behind the embedded stack's Service). The figures are read from
  * each drill's JSON report; medians over the runs. Last line: key=value pairs.
  *
  * Goals (issue #16): continuity 1.0 for non-streamed requests during the pod deletion and during the
@@ -37,12 +38,16 @@ interface RunFigures {
   readonly podRecoveryS: number | null;
   readonly evictionRecoveryS: number | null;
   readonly restoreS: number | null;
+  /** The gateway pod's eviction (after the goals' phases): non-streamed and stream continuity. */
+  readonly gateway: number | null;
+  readonly gatewayStreams: number | null;
 }
 
 function figures(report: DrillReport): RunFigures {
   const phase = (name: string): DrillPhase | undefined => report.phases.find((p) => p.name === name);
   const pod = phase('pod-delete');
   const ev = phase('eviction');
+  const gw = phase('gateway-eviction');
   const streams = [pod, ev]
     .map((p) => p?.continuity.streams.continuity)
     .filter((c): c is number => c != null);
@@ -53,6 +58,8 @@ function figures(report: DrillReport): RunFigures {
   return {
     pass: report.verdict.pass,
     podDelete: pod?.continuity.nonStreamed.continuity ?? null,
+    gateway: gw?.continuity.nonStreamed.continuity ?? null,
+    gatewayStreams: gw?.continuity.streams.continuity ?? null,
     eviction: ev?.continuity.nonStreamed.continuity ?? null,
     streams: streams.length > 0 ? Math.min(...streams) : null,
     longestOutageMs: Math.max(0, ...[pod, ev].map((p) => p?.continuity.longestOutage?.ms ?? 0)),
@@ -103,7 +110,8 @@ try {
       `round ${round}: ${f.pass ? 'PASS' : 'FAIL'} in ${((performance.now() - started) / 1000).toFixed(0)} s; ` +
         `continuity non-streamed pod-delete=${fixed(f.podDelete, 4)} eviction=${fixed(f.eviction, 4)}, ` +
         `streams=${fixed(f.streams, 4)}, longest outage ${f.longestOutageMs} ms, recovery pod=${fixed(f.podRecoveryS, 1)} s ` +
-        `eviction=${fixed(f.evictionRecoveryS, 1)} s, restore=${fixed(f.restoreS, 2)} s` +
+        `eviction=${fixed(f.evictionRecoveryS, 1)} s, restore=${fixed(f.restoreS, 2)} s; ` +
+        `gateway pod eviction: continuity ${fixed(f.gateway, 4)}, streams ${fixed(f.gatewayStreams, 4)}` +
         (f.pass
           ? ''
           : `; ${run.stdout
@@ -147,5 +155,12 @@ console.log(
       m((f) => f.podRecoveryS),
       1,
     )} ` +
-    `eviction_recovery_s=${fixed(evictionRecovery, 1)} restore_s=${fixed(restore, 2)}`,
+    `eviction_recovery_s=${fixed(evictionRecovery, 1)} restore_s=${fixed(restore, 2)} ` +
+    `gateway_continuity=${fixed(
+      m((f) => f.gateway),
+      4,
+    )} gateway_stream_continuity=${fixed(
+      m((f) => f.gatewayStreams),
+      4,
+    )}`,
 );

@@ -74,6 +74,13 @@ export const gatewayConfigSchema = z
       })
       .prefault({}),
     connectionsPerReplica: z.number().int().min(1).default(128),
+    /**
+     * How long a client's idle keep-alive connection stays open (the `Keep-Alive: timeout` hint).
+     * 65 s suits a proxy in front (an ingress, a load balancer) that closes first; clients that reach
+     * the pods through a ClusterIP Service keep a connection pinned to its pod, and drain cleanly when
+     * this is shorter than the drain: Node and undici clients then close idle ones themselves.
+     */
+    keepAliveMs: z.number().int().min(1_000).max(600_000).default(65_000),
     bodyLimitBytes: z
       .number()
       .int()

@@ -33,8 +33,12 @@ export interface RunningGateway {
    * every answer carries `Connection: close` so that clients move their keep-alive connections to
    * another pod after the request they have sent, and once no connection is left (or after `maxMs`)
    * the gateway closes, letting requests in flight finish.
+   *
+   * @returns the client connections still open at `maxMs`, which the close then ends: an idle one
+   *   ends as its client may be sending on it (HTTP/1.1 has no way to say so first). None when the
+   *   clients' keep-alive timeout (`keepAliveMs`, their hint) is shorter than the drain.
    */
-  drain(maxMs: number): Promise<void>;
+  drain(maxMs: number): Promise<{ openAtLimit: number }>;
   close(): Promise<void>;
 }
 
@@ -113,7 +117,7 @@ export async function startGateway(
       res.end();
     });
   });
-  server.keepAliveTimeout = 65_000;
+  server.keepAliveTimeout = config.keepAliveMs;
   const sockets = new Set<Socket>();
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
@@ -223,7 +227,9 @@ export async function startGateway(
       draining = true;
       const deadline = Date.now() + maxMs;
       while (sockets.size > 0 && Date.now() < deadline) await sleep(25);
+      const openAtLimit = sockets.size;
       await close();
+      return { openAtLimit };
     },
     close,
   };

@@ -180,7 +180,8 @@ export function processCommand(kind: ProcessKindName, ctx: ProcessContext): Proc
 /**
  * `fleetmedic gateway serve` for a `gateway` pod: on the pod's IP and port, in front of the Ready pods
  * of the Deployment its annotation names, watched with the runner's kubeconfig; on SIGTERM (after the
- * pod's preStop sleep) it drains its client connections before it stops.
+ * pod's preStop sleep) it drains its client connections (at most 8 s, within the drill's 12 s grace
+ * period) before it stops.
  */
 function gatewayCommand(ctx: ProcessContext, upstream: string | undefined): ProcessCommand {
   const pod = `${ctx.pod.metadata?.namespace}/${ctx.pod.metadata?.name}`;
@@ -206,6 +207,9 @@ function gatewayCommand(ctx: ProcessContext, upstream: string | undefined): Proc
       'serve',
       ...['--host', ctx.podIP, '--port', String(ctx.port)],
       ...['--deployment', `${namespace}/${upstream}`, '--health-interval', '500'],
+      // Its clients reach it through the stack's Service, pinned to the pod: they close idle
+      // connections themselves after ~2 s (the hint less undici's 2 s), well within the drain.
+      ...['--keep-alive-timeout', '4000', '--drain-seconds', '8'],
     ],
     describe: `gateway on ${ctx.podIP}:${ctx.port} in front of ${namespace}/${upstream}`,
   };

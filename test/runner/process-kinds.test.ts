@@ -140,7 +140,8 @@ describe('process kinds: what the runner runs for a pod', () => {
     const args = g.args.slice(1).join(' ');
     assert.equal(
       args,
-      '--kubeconfig /state/kube.yaml gateway serve --host 127.128.0.5 --port 8090 --deployment ns/chat --health-interval 500',
+      '--kubeconfig /state/kube.yaml gateway serve --host 127.128.0.5 --port 8090 --deployment ns/chat ' +
+        '--health-interval 500 --keep-alive-timeout 4000 --drain-seconds 8',
     );
     // No upstream, or an upstream that is not a Deployment name: refused, with the reason.
     const none = pod({}, {}, [8090]);

@@ -169,4 +169,33 @@ describe('the embedded stack Service (a kube-proxy of the simulation) and the ga
       await svc.close();
     }
   });
+
+  it("a drain ends with no idle connection to cut when the clients' keep-alive is shorter than it", async () => {
+    const replicas = await standins(1);
+    // A burst opens several connections; most then sit idle in the client's pool.
+    const burst = async (gw: { url: string }, agent: Agent) => {
+      const statuses = await Promise.all(Array.from({ length: 8 }, () => chat(gw.url, agent)));
+      assert.deepEqual(new Set(statuses), new Set([200]));
+    };
+    const short = await gatewayOver(replicas, { keepAliveMs: 3_000 });
+    const patient = new Agent({ connections: 8 });
+    try {
+      await burst(short, patient);
+      // The clients' pool follows the Keep-Alive hint (3 s, less undici's 2 s margin).
+      assert.deepEqual(await short.drain(8_000), { openAtLimit: 0 });
+    } finally {
+      await patient.close();
+    }
+    // The 65 s default (for an ingress in front, which closes first): the same idle connections
+    // are still open when a short drain ends, and the close cuts them.
+    const long = await gatewayOver(replicas);
+    const agent = new Agent({ connections: 8 });
+    try {
+      await burst(long, agent);
+      const { openAtLimit } = await long.drain(500);
+      assert.ok(openAtLimit > 0, 'no idle connection was left to cut');
+    } finally {
+      await agent.close();
+    }
+  });
 });
