@@ -80,6 +80,18 @@ export const FailureType = {
    * the update fails with this type and the operator repeats it (workflows/fleet-budget.ts).
    */
   SettingsNotRecorded: 'SettingsNotRecorded',
+
+  // Resilience drill (activities/drill, workflows/drill; contracts/drill.ts names them for the drill).
+  /** The replacement of a disrupted replica did not turn Ready in time (non-retryable). */
+  DrillRecoveryTimeout: 'DrillRecoveryTimeout',
+  /** The object is not one this drill created: restore never deletes it (non-retryable). */
+  NotDrillObject: 'NotDrillObject',
+  /** The drill's own deadline passed; it rolled back (non-retryable). */
+  DrillDeadlineExceeded: 'DrillDeadlineExceeded',
+  /** The probe process could not be started or did not write (non-retryable). */
+  DrillProbeFailed: 'DrillProbeFailed',
+  /** The node the drill would cordon is already cordoned or not Ready (non-retryable). */
+  NodeNotSchedulable: 'NodeNotSchedulable',
 } as const;
 
 /** One of the {@link FailureType} values. */

@@ -4,6 +4,7 @@
  */
 import { defineQuery } from '@temporalio/workflow';
 import type { DrillThresholds, RecoveryStep } from '../drill/report.js';
+import { FailureType } from '../errors.js';
 import { DRILL_OWNER_PREFIX } from '../k8s/remediation-labels.js';
 
 /** The workflow type of a resilience drill (its workflow ID: {@link drillWorkflowId}). */
@@ -20,18 +21,20 @@ export function drillOwner(drillId: string): string {
 }
 
 /**
- * Failure types of the drill's own activities and workflow (src/errors.ts holds the shared taxonomy;
- * these are the drill's alone). Histories record them: a value never changes.
+ * Failure types of the drill's activities and workflow, by their drill names: the values are
+ * FailureType's (src/errors.ts, the one taxonomy). Histories record them: a value never changes.
  */
 export const DrillFailureType = {
   /** The replacement of a disrupted replica did not turn Ready in time. */
-  RecoveryTimeout: 'DrillRecoveryTimeout',
+  RecoveryTimeout: FailureType.DrillRecoveryTimeout,
   /** The object is not one this drill created (restore never deletes it). */
-  NotDrillObject: 'NotDrillObject',
+  NotDrillObject: FailureType.NotDrillObject,
   /** The drill's own deadline passed; it rolled back. */
-  DeadlineExceeded: 'DrillDeadlineExceeded',
+  DeadlineExceeded: FailureType.DrillDeadlineExceeded,
   /** The probe process could not be started or did not write. */
-  ProbeFailed: 'DrillProbeFailed',
+  ProbeFailed: FailureType.DrillProbeFailed,
+  /** The node of the replica to evict is already cordoned or not Ready. */
+  NodeNotSchedulable: FailureType.NodeNotSchedulable,
 } as const;
 
 /** A drill ID: a label value and a file name (letters, digits, `-`, `_`, `.`; 1-63 characters). */

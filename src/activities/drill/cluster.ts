@@ -204,7 +204,7 @@ export function createDrillClusterActivities(c: DrillClusterAccess) {
       if (!ours && current && !isSchedulableGpuNode(current)) {
         throw ApplicationFailure.nonRetryable(
           `node ${node} is already cordoned or not Ready`,
-          'NodeNotSchedulable',
+          DrillFailureType.NodeNotSchedulable,
         );
       }
       await access.quarantine({ node, workflowId: i.owner, reason: i.reason }, current);
