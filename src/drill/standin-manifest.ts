@@ -4,7 +4,7 @@
  * preflight checks (required hostname anti-affinity, maxSurge 1 / maxUnavailable 0, readiness on
  * /health, a preStop sleep longer than the gateway's watch lag).
  */
-import type { V1Deployment, V1PodDisruptionBudget, V1Service } from '@kubernetes/client-node';
+import type { V1Container, V1Deployment, V1PodDisruptionBudget, V1Service } from '@kubernetes/client-node';
 import { GPU_RESOURCE, PROCESS_LABEL } from '../k8s/labels.js';
 import { GATEWAY_UPSTREAM_ANNOTATION } from '../runner/process-kinds.js';
 import { HOSTNAME_TOPOLOGY } from './preflight.js';
@@ -25,48 +25,51 @@ export interface StandinManifestOptions {
   readonly preStopSeconds?: number;
 }
 
-/** The three objects of a drill's stand-in inference service, labelled as created by `drillId`. */
-export function standinManifests(o: StandinManifestOptions): {
-  deployment: V1Deployment;
-  pdb: V1PodDisruptionBudget;
-  service: V1Service;
-} {
+/** What differs between the drill's Deployments (stand-in replicas, gateway pods). */
+interface DrillWorkload {
+  readonly namespace: string;
+  readonly name: string;
+  readonly drillId: string;
+  readonly replicas: number;
+  /** The process runner's kind for its pods. */
+  readonly process: 'standin' | 'gateway';
+  readonly annotations: Record<string, string>;
+  readonly antiAffinity: 'required' | 'preferred';
+  readonly container: V1Container;
+  readonly preStopSeconds: number;
+}
+
+/**
+ * A drill's Deployment and its PDB (`maxUnavailable: 1`), labelled `app: <name>` and with the
+ * drill's ID: rolling update maxSurge 1 / maxUnavailable 0, spread over nodes by hostname, the
+ * container's preStop sleep, and a grace period 10 s longer.
+ */
+function drillWorkload(o: DrillWorkload): { deployment: V1Deployment; pdb: V1PodDisruptionBudget } {
   const app = { app: o.name };
   const marks = { ...app, [DRILL_LABEL]: o.drillId };
   const meta = { name: o.name, namespace: o.namespace, labels: marks };
-  const preStop = o.preStopSeconds ?? 3;
+  const term = { labelSelector: { matchLabels: app }, topologyKey: HOSTNAME_TOPOLOGY };
   const deployment: V1Deployment = {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
     metadata: meta,
     spec: {
-      replicas: o.replicas ?? 3,
+      replicas: o.replicas,
       selector: { matchLabels: app },
       strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
       template: {
-        metadata: {
-          labels: { ...marks, [PROCESS_LABEL]: 'standin' },
-          annotations: { 'fleetmedic.io/standin-service-ms': String(o.serviceMs ?? 20) },
-        },
+        metadata: { labels: { ...marks, [PROCESS_LABEL]: o.process }, annotations: o.annotations },
         spec: {
-          terminationGracePeriodSeconds: preStop + 10,
+          terminationGracePeriodSeconds: o.preStopSeconds + 10,
           affinity: {
-            podAntiAffinity: {
-              requiredDuringSchedulingIgnoredDuringExecution: [
-                { labelSelector: { matchLabels: app }, topologyKey: HOSTNAME_TOPOLOGY },
-              ],
-            },
+            podAntiAffinity:
+              o.antiAffinity === 'required'
+                ? { requiredDuringSchedulingIgnoredDuringExecution: [term] }
+                : {
+                    preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: term }],
+                  },
           },
-          containers: [
-            {
-              name: 'server',
-              image: 'fleetmedic/standin:sim',
-              ports: [{ name: 'http', containerPort: 8080 }],
-              resources: { requests: { [GPU_RESOURCE]: '1' }, limits: { [GPU_RESOURCE]: '1' } },
-              readinessProbe: { httpGet: { path: '/health', port: 'http' }, periodSeconds: 1 },
-              lifecycle: { preStop: { sleep: { seconds: preStop } } },
-            },
-          ],
+          containers: [{ ...o.container, lifecycle: { preStop: { sleep: { seconds: o.preStopSeconds } } } }],
         },
       },
     },
@@ -77,11 +80,37 @@ export function standinManifests(o: StandinManifestOptions): {
     metadata: meta,
     spec: { maxUnavailable: 1, selector: { matchLabels: app } },
   };
+  return { deployment, pdb };
+}
+
+/** The three objects of a drill's stand-in inference service, labelled as created by `drillId`. */
+export function standinManifests(o: StandinManifestOptions): {
+  deployment: V1Deployment;
+  pdb: V1PodDisruptionBudget;
+  service: V1Service;
+} {
+  const { deployment, pdb } = drillWorkload({
+    namespace: o.namespace,
+    name: o.name,
+    drillId: o.drillId,
+    replicas: o.replicas ?? 3,
+    process: 'standin',
+    annotations: { 'fleetmedic.io/standin-service-ms': String(o.serviceMs ?? 20) },
+    antiAffinity: 'required',
+    container: {
+      name: 'server',
+      image: 'fleetmedic/standin:sim',
+      ports: [{ name: 'http', containerPort: 8080 }],
+      resources: { requests: { [GPU_RESOURCE]: '1' }, limits: { [GPU_RESOURCE]: '1' } },
+      readinessProbe: { httpGet: { path: '/health', port: 'http' }, periodSeconds: 1 },
+    },
+    preStopSeconds: o.preStopSeconds ?? 3,
+  });
   const service: V1Service = {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: meta,
-    spec: { selector: app, ports: [{ name: 'http', port: 8080, targetPort: 'http' }] },
+    metadata: deployment.metadata!,
+    spec: { selector: { app: o.name }, ports: [{ name: 'http', port: 8080, targetPort: 'http' }] },
   };
   return { deployment, pdb, service };
 }
@@ -104,61 +133,28 @@ export interface GatewayManifestOptions {
  * The drill's gateway as pods (`fleetmedic gateway serve`, run by the process runner, kind
  * `gateway`) in front of `upstream`, with a PDB that keeps one serving, labelled as created by
  * `drillId`. The chart's gateway keeps off GPU nodes, and a simulated cluster has only those, so
- * the drill brings its own, shaped the same in what a drill exercises: a PDB, spread over nodes,
- * readiness on /healthz, a preStop sleep, then SIGTERM, on which the gateway drains its clients'
- * connections (`--drain-seconds`, default 5) within the grace period.
+ * the drill brings its own, shaped the same in what a drill exercises: a PDB, spread over nodes
+ * (preferred), readiness on /healthz, a preStop sleep, then SIGTERM, on which the gateway drains its
+ * clients' connections within the grace period (src/runner/process-kinds.ts).
  */
 export function gatewayManifests(o: GatewayManifestOptions): {
   deployment: V1Deployment;
   pdb: V1PodDisruptionBudget;
 } {
-  const app = { app: o.name };
-  const marks = { ...app, [DRILL_LABEL]: o.drillId };
-  const meta = { name: o.name, namespace: o.namespace, labels: marks };
-  const preStop = o.preStopSeconds ?? 2;
-  const deployment: V1Deployment = {
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    metadata: meta,
-    spec: {
-      replicas: o.replicas ?? 2,
-      selector: { matchLabels: app },
-      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
-      template: {
-        metadata: {
-          labels: { ...marks, [PROCESS_LABEL]: 'gateway' },
-          annotations: { [GATEWAY_UPSTREAM_ANNOTATION]: o.upstream },
-        },
-        spec: {
-          terminationGracePeriodSeconds: preStop + 10,
-          affinity: {
-            podAntiAffinity: {
-              preferredDuringSchedulingIgnoredDuringExecution: [
-                {
-                  weight: 100,
-                  podAffinityTerm: { labelSelector: { matchLabels: app }, topologyKey: HOSTNAME_TOPOLOGY },
-                },
-              ],
-            },
-          },
-          containers: [
-            {
-              name: 'gateway',
-              image: 'fleetmedic/fleetmedic:sim',
-              ports: [{ name: 'http', containerPort: 8090 }],
-              readinessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 1 },
-              lifecycle: { preStop: { sleep: { seconds: preStop } } },
-            },
-          ],
-        },
-      },
+  return drillWorkload({
+    namespace: o.namespace,
+    name: o.name,
+    drillId: o.drillId,
+    replicas: o.replicas ?? 2,
+    process: 'gateway',
+    annotations: { [GATEWAY_UPSTREAM_ANNOTATION]: o.upstream },
+    antiAffinity: 'preferred',
+    container: {
+      name: 'gateway',
+      image: 'fleetmedic/fleetmedic:sim',
+      ports: [{ name: 'http', containerPort: 8090 }],
+      readinessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 1 },
     },
-  };
-  const pdb: V1PodDisruptionBudget = {
-    apiVersion: 'policy/v1',
-    kind: 'PodDisruptionBudget',
-    metadata: meta,
-    spec: { maxUnavailable: 1, selector: { matchLabels: app } },
-  };
-  return { deployment, pdb };
+    preStopSeconds: o.preStopSeconds ?? 2,
+  });
 }
