@@ -24,7 +24,7 @@ import { ConfigError } from '../../errors.js';
 import { configFrom, resolveTargets } from '../context.js';
 import { guardDrillTarget } from '../drill-target.js';
 import { registerDrillCancelCommand, withClient } from './drill-cancel.js';
-import type { DrillIo } from './drill.js';
+import { positive, ratio, type DrillIo } from './drill.js';
 
 const processIo: DrillIo = {
   stdout: (t) => process.stdout.write(t),
@@ -70,26 +70,6 @@ export function formatEvery(ms: number): string {
     }
   }
   return out || '0s';
-}
-
-function positive(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n) || n <= 0) {
-      throw new InvalidArgumentError(`${name} must be a positive number, got ${JSON.stringify(value)}`);
-    }
-    return n;
-  };
-}
-
-function ratio(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) {
-      throw new InvalidArgumentError(`${name} must be a number from 0 to 1, got ${JSON.stringify(value)}`);
-    }
-    return n;
-  };
 }
 
 const httpUrl = z.url({ protocol: /^https?$/ });

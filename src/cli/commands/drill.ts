@@ -75,10 +75,11 @@ export function drillExitCode(r: DrillResult): number {
   return r.pass ? 0 : 1;
 }
 
-function positive(name: string) {
+/** A flag's positive number, or an error naming the flag and the value. */
+export function positive(name: string) {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isFinite(n) || n <= 0) {
+    if (value.trim() === '' || !Number.isFinite(n) || n <= 0) {
       throw new InvalidArgumentError(`${name} must be a positive number, got ${JSON.stringify(value)}`);
     }
     return n;
@@ -86,7 +87,7 @@ function positive(name: string) {
 }
 
 /** A continuity ratio: 0 (off) to 1. */
-function ratio(name: string) {
+export function ratio(name: string) {
   return (value: string): number => {
     const n = Number(value);
     if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) {
