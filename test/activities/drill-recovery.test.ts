@@ -7,7 +7,8 @@ import type { RecoveryStep } from '../../src/drill/report.js';
 
 // watchRecovery (src/activities/drill/recovery.ts) against a scripted pod list. A retry after the
 // worker died must date what happened meanwhile by the cluster's records, not by its first poll:
-// otherwise the worker's downtime is reported as the Deployment's recovery time.
+// otherwise the worker's downtime is reported as the Deployment's recovery time. The records are to
+// the second: a step is dated at the end of its second (never before it happened), at most the poll.
 const quiet = { logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } };
 const VICTIM = { name: 'app-a', uid: 'uid-a' };
 const BEFORE = new Set(['uid-a', 'uid-b', 'uid-c']);
@@ -70,13 +71,22 @@ describe('watchRecovery', () => {
     const t0 = Date.now() - 40_000;
     const env = new MockActivityEnvironment({ attempt: 2 }, quiet);
     const w = await watch(env, scripted([recovered(t0)]).core);
-    assert.equal(at(w, 'eviction'), t0 + 1_000, 'evicted no later than its replacement was created');
-    assert.equal(at(w, 'replacement-created'), t0 + 1_000);
-    assert.equal(at(w, 'scheduled'), t0 + 1_000);
-    assert.equal(at(w, 'ready'), t0 + 3_000);
-    assert.equal(at(w, 'all-ready'), t0 + 3_000);
+    assert.equal(at(w, 'eviction'), t0 + 1_999, 'evicted no later than its replacement was created');
+    assert.equal(at(w, 'replacement-created'), t0 + 1_999);
+    assert.equal(at(w, 'scheduled'), t0 + 1_999);
+    assert.equal(at(w, 'ready'), t0 + 3_999);
+    assert.equal(at(w, 'all-ready'), t0 + 3_999);
     // When the victim went is unknown: the poll's time, which only widens the phase's window.
     assert.ok(w.victimGoneAt >= t0 + 40_000);
+  });
+
+  it("a record in the poll's own second dates its step no later than the poll", async () => {
+    const now = Date.now();
+    const env = new MockActivityEnvironment({ attempt: 2 }, quiet);
+    const w = await watch(env, scripted([recovered(now - 3_000 + 1)]).core);
+    const done = Date.now();
+    for (const s of w.steps) assert.ok(s.at <= done, `${s.step} ${s.at - done} ms after the poll`);
+    assert.equal(at(w, 'replacement-created'), now - 2_000 + 1_000);
   });
 
   it('a retry keeps the steps and the victim end an earlier attempt heartbeated', async () => {
@@ -94,7 +104,7 @@ describe('watchRecovery', () => {
     const w = await watch(env, scripted([recovered(t0)]).core);
     assert.equal(at(w, 'eviction'), t0 + 120);
     assert.equal(w.victimGoneAt, t0 + 900);
-    assert.equal(at(w, 'ready'), t0 + 3_000);
+    assert.equal(at(w, 'ready'), t0 + 3_999);
   });
 
   it("a first attempt dates each step by the poll that saw it (the records' second is too coarse)", async () => {
@@ -119,8 +129,8 @@ describe('watchRecovery', () => {
     env.on('heartbeat', (d: unknown) => beats.push(d));
     const w = await watch(env, core);
     // Seen terminating on the first poll: asked for at its deletion timestamp less its grace period.
-    assert.equal(at(w, 'eviction'), t0);
-    assert.equal(at(w, 'replacement-created'), t0 + 1_000);
+    assert.equal(at(w, 'eviction'), t0 + 999);
+    assert.equal(at(w, 'replacement-created'), t0 + 1_999);
     // Ready only on a later poll: dated by that poll (its record says t0 + 3 s, long before).
     assert.ok(at(w, 'ready')! >= start, `ready at ${at(w, 'ready')! - start} ms`);
     assert.ok(w.victimGoneAt >= start);
@@ -129,9 +139,9 @@ describe('watchRecovery', () => {
     assert.deepEqual(
       first.steps.map((s) => [s.step, s.at]),
       [
-        ['eviction', t0],
-        ['replacement-created', t0 + 1_000],
-        ['scheduled', t0 + 1_000],
+        ['eviction', t0 + 999],
+        ['replacement-created', t0 + 1_999],
+        ['scheduled', t0 + 1_999],
       ],
     );
   });

@@ -103,8 +103,8 @@ async function fetchRestore(pod: V1Pod): Promise<ReplicaRestore | undefined> {
  *
  * A retry (the worker that ran an earlier attempt died) keeps the steps the earlier attempt
  * heartbeated, and what its first poll finds already done happened while nobody watched: those steps
- * take the time the cluster recorded (creation, `PodScheduled` and `Ready` transitions, to the
- * second), not the poll's, so the worker's downtime is never reported as recovery time. A victim
+ * take the time the cluster recorded (creation, `PodScheduled` and `Ready` transitions: the end of
+ * the recorded second), not the poll's, so the worker's downtime is never reported as recovery time. A victim
  * already gone then is dated by the poll (later than it went: the phase's window only grows).
  *
  * @throws non-retryable `DrillRecoveryTimeout` naming the missing steps when `deadlineMs` passes.
@@ -129,7 +129,9 @@ export async function watchRecovery(args: {
   let catchingUp = retry;
   const mark = (step: RecoveryStep['step'], polledAt: number, detail?: string, recordedAt?: number) => {
     if (steps.has(step)) return;
-    const at = catchingUp && recordedAt !== undefined && recordedAt < polledAt ? recordedAt : polledAt;
+    // The record is to the second: its second's end is never before the step, so never flatters.
+    const recorded = recordedAt === undefined ? polledAt : recordedAt + 999;
+    const at = catchingUp ? Math.min(recorded, polledAt) : polledAt;
     steps.set(step, { step, at, ...(detail !== undefined && { detail }) });
   };
   let victimGoneAt: number | undefined = resumed?.victimGoneAt;
