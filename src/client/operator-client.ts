@@ -372,12 +372,19 @@ export class OperatorClient implements OperatorService {
     return budget;
   }
 
-  /** The cluster's fleet budget, or null when it has none yet (nothing asked for a slot). */
+  /**
+   * The cluster's fleet budget, or null when it has none running (nothing asked for a slot yet, or
+   * the one there was ended: the next request for a slot starts it again). A closed budget is never
+   * queried: the query would wait for a worker of its old task queue, which may be gone.
+   */
   async budget(): Promise<BudgetView | null> {
     const workflowId = fleetBudgetWorkflowId(this.options.clusterId);
     let state: FleetBudgetView;
     try {
-      state = await this.call(() => this.client.workflow.getHandle(workflowId).query(fleetBudgetState));
+      const handle = this.client.workflow.getHandle(workflowId);
+      const { status } = await this.call(() => handle.describe());
+      if (status.name !== 'RUNNING') return null;
+      state = await this.call(() => handle.query(fleetBudgetState));
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) return null;
       throw this.translate(err, 'read the fleet budget');

@@ -269,3 +269,46 @@ describe('OperatorClient node', () => {
     assert.deepEqual((await operator.node('gpu-node-2')).actions, []);
   });
 });
+
+describe('OperatorClient budget', () => {
+  // A closed budget's query would wait for a worker of its old task queue (gone once the process
+  // that served it exited) and fail after its deadline: `status` crashed that way.
+  function budgetClient(status: 'RUNNING' | 'TERMINATED') {
+    const queried: string[] = [];
+    const client = {
+      withDeadline: <T>(_deadline: number, fn: () => Promise<T>) => fn(),
+      workflow: {
+        getHandle: (workflowId: string) => ({
+          describe: () => Promise.resolve({ workflowId, status: { name: status } }),
+          query: () => {
+            queried.push(workflowId);
+            if (status !== 'RUNNING') return Promise.reject(new Error('Failed to query Workflow'));
+            return Promise.resolve({
+              paused: false,
+              draining: ['gpu-node-1'],
+              queue: [],
+              breaker: { open: false },
+              healthyNodes: ['gpu-node-1', 'gpu-node-2'],
+              gpuNodeCount: 2,
+              config: { maxConcurrentDrains: 1, minHealthyFraction: 0.5 },
+            });
+          },
+        }),
+      },
+    } as unknown as Client;
+    return { queried, operator: new OperatorClient(client, { clusterId: CLUSTER, taskQueue: 'q' }) };
+  }
+
+  it('reads a closed budget as none, without querying it', async () => {
+    const { queried, operator } = budgetClient('TERMINATED');
+    assert.equal(await operator.budget(), null);
+    assert.deepEqual(queried, []);
+  });
+
+  it('queries a running budget', async () => {
+    const { operator } = budgetClient('RUNNING');
+    const budget = await operator.budget();
+    assert.deepEqual(budget?.draining, ['gpu-node-1']);
+    assert.equal(budget?.limit, 1);
+  });
+});
