@@ -156,6 +156,7 @@ describe('operator decision commands', () => {
             /node gpu-node-5 is cordoned by drill nightly, whose workflow drill\/fmunit\/nightly is running/,
           );
           assert.match(err.message, /temporal workflow cancel --workflow-id drill\/fmunit\/nightly/);
+          assert.match(err.message, /`fleetmedic drill-cancel nightly`/);
           return true;
         },
       );

@@ -157,8 +157,8 @@ export function drillReleaseAnswer(o: ReapOutcome): string {
     throw new OperatorError(
       'refused',
       `release refused: node ${node} is cordoned by drill ${drillId}, whose workflow ${workflowId} is ` +
-        `running (no remediation to release). Stop the drill instead: cancel its workflow ` +
-        `(\`temporal workflow cancel --workflow-id ${workflowId}\`, or Cancel in the Temporal UI); its ` +
+        `running (no remediation to release). Stop the drill instead: \`fleetmedic drill-cancel ${drillId}\` ` +
+        `(or cancel its workflow: \`temporal workflow cancel --workflow-id ${workflowId}\`, Cancel in the Temporal UI); its ` +
         'rollback uncordons the node. A drill terminated without rollback is reverted by `release` or ' +
         "the control worker's reaper",
     );
