@@ -35,6 +35,12 @@ export const OPERATOR_ROUTES = Object.freeze({
 
 export interface OperatorRoutesOptions {
   readonly operator: OperatorService;
+  /**
+   * `release` of a node a drill cordoned (src/client/drill-release.ts): the answer when a drill's
+   * record is on the node, undefined when none is; it throws OperatorError as the operator does.
+   * Without it, release goes to the node's remediation only.
+   */
+  readonly releaseDrill?: (node: string) => Promise<string | undefined>;
 }
 
 /** Every operator route needs the `operator` scope (checked by authenticate.ts before the handler). */
@@ -108,7 +114,7 @@ function actionBody(request: FastifyRequest): { reason?: string } {
  * or the control worker not answering (the server's error handler answers it without details).
  */
 export function operatorRoutes(app: FastifyInstance, options: OperatorRoutesOptions): Promise<void> {
-  const { operator } = options;
+  const { operator, releaseDrill } = options;
 
   /** Runs a handler with the refusals and errors every operator route shares. */
   const guarded =
@@ -138,6 +144,12 @@ export function operatorRoutes(app: FastifyInstance, options: OperatorRoutesOpti
       guarded(async (request, caller) => {
         const { node } = parse(paramsSchema, request.params, 'params');
         const { reason } = actionBody(request);
+        // A drill's cordon has no remediation to signal: the reaper reverts it once the drill's run is closed.
+        const drill = name === 'release' ? await releaseDrill?.(node) : undefined;
+        if (drill !== undefined) {
+          request.log.info({ caller, node, action: name, reason }, 'release of a drill cordon');
+          return { node, action: name, by: caller, ...(reason !== undefined && { reason }), result: drill };
+        }
         const result = await operator.decide(node, name, {
           by: caller,
           ...(reason !== undefined && { reason }),

@@ -92,6 +92,8 @@ export interface WebhookDeps {
    * status) behind the same credentials; see operator-routes.ts. Without it those routes do not exist.
    */
   readonly operator?: OperatorService;
+  /** `release` of a node a drill cordoned (operator-routes.ts `releaseDrill`). */
+  readonly releaseDrill?: (node: string) => Promise<string | undefined>;
   /** Serve HTTPS with this certificate chain and key (PEM) instead of plain HTTP. */
   readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
   /** Whether `GET /metrics` is served on this server. Default true; false when it has a listener of its own. */
@@ -244,7 +246,10 @@ export async function buildWebhookServer(deps: WebhookDeps): Promise<WebhookApp>
         ),
     });
     if (deps.operator) {
-      await alerts.register(operatorRoutes, { operator: deps.operator });
+      await alerts.register(operatorRoutes, {
+        operator: deps.operator,
+        ...(deps.releaseDrill && { releaseDrill: deps.releaseDrill }),
+      });
     }
 
     const handle =

@@ -312,4 +312,50 @@ describe('operator routes', () => {
     assert.equal(res.statusCode, 404);
     await app.close();
   });
+
+  it('release of a node a drill cordoned goes to the drill reaper: reverted, or refused while the drill runs', async () => {
+    const operator = new FakeOperator();
+    const asked: string[] = [];
+    const releaseDrill = (node: string) => {
+      asked.push(node);
+      if (node === 'gpu-node-7')
+        return Promise.resolve('release gpu-node-7: uncordoned (drill nightly is closed)');
+      if (node === 'gpu-node-8') {
+        return Promise.reject(
+          new OperatorError(
+            'refused',
+            'release refused: node gpu-node-8 is cordoned by drill d2: `fleetmedic drill-cancel d2`',
+          ),
+        );
+      }
+      return Promise.resolve(undefined);
+    };
+    const { app } = await harness({ operator, auth: AUTH, releaseDrill });
+    const post = async (url: string) => {
+      const res = await app.inject({
+        method: 'POST',
+        url,
+        headers: { authorization: `Bearer ${OPERATOR_TOKEN}` },
+      });
+      return { status: res.statusCode, body: JSON.parse(res.body) as Record<string, unknown> };
+    };
+    const reverted = await post('/v1/remediations/gpu-node-7/release');
+    assert.equal(reverted.status, 200);
+    assert.equal(reverted.body.result, 'release gpu-node-7: uncordoned (drill nightly is closed)');
+    assert.equal(reverted.body.by, 'chatops-alice');
+    const refused = await post('/v1/remediations/gpu-node-8/release');
+    assert.equal(refused.status, 409);
+    assert.match(String(refused.body.error), /fleetmedic drill-cancel d2/);
+    // No drill on the node: the release goes to its remediation; other decisions never ask the reaper.
+    assert.equal((await post('/v1/remediations/gpu-node-2/release')).status, 200);
+    assert.equal((await post('/v1/remediations/gpu-node-7/approve')).status, 200);
+    assert.deepEqual(asked, ['gpu-node-7', 'gpu-node-8', 'gpu-node-2']);
+    assert.deepEqual(
+      operator.calls.map((c) => c.slice(0, 3)),
+      [
+        ['decide', 'gpu-node-2', 'release'],
+        ['decide', 'gpu-node-7', 'approve'],
+      ],
+    );
+  });
 });

@@ -1,5 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
 import { connectionOptions } from '../../client/temporal-connection.js';
+import { drillRelease } from '../../client/drill-release.js';
 import { runningDrillLines, runningDrills } from '../../client/drill-runs.js';
 import { InvalidArgumentError, type Command } from 'commander';
 import os from 'node:os';
@@ -18,7 +19,6 @@ import type { Config } from '../../config/config.js';
 import {
   createDrillReaper,
   describeDrillRuns,
-  describeOutcome,
   type DescribeDrillRun,
   type ReapOutcome,
 } from '../../drill/reaper.js';
@@ -111,8 +111,11 @@ async function withOperator<T>(
   }
 }
 
-/** The reaper's pass for `node` on the configured cluster; Temporal is reached only for a drill's node. */
-async function reapDrillNode(program: Command, node: string): Promise<ReapOutcome | undefined> {
+/**
+ * `release` of `node` as far as drills go, on the configured cluster (Temporal is reached only for a
+ * drill's node): the answer when a drill cordoned it, undefined otherwise.
+ */
+async function releaseDrillNode(program: Command, node: string): Promise<string | undefined> {
   const targets = await resolveTargets(configFrom(program));
   let connection: Connection | undefined;
   const describe: DescribeDrillRun = async (workflowId) => {
@@ -131,42 +134,10 @@ async function reapDrillNode(program: Command, node: string): Promise<ReapOutcom
       clusterId: targets.clusterId,
       describe,
     });
-    return await reaper.reapNode(node);
-  } catch (err) {
-    throw new OperatorError(
-      'unavailable',
-      `release ${node}: cannot read the node to check for a drill's cordon: ${(err as Error).message}`,
-      { cause: err },
-    );
+    return await drillRelease(reaper)(node);
   } finally {
     await connection?.close();
   }
-}
-
-/**
- * The answer of `release` on a node a drill cordoned: the reaper reverted it (its drill's run is
- * closed), or a refusal that says how to stop a running drill.
- *
- * @throws OperatorError `refused` while the drill runs, `unavailable` when its run could not be read
- *   or the revert failed.
- */
-export function drillReleaseAnswer(o: ReapOutcome): string {
-  const { node, drillId, workflowId } = o.cordon;
-  if (o.result === 'uncordoned' || o.result === 'released') return `release ${node}: ${describeOutcome(o)}`;
-  if (o.run.state === 'running') {
-    throw new OperatorError(
-      'refused',
-      `release refused: node ${node} is cordoned by drill ${drillId}, whose workflow ${workflowId} is ` +
-        `running (no remediation to release). Stop the drill instead: \`fleetmedic drill-cancel ${drillId}\` ` +
-        `(or cancel its workflow: \`temporal workflow cancel --workflow-id ${workflowId}\`, Cancel in the Temporal UI); its ` +
-        'rollback uncordons the node. A drill terminated without rollback is reverted by `release` or ' +
-        "the control worker's reaper",
-    );
-  }
-  throw new OperatorError(
-    o.run.state === 'unknown' || o.result === 'failed' ? 'unavailable' : 'refused',
-    `release ${node}: ${describeOutcome(o)}`,
-  );
 }
 
 /** `3d04h`, `2h05m`, `3m12s`, `42s`. */
@@ -290,7 +261,9 @@ const DECISION_COMMANDS: readonly (readonly [DecisionName, string])[] = [
  */
 export function registerOperatorCommands(program: Command, deps: OperatorCommandDeps = {}): void {
   const out = deps.out ?? stdout;
-  const reapDrill = deps.reapDrillNode ?? ((node: string) => reapDrillNode(program, node));
+  const releaseDrill = deps.reapDrillNode
+    ? drillRelease({ reapNode: deps.reapDrillNode })
+    : (node: string) => releaseDrillNode(program, node);
   const service =
     deps.withService ??
     (<T>(fn: (operator: OperatorService) => Promise<T>) => withOperator(program, (operator) => fn(operator)));
@@ -336,9 +309,9 @@ export function registerOperatorCommands(program: Command, deps: OperatorCommand
       .option('--reason <text>', 'why (recorded in the history)')
       .action(async (node: string, opts: { by: string; reason?: string }) => {
         // A drill's cordon has no remediation to signal: the reaper reverts it once the drill's run is closed.
-        const drill = name === 'release' ? await reapDrill(node) : undefined;
+        const drill = name === 'release' ? await releaseDrill(node) : undefined;
         if (drill !== undefined) {
-          out(`${drillReleaseAnswer(drill)}\n`);
+          out(`${drill}\n`);
           return;
         }
         // A refusal already says which decision and what the node accepts now (operator-client.ts).

@@ -1,6 +1,8 @@
 import { Client, Connection } from '@temporalio/client';
 import { connectionOptions } from '../../client/temporal-connection.js';
+import { drillRelease } from '../../client/drill-release.js';
 import { OperatorClient } from '../../client/operator-client.js';
+import { createDrillReaper, describeDrillRuns } from '../../drill/reaper.js';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import fs from 'node:fs/promises';
 import { ConfigError, FleetmedicError } from '../../errors.js';
@@ -263,6 +265,14 @@ export function registerWebhookCommands(program: Command, io: WebhookCommandIo =
           address: targets.temporalAddress,
           timeoutMs: opts.temporalTimeout,
         }),
+        // release of a node a drill cordoned: the drill reaper's pass for it, as with the CLI.
+        releaseDrill: drillRelease(
+          createDrillReaper({
+            kc: targetKubeConfig(targets),
+            clusterId,
+            describe: describeDrillRuns(client, opts.temporalTimeout),
+          }),
+        ),
         nodes: new CachedNodeLookup(new KubernetesNodeLookup(targetKubeConfig(targets))),
         limits: { bodyLimitBytes: opts.bodyLimit, rateLimitMax: opts.rateLimit, rateLimitWindowMs: 60_000 },
         dedupeWindowMs: opts.dedupeWindow,
