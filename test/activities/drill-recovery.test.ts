@@ -145,4 +145,40 @@ describe('watchRecovery', () => {
       ],
     );
   });
+
+  it("carries its caller's record in every heartbeat, so that a retried deletion never deletes a second pod", async () => {
+    const t0 = Date.now() - 40_000;
+    const victim = pod('app-a', 'uid-a', { created: t0 - 60_000, ready: t0 - 50_000 });
+    victim.metadata!.deletionTimestamp = new Date(t0 + 30_000);
+    const others = recovered(t0).slice(0, 2);
+    const pending = pod('app-d', 'uid-d', { created: t0 + 1_000, scheduled: t0 + 1_000 });
+    const { core } = scripted([[victim, ...others, pending], [...others, pending], recovered(t0)]);
+    const env = new MockActivityEnvironment(undefined, quiet);
+    const beats: Record<string, unknown>[] = [];
+    env.on('heartbeat', (d: unknown) => beats.push(d as Record<string, unknown>));
+    const injection = { victim: VICTIM, injectedAt: t0, before: [...BEFORE] };
+    await env.run(() =>
+      watchRecovery({
+        core,
+        namespace: 'ns',
+        selector: 'app=app',
+        replicas: 3,
+        victim: VICTIM,
+        before: BEFORE,
+        withEviction: false,
+        deadlineMs: Date.now() + 10_000,
+        pollMs: 5,
+        carry: injection,
+      }),
+    );
+    assert.ok(beats.length >= 2, `${beats.length} heartbeat(s)`);
+    for (const beat of beats) {
+      assert.deepEqual(
+        { victim: beat.victim, injectedAt: beat.injectedAt, before: beat.before },
+        injection,
+        "a heartbeat without the deletion's record",
+      );
+      assert.ok(Array.isArray(beat.steps));
+    }
+  });
 });

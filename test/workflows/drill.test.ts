@@ -37,11 +37,14 @@ interface FakeOptions {
   breach?: boolean;
   /** DrillInput.drainNode. */
   drainNode?: boolean;
+  /** The watchdog's first attempts fail (its worker died), and the pod deletion lasts until after them. */
+  watchdogDies?: number;
 }
 
 function fakeActivities(f: Fakes, options: FakeOptions = {}) {
   const call = (name: string) => f.calls.push(name);
   let podDeleted = false;
+  let watchdogCalls = 0;
   const steps = (t: number) => [
     { step: 'replacement-created' as const, at: t + 10 },
     { step: 'ready' as const, at: t + 20 },
@@ -64,6 +67,10 @@ function fakeActivities(f: Fakes, options: FakeOptions = {}) {
       podDeleted = true;
       // Long enough for a watchdog that fires now to cancel it.
       if (options.breach) await new Promise((r) => setTimeout(r, 3_000));
+      // Until the watchdog's retries are over (bounded: 60 s).
+      for (let i = 0; options.watchdogDies && watchdogCalls <= options.watchdogDies && i < 600; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
       const t = Date.now();
       return Promise.resolve({ injectedAt: t, victim: 'llama-a', steps: steps(t), victimGoneAt: t + 20 });
     },
@@ -104,6 +111,9 @@ function fakeActivities(f: Fakes, options: FakeOptions = {}) {
     /** Runs until cancelled (heartbeating, so the cancel arrives), or fires once a pod was deleted. */
     watchContinuity: async () => {
       call('watchContinuity');
+      if (++watchdogCalls <= (options.watchdogDies ?? 0)) {
+        throw ApplicationFailure.retryable('the worker running the watchdog died', 'WorkerDied');
+      }
       const ctx = Context.current();
       for (;;) {
         if (options.breach && podDeleted) {
@@ -281,6 +291,13 @@ describe('drillWorkflow (Temporal dev server, fake activities)', { timeout: 180_
     assert.equal(fakes.report[0]!.aborted?.stage, 'pod-delete');
     assert.match(result?.aborted ?? '', /^the continuity watchdog fired: continuity 0\.10 < 0\.5/);
     assert.equal(result?.pass, false);
+  });
+
+  it('a watchdog whose worker died four times is retried, not given up: the drill goes on and passes', async () => {
+    const { fakes, result } = await run('watchdog-retried', { watchdogDies: 4 });
+    assert.equal(fakes.calls.filter((c) => c === 'watchContinuity').length, 5);
+    assert.equal(result?.aborted, undefined, result?.aborted);
+    assert.equal(result?.pass, true, result?.reasons.join('; '));
   });
 
   it('a preflight refusal injects nothing, cleans up and reports the reason', async () => {

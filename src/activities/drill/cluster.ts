@@ -162,6 +162,8 @@ export function createDrillClusterActivities(c: DrillClusterAccess) {
         withEviction: i.evict === true,
         deadlineMs: progress.injectedAt + (i.timeoutSeconds ?? 120) * 1000,
         pollMs,
+        // A retry must find the pod already deleted, however long the watch has run.
+        carry: { ...progress },
       });
       return { injectedAt: progress.injectedAt, victim: progress.victim.name, ...watch };
     },

@@ -119,6 +119,11 @@ export async function watchRecovery(args: {
   withEviction: boolean;
   deadlineMs: number;
   pollMs: number;
+  /**
+   * Heartbeated with every progress report: the caller's own record (a deletion's victim), which a
+   * heartbeat of the watch alone would replace, and which its retry needs.
+   */
+  carry?: Record<string, unknown>;
 }): Promise<RecoveryWatch> {
   const { core, namespace, selector, victim, before } = args;
   const ctx = activityContext();
@@ -198,7 +203,7 @@ export async function watchRecovery(args: {
       steps: [...steps.values()],
       ...(victimGoneAt !== undefined && { victimGoneAt }),
     };
-    ctx?.heartbeat(progress);
+    ctx?.heartbeat({ ...args.carry, ...progress });
     await pause(args.pollMs, ctx?.cancellationSignal);
   }
 }

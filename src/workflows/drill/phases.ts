@@ -28,11 +28,15 @@ const { budgetAcquire } = proxyActivities<RemediationSupportActivities>(shortOpt
 
 /**
  * The continuity watchdog's activity: it runs as long as the drill may (its deadline, plus a minute),
- * heartbeating, and is cancelled when the drill's faults are over.
+ * heartbeating, and is cancelled when the drill's faults are over. Retried without a limit of
+ * attempts (its time is bounded): each death of its worker costs one, and a watchdog that gives up
+ * aborts the drill; a retry reads the probe's file again from its start.
  */
 export function watchdogActivity(deadlineMs: number) {
+  const { maximumAttempts: _limited, ...unlimited } = retry;
   return proxyActivities<DrillActivities>({
     ...longOptions,
+    retry: unlimited,
     startToCloseTimeout: deadlineMs + 60_000,
   }).watchContinuity;
 }
