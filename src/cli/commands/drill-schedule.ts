@@ -24,7 +24,7 @@ import { ConfigError } from '../../errors.js';
 import { configFrom, resolveTargets } from '../context.js';
 import { guardDrillTarget } from '../drill-target.js';
 import { registerDrillCancelCommand, withClient } from './drill-cancel.js';
-import { positive, ratio, type DrillIo } from './drill.js';
+import { drillTuning, positive, ratio, type DrillIo } from './drill.js';
 
 const processIo: DrillIo = {
   stdout: (t) => process.stdout.write(t),
@@ -137,14 +137,8 @@ export function scheduledDrill(
     targetUrl: requireTargetUrl(flags),
     ...(flags.gatewayDeployment !== undefined && { gateway: { deployment: flags.gatewayDeployment } }),
     ...(flags.standin && { standin: { replicas: flags.replicas ?? 3 } }),
-    ...(flags.deleteEmptydirData && { deleteEmptyDirData: true }),
     drainNode,
-    ...(flags.rate !== undefined && { probe: { rate: flags.rate } }),
-    ...(flags.deadline !== undefined && { deadlineSeconds: Math.ceil(flags.deadline) }),
-    ...(flags.abortBelow !== undefined && { watchdog: { abortBelow: flags.abortBelow } }),
-    ...(flags.evictionSlack !== undefined && {
-      thresholds: { evictionRecoveryOverRestoreMs: flags.evictionSlack * 1000 },
-    }),
+    ...drillTuning(flags),
   } satisfies Omit<DrillInput, 'drillId'>;
 }
 

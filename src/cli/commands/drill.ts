@@ -97,6 +97,28 @@ export function ratio(name: string) {
   };
 }
 
+/** The flags of a drill's probe, deadline, watchdog, verdict and eviction, shared with `drill-schedule`. */
+export interface DrillTuningFlags {
+  rate?: number;
+  deadline?: number;
+  evictionSlack?: number;
+  abortBelow?: number;
+  deleteEmptydirData?: boolean;
+}
+
+/** The DrillInput fields those flags set (none when absent: the workflow's defaults apply). */
+export function drillTuning(flags: DrillTuningFlags): Partial<DrillInput> {
+  return {
+    ...(flags.deleteEmptydirData && { deleteEmptyDirData: true }),
+    ...(flags.rate !== undefined && { probe: { rate: flags.rate } }),
+    ...(flags.deadline !== undefined && { deadlineSeconds: Math.ceil(flags.deadline) }),
+    ...(flags.abortBelow !== undefined && { watchdog: { abortBelow: flags.abortBelow } }),
+    ...(flags.evictionSlack !== undefined && {
+      thresholds: { evictionRecoveryOverRestoreMs: flags.evictionSlack * 1000 },
+    }),
+  };
+}
+
 interface Flags {
   targetUrl?: string;
   namespace: string;
@@ -245,14 +267,8 @@ export function registerDrillCommand(program: Command, io: DrillIo = processIo):
           }),
           ...((flags.standin || embedded) && { standin: { replicas: flags.replicas ?? 3 } }),
           ...(flags.keep && { keep: true }),
-          ...(flags.deleteEmptydirData && { deleteEmptyDirData: true }),
           drainNode,
-          ...(flags.rate !== undefined && { probe: { rate: flags.rate } }),
-          ...(flags.deadline !== undefined && { deadlineSeconds: Math.ceil(flags.deadline) }),
-          ...(flags.abortBelow !== undefined && { watchdog: { abortBelow: flags.abortBelow } }),
-          ...(flags.evictionSlack !== undefined && {
-            thresholds: { evictionRecoveryOverRestoreMs: flags.evictionSlack * 1000 },
-          }),
+          ...drillTuning(flags),
         };
         const handle = await client.workflow.start(DRILL_WORKFLOW, {
           workflowId: drillWorkflowId(targets.clusterId, drillId),
