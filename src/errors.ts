@@ -57,6 +57,11 @@ export const FailureType = {
   ResetFailed: 'ResetFailed',
   /** This agent cannot reboot its node (non-retryable). */
   RebootUnsupported: 'RebootUnsupported',
+  /**
+   * The agent's reboot command failed or timed out (non-retryable: it may have rebooted after all,
+   * and a reboot is never repeated blindly; an operator looks).
+   */
+  RebootFailed: 'RebootFailed',
   /** The node reports no boot ID (`status.nodeInfo.bootID`), so a reboot cannot be verified (non-retryable). */
   BootIdUnknown: 'BootIdUnknown',
   /** The node did not come back with a new boot ID before the reboot's deadline (non-retryable). */

@@ -34,6 +34,7 @@ describe('error taxonomy', () => {
       'NotificationFailed',
       'QuarantinedByOther',
       'RebootDeadlineExceeded',
+      'RebootFailed',
       'RebootUnsupported',
       'ResetFailed',
       'RestartDeadlineExceeded',

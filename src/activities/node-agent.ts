@@ -268,15 +268,17 @@ export function createNodeAgentActivities(deps: NodeAgentDeps) {
      * (`awaitNewBoot` on the control worker), since on a real node the reboot kills this activity.
      * With `bootIdBefore` (the boot ID the workflow recorded before asking), an attempt that finds
      * another boot ID now returns at once: the reboot already happened, and never happens twice.
-     * Only runners that can reboot support it (the simulated one); on a real node the operator
-     * reboots out of band and marks the node repaired.
+     * Only runners that can reboot support it: the simulated one, and on a real node an agent given
+     * a reboot command (`--reboot-command`); without one it refuses (`RebootUnsupported`) and the
+     * operator reboots out of band. A reboot command that fails or times out is `RebootFailed`,
+     * non-retryable: it may have rebooted after all, and a reboot is never repeated blindly.
      */
     async agentRebootNode(target: AgentTarget & { bootIdBefore?: string }): Promise<RebootNodeResult> {
       guard(target);
       const { bootIdBefore } = validateInput('agentRebootNode', rebootSchema, target);
       if (!deps.runner.reboot || !deps.readBootId) {
         throw ApplicationFailure.nonRetryable(
-          `automatic reboot of ${deps.node} is not supported by this agent`,
+          `automatic reboot of ${deps.node} is not enabled on this agent (no --reboot-command / FLEETMEDIC_REBOOT_COMMAND)`,
           FailureType.RebootUnsupported,
         );
       }
@@ -293,7 +295,19 @@ export function createNodeAgentActivities(deps: NodeAgentDeps) {
         throw err;
       }
       if (bootIdBefore !== undefined && now !== bootIdBefore) return { bootIdBefore, alreadyRebooted: true };
-      await deps.runner.reboot();
+      const ctx = Context.current();
+      const beat = setInterval(() => ctx.heartbeat({ running: 'reboot command' }), 5_000);
+      try {
+        await deps.runner.reboot();
+      } catch (err) {
+        // A reboot command that failed or timed out may have rebooted after all: never run it again blindly.
+        if (err instanceof FleetmedicError && err.permanent) {
+          throw ApplicationFailure.nonRetryable(`reboot of ${deps.node}: ${err.message}`, err.code);
+        }
+        throw err;
+      } finally {
+        clearInterval(beat);
+      }
       return { bootIdBefore: now, alreadyRebooted: false };
     },
 

@@ -1,5 +1,5 @@
 import { execa } from 'execa';
-import { ErrorCode, FleetmedicError } from '../errors.js';
+import { ErrorCode, FailureType, FleetmedicError } from '../errors.js';
 
 /** The GPU tools the node agent runs. */
 export type GpuTool = 'dcgmi' | 'nvidia-smi';
@@ -31,8 +31,21 @@ export interface CommandRunner {
    * stop command), with the same limits as the tools; absent where there is no host (the simulation).
    */
   exec?(argv: readonly string[], options: RunOptions): Promise<CommandResult>;
-  /** Reboots the node, where the runner can (the simulation); absent on real nodes for now. */
+  /**
+   * Schedules a reboot of the node and returns: the simulation's, or on a real node the agent's
+   * configured reboot command ({@link ExecaRunnerOptions.reboot}); absent where neither exists. A
+   * failure that must not be retried (the command failed or timed out, so it may or may not have
+   * rebooted) is a permanent {@link FleetmedicError} (`FailureType.RebootFailed`).
+   */
   reboot?(): Promise<void>;
+}
+
+/** The host command that reboots a real node (the agent's `--reboot-command`), and its time limit. */
+export interface RebootCommand {
+  /** The argv, run without a shell, e.g. `nsenter --target 1 ... -- systemctl reboot`. */
+  readonly argv: readonly string[];
+  /** How long it may take to schedule the reboot (`systemctl reboot` returns once it is queued). */
+  readonly timeoutMs: number;
 }
 
 /** The most a GPU tool may print on stdout (and on stderr) before it is killed: 16 MiB. */
@@ -45,6 +58,8 @@ export interface ExecaRunnerOptions {
   readonly maxOutputBytes?: number;
   /** How long a tool that ignores SIGTERM gets before SIGKILL; default 5 s. */
   readonly forceKillAfterMs?: number;
+  /** The node's reboot command; without it the runner has no `reboot` (reboots go to an operator). */
+  readonly reboot?: RebootCommand;
 }
 
 /**
@@ -106,6 +121,10 @@ export function execaRunner(options: ExecaRunnerOptions = {}): CommandRunner {
       timedOut: false,
     };
   }
+  const rebootCommand = options.reboot;
+  if (rebootCommand && (rebootCommand.argv.length === 0 || !(rebootCommand.timeoutMs > 0))) {
+    throw new TypeError('reboot needs a command and a positive timeoutMs');
+  }
   return {
     run(tool, args, runOptions) {
       return execute(paths[tool], args, `${tool} ${args.join(' ')}`.trim(), runOptions);
@@ -115,5 +134,30 @@ export function execaRunner(options: ExecaRunnerOptions = {}): CommandRunner {
       if (!file) throw new TypeError('exec needs a command');
       return execute(file, args, argv.join(' '), runOptions);
     },
+    ...(rebootCommand && {
+      async reboot() {
+        const [file, ...args] = rebootCommand.argv;
+        const command = rebootCommand.argv.join(' ');
+        const result = await execa(file!, args, {
+          reject: false,
+          stdin: 'ignore',
+          timeout: rebootCommand.timeoutMs,
+          forceKillAfterDelay: options.forceKillAfterMs ?? 5_000,
+          maxBuffer,
+        });
+        if (result.exitCode === 0 && !result.timedOut) return;
+        const printed = `${String(result.stderr ?? '')}${String(result.stdout ?? '')}`.trim().slice(0, 500);
+        const what = result.timedOut
+          ? // It may have rebooted all the same: never retried blindly, an operator looks.
+            `timed out after ${rebootCommand.timeoutMs} ms and was stopped; the node may reboot all the same`
+          : result.exitCode === undefined
+            ? `gave no result: ${result.shortMessage}`
+            : `exited ${result.exitCode}`;
+        throw new FleetmedicError(
+          FailureType.RebootFailed,
+          `reboot command ${command} ${what}: ${printed || 'no output'}`,
+        );
+      },
+    }),
   };
 }

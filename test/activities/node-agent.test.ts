@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createNodeAgentActivities, processesOnGpu } from '../../src/activities/node-agent.js';
 import type { CommandResult, CommandRunner, GpuTool } from '../../src/gpu/command-runner.js';
+import { FailureType, FleetmedicError } from '../../src/errors.js';
 import { BootIdUnavailable } from '../../src/k8s/boot-id.js';
 import type { ApplicationFailure } from '@temporalio/common';
 
@@ -284,6 +285,32 @@ describe('reboot: verified by the node boot ID, never twice', () => {
       agent.reboot({ clusterId: 'c1', node: 'n1' }),
       (err: ApplicationFailure) => err.type === 'RebootUnsupported',
     );
+  });
+
+  it('a reboot command that failed or timed out is RebootFailed, non-retryable: never run again blindly', async () => {
+    let reboots = 0;
+    const activities = createNodeAgentActivities({
+      clusterId: 'c1',
+      node: 'n1',
+      runner: {
+        run: () => Promise.reject(new Error('unused')),
+        reboot: () => {
+          reboots++;
+          return Promise.reject(
+            new FleetmedicError(FailureType.RebootFailed, 'reboot command systemctl reboot exited 1: no bus'),
+          );
+        },
+      },
+      readBootId: () => Promise.resolve('boot-1'),
+    });
+    await assert.rejects(
+      new MockActivityEnvironment().run(() => activities.agentRebootNode({ clusterId: 'c1', node: 'n1' })),
+      (err: ApplicationFailure) =>
+        err.type === 'RebootFailed' &&
+        err.nonRetryable === true &&
+        /reboot of n1: reboot command systemctl reboot exited 1: no bus/.test(err.message),
+    );
+    assert.equal(reboots, 1);
   });
 
   it('refuses a bootIdBefore that is not a boot ID (InvalidInput)', async () => {

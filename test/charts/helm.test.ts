@@ -22,6 +22,7 @@ import {
 } from '../../src/k8s/gpu-daemonsets.js';
 import { QUARANTINE_TAINT_KEY } from '../../src/k8s/remediation-labels.js';
 import { parseResetHolders } from '../../src/gpu/reset-holders.js';
+import { parseRebootCommand } from '../../src/cli/commands/agent.js';
 import { parseNotifyConfig } from '../../src/notify/config.js';
 import { simNodeManifest } from '../../src/stack/sim-nodes.js';
 import { parseRules } from '../../src/webhook/rules.js';
@@ -211,6 +212,62 @@ describe('Helm chart: rendered', () => {
     assert.notEqual(ro.containers[0]?.securityContext?.privileged, true);
     assert.equal(ro.containers[0]?.securityContext?.allowPrivilegeEscalation, false);
     assert.equal(ro.securityContext?.runAsNonRoot, true);
+  });
+
+  it('reboots only with nodeAgent.reboot.enabled: then --reboot-command (the argv as JSON), hostPID and a privileged root container', async () => {
+    const agentPod = (objects: readonly Rendered[]) =>
+      find<V1DaemonSet>(objects, 'DaemonSet', '-node-agent').spec!.template.spec!;
+    const off = agentPod(production);
+    assert.ok(!off.containers[0]?.args?.includes('--reboot-command'), 'a reboot command while disabled');
+    assert.notEqual(off.hostPID, true, 'hostPID without reboots or reset holders');
+
+    const kured = [
+      'nsenter',
+      '--target',
+      '1',
+      '--mount',
+      '--uts',
+      '--ipc',
+      '--net',
+      '--pid',
+      '--',
+      'systemctl',
+      'reboot',
+    ];
+    for (const gpuReset of [true, false]) {
+      const on = agentPod(
+        await renderChart({
+          release: 'fleetmedic',
+          namespace: NS,
+          valuesFiles: [PRODUCTION_VALUES],
+          set: { 'nodeAgent.reboot.enabled': true, 'nodeAgent.repairSteps.gpuReset': gpuReset },
+        }),
+      );
+      const args = on.containers[0]!.args!;
+      assert.deepEqual(args.slice(0, 3), ['agent', '--node', '$(NODE_NAME)']);
+      // The flag's value through the agent's own parser: the default is kured's command.
+      const at = args.indexOf('--reboot-command');
+      assert.ok(at > 0, args.join(' '));
+      assert.deepEqual(parseRebootCommand(args[at + 1]!), kured);
+      assert.equal(args[args.indexOf('--reboot-timeout') + 1], '30');
+      assert.equal(on.hostPID, true, `no hostPID (gpuReset ${gpuReset})`);
+      assert.equal(
+        on.containers[0]?.securityContext?.privileged,
+        true,
+        `not privileged (gpuReset ${gpuReset})`,
+      );
+      assert.equal(on.securityContext?.runAsUser, 0);
+    }
+    await assert.rejects(
+      renderChart({
+        release: 'fleetmedic',
+        namespace: NS,
+        valuesFiles: [PRODUCTION_VALUES],
+        set: { 'nodeAgent.reboot.enabled': true },
+        setJson: { 'nodeAgent.reboot.command': [] },
+      }),
+      /nodeAgent.reboot.command must name the reboot command/,
+    );
   });
 
   it('grants the control worker what its code calls, and no secrets, no exec, no wildcards anywhere', () => {

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ErrorCode, FleetmedicError } from '../../src/errors.js';
+import { ErrorCode, FailureType, FleetmedicError } from '../../src/errors.js';
 import { execaRunner, type CommandRunner } from '../../src/gpu/command-runner.js';
 import { withFault, healthyGpuState } from '../../src/sim/gpu-state.js';
 import type { StandinState } from '../fixtures/standin/standin.js';
@@ -145,5 +145,106 @@ describe('execaRunner', () => {
       () => execaRunner({ maxOutputBytes: 0 }),
       /maxOutputBytes must be a positive integer, got 0/,
     );
+  });
+});
+
+// The node's reboot command, as the agent runs it: a stand-in script in a temp dir that only writes a
+// marker file with its argv (never a real reboot).
+describe('execaRunner: the reboot command', () => {
+  let dir: string;
+  const marker = () => path.join(dir, 'rebooted');
+
+  /** A stand-in reboot command: appends its argv to the marker, prints `stderr`, exits `code`. */
+  async function standin(name: string, body: { code?: number; stderr?: string; sleep?: number } = {}) {
+    const file = path.join(dir, name);
+    await fs.writeFile(
+      file,
+      [
+        '#!/bin/sh',
+        `printf '%s\\n' "$0" "$@" >> '${marker()}'`,
+        ...(body.stderr ? [`echo '${body.stderr}' >&2`] : []),
+        ...(body.sleep ? [`exec sleep ${body.sleep}`] : []),
+        `exit ${body.code ?? 0}`,
+        '',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
+    return file;
+  }
+
+  async function rebootError(runner: CommandRunner): Promise<FleetmedicError> {
+    const err = await runner.reboot!().then(
+      () => assert.fail('a failed reboot command succeeded'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof FleetmedicError, String(err));
+    assert.equal(err.code, FailureType.RebootFailed);
+    assert.equal(err.permanent, true, 'a failed reboot command must not be retried blindly');
+    return err;
+  }
+
+  before(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fm-reboot-'));
+  });
+
+  after(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('has no reboot without a reboot command', () => {
+    assert.ok(!('reboot' in execaRunner()));
+  });
+
+  it('runs the configured argv once, without a shell, and returns when it exits 0', async () => {
+    await fs.rm(marker(), { force: true });
+    const file = await standin('reboot-ok');
+    const runner = execaRunner({
+      reboot: {
+        argv: [file, '--target', '1', '--', 'systemctl', 'reboot', '$(touch x) *'],
+        timeoutMs: 10_000,
+      },
+    });
+    await runner.reboot!();
+    assert.deepEqual((await fs.readFile(marker(), 'utf8')).split('\n').filter(Boolean), [
+      file,
+      '--target',
+      '1',
+      '--',
+      'systemctl',
+      'reboot',
+      '$(touch x) *',
+    ]);
+  });
+
+  it('a command that exits non-zero is RebootFailed (permanent), naming the command, its exit code and stderr', async () => {
+    const file = await standin('reboot-refused', { code: 3, stderr: 'Failed to connect to bus' });
+    const err = await rebootError(execaRunner({ reboot: { argv: [file, 'reboot'], timeoutMs: 10_000 } }));
+    assert.match(err.message, new RegExp(`reboot command ${file} reboot exited 3: Failed to connect to bus`));
+  });
+
+  it('a command that runs past its timeout is stopped: RebootFailed (permanent), saying the node may reboot all the same', async () => {
+    const file = await standin('reboot-hangs', { sleep: 60, stderr: 'waiting' });
+    const started = Date.now();
+    const err = await rebootError(
+      execaRunner({ reboot: { argv: [file], timeoutMs: 500 }, forceKillAfterMs: 1_000 }),
+    );
+    assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+    assert.match(
+      err.message,
+      new RegExp(
+        `reboot command ${file} timed out after 500 ms and was stopped; the node may reboot all the same: waiting`,
+      ),
+    );
+  });
+
+  it('a command that cannot start is RebootFailed (permanent), naming it', async () => {
+    const missing = path.join(dir, 'no-such-reboot');
+    const err = await rebootError(execaRunner({ reboot: { argv: [missing], timeoutMs: 5_000 } }));
+    assert.match(err.message, new RegExp(`reboot command ${missing} gave no result: .*ENOENT`));
+  });
+
+  it('refuses an empty reboot command or a timeout that is not positive', () => {
+    assert.throws(() => execaRunner({ reboot: { argv: [], timeoutMs: 1_000 } }), /reboot needs a command/);
+    assert.throws(() => execaRunner({ reboot: { argv: ['x'], timeoutMs: 0 } }), /positive timeoutMs/);
   });
 });

@@ -34,7 +34,12 @@ interface AgentFlags {
   shutdownGrace: number;
   dcgmHost?: string;
   resetHolders?: string;
+  rebootCommand?: string[];
+  rebootTimeout: number;
 }
+
+/** The reboot command's flag and variable, as refusals name them. */
+const REBOOT_SOURCE = '--reboot-command / FLEETMEDIC_REBOOT_COMMAND';
 
 /**
  * Points every `dcgmi` subcommand at the DCGM host engine on `host` (`dcgmi health --host H -c -j`):
@@ -62,6 +67,42 @@ function positiveSeconds(flag: string) {
     }
     return n;
   };
+}
+
+/**
+ * Parses the reboot command: a JSON array of strings, run as an argv without a shell, so nothing in
+ * it is ever expanded or split.
+ *
+ * @example
+ * parseRebootCommand('["nsenter","--target","1","--mount","--uts","--ipc","--net","--pid","--","systemctl","reboot"]');
+ * @throws InvalidArgumentError naming the flag and its variable, and what was wrong
+ */
+export function parseRebootCommand(value: string): string[] {
+  const refuse = (why: string) =>
+    new InvalidArgumentError(
+      `${REBOOT_SOURCE} must be a JSON array of strings, the argv of the command (no shell), ` +
+        `e.g. ["systemctl","reboot"]: ${why}`,
+    );
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw refuse(`not JSON: ${JSON.stringify(value.slice(0, 200))}`);
+  }
+  if (!Array.isArray(parsed)) throw refuse(`got ${parsed === null ? 'null' : typeof parsed}`);
+  if (parsed.length === 0) throw refuse('got an empty array');
+  if (parsed.length > 64) throw refuse(`got ${parsed.length} elements, at most 64`);
+  parsed.forEach((arg: unknown, i) => {
+    if (typeof arg !== 'string') throw refuse(`element ${i} is ${arg === null ? 'null' : typeof arg}`);
+    if (arg.includes('\0')) throw refuse(`element ${i} contains a NUL character`);
+  });
+  const argv = parsed as string[];
+  if (argv[0] === '' || /\s/.test(argv[0]!)) {
+    throw refuse(
+      `the first element is the executable, got ${JSON.stringify(argv[0])} (a shell line? split it into elements)`,
+    );
+  }
+  return argv;
 }
 
 /**
@@ -169,6 +210,22 @@ export function registerAgentCommand(program: Command): void {
       ).env('FLEETMEDIC_RESET_HOLDERS'),
     )
     .addOption(
+      new Option(
+        '--reboot-command <json>',
+        'the command that reboots this node, as a JSON array (an argv, no shell), e.g. ["nsenter","--target","1","--mount","--uts","--ipc","--net","--pid","--","systemctl","reboot"] (docs/node-agent.md); without it reboots go to an operator',
+      )
+        .env('FLEETMEDIC_REBOOT_COMMAND')
+        .argParser(parseRebootCommand),
+    )
+    .addOption(
+      new Option(
+        '--reboot-timeout <seconds>',
+        'how long the reboot command may take to schedule the reboot; one that runs longer is stopped and the reboot goes to an operator',
+      )
+        .argParser(positiveSeconds('--reboot-timeout'))
+        .default(30),
+    )
+    .addOption(
       new Option('--query-timeout <seconds>', 'timeout of each quick query (health, nvidia-smi)')
         .argParser(positiveSeconds('--query-timeout'))
         .default(30),
@@ -194,7 +251,15 @@ export function registerAgentCommand(program: Command): void {
         'nvidia-smi': await resolveExecutable(flags.nvidiaSmi, '--nvidia-smi / FLEETMEDIC_NVIDIA_SMI'),
       };
       const resetHolders = flags.resetHolders ? await loadResetHolders(flags.resetHolders) : [];
-      const runner = withDcgmHost(execaRunner({ paths }), flags.dcgmHost);
+      // Resolved now, so that a missing nsenter stops the start instead of failing the first reboot.
+      const reboot = flags.rebootCommand && {
+        argv: [
+          await resolveExecutable(flags.rebootCommand[0]!, REBOOT_SOURCE),
+          ...flags.rebootCommand.slice(1),
+        ],
+        timeoutMs: flags.rebootTimeout * 1000,
+      };
+      const runner = withDcgmHost(execaRunner({ paths, ...(reboot && { reboot }) }), flags.dcgmHost);
       const versions = {
         'nvidia-smi': await toolVersion(runner, 'nvidia-smi'),
         dcgmi: await toolVersion(runner, 'dcgmi'),
@@ -237,6 +302,11 @@ export function registerAgentCommand(program: Command): void {
             resetHolders.length > 0
               ? `stops and restarts ${resetHolders.map((h) => h.name).join(', ')} around it`
               : 'no reset holders configured (a reset the device refuses goes to an operator)'
+          }\n` +
+          `  reboot: ${
+            reboot
+              ? `enabled, runs ${JSON.stringify(reboot.argv)} (at most ${flags.rebootTimeout} s)`
+              : 'disabled, no --reboot-command (a reboot goes to an operator)'
           }\n`,
       );
       await worker.run();
