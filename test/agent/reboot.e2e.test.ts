@@ -170,6 +170,24 @@ describe('fleetmedic agent reboots its node with its --reboot-command', () => {
     if (dir) await fs.rm(dir, { recursive: true, force: true });
   });
 
+  it('refuses to start with a reboot command it cannot run, naming the flag and its variable', async () => {
+    const missing = path.join(dir, 'no-such-nsenter');
+    const result = await execa(process.execPath, [cli, 'agent', '--node', node], {
+      env: { ...env, FLEETMEDIC_REBOOT_COMMAND: JSON.stringify([missing, '--target', '1']) },
+      reject: false,
+      stdin: 'ignore',
+      all: true,
+    });
+    assert.equal(result.exitCode, 1, String(result.all));
+    assert.ok(
+      String(result.all).includes(
+        `--reboot-command / FLEETMEDIC_REBOOT_COMMAND=${JSON.stringify(missing)}: not an executable file`,
+      ),
+      String(result.all),
+    );
+    assert.deepEqual(await reboots(), []);
+  });
+
   it('without --reboot-command, says at start that reboots are disabled', async () => {
     const started = await startAgent({});
     assert.match(started.report, /reboot: disabled, no --reboot-command \(a reboot goes to an operator\)/);

@@ -701,7 +701,7 @@ describe('Helm chart: server-side dry-run on the embedded API server', () => {
     for (const fn of cleanup.reverse()) await fn();
   });
 
-  it('accepts every object of the default and of the production render (strict field validation, admission included)', async () => {
+  it('accepts every object of the default and of the production render, and the agent with reboots on (strict field validation, admission included)', async () => {
     const release = await tempNamespace(stack.kc, 'fmchart');
     cleanup.push(release.remove);
     const inference = await tempNamespace(stack.kc, 'fminfer');
@@ -716,6 +716,19 @@ describe('Helm chart: server-side dry-run on the embedded API server', () => {
         valuesFiles: [PRODUCTION_VALUES],
         set: { 'inference.namespace': inference.name, 'drill.namespace': drill.name },
       }),
+      // Reboots on: the agent's DaemonSet with hostPID, the flags and a privileged container.
+      reboot: (
+        await renderChart({
+          release: 'fleetmedic',
+          namespace: release.name,
+          valuesFiles: [PRODUCTION_VALUES],
+          set: {
+            'inference.namespace': inference.name,
+            'drill.namespace': drill.name,
+            'nodeAgent.reboot.enabled': true,
+          },
+        })
+      ).filter((o) => o.kind === 'DaemonSet'),
     };
     for (const [name, objects] of Object.entries(renders)) {
       const refused: string[] = [];

@@ -115,6 +115,7 @@ export async function resolveExecutable(
   given: string,
   source: string,
   envPath: string | undefined = process.env.PATH,
+  hint = "mount the host's driver tools into the container (docs/node-agent.md) or name them with the flag",
 ): Promise<string> {
   const candidates = given.includes('/')
     ? [path.resolve(given)]
@@ -131,8 +132,7 @@ export async function resolveExecutable(
     }
   }
   throw new ConfigError(
-    `${source}=${JSON.stringify(given)}: ${given.includes('/') ? 'not an executable file' : 'not found on PATH'}; ` +
-      "mount the host's driver tools into the container (docs/node-agent.md) or name them with the flag",
+    `${source}=${JSON.stringify(given)}: ${given.includes('/') ? 'not an executable file' : 'not found on PATH'}; ${hint}`,
   );
 }
 
@@ -254,7 +254,12 @@ export function registerAgentCommand(program: Command): void {
       // Resolved now, so that a missing nsenter stops the start instead of failing the first reboot.
       const reboot = flags.rebootCommand && {
         argv: [
-          await resolveExecutable(flags.rebootCommand[0]!, REBOOT_SOURCE),
+          await resolveExecutable(
+            flags.rebootCommand[0]!,
+            REBOOT_SOURCE,
+            process.env.PATH,
+            "the command's first element must be an executable in the agent's container (nsenter comes with the image)",
+          ),
           ...flags.rebootCommand.slice(1),
         ],
         timeoutMs: flags.rebootTimeout * 1000,
