@@ -41,14 +41,17 @@ export function registerRunnerCommand(program: Command): void {
         ...(targets.kubeconfig !== undefined && { kubeconfig: targets.kubeconfig }),
         log: (message, fields) => log.info(fields ?? {}, message),
       });
+      // Before the start: `up` returns once the runner holds its lock, early in start(), and a
+      // SIGTERM from `down` that came before a handler would kill it with its lock left behind.
+      const stopping = new Promise<void>((resolve) => {
+        for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve());
+      });
       await runner.start();
       process.stderr.write(
         `process runner watching pods labelled fleetmedic.io/process (logs: ${logFile}` +
           `${inference.missing ? `; llama-server pods wait: ${inference.missing}` : ''})\n`,
       );
-      await new Promise<void>((resolve) => {
-        for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve());
-      });
+      await stopping;
       process.stderr.write("stopping the processes of the runner's pods\n");
       await runner.stop();
     });
