@@ -293,7 +293,7 @@ async function gatewayPodsReady(
         .join('; ');
       throw new ConfigError(
         `the gateway pods of ${o.namespace}/${name} were not Ready within 90 s (${why || 'no pod'}): ` +
-          'restart the process runner with `fleetmedic up` if it predates the gateway pods',
+          'a process runner older than the gateway pods does not run them: restart the stack (`fleetmedic down`, then `fleetmedic up`)',
       );
     }
     await sleep(250);
