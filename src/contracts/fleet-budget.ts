@@ -3,7 +3,14 @@
  * budget workflow, the activities that ask it for drain slots, the operator client and the metrics.
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { Admission, FleetBudgetConfig, FleetState, QuarantineVerdict } from '../domain/fleet-budget.js';
+import type {
+  Admission,
+  FleetBudgetConfig,
+  FleetState,
+  QuarantineVerdict,
+  SlotAnswer,
+  SlotBatch,
+} from '../domain/fleet-budget.js';
 import type { PauseRecord } from '../k8s/budget-settings.js';
 
 /** The workflow type of a cluster's fleet budget (its workflow ID: {@link fleetBudgetWorkflowId}). */
@@ -57,8 +64,17 @@ export interface OperatorAction {
   readonly reason?: string;
 }
 
-/** Asks for a drain slot; the answer says whether it was granted and why not. */
+/**
+ * Asks for a drain slot with the fleet listed just before; the answer says whether it was granted
+ * and why not. Workers send {@link acquireDrainSlots}; this one stays for the histories that hold it.
+ */
 export const acquireDrainSlot = defineUpdate<Admission, [AcquireRequest]>('acquireDrainSlot');
+/**
+ * Asks for drain slots for several nodes at once (a worker coalesces the requests that arrive while
+ * one batch is in flight); one answer per request, in order. Without a fleet view the budget answers
+ * only refusals that need none, the others `needsFleetView` (see `decideDrainSlots`).
+ */
+export const acquireDrainSlots = defineUpdate<SlotAnswer[], [SlotBatch]>('acquireDrainSlots');
 /** Returns a node's drain slot (idempotent). */
 export const releaseDrainSlot = defineUpdate<void, [{ node: string }]>('releaseDrainSlot');
 /** Records a node failure for the breaker; answers whether automatic quarantine may go on. */
@@ -70,8 +86,8 @@ export const reportNodeFailure = defineUpdate<QuarantineVerdict, [FailureReport]
  */
 export const reportNodeFailures = defineUpdate<QuarantineVerdict[], [FailureBatch]>('reportNodeFailures');
 /**
- * Puts a node at the end of the queue for a drain slot (a worker answered its request from the
- * budget's state: every slot taken, or others ahead). Idempotent.
+ * Puts a node at the end of the queue for a drain slot. Idempotent. Workers no longer send it (the
+ * budget queues a refused request itself); its handler stays for the histories that hold it.
  */
 export const queueForDrainSlot = defineSignal<[{ node: string }]>('queueForDrainSlot');
 /**

@@ -236,6 +236,98 @@ export const QUEUEING_REFUSALS: ReadonlySet<DenialReason> = new Set<DenialReason
   'min-healthy',
 ]);
 
+/**
+ * Refusals that depend on the budget's own state alone (a pause, the breaker, the slots and the queue),
+ * not on which nodes are healthy now: the budget answers them without a fresh fleet view.
+ */
+export const FLEET_INDEPENDENT_REFUSALS: ReadonlySet<DenialReason> = new Set<DenialReason>([
+  'paused',
+  'breaker-open',
+  'max-concurrent',
+  'queued',
+]);
+
+/** The fleet as a worker listed it just before asking: how many GPU nodes, which of them healthy. */
+export interface FleetView {
+  readonly gpuNodeCount: number;
+  readonly healthyNodes: readonly string[];
+}
+
+/** One request for a drain slot in a batch (see {@link decideDrainSlots}). */
+export interface SlotRequest extends DrainRequest {
+  /**
+   * False: a refused request does not join the queue for a slot (a drill asks once and gives up; it
+   * never waits ahead of a remediation). Absent: it does.
+   */
+  readonly queue?: boolean;
+}
+
+/** Requests for drain slots, decided together by the budget (see {@link decideDrainSlots}). */
+export interface SlotBatch {
+  readonly requests: readonly SlotRequest[];
+  /**
+   * Holders (and nodes first in the queue) whose remediation or drill has closed, as the asking
+   * worker found them: their slots and places are taken back first.
+   */
+  readonly staleHolders?: readonly string[];
+  /** The fleet listed just before; absent, only what needs no fleet view is answered. */
+  readonly fleet?: FleetView;
+}
+
+/** The budget's answer to one request of a {@link SlotBatch}. */
+export type SlotAnswer =
+  | { readonly admission: Admission }
+  /** The request passed every check of the budget's own state: ask again with a fresh fleet view. */
+  | { readonly needsFleetView: true };
+
+/**
+ * The budget's decision on a batch of requests for drain slots, the one place where drains are
+ * admitted. The requests are decided in order, each seeing the slots and queue places the ones
+ * before it took; the slots of `staleHolders` are taken back first.
+ *
+ * With `fleet`, every request is decided by {@link admitDrain} on that view. Without it, a request
+ * the budget refuses for a reason in {@link FLEET_INDEPENDENT_REFUSALS} is answered (that refusal
+ * needs no list of every node), and every other gets `needsFleetView`, changing nothing: the worker
+ * lists the fleet and asks again, and the budget decides again on its state as it is then.
+ *
+ * A refused request joins the queue when `queueing` (the budget's patch), its reason is in
+ * {@link QUEUEING_REFUSALS} and it did not say `queue: false`. `wake`: the queue's first nodes may
+ * have a slot free for them now (a slot was taken back, or a refusal changed the queue).
+ */
+export function decideDrainSlots(
+  state: FleetState,
+  batch: SlotBatch,
+  now: number,
+  queueing: boolean,
+): { state: FleetState; answers: SlotAnswer[]; wake: boolean } {
+  const before = state.draining.length;
+  let next = state;
+  for (const stale of batch.staleHolders ?? []) next = dequeue(releaseSlot(next, stale), stale);
+  if (batch.fleet !== undefined) {
+    next = { ...next, gpuNodeCount: batch.fleet.gpuNodeCount, healthyNodes: [...batch.fleet.healthyNodes] };
+  }
+  let refused = false;
+  const answers = batch.requests.map((request): SlotAnswer => {
+    const drain = { node: request.node, remediationTimestamps: request.remediationTimestamps ?? [] };
+    const admission = admitDrain(next, drain, now);
+    if (
+      batch.fleet === undefined &&
+      (admission.admitted || !FLEET_INDEPENDENT_REFUSALS.has(admission.reason))
+    ) {
+      return { needsFleetView: true };
+    }
+    if (admission.admitted) next = acquireSlot(next, request.node);
+    else {
+      refused = true;
+      if (queueing && request.queue !== false && QUEUEING_REFUSALS.has(admission.reason)) {
+        next = enqueue(next, request.node);
+      }
+    }
+    return { admission };
+  });
+  return { state: next, answers, wake: next.draining.length < before || refused };
+}
+
 /** Puts `node` at the end of the queue for a drain slot, unless it is queued or holds a slot already. */
 export function enqueue(state: FleetState, node: string): FleetState {
   const queue = state.queue ?? [];

@@ -15,15 +15,13 @@ import {
 import type { FleetBudgetRecordActivities, FleetBudgetRecords } from '../activities/fleet-budget-records.js';
 import type { BudgetSettings, PauseRecord } from '../k8s/budget-settings.js';
 import {
-  acquireSlot,
-  admitDrain,
   allowsAutomaticQuarantine,
+  decideDrainSlots,
   DEFAULT_FLEET_BUDGET,
   dequeue,
   enqueue,
   initialFleetState,
   nextInQueue,
-  QUEUEING_REFUSALS,
   recentFailureCount,
   recordFailure,
   releaseSlot,
@@ -32,12 +30,14 @@ import {
   type FleetBudgetConfig,
   type FleetState,
   type QuarantineVerdict,
+  type SlotBatch,
 } from '../domain/fleet-budget.js';
 import { budgetTaskQueue, controlTaskQueueOf, remediationWorkflowId } from '../contracts/ids.js';
 import { CLUSTER_ID } from '../contracts/search-attributes.js';
 import { FailureType } from '../errors.js';
 import {
   acquireDrainSlot,
+  acquireDrainSlots,
   drainSlotFree,
   fleetBudgetState,
   pauseAutomation,
@@ -159,25 +159,44 @@ export async function fleetBudgetWorkflow(input: FleetBudgetInput): Promise<void
   }
 
   setHandler(fleetBudgetState, () => (ready ? state : { ...state, rebuilding: true }));
+  /** Decides a batch of requests for drain slots (see `decideDrainSlots`), the one place drains are admitted. */
+  const decide = (batch: SlotBatch) => {
+    const decided = decideDrainSlots(state, batch, Date.now(), queueing);
+    state = decided.state;
+    if (decided.wake) wakeNext();
+    return decided.answers;
+  };
   setHandler(
     acquireDrainSlot,
     whenReady((request: AcquireRequest) => {
-      const before = state.draining.length;
-      for (const stale of request.staleHolders ?? []) state = dequeue(releaseSlot(state, stale), stale);
-      state = { ...state, gpuNodeCount: request.gpuNodeCount, healthyNodes: [...request.healthyNodes] };
-      const admission = admitDrain(
-        state,
-        { node: request.node, remediationTimestamps: request.remediationTimestamps },
-        Date.now(),
-      );
-      if (admission.admitted) state = acquireSlot(state, request.node);
-      else if (queueing && request.queue !== false && QUEUEING_REFUSALS.has(admission.reason)) {
-        state = enqueue(state, request.node);
-      }
-      if (state.draining.length < before || !admission.admitted) wakeNext();
-      return admission;
+      const { node, gpuNodeCount, healthyNodes, remediationTimestamps, staleHolders, queue } = request;
+      const [answer] = decide({
+        requests: [
+          { node, remediationTimestamps: remediationTimestamps ?? [], ...(queue === false && { queue }) },
+        ],
+        ...(staleHolders !== undefined && { staleHolders }),
+        fleet: { gpuNodeCount, healthyNodes },
+      });
+      if (answer === undefined || !('admission' in answer))
+        throw new Error('a request with a fleet view was not decided');
+      return answer.admission;
     }),
   );
+  setHandler(acquireDrainSlots, whenReady(decide), {
+    // Rejected before it is recorded: a request without a node name would take a slot for no node.
+    validator: (batch: SlotBatch) => {
+      const requests: unknown = batch?.requests;
+      if (
+        !Array.isArray(requests) ||
+        requests.length === 0 ||
+        requests.some((r: { node?: unknown }) => typeof r?.node !== 'string' || r.node === '')
+      ) {
+        throw new Error(
+          `acquireDrainSlots: requests must be a non-empty list of { node: <node name> }, got ${JSON.stringify(requests)}`,
+        );
+      }
+    },
+  });
   setHandler(
     releaseDrainSlot,
     whenReady(({ node }: { node: string }) => {

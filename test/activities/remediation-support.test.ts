@@ -286,9 +286,10 @@ describe('budgetReportFailure under a storm', () => {
     }
   });
 
-  it('answers concurrent drain-slot requests from one read of the budget', async () => {
-    // The same activities through a client that counts the budget queries it sends.
+  it('answers concurrent drain-slot requests in one batch, decided by the budget', async () => {
+    // The same activities through a client that counts the budget queries and updates it sends.
     let queries = 0;
+    let updates = 0;
     const counting = new Client({
       connection: setup!.clientConnection,
       interceptors: {
@@ -296,6 +297,10 @@ describe('budgetReportFailure under a storm', () => {
           {
             query: (input, next) => {
               queries++;
+              return next(input);
+            },
+            startUpdate: (input, next) => {
+              updates++;
               return next(input);
             },
           },
@@ -313,6 +318,7 @@ describe('budgetReportFailure under a storm', () => {
     const handle = client.workflow.getHandle(fleetBudgetWorkflowId(clusterId));
     await handle.executeUpdate(pauseAutomation, { args: [{ by: 'test' }] });
     try {
+      listNodeCalls = 0;
       const requests = 20;
       const admissions = await Promise.all(
         Array.from({ length: requests }, (_, i) =>
@@ -323,13 +329,24 @@ describe('budgetReportFailure under a storm', () => {
         admissions.every((a) => !a.admitted && a.reason === 'paused'),
         JSON.stringify(admissions),
       );
-      assert.equal(queries, 1, `${queries} queries of the budget for ${requests} concurrent requests`);
-      // A request after that read ended reads again: a shared read is never reused once done.
+      // The first request goes at once, the 19 that came while it was in flight go together.
+      assert.ok(queries <= 2, `${queries} queries of the budget for ${requests} concurrent requests`);
+      assert.ok(updates <= 2, `${updates} updates of the budget for ${requests} concurrent requests`);
+      assert.equal(listNodeCalls, 0, 'refusals that do not depend on the fleet need no node list');
+      // A request after those batches asks again.
+      const [q, u] = [queries, updates];
       await shared.budgetAcquire({ node: 'later-node', remediationTimestamps: [] });
-      assert.equal(queries, 2);
+      assert.deepEqual([queries - q, updates - u], [1, 1]);
     } finally {
       await handle.executeUpdate(resumeAutomation, { args: [{ by: 'test' }] });
     }
+    // Resumed, a request passes the budget's own checks and is decided with one list of the nodes.
+    listNodeCalls = 0;
+    const [q, u] = [queries, updates];
+    const admitted = await shared.budgetAcquire({ node: 'batch-node', remediationTimestamps: [] });
+    assert.ok(admitted.admitted, admitted.detail);
+    assert.deepEqual([queries - q, updates - u], [1, 2]);
+    await shared.budgetRelease({ node: 'batch-node' });
   });
 
   it('asks the budget started again for a drain slot when it was terminated', async () => {
@@ -485,6 +502,12 @@ describe("a drill's drain slot", () => {
       taskQueue,
       args: [{ clusterId: `${clusterId}-stand-in-drill` }],
     });
+    // And one for the remediation of `other`: a queued node whose remediation is gone is dropped.
+    const othersRemediation = await client.workflow.start('fleetBudgetWorkflow', {
+      workflowId: remediationWorkflowId(clusterId, 'other'),
+      taskQueue,
+      args: [{ clusterId: `${clusterId}-stand-in-other` }],
+    });
     const first = await activities.budgetAcquire({ node, remediationTimestamps: [], queue: false });
     assert.equal(first.admitted, true, JSON.stringify(first));
     // No remediation runs for the node, but the drill does: its slot is not stale.
@@ -513,5 +536,6 @@ describe("a drill's drain slot", () => {
     await drill.terminate('the drill was terminated');
     const after = await activities.budgetAcquire({ node: 'other', remediationTimestamps: [] });
     assert.equal(after.admitted, true, JSON.stringify(after));
+    await othersRemediation.terminate('test finished');
   });
 });

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { describe, it } from 'node:test';
 import {
   DEFAULT_FLEET_BUDGET,
   acquireSlot,
   admitDrain,
   allowsAutomaticQuarantine,
+  decideDrainSlots,
   dequeue,
   enqueue,
   nextInQueue,
@@ -367,5 +369,156 @@ describe('breaker and slots', () => {
     assert.ok(Object.isFrozen(DEFAULT_FLEET_BUDGET));
     assert.equal(DEFAULT_FLEET_BUDGET.breakerWindowMs, 5 * MINUTE);
     assert.equal(DEFAULT_FLEET_BUDGET.repeatWindowMs, 7 * DAY);
+  });
+});
+
+describe('decideDrainSlots: the budget decides every request, with or without a fleet view', () => {
+  const view = (state: FleetState) => ({
+    gpuNodeCount: state.gpuNodeCount,
+    healthyNodes: state.healthyNodes,
+  });
+
+  it('without a fleet view answers only refusals that need none; a request that passes them changes nothing', () => {
+    const paused = fleet(10, { paused: true });
+    const refused = decideDrainSlots(paused, { requests: [{ node: 'gpu-1' }, { node: 'gpu-2' }] }, NOW, true);
+    assert.deepEqual(
+      refused.answers.map((a) => 'admission' in a && !a.admission.admitted && a.admission.reason),
+      ['paused', 'paused'],
+    );
+    // A pause does not queue (an operator resumes; the remediation asks again then).
+    assert.deepEqual(refused.state.queue ?? [], []);
+
+    const free = fleet(10, { queue: [] });
+    const screened = decideDrainSlots(free, { requests: [{ node: 'gpu-1' }] }, NOW, true);
+    assert.deepEqual(screened.answers, [{ needsFleetView: true }]);
+    assert.deepEqual(screened.state, free);
+    // With the view it is admitted.
+    const decided = decideDrainSlots(free, { requests: [{ node: 'gpu-1' }], fleet: view(free) }, NOW, true);
+    assert.ok('admission' in decided.answers[0]! && decided.answers[0].admission.admitted);
+    assert.deepEqual(decided.state.draining, ['gpu-1']);
+  });
+
+  it('queues a request refused because every slot is taken, unless it says queue: false (a drill)', () => {
+    const full = fleet(10, { draining: ['gpu-9'] }, { maxConcurrentDrains: 1 });
+    const result = decideDrainSlots(
+      full,
+      { requests: [{ node: 'gpu-1' }, { node: 'gpu-2', queue: false }, { node: 'gpu-3' }] },
+      NOW,
+      true,
+    );
+    assert.deepEqual(result.state.queue, ['gpu-1', 'gpu-3']);
+    const reasons = result.answers.map(
+      (a) => 'admission' in a && !a.admission.admitted && a.admission.reason,
+    );
+    assert.deepEqual(reasons, ['max-concurrent', 'max-concurrent', 'max-concurrent']);
+    // A budget recorded before the queue (its patch not taken) queues nothing.
+    assert.deepEqual(
+      decideDrainSlots(full, { requests: [{ node: 'gpu-1' }] }, NOW, false).state.queue ?? [],
+      [],
+    );
+  });
+
+  it('takes the slots of stale holders back first, and says to wake the queue', () => {
+    const held = fleet(10, { draining: ['gpu-9'], queue: ['gpu-4'] }, { maxConcurrentDrains: 1 });
+    const result = decideDrainSlots(
+      held,
+      { requests: [{ node: 'gpu-1' }], staleHolders: ['gpu-9'] },
+      NOW,
+      true,
+    );
+    assert.deepEqual(result.state.draining, []);
+    // gpu-4 was first in line: gpu-1 waits behind it.
+    assert.ok('admission' in result.answers[0]! && !result.answers[0].admission.admitted);
+    assert.deepEqual(result.state.queue, ['gpu-4', 'gpu-1']);
+    assert.equal(result.wake, true);
+  });
+
+  // Small fleets, so that slots, queue and the healthy guard all come into play.
+  const POOL = names(6);
+  const stateArb = fc
+    .record({
+      maxConcurrentDrains: fc.integer({ min: 1, max: 3 }),
+      minHealthyFraction: fc.constantFrom(0, 0.5, 0.8),
+      paused: fc.boolean(),
+      draining: fc.subarray(POOL),
+      queue: fc.subarray(POOL),
+      healthy: fc.subarray(POOL),
+    })
+    .map(({ maxConcurrentDrains, minHealthyFraction, paused, draining, queue, healthy }) =>
+      fleet(
+        POOL.length,
+        {
+          paused,
+          draining: draining.slice(0, maxConcurrentDrains),
+          queue: queue.filter((n) => !draining.slice(0, maxConcurrentDrains).includes(n)),
+          healthyNodes: healthy,
+        },
+        { maxConcurrentDrains, minHealthyFraction },
+      ),
+    );
+  const requestsArb = fc.array(
+    fc
+      .record({ node: fc.constantFrom(...POOL), queue: fc.constantFrom(undefined, false) })
+      .map((r) => (r.queue === false ? { node: r.node, queue: false } : { node: r.node })),
+    { minLength: 1, maxLength: 5 },
+  );
+
+  it('asking first without a view and then with one decides as asking with the view at once (property)', () => {
+    fc.assert(
+      fc.property(stateArb, requestsArb, fc.subarray(POOL), (state, requests, staleHolders) => {
+        const once = decideDrainSlots(state, { requests, staleHolders, fleet: view(state) }, NOW, true);
+        const first = decideDrainSlots(state, { requests, staleHolders }, NOW, true);
+        const pending = first.answers.flatMap((a, i) => ('needsFleetView' in a ? [i] : []));
+        const second = decideDrainSlots(
+          first.state,
+          { requests: pending.map((i) => requests[i]!), fleet: view(state) },
+          NOW,
+          true,
+        );
+        const answers = first.answers.map((a) => a);
+        pending.forEach((i, k) => (answers[i] = second.answers[k]!));
+        // Without a view nothing is admitted; with one, everything is decided.
+        assert.ok(first.answers.every((a) => 'needsFleetView' in a || !a.admission.admitted));
+        assert.ok(second.answers.every((a) => 'admission' in a));
+        const admitted = (as: typeof answers) =>
+          as.map((a) => ('admission' in a ? a.admission.admitted : 'undecided'));
+        assert.deepEqual(admitted(answers), admitted(once.answers));
+        assert.deepEqual(second.state.draining, once.state.draining);
+        assert.deepEqual(new Set(second.state.queue), new Set(once.state.queue));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('no sequence of batches, with or without views and stale holders, exceeds the slots (property)', () => {
+    const batchArb = fc.record({
+      requests: requestsArb,
+      staleHolders: fc.subarray(POOL, { maxLength: 1 }),
+      withView: fc.boolean(),
+    });
+    fc.assert(
+      fc.property(stateArb, fc.array(batchArb, { maxLength: 8 }), (start, batches) => {
+        let state = start;
+        for (const { requests, staleHolders, withView } of batches) {
+          const result = decideDrainSlots(
+            state,
+            { requests, staleHolders, ...(withView && { fleet: view(state) }) },
+            NOW,
+            true,
+          );
+          assert.equal(result.answers.length, requests.length);
+          state = result.state;
+          assert.ok(new Set(state.draining).size <= state.config.maxConcurrentDrains, JSON.stringify(state));
+          assert.equal(new Set(state.draining).size, state.draining.length);
+          assert.ok(!(state.queue ?? []).some((n) => state.draining.includes(n)));
+          if (state.paused)
+            assert.deepEqual(
+              state.draining.filter((n) => !start.draining.includes(n)),
+              [],
+            );
+        }
+      }),
+      { numRuns: 500 },
+    );
   });
 });

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { workflowsPath } from '../../src/workers/control-worker.js';
 import {
   acquireDrainSlot,
+  acquireDrainSlots,
   fleetBudgetState,
   fleetBudgetWorkflow,
   fleetBudgetWorkflowId,
@@ -91,8 +92,14 @@ describe('fleet budget: the queue for drain slots (real Temporal dev server)', {
       taskQueue,
       args: [{ clusterId, config: { maxConcurrentDrains: 1, minHealthyFraction: 0 } }],
     });
-    const ask = (node: string) =>
-      budget.executeUpdate(acquireDrainSlot, { args: [{ node, gpuNodeCount: 4, healthyNodes }] });
+    // As a worker asks (acquireDrainSlots), with the fleet view: every request is decided.
+    const ask = async (node: string) => {
+      const [answer] = await budget.executeUpdate(acquireDrainSlots, {
+        args: [{ requests: [{ node }], fleet: { gpuNodeCount: 4, healthyNodes } }],
+      });
+      assert.ok(answer !== undefined && 'admission' in answer, JSON.stringify(answer));
+      return answer.admission;
+    };
     const queue = async () => (await budget.query(fleetBudgetState)).queue ?? [];
     // n2's remediation, a stand-in: any running workflow with its ID receives the signal (and keeps
     // it in its history, having no handler for it). n3 has none.
@@ -106,6 +113,20 @@ describe('fleet budget: the queue for drain slots (real Temporal dev server)', {
         args: [{ nodes: ['n1'], gpuNodeCount: 4, healthyNodes }],
       });
       assert.equal((await ask('n1')).admitted, true);
+      // Without a fleet view the budget answers what needs none: every slot is taken.
+      const [unviewed, ...rest] = await budget.executeUpdate(acquireDrainSlots, {
+        args: [{ requests: [{ node: 'n9', queue: false }] }],
+      });
+      assert.ok(
+        rest.length === 0 && unviewed !== undefined && 'admission' in unviewed,
+        JSON.stringify(unviewed),
+      );
+      assert.equal(!unviewed.admission.admitted && unviewed.admission.reason, 'max-concurrent');
+      await assert.rejects(
+        budget.executeUpdate(acquireDrainSlots, { args: [{ requests: [] }] }),
+        (err: Error) =>
+          /requests must be a non-empty list/.test(String((err.cause as Error | undefined)?.message)),
+      );
       const n2Refused = await ask('n2');
       assert.ok(!n2Refused.admitted && n2Refused.reason === 'max-concurrent' && n2Refused.ahead === 0);
       const n3Refused = await ask('n3');

@@ -7,26 +7,22 @@ import type { CoreV1Api } from '@kubernetes/client-node';
 import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { z } from 'zod';
 import {
-  acquireDrainSlot,
+  acquireDrainSlots,
   FLEET_BUDGET_WORKFLOW,
   fleetBudgetState,
   fleetBudgetWorkflowId,
-  queueForDrainSlot,
   releaseDrainSlot,
   reportNodeFailures,
   type FleetBudgetInput,
 } from '../../contracts/fleet-budget.js';
 import { remediationWorkflowId } from '../../contracts/ids.js';
 import {
-  admitDrain,
-  dequeue,
-  QUEUEING_REFUSALS,
-  releaseSlot,
   type Admission,
-  type DenialReason,
   type FleetBudgetConfig,
   type FleetState,
   type QuarantineVerdict,
+  type SlotAnswer,
+  type SlotRequest,
 } from '../../domain/fleet-budget.js';
 import { isNodeHealthy } from '../../domain/node-health.js';
 import { isApiError } from '../../k8s/api-errors.js';
@@ -45,23 +41,8 @@ const BREAKER_VIEW_MAX_STALE_MS = 10 * 60_000;
 const MAX_FAILURE_BATCH = 500;
 /** `reportNodeFailures` updates of one worker in flight at once (the server allows 10 per workflow). */
 const MAX_FAILURE_UPDATES_IN_FLIGHT = 3;
-/** Admission refusals decided by the budget's own state alone (see `budgetAcquire`). */
-const FLEET_INDEPENDENT_REFUSALS: ReadonlySet<DenialReason> = new Set<DenialReason>([
-  'paused',
-  'breaker-open',
-  'max-concurrent',
-  'queued',
-]);
-
-/** What a request for a drain slot reads of the budget before asking it (see `budgetRead`). */
-interface BudgetRead {
-  readonly state: FleetState;
-  /**
-   * Holders of a drain slot, and nodes first in the queue for one, whose remediation workflow has
-   * closed or is gone.
-   */
-  readonly closedHolders: readonly string[];
-}
+/** Most requests for a drain slot one `acquireDrainSlots` update carries. */
+const MAX_SLOT_BATCH = 500;
 
 interface FleetView {
   readonly gpuNodeCount: number;
@@ -198,11 +179,6 @@ export function createFleetBudgetClient(deps: FleetBudgetClientDeps, core: CoreV
     }
   }
 
-  /** The one request for a drain slot of this worker that is listing the fleet and updating the budget. */
-  let admitting: Promise<Admission> | undefined;
-  /** Requests of this worker that listed the fleet and updated the budget, ended (see `budgetRead`). */
-  let admissions = 0;
-
   /** True while the workflow `workflowId` runs; false when it closed or never existed. */
   async function runOpen(workflowId: string): Promise<boolean> {
     try {
@@ -230,37 +206,59 @@ export function createFleetBudgetClient(deps: FleetBudgetClientDeps, core: CoreV
   }
 
   /**
-   * The budget's state and which slot holders' remediations have closed (their slots are stale), as
-   * one read shared by the requests for a drain slot that arrive while it is in flight: in a storm
-   * 150 remediations ask within seconds, and each asking on its own cost a query of the budget
-   * workflow and a describe of each holder's remediation through the Temporal server. A read is
-   * shared only while in flight, and only among requests that came after the last admission ended
-   * (`generation`); a request whose read an admission overtook reads again.
+   * Holders of a drain slot, and nodes first in the queue for one, whose remediation (or drill) has
+   * closed or is gone: their slots are stale. The first of the queue counts because a free slot
+   * waits for them, and one whose remediation ended would keep everyone behind it waiting.
    */
-  let reading: { generation: number; view: Promise<BudgetRead> } | undefined;
-  function budgetRead(handle: WorkflowHandle): { generation: number; view: Promise<BudgetRead> } {
-    if (reading !== undefined && reading.generation === admissions) return reading;
-    const entry = {
-      generation: admissions,
-      view: (async (): Promise<BudgetRead> => {
-        const state = await handle.query(fleetBudgetState);
-        const closedHolders: string[] = [];
-        // The slot holders, and the first of the queue (a free slot waits for them: one whose
-        // remediation ended would keep everyone behind it waiting).
-        const queued = (state.queue ?? []).slice(0, state.config.maxConcurrentDrains);
-        for (const holder of [...state.draining, ...queued]) {
-          if (!(await holderOpen(holder))) closedHolders.push(holder);
-        }
-        return { state, closedHolders };
-      })(),
-    };
-    reading = entry;
-    const done = () => {
-      if (reading === entry) reading = undefined;
-    };
-    entry.view.then(done, done);
-    return entry;
+  async function closedHolders(state: FleetState): Promise<string[]> {
+    const queued = (state.queue ?? []).slice(0, state.config.maxConcurrentDrains);
+    const closed: string[] = [];
+    for (const holder of new Set([...state.draining, ...queued])) {
+      if (!(await holderOpen(holder))) closed.push(holder);
+    }
+    return closed;
   }
+
+  /**
+   * Requests for a drain slot, coalesced: one batch at a time, the requests that arrive meanwhile go
+   * together in the next (see `coalesce`). The budget decides each one (`decideDrainSlots`); this
+   * side only brings it what it cannot read itself: which holders' runs have closed, and the fleet.
+   *
+   * A batch first goes without a fleet view: refusals that need none (paused, breaker open, every
+   * slot taken or promised to the queue) are answered without listing every node. The requests that
+   * passed those checks go again with a fresh list of the nodes, read once for all of them. After a
+   * storm, 150 remediations ask within seconds; 150 lists of 1,500 nodes at once starved the API
+   * server (lists cut off by the request timeout, retried, again), and one list per request in turn
+   * made the last wait for all the others'.
+   */
+  const askForSlots = coalesce<SlotRequest, Admission>(
+    (requests) =>
+      withBudget(async (handle) => {
+        const state = await handle.query(fleetBudgetState);
+        const asking = new Set(requests.map((r) => r.node));
+        const staleHolders = (await closedHolders(state)).filter((h) => !asking.has(h));
+        const answers: SlotAnswer[] = await handle.executeUpdate(acquireDrainSlots, {
+          args: [{ requests, ...(staleHolders.length > 0 && { staleHolders }) }],
+        });
+        const pending = answers.flatMap((a, i) => ('needsFleetView' in a ? [i] : []));
+        if (pending.length > 0) {
+          const { gpuNodeCount, healthyNodes } = await fleetView(0);
+          const decided: SlotAnswer[] = await handle.executeUpdate(acquireDrainSlots, {
+            args: [{ requests: pending.map((i) => requests[i]!), fleet: { gpuNodeCount, healthyNodes } }],
+          });
+          pending.forEach((i, k) => {
+            answers[i] = decided[k]!;
+          });
+        }
+        return answers.map((a, i) => {
+          if ('admission' in a) return a.admission;
+          throw new Error(
+            `the fleet budget did not decide the drain slot of ${requests[i]!.node} with a fleet view`,
+          );
+        });
+      }),
+    MAX_SLOT_BATCH,
+  );
 
   /**
    * Failure reports of concurrent remediations, coalesced into one update per batch, a few batches
@@ -289,17 +287,10 @@ export function createFleetBudgetClient(deps: FleetBudgetClientDeps, core: CoreV
     },
 
     /**
-     * Asks the fleet budget for a drain slot. Slots held by remediations (or drills, see
-     * `holderOpen`) whose workflow has closed (terminated, timed out) are recovered first, so a slot
-     * can never leak. With `queue: false` a refused request does not join the queue (a drill).
-     *
-     * Refusals that do not depend on the fleet (paused, breaker open, every slot taken) are answered
-     * from the budget's state (read once for all the requests in flight, see `budgetRead`), without
-     * listing every node. A request the budget's state does not
-     * refuse needs a fresh fleet view (a list of every node) and an update; of those, one per worker
-     * runs at a time, and the others wait for it and look at the budget again: after a storm, 150
-     * remediations reach this point within seconds, all finding a free slot, and 150 lists of 1,500
-     * nodes at once starved the API server (lists cut off by the request timeout, retried, again).
+     * Asks the fleet budget for a drain slot (see `askForSlots`). Slots held by remediations (or
+     * drills, see `holderOpen`) whose workflow has closed (terminated, timed out) are taken back
+     * first, so a slot can never leak. With `queue: false` a refused request does not join the
+     * queue (a drill).
      *
      * @throws non-retryable `InvalidInput` naming the field (`node`, `remediationTimestamps[i]`).
      */
@@ -309,54 +300,10 @@ export function createFleetBudgetClient(deps: FleetBudgetClientDeps, core: CoreV
       queue?: boolean;
     }): Promise<Admission> {
       const request = validateInput('budgetAcquire', budgetAcquireSchema, input);
-      return withBudget(async (handle) => {
-        for (;;) {
-          const read = budgetRead(handle);
-          const { state, closedHolders } = await read.view;
-          // An admission ended while this read was in flight: its slot may be missing, read again.
-          if (read.generation !== admissions) continue;
-          const staleHolders = closedHolders.filter((h) => h !== request.node);
-          let current = state;
-          for (const stale of staleHolders) current = dequeue(releaseSlot(current, stale), stale);
-          const early = admitDrain(current, request, Date.now());
-          if (!early.admitted && FLEET_INDEPENDENT_REFUSALS.has(early.reason)) {
-            // Waiting for a slot: join the queue (first come, first served), once.
-            if (
-              request.queue !== false &&
-              QUEUEING_REFUSALS.has(early.reason) &&
-              !(state.queue ?? []).includes(request.node)
-            ) {
-              await handle.signal(queueForDrainSlot, { node: request.node });
-            }
-            return early;
-          }
-          if (admitting) {
-            await admitting.catch(() => {});
-            continue;
-          }
-          const attempt = (async () => {
-            const { gpuNodeCount, healthyNodes } = await fleetView(0);
-            return handle.executeUpdate(acquireDrainSlot, {
-              args: [
-                {
-                  node: request.node,
-                  remediationTimestamps: request.remediationTimestamps,
-                  staleHolders,
-                  ...(request.queue === false && { queue: false }),
-                  gpuNodeCount,
-                  healthyNodes,
-                },
-              ],
-            });
-          })();
-          admitting = attempt;
-          try {
-            return await attempt;
-          } finally {
-            admitting = undefined;
-            admissions++;
-          }
-        }
+      return askForSlots({
+        node: request.node,
+        remediationTimestamps: request.remediationTimestamps,
+        ...(request.queue === false && { queue: false }),
       });
     },
 
