@@ -3,7 +3,10 @@ import {
   CoreV1Api,
   PolicyV1Api,
   type KubeConfig,
+  type V1Deployment,
   type V1ObjectMeta,
+  type V1PodDisruptionBudget,
+  type V1Service,
 } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
@@ -64,6 +67,8 @@ export interface EmbeddedDrillOptions {
   readonly log: (line: string) => void;
   /** Where the worker's logs go (never stdout: the command's output stays clean). */
   readonly workerLog?: (entry: Record<string, unknown>) => void;
+  /** How long the gateway pods have to serve behind the Service (default 90 s). */
+  readonly gatewayReadyTimeoutMs?: number;
 }
 
 /**
@@ -127,6 +132,19 @@ export async function startEmbeddedDrill(o: EmbeddedDrillOptions): Promise<Embed
   let native: NativeConnection | undefined;
   let clientConnection: Connection | undefined;
   let client: Client | undefined;
+  /**
+   * Removals of what this start created (Deployments, PDBs, Service), run in reverse order when the
+   * start fails: the drill workflow that would remove them at its end never ran.
+   */
+  const undo: Array<{ what: string; remove: () => Promise<unknown> }> = [];
+  const removeCreated = async () => {
+    for (const { what, remove } of undo.reverse()) {
+      await remove().catch((err: unknown) => {
+        if (!isApiError(err, 404))
+          o.log(`could not remove ${what}: ${(err as Error).message}; remove it by hand`);
+      });
+    }
+  };
   const stop = async () => {
     for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
     await running?.catch(() => undefined);
@@ -217,11 +235,7 @@ export async function startEmbeddedDrill(o: EmbeddedDrillOptions): Promise<Embed
       o.log(
         `creating the ${llama ? 'llama.cpp' : 'stand-in'} Deployment ${o.namespace}/${o.deployment} (${o.replicas} replicas), its PDB and Service`,
       );
-      await apps.createNamespacedDeployment({ namespace: o.namespace, body: deployment });
-      await o.kc
-        .makeApiClient(PolicyV1Api)
-        .createNamespacedPodDisruptionBudget({ namespace: o.namespace, body: pdb });
-      await o.kc.makeApiClient(CoreV1Api).createNamespacedService({ namespace: o.namespace, body: service });
+      await createWorkload({ deployment, pdb, service });
     }
 
     const gatewayName = `${o.deployment}-gateway`;
@@ -246,10 +260,7 @@ export async function startEmbeddedDrill(o: EmbeddedDrillOptions): Promise<Embed
       o.log(
         `creating the gateway Deployment ${o.namespace}/${gatewayName} (${gatewayReplicas} pods) and its PDB`,
       );
-      await apps.createNamespacedDeployment({ namespace: o.namespace, body: g.deployment });
-      await o.kc
-        .makeApiClient(PolicyV1Api)
-        .createNamespacedPodDisruptionBudget({ namespace: o.namespace, body: g.pdb });
+      await createWorkload({ deployment: g.deployment, pdb: g.pdb });
     }
     service = await startServiceProxy({
       kc: o.kc,
@@ -257,14 +268,64 @@ export async function startEmbeddedDrill(o: EmbeddedDrillOptions): Promise<Embed
       deployment: gatewayName,
       targetPort: 8090,
     });
-    await gatewayPodsReady(o, gatewayName, gatewayReplicas, () => service!.endpoints().length);
+    await gatewayPodsReady(
+      o,
+      gatewayName,
+      gatewayReplicas,
+      () => service!.endpoints().length,
+      o.gatewayReadyTimeoutMs ?? 90_000,
+    );
     o.log(
       `gateway on ${service.url}: a Service in front of ${gatewayReplicas} gateway pods, which route to the Ready pods of ${o.namespace}/${o.deployment}`,
     );
     return { targetUrl: service.url, gateway: { deployment: gatewayName }, taskQueue, stop };
   } catch (err) {
     await stop();
+    await removeCreated();
     throw err;
+  }
+
+  /**
+   * Creates a Deployment, its PDB and (when given) its Service, one after another, remembering how
+   * to remove each one created (see `undo`).
+   */
+  async function createWorkload(w: {
+    deployment: V1Deployment;
+    pdb: V1PodDisruptionBudget;
+    service?: V1Service;
+  }): Promise<void> {
+    const namespace = o.namespace;
+    const apps = o.kc.makeApiClient(AppsV1Api);
+    const policy = o.kc.makeApiClient(PolicyV1Api);
+    const core = o.kc.makeApiClient(CoreV1Api);
+    const steps = [
+      {
+        kind: 'Deployment',
+        name: w.deployment.metadata?.name ?? '',
+        create: () => apps.createNamespacedDeployment({ namespace, body: w.deployment }),
+        remove: (name: string) => apps.deleteNamespacedDeployment({ name, namespace }),
+      },
+      {
+        kind: 'PodDisruptionBudget',
+        name: w.pdb.metadata?.name ?? '',
+        create: () => policy.createNamespacedPodDisruptionBudget({ namespace, body: w.pdb }),
+        remove: (name: string) => policy.deleteNamespacedPodDisruptionBudget({ name, namespace }),
+      },
+      ...(w.service
+        ? [
+            {
+              kind: 'Service',
+              name: w.service.metadata?.name ?? '',
+              create: () => core.createNamespacedService({ namespace, body: w.service! }),
+              remove: (name: string) => core.deleteNamespacedService({ name, namespace }),
+            },
+          ]
+        : []),
+    ];
+    for (const step of steps) {
+      await step.create();
+      undo.push({ what: `${step.kind} ${namespace}/${step.name}`, remove: () => step.remove(step.name) });
+    }
   }
 }
 
@@ -277,8 +338,9 @@ async function gatewayPodsReady(
   name: string,
   want: number,
   serving: () => number,
+  timeoutMs: number,
 ): Promise<void> {
-  const deadline = Date.now() + 90_000;
+  const deadline = Date.now() + timeoutMs;
   while (serving() < want) {
     if (Date.now() > deadline) {
       const pods = await o.kc
@@ -292,7 +354,7 @@ async function gatewayPodsReady(
         })
         .join('; ');
       throw new ConfigError(
-        `the gateway pods of ${o.namespace}/${name} were not Ready within 90 s (${why || 'no pod'}): ` +
+        `the gateway pods of ${o.namespace}/${name} were not Ready within ${Math.round(timeoutMs / 1000)} s (${why || 'no pod'}): ` +
           'a process runner older than the gateway pods does not run them: restart the stack (`fleetmedic down`, then `fleetmedic up`)',
       );
     }

@@ -1,4 +1,4 @@
-import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, PolicyV1Api } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { execa } from 'execa';
 import assert from 'node:assert/strict';
@@ -12,6 +12,7 @@ import { loadKubeConfig } from '../../src/k8s/kubeconfig.js';
 import { down, up } from '../../src/stack/stack.js';
 import { fleetBudgetWorkflowId } from '../../src/contracts/fleet-budget.js';
 import type { DrillReport } from '../../src/drill/report.js';
+import { startEmbeddedDrill } from '../../src/drill/embedded.js';
 import type { StackState } from '../../src/stack/state.js';
 import { freeStackPorts } from '../helpers/stack.js';
 import { FilesystemStorage } from '../../src/checkpoint/storage.js';
@@ -97,6 +98,38 @@ describe('fleetmedic drill on the embedded stack, with nothing else running', { 
     } finally {
       await connection.close();
     }
+  });
+
+  it('a start that fails after it created the workload removes what it created', async () => {
+    const kc = loadKubeConfig(state.kube.kubeconfig);
+    const lines: string[] = [];
+    await assert.rejects(
+      startEmbeddedDrill({
+        stack: state,
+        stateDir,
+        kc,
+        clusterId: state.clusterId,
+        temporal: { address: state.temporal.address, namespace: 'default' },
+        taskQueue: 'embedded-failed-start',
+        namespace: 'default',
+        deployment: 'drill-failed-start',
+        drillId: 'failed-start',
+        replicas: 2,
+        log: (line) => lines.push(line),
+        // The gateway pods cannot serve that soon: the start fails after creating everything.
+        gatewayReadyTimeoutMs: 0,
+      }),
+      /the gateway pods of default\/drill-failed-start-gateway were not Ready within 0 s/,
+    );
+    assert.ok(lines.some((l) => l.includes('creating the gateway Deployment')), lines.join('\n'));
+    const left = [
+      ...(await kc.makeApiClient(AppsV1Api).listNamespacedDeployment({ namespace: 'default' })).items,
+      ...(await kc.makeApiClient(PolicyV1Api).listNamespacedPodDisruptionBudget({ namespace: 'default' })).items,
+      ...(await kc.makeApiClient(CoreV1Api).listNamespacedService({ namespace: 'default' })).items,
+    ]
+      .map((o) => o.metadata!.name!)
+      .filter((name) => name.startsWith('drill-failed-start'));
+    assert.deepEqual(left, [], 'the failed start left its workload behind');
   });
 
   it('--llama drills real llama.cpp replicas restored from a checkpoint it backed up and verified first', { skip: noLlama }, async () => {
