@@ -39,7 +39,11 @@ function scripted(polls: V1Pod[][]): { core: CoreV1Api; polled: () => number } {
   return { core, polled: () => n };
 }
 
-function watch(env: MockActivityEnvironment, core: CoreV1Api): Promise<RecoveryWatch> {
+function watch(
+  env: MockActivityEnvironment,
+  core: CoreV1Api,
+  over: Partial<Parameters<typeof watchRecovery>[0]> = {},
+): Promise<RecoveryWatch> {
   return env.run<[], RecoveryWatch, () => Promise<RecoveryWatch>>(() =>
     watchRecovery({
       core,
@@ -51,6 +55,7 @@ function watch(env: MockActivityEnvironment, core: CoreV1Api): Promise<RecoveryW
       withEviction: true,
       deadlineMs: Date.now() + 10_000,
       pollMs: 5,
+      ...over,
     }),
   );
 }
@@ -157,20 +162,7 @@ describe('watchRecovery', () => {
     const beats: Record<string, unknown>[] = [];
     env.on('heartbeat', (d: unknown) => beats.push(d as Record<string, unknown>));
     const injection = { victim: VICTIM, injectedAt: t0, before: [...BEFORE] };
-    await env.run(() =>
-      watchRecovery({
-        core,
-        namespace: 'ns',
-        selector: 'app=app',
-        replicas: 3,
-        victim: VICTIM,
-        before: BEFORE,
-        withEviction: false,
-        deadlineMs: Date.now() + 10_000,
-        pollMs: 5,
-        carry: injection,
-      }),
-    );
+    await watch(env, core, { withEviction: false, carry: injection });
     assert.ok(beats.length >= 2, `${beats.length} heartbeat(s)`);
     for (const beat of beats) {
       assert.deepEqual(

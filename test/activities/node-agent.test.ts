@@ -215,15 +215,23 @@ describe('GPU reset on a real node: the holders of the device', () => {
 
 describe('reboot: verified by the node boot ID, never twice', () => {
   /** An agent whose node reports `bootIds` in turn (the last one repeated) and counts its reboots. */
-  function rebooting(bootIds: string[], runnerCanReboot = true) {
+  /**
+   * The agent's reboot activity with a fake runner and boot ID: `bootIds` answered one read after
+   * another (the last one repeated), or a read of its own; `reboot` true (the runner reboots), false
+   * (it cannot), or what its reboot does. Counts the reboots the runner was asked for.
+   */
+  function rebooting(
+    bootIds: string[] | (() => Promise<string>),
+    reboot: boolean | (() => Promise<void>) = true,
+  ) {
     let reboots = 0;
     let reads = 0;
     const runner: CommandRunner = {
       run: () => Promise.reject(new Error('no tool runs for a reboot')),
-      ...(runnerCanReboot && {
+      ...(reboot !== false && {
         reboot: () => {
           reboots++;
-          return Promise.resolve();
+          return reboot === true ? Promise.resolve() : reboot();
         },
       }),
     };
@@ -231,11 +239,13 @@ describe('reboot: verified by the node boot ID, never twice', () => {
       clusterId: 'c1',
       node: 'n1',
       runner,
-      readBootId: () => Promise.resolve(bootIds[Math.min(reads++, bootIds.length - 1)]!),
+      readBootId: Array.isArray(bootIds)
+        ? () => Promise.resolve(bootIds[Math.min(reads++, bootIds.length - 1)]!)
+        : bootIds,
     });
-    const reboot = (input: { clusterId: string; node: string; bootIdBefore?: string }) =>
+    const run = (input: { clusterId: string; node: string; bootIdBefore?: string }) =>
       new MockActivityEnvironment().run((t: typeof input) => activities.agentRebootNode(t), input);
-    return { reboot, reboots: () => reboots };
+    return { reboot: run, reboots: () => reboots };
   }
 
   it('reads the boot ID, reboots and returns it', async () => {
@@ -262,21 +272,12 @@ describe('reboot: verified by the node boot ID, never twice', () => {
   });
 
   it('a node that reports no boot ID is not rebooted (BootIdUnknown, non-retryable)', async () => {
-    let reboots = 0;
-    const activities = createNodeAgentActivities({
-      clusterId: 'c1',
-      node: 'n1',
-      runner: {
-        run: () => Promise.reject(new Error('unused')),
-        reboot: () => Promise.resolve(void reboots++),
-      },
-      readBootId: () => Promise.reject(new BootIdUnavailable('n1', 'none')),
-    });
+    const agent = rebooting(() => Promise.reject(new BootIdUnavailable('n1', 'none')));
     await assert.rejects(
-      new MockActivityEnvironment().run(() => activities.agentRebootNode({ clusterId: 'c1', node: 'n1' })),
+      agent.reboot({ clusterId: 'c1', node: 'n1' }),
       (err: ApplicationFailure) => err.type === 'BootIdUnknown' && err.nonRetryable === true,
     );
-    assert.equal(reboots, 0);
+    assert.equal(agent.reboots(), 0);
   });
 
   it('an agent that cannot reboot refuses with RebootUnsupported', async () => {
@@ -288,29 +289,19 @@ describe('reboot: verified by the node boot ID, never twice', () => {
   });
 
   it('a reboot command that failed or timed out is RebootFailed, non-retryable: never run again blindly', async () => {
-    let reboots = 0;
-    const activities = createNodeAgentActivities({
-      clusterId: 'c1',
-      node: 'n1',
-      runner: {
-        run: () => Promise.reject(new Error('unused')),
-        reboot: () => {
-          reboots++;
-          return Promise.reject(
-            new FleetmedicError(FailureType.RebootFailed, 'reboot command systemctl reboot exited 1: no bus'),
-          );
-        },
-      },
-      readBootId: () => Promise.resolve('boot-1'),
-    });
+    const agent = rebooting(['boot-1'], () =>
+      Promise.reject(
+        new FleetmedicError(FailureType.RebootFailed, 'reboot command systemctl reboot exited 1: no bus'),
+      ),
+    );
     await assert.rejects(
-      new MockActivityEnvironment().run(() => activities.agentRebootNode({ clusterId: 'c1', node: 'n1' })),
+      agent.reboot({ clusterId: 'c1', node: 'n1' }),
       (err: ApplicationFailure) =>
         err.type === 'RebootFailed' &&
         err.nonRetryable === true &&
         /reboot of n1: reboot command systemctl reboot exited 1: no bus/.test(err.message),
     );
-    assert.equal(reboots, 1);
+    assert.equal(agent.reboots(), 1);
   });
 
   it('refuses a bootIdBefore that is not a boot ID (InvalidInput)', async () => {

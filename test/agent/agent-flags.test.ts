@@ -3,20 +3,9 @@ import { afterEach, describe, it } from 'node:test';
 import { Command, CommanderError } from 'commander';
 import { parseRebootCommand, registerAgentCommand } from '../../src/cli/commands/agent.js';
 import { addGlobalFlags } from '../../src/cli/context.js';
+import { KURED_REBOOT_COMMAND } from '../helpers/agent-node.js';
 
-const KURED = [
-  'nsenter',
-  '--target',
-  '1',
-  '--mount',
-  '--uts',
-  '--ipc',
-  '--net',
-  '--pid',
-  '--',
-  'systemctl',
-  'reboot',
-];
+const KURED = [...KURED_REBOOT_COMMAND];
 
 /** `fleetmedic agent <args>` through the real flags; only refusals are parsed (a valid line would start the agent). */
 async function refusal(args: string[]): Promise<string> {

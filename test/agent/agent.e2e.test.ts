@@ -6,16 +6,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { resolveExecutable } from '../../src/cli/commands/agent.js';
 import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
 import type { RemediationPolicy } from '../../src/domain/remediation-plan.js';
 import { healthyGpuState, MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
-import { simNodeManifest } from '../../src/stack/sim-nodes.js';
 import { rejectUpdate, releaseUpdate, statusQuery } from '../../src/contracts/remediation.js';
 import type { gpuRemediationWorkflow } from '../../src/workflows/remediation/workflow.js';
 import type { StandinState } from '../fixtures/standin/standin.js';
 import { clearRemediationHistory, clients, eventually, liftQuarantine } from '../helpers/k8s.js';
 import { FAST_POLICY, xidAlert } from '../helpers/remediation-inputs.js';
+import { createReadyNode, removeAgentNode, standinAgentEnv, STANDINS } from '../helpers/agent-node.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 import { startRemediationWorkers, waitForPhase, type RemediationWorkers } from '../helpers/workers.js';
@@ -23,7 +22,6 @@ import { startRemediationWorkers, waitForPhase, type RemediationWorkers } from '
 installQuietRuntime();
 
 const cli = fileURLToPath(new URL('../../bin/fleetmedic.js', import.meta.url));
-const standins = fileURLToPath(new URL('../fixtures/bin', import.meta.url));
 const policy: Partial<RemediationPolicy> = { ...FAST_POLICY, approvalReminderMs: 60_000 };
 const QUERY_TIMEOUT_S = 2;
 const SHUTDOWN_GRACE_S = 3;
@@ -129,45 +127,14 @@ describe('fleetmedic agent on a node, with stand-in dcgmi / nvidia-smi', () => {
       budgetConfig: { breakerThreshold: 1, minHealthyFraction: 0, maxConcurrentDrains: 1 },
     });
     client = workers.client;
-    const manifest = simNodeManifest(93, stack.state.clusterId);
-    manifest.metadata!.name = node;
-    manifest.metadata!.labels!['kubernetes.io/hostname'] = node;
-    await clients(stack.kc).core.createNode({ body: manifest });
-    await eventually('the node Ready', async () =>
-      (await clients(stack.kc).core.readNode({ name: node })).status?.conditions?.some(
-        (c) => c.type === 'Ready' && c.status === 'True',
-      )
-        ? true
-        : undefined,
-    );
+    await createReadyNode(stack, node, 93);
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fm-agent-'));
-    env = {
-      // Stand-ins first; then the supported Node the stand-ins' scripts run with.
-      PATH: [standins, path.dirname(process.execPath), process.env.PATH ?? ''].join(path.delimiter),
-      FLEETMEDIC_DCGMI: 'dcgmi',
-      FLEETMEDIC_NVIDIA_SMI: 'nvidia-smi',
-      FLEETMEDIC_STANDIN_NODE: process.execPath,
-      FLEETMEDIC_STANDIN_STATE: stateFile(),
-      FLEETMEDIC_STANDIN_LOG: callLog(),
-      FLEETMEDIC_STATE_DIR: stack.config.stateDir,
-      FLEETMEDIC_LOG_LEVEL: 'warn',
-      FLEETMEDIC_DCGM_HOST: '127.0.0.1',
-    };
-    // Never a real tool: on the agent's PATH the names resolve to the stand-ins.
-    for (const tool of ['dcgmi', 'nvidia-smi']) {
-      assert.equal(await resolveExecutable(tool, tool, env.PATH), path.join(standins, tool));
-    }
+    env = await standinAgentEnv(stack, { state: stateFile(), callLog: callLog() });
     await setState({});
   });
 
   after(async () => {
-    agent?.kill('SIGKILL');
-    await agent;
-    await workers?.stop();
-    await clients(stack.kc)
-      .core.deleteNode({ name: node })
-      .catch(() => {});
-    if (dir) await fs.rm(dir, { recursive: true, force: true });
+    await removeAgentNode({ stack, node, agent, workers, dir });
   });
 
   it('refuses to start for a node that does not exist, saying so', async () => {
@@ -200,7 +167,7 @@ describe('fleetmedic agent on a node, with stand-in dcgmi / nvidia-smi', () => {
     );
     assert.match(
       started,
-      new RegExp(`dcgmi ${path.join(standins, 'dcgmi')}: dcgmi version: 4.2.3; host engine 127.0.0.1`),
+      new RegExp(`dcgmi ${path.join(STANDINS, 'dcgmi')}: dcgmi version: 4.2.3; host engine 127.0.0.1`),
     );
   });
 

@@ -8,15 +8,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { resolveExecutable } from '../../src/cli/commands/agent.js';
 import { startOrJoinRemediation } from '../../src/client/remediation-client.js';
 import { approveUpdate, rejectUpdate, releaseUpdate, statusQuery } from '../../src/contracts/remediation.js';
 import type { RemediationPolicy } from '../../src/domain/remediation-plan.js';
 import { healthyGpuState, MemoryGpuStateStore, withFault } from '../../src/sim/gpu-state.js';
-import { simNodeManifest } from '../../src/stack/sim-nodes.js';
 import type { StandinState } from '../fixtures/standin/standin.js';
 import { clearRemediationHistory, clients, eventually, liftQuarantine } from '../helpers/k8s.js';
 import { FAST_POLICY, xidAlert } from '../helpers/remediation-inputs.js';
+import { createReadyNode, removeAgentNode, standinAgentEnv } from '../helpers/agent-node.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import { installQuietRuntime } from '../helpers/temporal.js';
 import { startRemediationWorkers, waitForPhase, type RemediationWorkers } from '../helpers/workers.js';
@@ -24,7 +23,6 @@ import { startRemediationWorkers, waitForPhase, type RemediationWorkers } from '
 installQuietRuntime();
 
 const cli = fileURLToPath(new URL('../../bin/fleetmedic.js', import.meta.url));
-const standins = fileURLToPath(new URL('../fixtures/bin', import.meta.url));
 const policy: Partial<RemediationPolicy> = { ...FAST_POLICY, approvalReminderMs: 60_000 };
 const strategicMerge = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
 
@@ -116,17 +114,7 @@ describe('fleetmedic agent reboots its node with its --reboot-command', () => {
       budgetConfig: { breakerThreshold: 1, minHealthyFraction: 0, maxConcurrentDrains: 1 },
     });
     client = workers.client;
-    const manifest = simNodeManifest(94, stack.state.clusterId);
-    manifest.metadata!.name = node;
-    manifest.metadata!.labels!['kubernetes.io/hostname'] = node;
-    await clients(stack.kc).core.createNode({ body: manifest });
-    await eventually('the node Ready', async () =>
-      (await clients(stack.kc).core.readNode({ name: node })).status?.conditions?.some(
-        (c) => c.type === 'Ready' && c.status === 'True',
-      )
-        ? true
-        : undefined,
-    );
+    await createReadyNode(stack, node, 94);
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fm-reboot-'));
     // The reboot command: records its argv and returns at once, as `systemctl reboot` does once the
     // reboot is queued. Named by absolute path: nothing here can reach a real reboot.
@@ -143,31 +131,12 @@ describe('fleetmedic agent reboots its node with its --reboot-command', () => {
       ].join('\n'),
       { mode: 0o755 },
     );
-    env = {
-      PATH: [standins, path.dirname(process.execPath), process.env.PATH ?? ''].join(path.delimiter),
-      FLEETMEDIC_DCGMI: 'dcgmi',
-      FLEETMEDIC_NVIDIA_SMI: 'nvidia-smi',
-      FLEETMEDIC_STANDIN_NODE: process.execPath,
-      FLEETMEDIC_STANDIN_STATE: stateFile(),
-      FLEETMEDIC_STANDIN_LOG: path.join(dir, 'calls.log'),
-      FLEETMEDIC_STATE_DIR: stack.config.stateDir,
-      FLEETMEDIC_LOG_LEVEL: 'warn',
-      FLEETMEDIC_DCGM_HOST: '127.0.0.1',
-    };
-    for (const tool of ['dcgmi', 'nvidia-smi']) {
-      assert.equal(await resolveExecutable(tool, tool, env.PATH), path.join(standins, tool));
-    }
+    env = await standinAgentEnv(stack, { state: stateFile(), callLog: path.join(dir, 'calls.log') });
     await setState({});
   });
 
   after(async () => {
-    agent?.kill('SIGKILL');
-    await agent;
-    await workers?.stop();
-    await clients(stack.kc)
-      .core.deleteNode({ name: node })
-      .catch(() => {});
-    if (dir) await fs.rm(dir, { recursive: true, force: true });
+    await removeAgentNode({ stack, node, agent, workers, dir });
   });
 
   it('refuses to start with a reboot command it cannot run, naming the flag and its variable', async () => {

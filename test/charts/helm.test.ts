@@ -33,6 +33,7 @@ import { loadConfig } from '../../src/config/config.js';
 import { parseGatewayConfig, type GatewayConfig } from '../../src/gateway/config.js';
 import { renderInferenceManifest } from '../../src/inference/manifest.js';
 import { startGateway } from '../../src/gateway/server.js';
+import { KURED_REBOOT_COMMAND } from '../helpers/agent-node.js';
 import { clients, tempNamespace } from '../helpers/k8s.js';
 import { useTestStack, type TestStack } from '../helpers/stack.js';
 import {
@@ -221,19 +222,7 @@ describe('Helm chart: rendered', () => {
     assert.ok(!off.containers[0]?.args?.includes('--reboot-command'), 'a reboot command while disabled');
     assert.notEqual(off.hostPID, true, 'hostPID without reboots or reset holders');
 
-    const kured = [
-      'nsenter',
-      '--target',
-      '1',
-      '--mount',
-      '--uts',
-      '--ipc',
-      '--net',
-      '--pid',
-      '--',
-      'systemctl',
-      'reboot',
-    ];
+    const kured = [...KURED_REBOOT_COMMAND];
     for (const gpuReset of [true, false]) {
       const on = agentPod(
         await renderChart({
