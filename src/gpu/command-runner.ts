@@ -79,16 +79,20 @@ export function execaRunner(options: ExecaRunnerOptions = {}): CommandRunner {
   if (!Number.isSafeInteger(maxBuffer) || maxBuffer <= 0) {
     throw new TypeError(`maxOutputBytes must be a positive integer, got ${String(maxBuffer)}`);
   }
-  async function execute(file: string, args: readonly string[], command: string, runOptions: RunOptions) {
-    const result = await execa(file, args, {
+  /** One process, never rejecting: stopped after `timeoutMs` (killed 5 s later), output bounded. */
+  function spawn(file: string, args: readonly string[], timeoutMs: number, signal?: AbortSignal) {
+    return execa(file, args, {
       reject: false,
       stdin: 'ignore',
-      timeout: runOptions.timeoutMs,
-      cancelSignal: runOptions.signal,
+      timeout: timeoutMs,
+      cancelSignal: signal,
       forceKillAfterDelay: options.forceKillAfterMs ?? 5_000,
       maxBuffer,
       stripFinalNewline: false,
     });
+  }
+  async function execute(file: string, args: readonly string[], command: string, runOptions: RunOptions) {
+    const result = await spawn(file, args, runOptions.timeoutMs, runOptions.signal);
     if (result.isCanceled)
       throw new FleetmedicError(ErrorCode.GpuToolCancelled, `${command} was cancelled`, {
         permanent: false,
@@ -138,13 +142,7 @@ export function execaRunner(options: ExecaRunnerOptions = {}): CommandRunner {
       async reboot() {
         const [file, ...args] = rebootCommand.argv;
         const command = rebootCommand.argv.join(' ');
-        const result = await execa(file!, args, {
-          reject: false,
-          stdin: 'ignore',
-          timeout: rebootCommand.timeoutMs,
-          forceKillAfterDelay: options.forceKillAfterMs ?? 5_000,
-          maxBuffer,
-        });
+        const result = await spawn(file!, args, rebootCommand.timeoutMs);
         if (result.exitCode === 0 && !result.timedOut) return;
         const printed = `${String(result.stderr ?? '')}${String(result.stdout ?? '')}`.trim().slice(0, 500);
         const what = result.timedOut
