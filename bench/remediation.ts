@@ -299,15 +299,23 @@ async function startStack(nodes: number, name: string): Promise<BenchStack> {
     FLEETMEDIC_STATE_DIR: stateDir,
     FLEETMEDIC_CLUSTER_ID: undefined,
   });
+  // Ctrl-C while the stack starts: `up` stops what it has started (no record names it yet).
+  const interrupt = new AbortController();
+  let starting: Promise<unknown> | undefined;
   const stop = async () => {
     cleanups.delete(stop);
+    interrupt.abort();
+    await starting?.catch(() => {});
     await down(config, { purge: true }).catch(() => {});
     await fs.rm(stateDir, { recursive: true, force: true });
   };
   cleanups.add(stop);
   for (let attempt = 1; ; attempt++) {
     try {
-      const result = await up(config, { nodes, ports: await pickStackPorts(), clusterName: name });
+      const ports = await pickStackPorts();
+      const startingUp = up(config, { nodes, ports, clusterName: name, signal: interrupt.signal });
+      starting = startingUp;
+      const result = await startingUp;
       return { state: result.state, config, kc: loadKubeConfig(result.state.kube.kubeconfig), stop };
     } catch (err) {
       const transient = err instanceof FleetmedicError && (err.code === 'PORT_IN_USE' || !err.permanent);

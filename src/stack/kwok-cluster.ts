@@ -194,31 +194,37 @@ export async function kwokctlDryRun(options: KwokClusterOptions): Promise<string
 export async function createKwokCluster(
   options: KwokClusterOptions,
   log: (line: string) => void,
+  signal?: AbortSignal,
 ): Promise<void> {
   const configFile = await writeConfig(options);
   log(`creating cluster ${options.name} (kube-apiserver on 127.0.0.1:${options.ports.apiserver})`);
-  await runWatchingComponents(options, createArgs(configFile), 'create');
+  await runWatchingComponents(options, createArgs(configFile), 'create', signal);
 }
 
 /** Starts the components of an existing (stopped) cluster, keeping its etcd data. */
 export async function startKwokCluster(
   options: KwokClusterOptions,
   log: (line: string) => void,
+  signal?: AbortSignal,
 ): Promise<void> {
   log(`starting existing cluster ${options.name}`);
-  await runWatchingComponents(options, ['start', 'cluster', '--wait', '60s'], 'start');
+  await runWatchingComponents(options, ['start', 'cluster', '--wait', '60s'], 'start', signal);
 }
 
 /**
  * Runs a kwokctl command that starts components, and watches them meanwhile: kwokctl itself waits
  * minutes for an API server whose etcd already died (say a port taken between our check and its
  * bind), so a component that exits ends the wait at once, with the end of its log in the error.
+ * `signal` ends it too (an interrupted `up`): the components started so far keep their pid files, for
+ * the caller to stop.
  */
 async function runWatchingComponents(
   options: KwokClusterOptions,
   args: string[],
   verb: string,
+  signal?: AbortSignal,
 ): Promise<void> {
+  signal?.throwIfAborted();
   const child = kwokctl(withKubectl(options), args);
   let died: KwokComponent | undefined;
   const watcher = setInterval(() => {
@@ -227,8 +233,11 @@ async function runWatchingComponents(
       if (died) child.kill('SIGKILL');
     });
   }, 500);
+  const interrupt = () => child.kill('SIGKILL');
+  signal?.addEventListener('abort', interrupt, { once: true });
   try {
     const result = await child;
+    if (signal?.aborted) throw new StackError(`kwokctl ${verb} cluster ${options.name}: interrupted`);
     if (died) {
       const logFile = path.join(kwokClusterDir(options), 'logs', `${died.component}.log`);
       const logTail = tail(await fs.readFile(logFile, 'utf8').catch(() => ''), 5);
@@ -246,6 +255,7 @@ async function runWatchingComponents(
     }
   } finally {
     clearInterval(watcher);
+    signal?.removeEventListener('abort', interrupt);
   }
 }
 

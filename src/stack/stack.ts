@@ -100,6 +100,11 @@ export interface UpOptions {
    */
   readonly runner?: boolean;
   readonly log?: (line: string) => void;
+  /**
+   * Ends the start early (Ctrl-C): whatever it had started is stopped, no record is left, and `up`
+   * rejects with a StackError saying it was interrupted.
+   */
+  readonly signal?: AbortSignal;
 }
 
 export type UpResult =
@@ -149,6 +154,9 @@ export async function up(config: Config, options: UpOptions): Promise<UpResult> 
       tools,
       stages: processRunnerStages(await readKwokDefaultStages(config.cacheDir)),
     };
+    const signal = options.signal;
+    const interrupted = () => (signal?.aborted ? 'interrupted' : undefined);
+    if (signal?.aborted) throw new StackError('fleetmedic up: interrupted before anything started');
     log(`starting Temporal dev server on 127.0.0.1:${ports.temporal} and cluster ${clusterName}`);
     const temporalPromise = startTemporalServer({
       binary: tools.temporal.path,
@@ -158,18 +166,20 @@ export async function up(config: Config, options: UpOptions): Promise<UpResult> 
       httpPort: ports.temporalHttp,
       metricsPort: ports.temporalMetrics,
       namespace: config.temporalNamespace,
+      ...(signal && { signal }),
     });
     // Keep a rejection from going unhandled while the cluster starts.
     temporalPromise.catch(() => {});
     try {
       if (await exists(kwokClusterDir(kwok))) {
-        await startKwokCluster(kwok, log).catch(async (err: unknown) => {
+        await startKwokCluster(kwok, log, signal).catch(async (err: unknown) => {
+          if (signal?.aborted) throw err;
           log(`restarting the existing cluster failed (${(err as Error).message}); recreating it`);
           await deleteKwokCluster(kwok);
-          await createKwokCluster(kwok, log);
+          await createKwokCluster(kwok, log, signal);
         });
       } else {
-        await createKwokCluster(kwok, log);
+        await createKwokCluster(kwok, log, signal);
       }
       const kubeconfig = kwokKubeconfigPath(kwok);
       const kc = loadKubeConfig(kubeconfig);
@@ -183,9 +193,11 @@ export async function up(config: Config, options: UpOptions): Promise<UpResult> 
         {
           timeoutMs: 60_000 + options.nodes * 40,
           intervalMs: options.nodes > 100 ? 1_000 : 250,
+          abortIf: () => Promise.resolve(interrupted()),
         },
       );
       const temporal = await temporalPromise;
+      if (signal?.aborted) throw new StackError('fleetmedic up: interrupted');
       const state: StackState = {
         version: 1,
         clusterName,

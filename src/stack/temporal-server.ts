@@ -21,6 +21,8 @@ export interface TemporalServerOptions {
   readonly httpPort: number;
   readonly metricsPort: number;
   readonly namespace?: string;
+  /** Stops waiting (and the server) when aborted: an interrupted `up`. */
+  readonly signal?: AbortSignal;
 }
 
 export interface TemporalServerInfo {
@@ -85,13 +87,23 @@ export async function startTemporalServer(options: TemporalServerOptions): Promi
   const logFile = path.join(options.dataDir, 'temporal.log');
   const proc = startDetached(options.binary, temporalServerArgs(options), { logFile });
   const address = `127.0.0.1:${options.port}`;
-  await waitFor(`Temporal dev server at ${address}`, () => temporalHealthy(address), {
-    timeoutMs: 60_000,
-    intervalMs: 250,
-    onTimeout: async () => `log ${logFile}:\n${await tailFile(logFile)}`,
-    abortIf: async () =>
-      (await isRunning(proc)) ? undefined : `the server exited; log ${logFile}:\n${await tailFile(logFile)}`,
-  });
+  try {
+    await waitFor(`Temporal dev server at ${address}`, () => temporalHealthy(address), {
+      timeoutMs: 60_000,
+      intervalMs: 250,
+      onTimeout: async () => `log ${logFile}:\n${await tailFile(logFile)}`,
+      abortIf: async () => {
+        if (options.signal?.aborted) return 'interrupted';
+        return (await isRunning(proc))
+          ? undefined
+          : `the server exited; log ${logFile}:\n${await tailFile(logFile)}`;
+      },
+    });
+  } catch (err) {
+    // Never left running unrecorded: a server that did not answer in time, or an interrupted start.
+    await stopProcess(proc, 15_000).catch(() => {});
+    throw err;
+  }
   return {
     process: proc,
     address,

@@ -7,15 +7,27 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config/config.js';
-import { PortInUseError } from '../../src/errors.js';
+import { PortInUseError, StackError } from '../../src/errors.js';
 import { kwokClusterProcesses, kwokctlDryRun } from '../../src/stack/kwok-cluster.js';
 import { isRunning } from '../../src/stack/processes.js';
 import { down, stackHealth, up } from '../../src/stack/stack.js';
 import { readStackState } from '../../src/stack/state.js';
 import { resolveToolchain } from '../../src/toolchain/toolchain.js';
+import { eventually } from '../helpers/k8s.js';
 import { freeStackPorts, useTestStack, type TestStack } from '../helpers/stack.js';
 
 const cli = fileURLToPath(new URL('../../bin/fleetmedic.js', import.meta.url));
+
+/** True when something accepts connections on 127.0.0.1:`port`. */
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port }, () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on('error', () => resolve(false));
+  });
+}
 
 async function tempStateDir(): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), 'fleetmedic-updown-'));
@@ -131,6 +143,39 @@ describe('fleetmedic up / down', () => {
         'gone',
         `${c.component} still runs`,
       );
+    }
+    assert.equal(await down(config), 'not-running');
+  });
+
+  it('stops what an interrupted up had started and leaves no record (Ctrl-C while the cluster starts)', async () => {
+    const { stateDir, config } = await ownStack();
+    const ports = await freeStackPorts();
+    const controller = new AbortController();
+    const starting = up(config, { nodes: 2, ports, clusterName: 'interrupted', signal: controller.signal });
+    starting.catch(() => {});
+    const ref = { name: 'interrupted', workdir: path.join(stateDir, 'kwok'), kwokctl: '' };
+    // Interrupted while kwokctl is creating the cluster: some components run, Temporal is starting.
+    const running = await eventually('a component of the cluster running', async () => {
+      const procs = (await kwokClusterProcesses(ref).catch(() => [])).filter((p) => p.running);
+      return procs.length > 0 ? procs : undefined;
+    });
+    controller.abort();
+    await assert.rejects(
+      starting,
+      (err: Error) => err instanceof StackError && /interrupted/.test(err.message),
+    );
+
+    assert.equal(await readStackState(stateDir), undefined);
+    for (const c of running) {
+      assert.equal(
+        await fs.readlink(`/proc/${c.pid}/cwd`).catch(() => 'gone'),
+        'gone',
+        `${c.component} still runs`,
+      );
+    }
+    // Nothing listens on the stack's ports (Temporal's included): the next up starts cleanly.
+    for (const [name, port] of Object.entries(ports) as Array<[string, number]>) {
+      assert.equal(await listening(port), false, `${name} port ${port} still taken`);
     }
     assert.equal(await down(config), 'not-running');
   });

@@ -59,13 +59,34 @@ export function registerStackCommands(program: Command): void {
         }
         if (opts.uiPort) ports.temporalUi = opts.uiPort;
         if (opts.apiserverPort) ports.apiserver = opts.apiserverPort;
-        const result = await up(config, {
-          nodes: opts.nodes,
-          ports,
-          clusterName: opts.clusterName,
-          runner: opts.runner,
-          log: stderr,
-        });
+        // Ctrl-C (or SIGTERM) during the start: stop what it started instead of leaving detached
+        // processes behind that no record names. `on`, not `once`: execa's exit hook (signal-exit)
+        // raises the signal again when it finds no other listener, which would end the process
+        // before the cleanup.
+        const controller = new AbortController();
+        const onSignal = () => {
+          stderr('interrupted: stopping what up has started');
+          controller.abort();
+        };
+        for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, onSignal);
+        let result;
+        try {
+          result = await up(config, {
+            nodes: opts.nodes,
+            ports,
+            clusterName: opts.clusterName,
+            runner: opts.runner,
+            log: stderr,
+            signal: controller.signal,
+          });
+        } catch (err) {
+          if (!controller.signal.aborted) throw err;
+          stderr('fleetmedic up interrupted: nothing it started is left running');
+          process.exitCode = 130;
+          return;
+        } finally {
+          for (const sig of ['SIGINT', 'SIGTERM'] as const) process.off(sig, onSignal);
+        }
         const s = result.state;
         const headline =
           result.outcome === 'already-running'
