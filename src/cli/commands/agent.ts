@@ -16,6 +16,7 @@ import { nodeTaskQueue } from '../../contracts/ids.js';
 import { configFrom, resolveTargets, targetKubeConfig } from '../context.js';
 import { clusterGuard } from '../../workers/cluster-guard.js';
 import { loadResetHolders } from '../../gpu/reset-holders.js';
+import { onStopSignal } from '../stop-signal.js';
 
 /**
  * The node name variable. Not `FLEETMEDIC_NODE`: the scripts read that one as the Node.js binary to
@@ -291,14 +292,13 @@ export function registerAgentCommand(program: Command): void {
         // next agent) instead of being killed without a word and waiting out its heartbeat timeout.
         shutdownGraceTime: flags.shutdownGrace * 1000,
       });
-      for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-        process.once(sig, () => {
-          process.stderr.write(
-            `node agent ${node}: ${sig}, stopping (running activities get ${flags.shutdownGrace} s, then are cancelled and retried)\n`,
-          );
-          if (worker.getState() === 'RUNNING') worker.shutdown();
-        });
-      }
+      // Also while dcgmi or nvidia-smi runs (see onStopSignal): a SIGTERM then is a graceful stop too.
+      onStopSignal((sig) => {
+        process.stderr.write(
+          `node agent ${node}: ${sig}, stopping (running activities get ${flags.shutdownGrace} s, then are cancelled and retried)\n`,
+        );
+        if (worker.getState() === 'RUNNING') worker.shutdown();
+      });
       process.stderr.write(
         `node agent for node ${node} of cluster ${targets.clusterId} on task queue ${taskQueue}\n` +
           `  nvidia-smi ${paths['nvidia-smi']}: ${versions['nvidia-smi']}\n` +

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { jsonlSink, parseProbeOptions, runProbe, type ProbeOptionsInput } from '../../drill/probe.js';
+import { onStopSignal } from '../stop-signal.js';
 
 /** Where the command writes its two lines; tests capture it. */
 export interface DrillProbeIo {
@@ -63,9 +64,7 @@ export function registerDrillProbeCommand(program: Command, io: DrillProbeIo = p
       const options = parseProbeOptions(probeInput(flags));
       const sink = jsonlSink(flags.out);
       const stop = new AbortController();
-      const onSignal = () => stop.abort();
-      process.once('SIGTERM', onSignal);
-      process.once('SIGINT', onSignal);
+      const dispose = onStopSignal(() => stop.abort());
       io.stderr(
         `drill-probe: ${options.rate} req/s (${Math.round(options.streamShare * 100)} % streamed) to ` +
           `${options.targetUrl}, at most ${options.maxInFlight} in flight, writing ${flags.out}` +
@@ -79,8 +78,7 @@ export function registerDrillProbeCommand(program: Command, io: DrillProbeIo = p
         );
       } finally {
         sink.close();
-        process.off('SIGTERM', onSignal);
-        process.off('SIGINT', onSignal);
+        dispose();
       }
     });
 }

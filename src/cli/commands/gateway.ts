@@ -7,6 +7,7 @@ import { startGateway } from '../../gateway/server.js';
 import { startStandin } from '../../gateway/standin.js';
 import { assertLoopbackAddress } from '../../k8s/loopback.js';
 import { configFrom } from '../context.js';
+import { untilStopSignal } from '../stop-signal.js';
 
 /** Where the gateway commands write; tests capture it. */
 export interface GatewayCommandIo {
@@ -264,9 +265,7 @@ export function registerGatewayCommands(program: Command, io: GatewayCommandIo =
           `${config.kube ? `, watching ${config.kube.namespace}/${config.kube.deployment}` : ''}` +
           `${config.fallbackUrl ? `, fallback ${config.fallbackUrl}` : ''}\n`,
       );
-      const signal = await new Promise<NodeJS.Signals>((resolve) => {
-        for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve(sig));
-      });
+      const signal = await untilStopSignal();
       const drainSeconds = opts.drainSeconds ?? 5;
       if (signal === 'SIGTERM' && drainSeconds > 0) {
         log.info({ maxSeconds: drainSeconds }, 'draining client connections');

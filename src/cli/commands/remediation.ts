@@ -30,6 +30,7 @@ import { readWebhookEndpoint } from '../../webhook/endpoint-record.js';
 import { ROUTES, type WebhookAnswer } from '../../webhook/server.js';
 import { configFrom, resolveTargets, targetKubeConfig } from '../context.js';
 import { CoreV1Api } from '@kubernetes/client-node';
+import { onStopSignal } from '../stop-signal.js';
 
 function nonNegativeInt(name: string) {
   return (value: string): number => {
@@ -47,7 +48,7 @@ async function client(program: Command) {
 
 function untilSignal(): AbortSignal {
   const controller = new AbortController();
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => controller.abort());
+  onStopSignal(() => controller.abort());
   return controller.signal;
 }
 

@@ -6,6 +6,7 @@ import { startReplica } from '../../runner/replica.js';
 import { assertSimulatedCluster } from '../../stack/sim-cluster.js';
 import { findInference } from '../../toolchain/inference.js';
 import { configFrom, resolveTargets, targetKubeConfig } from '../context.js';
+import { onStopSignal, untilStopSignal } from '../stop-signal.js';
 
 /**
  * `fleetmedic runner`: the process runner of the embedded stack. Pods on simulated nodes labelled
@@ -43,9 +44,7 @@ export function registerRunnerCommand(program: Command): void {
       });
       // Before the start: `up` returns once the runner holds its lock, early in start(), and a
       // SIGTERM from `down` that came before a handler would kill it with its lock left behind.
-      const stopping = new Promise<void>((resolve) => {
-        for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve());
-      });
+      const stopping = untilStopSignal();
       await runner.start();
       process.stderr.write(
         `process runner watching pods labelled fleetmedic.io/process (logs: ${logFile}` +
@@ -89,7 +88,7 @@ export function registerReplicaCommand(program: Command): void {
       }) => {
         const line = (text: string) => process.stdout.write(`[replica] ${text}\n`);
         const replica = await startReplica({ ...opts, log: line });
-        for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void replica.stop());
+        onStopSignal(() => void replica.stop());
         process.exitCode = await replica.exited;
       },
     );

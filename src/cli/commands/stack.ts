@@ -7,6 +7,7 @@ import { doctor } from '../../stack/doctor.js';
 import { MAX_SIM_NODES } from '../../stack/sim-nodes.js';
 import type { Config } from '../../config/config.js';
 import { configFrom } from '../context.js';
+import { onStopSignal } from '../stop-signal.js';
 
 function intIn(name: string, min: number, max: number) {
   return (value: string): number => {
@@ -60,15 +61,12 @@ export function registerStackCommands(program: Command): void {
         if (opts.uiPort) ports.temporalUi = opts.uiPort;
         if (opts.apiserverPort) ports.apiserver = opts.apiserverPort;
         // Ctrl-C (or SIGTERM) during the start: stop what it started instead of leaving detached
-        // processes behind that no record names. `on`, not `once`: execa's exit hook (signal-exit)
-        // raises the signal again when it finds no other listener, which would end the process
-        // before the cleanup.
+        // processes behind that no record names.
         const controller = new AbortController();
-        const onSignal = () => {
+        const dispose = onStopSignal(() => {
           stderr('interrupted: stopping what up has started');
           controller.abort();
-        };
-        for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, onSignal);
+        });
         let result;
         try {
           result = await up(config, {
@@ -85,7 +83,7 @@ export function registerStackCommands(program: Command): void {
           process.exitCode = 130;
           return;
         } finally {
-          for (const sig of ['SIGINT', 'SIGTERM'] as const) process.off(sig, onSignal);
+          dispose();
         }
         const s = result.state;
         const headline =

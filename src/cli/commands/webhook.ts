@@ -15,6 +15,7 @@ import { loadRulesFile, needsNode, planPayload, type NodeFacts, type RuleSet } f
 import { DEFAULT_DEDUPE_WINDOW_MS, startWebhookServer } from '../../webhook/server.js';
 import { TemporalRemediationStarter } from '../../webhook/starter.js';
 import { configFrom, resolveTargets, targetKubeConfig } from '../context.js';
+import { untilStopSignal } from '../stop-signal.js';
 
 /** Where the webhook commands write; tests capture it. */
 export interface WebhookCommandIo {
@@ -296,9 +297,7 @@ export function registerWebhookCommands(program: Command, io: WebhookCommandIo =
         clusterId,
         startedAt: new Date().toISOString(),
       });
-      await new Promise<void>((resolve) => {
-        for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve());
-      });
+      await untilStopSignal();
       await removeWebhookEndpoint(config.stateDir, process.pid);
       // close() lets requests in flight finish, so no acknowledged alert goes unanswered.
       await running.close();
