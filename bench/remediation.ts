@@ -62,6 +62,7 @@ import { startOrJoinRemediation } from '../src/client/remediation-client.js';
 import { DEFAULT_REMEDIATION_POLICY } from '../src/domain/remediation-plan.js';
 import { loadConfig, type Config } from '../src/config/config.js';
 import { FleetmedicError } from '../src/errors.js';
+import { onStopSignal } from '../src/cli/stop-signal.js';
 import { loadKubeConfig } from '../src/k8s/kubeconfig.js';
 import { mergePatch } from '../src/k8s/patch.js';
 import { liftQuarantinePatch } from '../src/sim/demo-nodes.js';
@@ -265,12 +266,12 @@ function cleanUpAndExit(code: number): void {
   exiting = true;
   void Promise.allSettled([...cleanups].map((c) => c())).then(() => process.exit(code));
 }
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    log(`\n${sig}: cleaning up`);
-    cleanUpAndExit(130);
-  });
-}
+// Listeners that stay (see onStopSignal): with `process.once`, a Ctrl-C while kwokctl ran killed the
+// process before its cleanup.
+onStopSignal((sig) => {
+  log(`\n${sig}: cleaning up`);
+  cleanUpAndExit(130);
+});
 // The stack's processes are detached: a crash must not leave them running.
 for (const event of ['uncaughtException', 'unhandledRejection'] as const) {
   process.on(event, (err: unknown) => {
@@ -318,7 +319,10 @@ async function startStack(nodes: number, name: string): Promise<BenchStack> {
       const result = await startingUp;
       return { state: result.state, config, kc: loadKubeConfig(result.state.kube.kubeconfig), stop };
     } catch (err) {
-      const transient = err instanceof FleetmedicError && (err.code === 'PORT_IN_USE' || !err.permanent);
+      const transient =
+        !interrupt.signal.aborted &&
+        err instanceof FleetmedicError &&
+        (err.code === 'PORT_IN_USE' || !err.permanent);
       await down(config, { purge: true }).catch(() => {});
       await fs.rm(path.join(stateDir, 'kwok'), { recursive: true, force: true });
       await fs.rm(path.join(stateDir, 'temporal'), { recursive: true, force: true });
@@ -1196,7 +1200,7 @@ async function latencyPart(
     );
     return { samples, censored, incomplete };
   } catch (err) {
-    log(`part 1 failed: ${err instanceof Error ? err.message : String(err)}`);
+    if (!exiting) log(`part 1 failed: ${err instanceof Error ? err.message : String(err)}`);
     throw err;
   } finally {
     watch?.stop();
@@ -1517,8 +1521,13 @@ Runtime.install({
     const m = entry.meta ?? {};
     let key = entry.message.replace(/^\[TMPRL\d+\] \S+ /, '').slice(0, 100);
     if (key === 'Activity failed') {
+      // An API server's refusal ("HTTP-Code: 500" on the first line) keeps its Status message too.
+      const status =
+        m.error instanceof Error ? /"message":"([^"]{1,120})/.exec(m.error.message)?.[1] : undefined;
       const err =
-        m.error instanceof Error ? `${m.error.name}: ${m.error.message.split('\n')[0]!.slice(0, 80)}` : '?';
+        m.error instanceof Error
+          ? `${m.error.name}: ${m.error.message.split('\n')[0]!.slice(0, 80)}${status ? ` (${status})` : ''}`
+          : '?';
       // One key per kind of failure, not per node.
       key = `Activity failed: ${JSON.stringify(m.activityType ?? '?')} ${err}`.replace(
         /gpu-node-\d+/g,
@@ -1565,6 +1574,8 @@ try {
       label: 'scale round',
     });
 } catch (err) {
+  // Interrupted: the cleanup (onStopSignal above) ends the process; the error is only its echo.
+  if (exiting) await new Promise(() => {});
   // Each part has stopped its stack (finally) before the error arrives here.
   console.error(
     `bench:remediation failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
