@@ -224,7 +224,7 @@ async function runWatchingComponents(
   verb: string,
   signal?: AbortSignal,
 ): Promise<void> {
-  signal?.throwIfAborted();
+  if (signal?.aborted) throw new StackError(`kwokctl ${verb} cluster ${options.name}: interrupted`);
   const child = kwokctl(withKubectl(options), args);
   let died: KwokComponent | undefined;
   const watcher = setInterval(() => {
