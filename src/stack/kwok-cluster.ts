@@ -103,19 +103,6 @@ export function kwokctlConfig(options: KwokClusterOptions): string {
     componentsPatches: [
       // kwokctl passes an empty --node-ip, which would override the configuration below.
       { name: 'kwok-controller', extraArgs: [{ key: 'node-ip', value: FALLBACK_NODE_IP, override: true }] },
-      {
-        name: 'kube-controller-manager',
-        extraArgs: [
-          // At the default 20 requests a second, the node lifecycle controller took about 3 minutes to
-          // take the not-ready taint off 1,500 new nodes (a GET and a PATCH each), keeping the API
-          // server busy all that time; at 200 it is done in seconds.
-          { key: 'kube-api-qps', value: '200' },
-          { key: 'kube-api-burst', value: '400' },
-          // The TTL controller writes a kubelet cache hint on every node, again each time the cluster
-          // grows past 100, 500 and 1,000 nodes: simulated nodes have no kubelet to read it.
-          { key: 'controllers', value: '*,-ttl-controller' },
-        ],
-      },
     ],
   };
   const kwok = {

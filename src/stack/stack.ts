@@ -185,14 +185,12 @@ export async function up(config: Config, options: UpOptions): Promise<UpResult> 
       const kc = loadKubeConfig(kubeconfig);
       await ensureSimulationMarker(kc, clusterId);
       await ensureSimNodes(kc, options.nodes, clusterId);
-      // Ready and untainted by the controller manager (see readySimNodes). Each check lists every
-      // node: a large simulation is checked less often, and given more time.
       await waitFor(
         `${options.nodes} simulated nodes Ready`,
         async () => (await readySimNodes(kc)).length >= options.nodes,
         {
-          timeoutMs: 60_000 + options.nodes * 40,
-          intervalMs: options.nodes > 100 ? 1_000 : 250,
+          timeoutMs: 60_000,
+          intervalMs: 250,
           abortIf: () => Promise.resolve(interrupted()),
         },
       );

@@ -81,10 +81,6 @@ describe('fleetmedic up / down', () => {
     for (const component of ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler']) {
       assert.match(plan, new RegExp(`${component} [^\\n]*--bind-address=127\\.0\\.0\\.1`), component);
     }
-    // The controller manager takes the not-ready taint off new nodes within seconds, and writes no
-    // kubelet TTL hint on every node (see kwokctlConfig).
-    assert.match(plan, /kube-controller-manager [^\n]*--kube-api-qps=200/);
-    assert.match(plan, /kube-controller-manager [^\n]*--controllers=\*,-ttl-controller/);
     assert.match(plan, /--listen-client-urls=http:\/\/127\.0\.0\.1:/);
     assert.match(plan, /--server-address=127\.0\.0\.1:/);
   });
