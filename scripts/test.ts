@@ -9,7 +9,8 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { startTestStack, TEST_STACK_ENV } from '../test/helpers/stack.js';
+import { startTestStack, TEST_STACK_ENV, type TestStack } from '../test/helpers/stack.js';
+import { stackHealth } from '../src/stack/stack.js';
 
 async function findTests(dir: string): Promise<string[]> {
   const entries = await fs.readdir(dir, { withFileTypes: true, recursive: true });
@@ -51,12 +52,14 @@ if (files.length === 0) {
 }
 process.stderr.write(`Node.js ${process.version}, ${files.length} test file(s)\n`);
 let stop: (() => Promise<void>) | undefined;
+let shared: TestStack | undefined;
 const env = { ...process.env };
 if (!env[TEST_STACK_ENV] && !withoutStack) {
   const started = Date.now();
   process.stderr.write('starting the embedded stack for the tests...\n');
   const test = await startTestStack();
   stop = test.stop;
+  shared = test.stack;
   env[TEST_STACK_ENV] = test.stack.config.stateDir;
   process.stderr.write(
     `stack ready in ${((Date.now() - started) / 1000).toFixed(1)} s (${test.stack.state.kube.apiserverUrl})\n`,
@@ -105,5 +108,25 @@ const code = await new Promise<number>((resolve) => {
     resolve(c ?? (signal ? 1 : 0));
   });
 });
+// When tests failed, say whether the shared stack itself broke (a component that exited fails every
+// later test on it), with the end of that component's log: the stack and its logs go with `stop`.
+if (code !== 0 && shared) await reportStack(shared);
 if (stop) await stop();
 process.exitCode = code;
+
+async function reportStack(stack: TestStack): Promise<void> {
+  const health = await stackHealth(stack.state).catch((err: unknown) => ({
+    healthy: false,
+    problems: [`its health could not be read: ${(err as Error).message}`],
+  }));
+  if (health.healthy) return;
+  process.stderr.write('\nthe shared test stack is not healthy at the end of the suite:\n');
+  for (const problem of health.problems) {
+    process.stderr.write(`  ${problem}\n`);
+    const log = /\(its log: (.+)\)$/.exec(problem)?.[1];
+    if (!log) continue;
+    const text = await fs.readFile(log, 'utf8').catch(() => '');
+    const last = text.trimEnd().split('\n').slice(-15);
+    process.stderr.write(last.map((l) => `    | ${l.slice(0, 400)}`).join('\n') + '\n');
+  }
+}

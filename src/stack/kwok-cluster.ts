@@ -103,6 +103,23 @@ export function kwokctlConfig(options: KwokClusterOptions): string {
     componentsPatches: [
       // kwokctl passes an empty --node-ip, which would override the configuration below.
       { name: 'kwok-controller', extraArgs: [{ key: 'node-ip', value: FALLBACK_NODE_IP, override: true }] },
+      {
+        name: 'kube-controller-manager',
+        extraArgs: [
+          // At the default 20 requests a second, the node lifecycle controller took about 3 minutes to
+          // take the not-ready taint off 1,500 new nodes (a GET and a PATCH each), keeping the API
+          // server busy all that time; at 200 it is done in seconds.
+          { key: 'kube-api-qps', value: '200' },
+          { key: 'kube-api-burst', value: '400' },
+          // The TTL controller writes a kubelet cache hint on every node, again each time the cluster
+          // grows past 100, 500 and 1,000 nodes: simulated nodes have no kubelet to read it.
+          { key: 'controllers', value: '*,-ttl-controller' },
+          // One instance, so nothing to elect: with election on, a controller manager that cannot renew
+          // its lease within 10 s (a saturated 2-core machine) exits, and the stack loses it for good.
+          { key: 'leader-elect', value: 'false' },
+        ],
+      },
+      { name: 'kube-scheduler', extraArgs: [{ key: 'leader-elect', value: 'false' }] },
     ],
   };
   const kwok = {
@@ -226,7 +243,7 @@ async function runWatchingComponents(
     const result = await child;
     if (signal?.aborted) throw new StackError(`kwokctl ${verb} cluster ${options.name}: interrupted`);
     if (died) {
-      const logFile = path.join(kwokClusterDir(options), 'logs', `${died.component}.log`);
+      const logFile = kwokComponentLog(options, died.component);
       const logTail = tail(await fs.readFile(logFile, 'utf8').catch(() => ''), 5);
       const inUse = /address already in use/.test(logTail);
       throw new StackError(
@@ -278,6 +295,11 @@ export async function kwokClusterProcesses(ref: KwokClusterRef): Promise<KwokCom
     procs.push({ component: file.replace(/\.pid$/, ''), pid, running: cwd === dir && !zombie });
   }
   return procs;
+}
+
+/** The log file kwokctl writes for one of the cluster's components. */
+export function kwokComponentLog(ref: KwokClusterRef, component: string): string {
+  return path.join(kwokClusterDir(ref), 'logs', `${component}.log`);
 }
 
 /** True when kwokctl recorded components for the cluster and every one of them is running. */

@@ -89,12 +89,29 @@ export async function ensureSimNodes(kc: KubeConfig, count: number, clusterId: s
   await Promise.all(pending);
 }
 
-/** Names of simulated nodes whose Ready condition is True. */
+/**
+ * The taint the API server puts on every new node (admission plugin TaintNodesByCondition) and
+ * kube-controller-manager's node lifecycle controller takes off once it has seen the node Ready: until
+ * then no pod is scheduled there.
+ */
+const NOT_READY_TAINT = 'node.kubernetes.io/not-ready';
+
+/**
+ * Names of simulated nodes that are Ready and can take pods: Ready condition True, and the not-ready
+ * taint already taken off by the controller manager. kube-controller-manager reaches a new node some
+ * time after kwok reports it Ready (for 1,500 new nodes at its default client limit of 20 requests a
+ * second, about 3 minutes, during which it keeps the API server busy): a stack whose nodes still carry
+ * the taint is not ready yet.
+ */
 export async function readySimNodes(kc: KubeConfig): Promise<string[]> {
   const core = kc.makeApiClient(CoreV1Api);
   const nodes = await core.listNode({ labelSelector: `${SIMULATED_LABEL}=true` });
   return nodes.items
-    .filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
+    .filter(
+      (n) =>
+        n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') &&
+        !(n.spec?.taints ?? []).some((t) => t.key === NOT_READY_TAINT),
+    )
     .map((n) => n.metadata?.name ?? '');
 }
 

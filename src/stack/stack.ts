@@ -7,7 +7,8 @@ import { resolveToolchain } from '../toolchain/toolchain.js';
 import {
   createKwokCluster,
   kwokClusterDir,
-  kwokClusterRunning,
+  kwokClusterProcesses,
+  kwokComponentLog,
   kwokKubeconfigPath,
   startKwokCluster,
   stopKwokCluster,
@@ -185,12 +186,14 @@ export async function up(config: Config, options: UpOptions): Promise<UpResult> 
       const kc = loadKubeConfig(kubeconfig);
       await ensureSimulationMarker(kc, clusterId);
       await ensureSimNodes(kc, options.nodes, clusterId);
+      // Ready and untainted by the controller manager (see readySimNodes). Each check lists every
+      // node: a large simulation is checked less often, and given more time.
       await waitFor(
         `${options.nodes} simulated nodes Ready`,
         async () => (await readySimNodes(kc)).length >= options.nodes,
         {
-          timeoutMs: 60_000,
-          intervalMs: 250,
+          timeoutMs: 60_000 + options.nodes * 40,
+          intervalMs: options.nodes > 100 ? 1_000 : 250,
           abortIf: () => Promise.resolve(interrupted()),
         },
       );
@@ -343,8 +346,16 @@ export async function stackHealth(
   } else if (!(await temporalHealthy(state.temporal.address).catch(() => false))) {
     problems.push(`Temporal at ${state.temporal.address} does not answer`);
   }
-  if (!(await kwokClusterRunning(kwokRefOf(state)))) {
-    problems.push(`cluster ${state.clusterName} has components that are not running`);
+  const components = await kwokClusterProcesses(kwokRefOf(state));
+  const stopped = components.filter((c) => !c.running);
+  if (components.length === 0) {
+    problems.push(`cluster ${state.clusterName} has no recorded components: start it with \`fleetmedic up\``);
+  } else if (stopped.length > 0) {
+    for (const c of stopped) {
+      problems.push(
+        `${c.component} of cluster ${state.clusterName} is not running (its log: ${kwokComponentLog(kwokRefOf(state), c.component)})`,
+      );
+    }
   } else {
     try {
       const kc = loadKubeConfig(state.kube.kubeconfig);

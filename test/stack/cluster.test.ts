@@ -30,6 +30,11 @@ describe('embedded cluster', () => {
       assert.equal(node.status?.capacity?.[GPU_RESOURCE], '8');
       assert.equal(node.status?.allocatable?.[GPU_RESOURCE], '8');
       assert.ok(node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
+      // Ready means pods can go there: the controller manager has taken the not-ready taint off.
+      assert.ok(
+        !node.spec?.taints?.some((t) => t.key === 'node.kubernetes.io/not-ready'),
+        `${node.metadata?.name} still carries the not-ready taint`,
+      );
       for (const address of node.status?.addresses?.filter((a) => a.type === 'InternalIP') ?? []) {
         assert.ok(isLoopbackAddress(address.address), `node address ${address.address} is not loopback`);
       }

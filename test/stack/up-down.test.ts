@@ -81,6 +81,14 @@ describe('fleetmedic up / down', () => {
     for (const component of ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler']) {
       assert.match(plan, new RegExp(`${component} [^\\n]*--bind-address=127\\.0\\.0\\.1`), component);
     }
+    // The controller manager takes the not-ready taint off new nodes within seconds, and writes no
+    // kubelet TTL hint on every node (see kwokctlConfig).
+    assert.match(plan, /kube-controller-manager [^\n]*--kube-api-qps=200/);
+    assert.match(plan, /kube-controller-manager [^\n]*--controllers=\*,-ttl-controller/);
+    // A single instance elects no leader (a lease it cannot renew in time would stop it for good).
+    for (const component of ['kube-controller-manager', 'kube-scheduler']) {
+      assert.match(plan, new RegExp(`${component} [^\\n]*--leader-elect=false`), component);
+    }
     assert.match(plan, /--listen-client-urls=http:\/\/127\.0\.0\.1:/);
     assert.match(plan, /--server-address=127\.0\.0\.1:/);
   });
@@ -123,7 +131,16 @@ describe('fleetmedic up / down', () => {
     assert.ok(apiserver?.running);
     process.kill(apiserver.pid, 'SIGKILL');
     await new Promise((resolve) => setTimeout(resolve, 500));
-    assert.equal((await stackHealth(first.state)).healthy, false);
+    const health = await stackHealth(first.state);
+    assert.equal(health.healthy, false);
+    // Each stopped component is named, with the log that says why.
+    assert.ok(
+      health.problems.some(
+        (p) =>
+          p.startsWith('kube-apiserver of cluster crash is not running') && p.includes('kube-apiserver.log'),
+      ),
+      health.problems.join('\n'),
+    );
 
     const second = await up(config, { nodes: 2 });
     assert.equal(second.outcome, 'started');
