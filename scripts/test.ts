@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { startTestStack, TEST_STACK_ENV, type TestStack } from '../test/helpers/stack.js';
+import { tailFile } from '../src/stack/processes.js';
 import { stackHealth } from '../src/stack/stack.js';
 
 async function findTests(dir: string): Promise<string[]> {
@@ -118,15 +119,13 @@ async function reportStack(stack: TestStack): Promise<void> {
   const health = await stackHealth(stack.state).catch((err: unknown) => ({
     healthy: false,
     problems: [`its health could not be read: ${(err as Error).message}`],
+    stoppedLogs: [],
   }));
   if (health.healthy) return;
   process.stderr.write('\nthe shared test stack is not healthy at the end of the suite:\n');
-  for (const problem of health.problems) {
-    process.stderr.write(`  ${problem}\n`);
-    const log = /\(its log: (.+)\)$/.exec(problem)?.[1];
-    if (!log) continue;
-    const text = await fs.readFile(log, 'utf8').catch(() => '');
-    const last = text.trimEnd().split('\n').slice(-15);
-    process.stderr.write(last.map((l) => `    | ${l.slice(0, 400)}`).join('\n') + '\n');
+  for (const problem of health.problems) process.stderr.write(`  ${problem}\n`);
+  for (const log of health.stoppedLogs) {
+    const last = (await tailFile(log)).split('\n');
+    process.stderr.write(`  ${log} ends:\n${last.map((l) => `    | ${l.slice(0, 400)}`).join('\n')}\n`);
   }
 }

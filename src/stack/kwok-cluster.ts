@@ -302,12 +302,6 @@ export function kwokComponentLog(ref: KwokClusterRef, component: string): string
   return path.join(kwokClusterDir(ref), 'logs', `${component}.log`);
 }
 
-/** True when kwokctl recorded components for the cluster and every one of them is running. */
-export async function kwokClusterRunning(ref: KwokClusterRef): Promise<boolean> {
-  const procs = await kwokClusterProcesses(ref);
-  return procs.length > 0 && procs.every((p) => p.running);
-}
-
 /**
  * Stops the cluster's components by the pids kwokctl recorded, after checking each is really the
  * cluster's process; SIGTERM first so etcd shuts down cleanly. The etcd data stays for the next start.

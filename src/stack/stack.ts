@@ -335,26 +335,31 @@ function kwokRefOf(state: StackState): KwokClusterRef {
   return { name: state.clusterName, workdir: state.kube.workdir, kwokctl: state.kube.kwokctl };
 }
 
-/** Whether each component of a recorded stack is up; `problems` says what is not. */
+/**
+ * Whether each component of a recorded stack is up; `problems` says what is not, and `stoppedLogs` are
+ * the log files of the cluster's components that stopped.
+ */
 export async function stackHealth(
   state: StackState,
-): Promise<{ healthy: boolean; problems: string[]; readyNodes: number }> {
+): Promise<{ healthy: boolean; problems: string[]; readyNodes: number; stoppedLogs: string[] }> {
   const problems: string[] = [];
+  const stoppedLogs: string[] = [];
   let readyNodes = 0;
   if (!(await isRunning(state.temporal.process))) {
     problems.push(`Temporal dev server (pid ${state.temporal.process.pid}) is not running`);
   } else if (!(await temporalHealthy(state.temporal.address).catch(() => false))) {
     problems.push(`Temporal at ${state.temporal.address} does not answer`);
   }
-  const components = await kwokClusterProcesses(kwokRefOf(state));
+  const ref = kwokRefOf(state);
+  const components = await kwokClusterProcesses(ref);
   const stopped = components.filter((c) => !c.running);
   if (components.length === 0) {
     problems.push(`cluster ${state.clusterName} has no recorded components: start it with \`fleetmedic up\``);
   } else if (stopped.length > 0) {
     for (const c of stopped) {
-      problems.push(
-        `${c.component} of cluster ${state.clusterName} is not running (its log: ${kwokComponentLog(kwokRefOf(state), c.component)})`,
-      );
+      const log = kwokComponentLog(ref, c.component);
+      stoppedLogs.push(log);
+      problems.push(`${c.component} of cluster ${state.clusterName} is not running (its log: ${log})`);
     }
   } else {
     try {
@@ -367,7 +372,7 @@ export async function stackHealth(
       );
     }
   }
-  return { healthy: problems.length === 0, problems, readyNodes };
+  return { healthy: problems.length === 0, problems, readyNodes, stoppedLogs };
 }
 
 /** The recorded stack of a state directory, checked to be a fleetmedic simulation on 127.0.0.1. */

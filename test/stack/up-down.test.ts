@@ -141,6 +141,10 @@ describe('fleetmedic up / down', () => {
       ),
       health.problems.join('\n'),
     );
+    assert.ok(
+      health.stoppedLogs.some((log) => log.endsWith('/kube-apiserver.log')),
+      health.stoppedLogs.join('\n'),
+    );
 
     const second = await up(config, { nodes: 2 });
     assert.equal(second.outcome, 'started');
